@@ -1,0 +1,167 @@
+//! Command-line arguments: only what the user typed, validated by clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// monofs: a versioned, chunked, deduplicated, encrypted filesystem.
+#[derive(Debug, Parser)]
+#[command(name = "monofs", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository in directory REPO.
+    Init(InitArgs),
+    /// Record a revision of the working tree, or of a directory with --from.
+    Commit(CommitArgs),
+    /// List revisions, newest first.
+    #[command(visible_alias = "rev")]
+    Log(LogArgs),
+    /// Create, move, list or delete tags.
+    Tag(TagArgs),
+    /// Show what changed between two revisions (or a revision and the working tree).
+    Diff(DiffArgs),
+    /// Move the working tree to a revision, or write a revision into a directory.
+    Checkout(CheckoutArgs),
+    /// Delete objects no revision, tag or working tree refers to.
+    Gc(RepoArg),
+    /// Verify every object; name each damaged one and the paths using it.
+    Fsck(FsckArgs),
+    /// Show logical and stored sizes, dedup and compression ratios.
+    Stats(StatsArgs),
+}
+
+/// The repository argument alone.
+#[derive(Debug, Args)]
+pub struct RepoArg {
+    /// Repository directory.
+    pub repo: PathBuf,
+}
+
+/// `monofs init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to create the repository in (created if missing; must be empty).
+    pub repo: PathBuf,
+    /// Encrypt everything with a key wrapped by a passphrase (MONOFS_PASSPHRASE or a prompt).
+    #[arg(long)]
+    pub encrypt: bool,
+}
+
+/// `monofs commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Snapshot this directory instead of the working tree.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// The revision message.
+    #[arg(short, long)]
+    pub message: String,
+    /// Author recorded in the revision (default: USER@hostname).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Print a JSON summary instead of the revision id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Every revision ever made, not only those reachable from HEAD.
+    #[arg(long)]
+    pub all: bool,
+    /// Show at most N revisions.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub max_count: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Tag to create (or move with --force).
+    #[arg(conflicts_with_all = ["list", "delete"])]
+    pub name: Option<String>,
+    /// Revision to tag (default HEAD).
+    #[arg(requires = "name")]
+    pub rev: Option<String>,
+    /// List tags (the default without NAME).
+    #[arg(short, long)]
+    pub list: bool,
+    /// Delete this tag (the revision stays).
+    #[arg(short, long, value_name = "NAME")]
+    pub delete: Option<String>,
+    /// Move an existing tag.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Old revision.
+    pub rev_a: String,
+    /// New revision (default: the working tree).
+    pub rev_b: Option<String>,
+    /// Per-file size changes and a summary line.
+    #[arg(long, conflicts_with = "json")]
+    pub stat: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs checkout`.
+#[derive(Debug, Args)]
+pub struct CheckoutArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Revision to check out.
+    pub rev: String,
+    /// Write the revision into this directory instead of moving the working tree.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Discard uncommitted changes, or write into a non-empty DIR.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `monofs fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

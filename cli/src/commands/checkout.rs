@@ -1,0 +1,30 @@
+use std::process::ExitCode;
+
+use crate::args::CheckoutArgs;
+use crate::style;
+
+pub fn run(a: CheckoutArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::open(&a.repo)?;
+    let rev = repo.resolve(&a.rev)?;
+    match &a.to {
+        Some(dir) => {
+            let root = repo.read_revision(&rev)?.root;
+            let bar = crate::progress::Bar::new("checkout");
+            let result = repo.restore(&root, dir, a.force, &bar);
+            bar.finish();
+            let summary = result?;
+            eprintln!(
+                "wrote {} files, {} into {}{}",
+                summary.files,
+                style::bytes(summary.bytes),
+                dir.display(),
+                if summary.skipped > 0 { format!(" ({} device nodes skipped: not root)", summary.skipped) } else { String::new() }
+            );
+        }
+        None => {
+            repo.checkout(&rev, a.force)?;
+            eprintln!("working tree is now at {}", rev.short(12));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+use std::process::ExitCode;
+
+use monofs::CommitOptions;
+use serde_json::json;
+
+use crate::args::CommitArgs;
+use crate::style;
+
+fn default_author() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
+}
+
+pub fn run(a: CommitArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::open(&a.repo)?;
+    let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
+    let started = std::time::Instant::now();
+    let summary = match &a.from {
+        Some(dir) => {
+            let bar = crate::progress::Bar::new("commit");
+            let result = repo.commit_dir(dir, &opts, &bar);
+            bar.finish();
+            result?
+        }
+        None => repo.commit_worktree(&opts)?,
+    };
+    if a.json {
+        style::print_json(&json!({
+            "revision": summary.revision.to_hex(),
+            "root": summary.root.to_hex(),
+            "size": summary.size,
+            "files": summary.files,
+            "reused_files": summary.reused_files,
+            "new_objects": summary.new_objects,
+            "new_bytes": summary.new_bytes,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else {
+        println!("{}", summary.revision);
+        if a.from.is_some() {
+            eprintln!(
+                "{} files ({} unchanged), {}; added {} in {} new objects, {:.2}s",
+                summary.files,
+                summary.reused_files,
+                style::bytes(summary.size),
+                style::bytes(summary.new_bytes),
+                summary.new_objects,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,44 @@
+use std::process::ExitCode;
+
+use monofs::diff::Status;
+
+use crate::args::DiffArgs;
+use crate::style;
+
+pub fn run(a: DiffArgs) -> anyhow::Result<ExitCode> {
+    let repo = super::open(&a.repo)?;
+    let old = repo.read_revision(&repo.resolve(&a.rev_a)?)?.root;
+    let new = match &a.rev_b {
+        Some(spec) => repo.read_revision(&repo.resolve(spec)?)?.root,
+        None => repo.worktree()?,
+    };
+    let changes = repo.diff_trees(&old, &new)?;
+    if a.json {
+        style::print_json(&changes)?;
+    } else if a.stat {
+        let (mut added, mut modified, mut deleted, mut grew, mut shrank) = (0, 0, 0, 0u64, 0u64);
+        for c in &changes {
+            let (o, n) = (c.old_size.unwrap_or(0), c.new_size.unwrap_or(0));
+            match c.status {
+                Status::Added => added += 1,
+                Status::Deleted => deleted += 1,
+                Status::Modified | Status::TypeChanged => modified += 1,
+            }
+            grew += n.saturating_sub(o);
+            shrank += o.saturating_sub(n);
+            if c.old_size.is_some() || c.new_size.is_some() {
+                println!(" {} | {} -> {}", c.path, style::bytes(o), style::bytes(n));
+            }
+        }
+        println!(
+            " {added} added, {modified} modified, {deleted} deleted; +{} -{}",
+            style::bytes(grew),
+            style::bytes(shrank)
+        );
+    } else {
+        for c in &changes {
+            println!("{} {}", c.status.letter(), c.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

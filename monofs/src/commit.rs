@@ -1,0 +1,92 @@
+//! Making revisions: from the working tree, and the bookkeeping shared with
+//! `commit --from DIR` (see [`crate::snapshot`]).
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{Kind, Revision, Timestamp};
+use crate::repo::{HEAD, Repository, WORKTREE};
+use crate::store::Transaction;
+
+/// What to record in a new revision.
+#[derive(Clone, Debug)]
+pub struct CommitOptions {
+    /// The message.
+    pub message: String,
+    /// `user@host` or similar.
+    pub author: String,
+    /// Commit time; now when `None`.
+    pub time: Option<Timestamp>,
+}
+
+/// What a commit produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// The new revision.
+    pub revision: ObjectId,
+    /// Its root directory.
+    pub root: ObjectId,
+    /// Logical bytes of the tree.
+    pub size: u64,
+    /// Regular files read or reused (hard links counted once); zero for a
+    /// working-tree commit, which reads no files.
+    pub files: u64,
+    /// Files taken from the stat cache without reading them.
+    pub reused_files: u64,
+    /// Objects the store did not have before.
+    pub new_objects: u64,
+    /// Stored bytes of those objects.
+    pub new_bytes: u64,
+}
+
+impl Repository {
+    /// Writes a revision of `root` with parent HEAD, moves HEAD and the
+    /// working tree to it, inside `tx`.
+    pub(crate) fn record_commit(
+        &self,
+        tx: &mut dyn Transaction,
+        root: ObjectId,
+        size: u64,
+        opts: &CommitOptions,
+    ) -> Result<ObjectId> {
+        let rev = Revision {
+            root,
+            parents: self.head()?.into_iter().collect(),
+            time: opts.time.unwrap_or_else(Timestamp::now),
+            author: opts.author.clone(),
+            message: opts.message.clone(),
+            size,
+        };
+        let id = self.put_object(tx, Kind::Revision, &rev.encode())?;
+        self.set_ref(tx, HEAD, &id)?;
+        self.set_ref(tx, WORKTREE, &root)?;
+        self.index_revision(tx, &id)?;
+        Ok(id)
+    }
+
+    /// Commits the working tree; refuses when it equals HEAD's tree.
+    pub fn commit_worktree(&self, opts: &CommitOptions) -> Result<CommitSummary> {
+        let root = self.worktree()?;
+        if !self.worktree_dirty()? {
+            return Err(Error::NothingToCommit);
+        }
+        let size = self.read_dir(&root)?.size;
+        let mut tx = self.begin()?;
+        let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
+        tx.commit()?;
+        Ok(CommitSummary { revision, root, size, files: 0, reused_files: 0, new_objects: 1, new_bytes: 0 })
+    }
+
+    /// Moves HEAD and the working tree to revision `rev`. Uncommitted
+    /// changes make it fail unless `force`, which discards them (they stay
+    /// in the store until `gc`).
+    pub fn checkout(&self, rev: &ObjectId, force: bool) -> Result<()> {
+        if !force && self.worktree_dirty()? {
+            return Err(Error::DirtyWorkingTree);
+        }
+        let target = self.read_revision(rev)?;
+        let mut tx = self.begin()?;
+        self.set_ref(tx.as_mut(), HEAD, rev)?;
+        self.set_ref(tx.as_mut(), WORKTREE, &target.root)?;
+        Ok(tx.commit()?)
+    }
+}

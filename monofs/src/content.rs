@@ -1,0 +1,174 @@
+//! File content: cutting bytes into chunks (FastCDC) and reading them back.
+
+use std::io::Read;
+
+use fastcdc::v2020::{FastCDC, Normalization};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{ChunkList, ChunkRef, Content, Kind, MAX_FANOUT};
+use crate::repo::{ChunkerParams, ObjectSink, Repository};
+
+/// Files up to this size are stored inside their directory entry.
+pub const INLINE_MAX: usize = 256;
+
+/// Bytes read from a file per round; chunks inside a round are sealed in
+/// parallel.
+const SEGMENT: usize = 8 << 20;
+
+/// How files are cut, for one repository.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunker {
+    params: ChunkerParams,
+    seed: u64,
+}
+
+impl Chunker {
+    /// The chunker of `repo` (seeded from the key when encrypted).
+    pub fn for_repo(repo: &Repository) -> Chunker {
+        Chunker { params: repo.config().chunker, seed: repo.codec().keys().map_or(0, |k| k.chunker_seed()) }
+    }
+
+    fn cut<'a>(&self, data: &'a [u8]) -> FastCDC<'a> {
+        FastCDC::with_level_and_seed(
+            data,
+            self.params.min as usize,
+            self.params.avg as usize,
+            self.params.max as usize,
+            Normalization::Level1,
+            self.seed,
+        )
+    }
+
+    /// Reads `reader` to its end and stores its bytes; returns the content
+    /// reference and the number of bytes read. `io_path` names errors.
+    pub fn store(
+        &self,
+        sink: &ObjectSink<'_>,
+        reader: &mut dyn Read,
+        io_path: &std::path::Path,
+        mut on_bytes: impl FnMut(u64),
+    ) -> Result<(Content, u64)> {
+        let mut buf = Vec::with_capacity(INLINE_MAX + 1);
+        let io = |e| Error::io(io_path, e);
+        reader.take(INLINE_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+        if buf.is_empty() {
+            return Ok((Content::Empty, 0));
+        }
+        if buf.len() <= INLINE_MAX {
+            let len = buf.len() as u64;
+            on_bytes(len);
+            return Ok((Content::Inline(buf), len));
+        }
+        let mut refs: Vec<ChunkRef> = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        while !eof {
+            let want = SEGMENT.saturating_sub(buf.len());
+            let got = reader.take(want as u64).read_to_end(&mut buf).map_err(io)?;
+            eof = got < want;
+            let mut cuts: Vec<(usize, usize)> = self.cut(&buf).map(|c| (c.offset, c.length)).collect();
+            // The last piece of a segment may end at the buffer edge rather
+            // than at a content boundary: carry it into the next round.
+            let carry_from = if eof { buf.len() } else { cuts.pop().map_or(0, |c| c.0) };
+            let ids: Vec<Result<ObjectId>> =
+                cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect();
+            for ((_, len), id) in cuts.iter().zip(ids) {
+                refs.push(ChunkRef { id: id?, size: *len as u64 });
+                total += *len as u64;
+                on_bytes(*len as u64);
+            }
+            buf.drain(..carry_from);
+        }
+        Ok((build_list(sink, refs)?, total))
+    }
+}
+
+/// Turns a file's chunk references into its content reference, adding list
+/// levels until the top node fits [`MAX_FANOUT`].
+fn build_list(sink: &ObjectSink<'_>, mut refs: Vec<ChunkRef>) -> Result<Content> {
+    if let [one] = refs.as_slice() {
+        return Ok(Content::Chunk(one.id));
+    }
+    let mut level = 0u8;
+    loop {
+        if refs.len() <= MAX_FANOUT {
+            let node = ChunkList { level, entries: refs };
+            return Ok(Content::List(sink.put(Kind::ChunkList, &node.encode())?));
+        }
+        let mut upper = Vec::with_capacity(refs.len() / MAX_FANOUT + 1);
+        for group in refs.chunks(MAX_FANOUT) {
+            let node = ChunkList { level, entries: group.to_vec() };
+            upper.push(ChunkRef { id: sink.put(Kind::ChunkList, &node.encode())?, size: node.size() });
+        }
+        refs = upper;
+        level += 1;
+    }
+}
+
+impl Repository {
+    /// Calls `out` with a file's bytes in order, one verified chunk at a time.
+    pub fn read_content(&self, content: &Content, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        match content {
+            Content::Empty => Ok(()),
+            Content::Inline(data) => out(data),
+            Content::Chunk(id) => out(&self.read(id, Kind::Chunk)?),
+            Content::List(id) => self.read_list(id, out),
+        }
+    }
+
+    fn read_list(&self, id: &ObjectId, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let list = self.read_chunk_list(id)?;
+        for entry in &list.entries {
+            if list.level == 0 {
+                let chunk = self.read(&entry.id, Kind::Chunk)?;
+                if chunk.len() as u64 != entry.size {
+                    return Err(Error::Malformed {
+                        id: *id,
+                        kind: Kind::ChunkList,
+                        source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: entry.size },
+                    });
+                }
+                out(&chunk)?;
+            } else {
+                self.read_list(&entry.id, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits every chunk and list node below the content of a file of
+    /// `size` bytes: `f(id, kind, bytes covered)`. Lists are read, chunks are
+    /// not; a list node for which `f` returns `false` is not descended into.
+    pub fn content_objects(
+        &self,
+        content: &Content,
+        size: u64,
+        f: &mut dyn FnMut(ObjectId, Kind, u64) -> bool,
+    ) -> Result<()> {
+        match content {
+            Content::Empty | Content::Inline(_) => Ok(()),
+            Content::Chunk(id) => {
+                f(*id, Kind::Chunk, size);
+                Ok(())
+            }
+            Content::List(id) => self.list_objects(id, size, f),
+        }
+    }
+
+    fn list_objects(&self, id: &ObjectId, size: u64, f: &mut dyn FnMut(ObjectId, Kind, u64) -> bool) -> Result<()> {
+        if !f(*id, Kind::ChunkList, size) {
+            return Ok(());
+        }
+        let list = self.read_chunk_list(id)?;
+        for e in &list.entries {
+            if list.level == 0 {
+                f(e.id, Kind::Chunk, e.size);
+            } else {
+                self.list_objects(&e.id, e.size, f)?;
+            }
+        }
+        Ok(())
+    }
+}

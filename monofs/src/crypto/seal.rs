@@ -1,0 +1,298 @@
+//! The stored frame of an object: optional zstd, optional XChaCha20-Poly1305,
+//! and verification on the way back (docs/FORMAT.md, "Stored frame").
+
+use std::cell::RefCell;
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+
+use super::Keys;
+use crate::id::ObjectId;
+use crate::object::Kind;
+
+const FRAME_PLAIN: u8 = 0;
+const FRAME_SEALED: u8 = 1;
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// Largest plaintext object accepted on read, so a corrupt or hostile frame
+/// cannot make the reader allocate without bound.
+pub const MAX_OBJECT_SIZE: u64 = 256 << 20;
+
+/// Why a stored object could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// Too short for its frame header.
+    #[error("truncated object")]
+    Truncated,
+    /// The frame byte is unknown, or says plain in an encrypted repository
+    /// (or the reverse).
+    #[error("unexpected frame type {0}")]
+    Frame(u8),
+    /// Authentication failed: tampered, truncated or from another repository.
+    #[error("authentication failed (tampered or foreign object)")]
+    Auth,
+    /// The codec byte is unknown or zstd failed.
+    #[error("cannot decompress: {0}")]
+    Decompress(String),
+    /// The kind byte is unknown.
+    #[error("unknown object kind {0}")]
+    Kind(u8),
+    /// The content does not hash to the id it is stored under.
+    #[error("content does not match its id")]
+    Mismatch,
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Computes ids and seals/opens objects for one repository.
+#[derive(Clone)]
+pub struct Codec {
+    keys: Option<Keys>,
+    cipher: Option<XChaCha20Poly1305>,
+    level: i32,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").field("encrypted", &self.keys.is_some()).finish()
+    }
+}
+
+impl Codec {
+    /// A codec for a plain (`None`) or encrypted repository.
+    pub fn new(keys: Option<Keys>, level: i32) -> Codec {
+        let cipher = keys.as_ref().map(|k| XChaCha20Poly1305::new(&Key::from(k.data)));
+        Codec { keys, cipher, level }
+    }
+
+    /// Whether objects are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The repository keys, if encrypted.
+    pub fn keys(&self) -> Option<&Keys> {
+        self.keys.as_ref()
+    }
+
+    /// The id of an object: BLAKE3 (keyed when encrypted) of kind byte and
+    /// plaintext.
+    pub fn id(&self, kind: Kind, plain: &[u8]) -> ObjectId {
+        let mut h = match &self.keys {
+            Some(k) => blake3::Hasher::new_keyed(&k.id),
+            None => blake3::Hasher::new(),
+        };
+        h.update(&[kind as u8]);
+        h.update(plain);
+        ObjectId(*h.finalize().as_bytes())
+    }
+
+    /// A keyed digest of arbitrary bytes, for index keys (such as paths in the
+    /// stat cache) that must not reveal what they index.
+    pub fn digest(&self, domain: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut h = match &self.keys {
+            Some(k) => blake3::Hasher::new_keyed(&k.id),
+            None => blake3::Hasher::new(),
+        };
+        h.update(domain);
+        h.update(data);
+        *h.finalize().as_bytes()
+    }
+
+    fn compress(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        if plain.len() < 64 {
+            return None;
+        }
+        COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_none() {
+                *c = zstd::bulk::Compressor::new(self.level).ok();
+            }
+            let out = c.as_mut()?.compress(plain).ok()?;
+            (out.len() < plain.len()).then_some(out)
+        })
+    }
+
+    /// Compresses (when it shrinks) and encrypts (when keyed) an object
+    /// whose id is `id`, producing its stored frame.
+    pub fn seal(&self, id: &ObjectId, kind: Kind, plain: &[u8]) -> Vec<u8> {
+        self.frame(id.as_bytes(), kind as u8, plain)
+    }
+
+    /// Opens a stored frame: authenticates, decompresses and checks that the
+    /// plaintext hashes to `id`. Never returns bytes that fail the check.
+    pub fn open(&self, id: &ObjectId, stored: &[u8]) -> Result<(Kind, Vec<u8>), SealError> {
+        let (kind, plain) = self.unframe(id.as_bytes(), stored)?;
+        let kind = Kind::from_u8(kind).ok_or(SealError::Kind(kind))?;
+        if self.id(kind, &plain) != *id {
+            return Err(SealError::Mismatch);
+        }
+        Ok((kind, plain))
+    }
+
+    /// Seals an index record (not an object) bound to `key`, such as a stat
+    /// cache entry; same frame, tag byte 0.
+    pub fn seal_record(&self, key: &[u8], plain: &[u8]) -> Vec<u8> {
+        self.frame(key, 0, plain)
+    }
+
+    /// Opens a record sealed by [`Codec::seal_record`] under the same key.
+    pub fn open_record(&self, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, SealError> {
+        match self.unframe(key, stored)? {
+            (0, plain) => Ok(plain),
+            (k, _) => Err(SealError::Kind(k)),
+        }
+    }
+
+    fn frame(&self, aad: &[u8], tag_byte: u8, plain: &[u8]) -> Vec<u8> {
+        let compressed = self.compress(plain);
+        let (codec, body) = match &compressed {
+            Some(c) => (CODEC_ZSTD, c.as_slice()),
+            None => (CODEC_RAW, plain),
+        };
+        match &self.cipher {
+            None => {
+                let mut out = Vec::with_capacity(3 + body.len());
+                out.extend_from_slice(&[FRAME_PLAIN, tag_byte, codec]);
+                out.extend_from_slice(body);
+                out
+            }
+            Some(cipher) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                // An RNG failure here would repeat nonces; there is no safe
+                // fallback, so stop.
+                getrandom::fill(&mut nonce).expect("the OS random number generator failed");
+                let mut out = Vec::with_capacity(1 + NONCE_LEN + 2 + body.len() + TAG_LEN);
+                out.push(FRAME_SEALED);
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(&[tag_byte, codec]);
+                out.extend_from_slice(body);
+                let start = 1 + NONCE_LEN;
+                let tag = cipher
+                    .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[start..]).into())
+                    .expect("XChaCha20-Poly1305 accepts any length below 256 GiB");
+                out.extend_from_slice(&tag);
+                out
+            }
+        }
+    }
+
+    fn unframe(&self, aad: &[u8], stored: &[u8]) -> Result<(u8, Vec<u8>), SealError> {
+        let (&frame, rest) = stored.split_first().ok_or(SealError::Truncated)?;
+        let decrypted;
+        let inner: &[u8] = match (frame, &self.cipher) {
+            (FRAME_PLAIN, None) => rest,
+            (FRAME_SEALED, Some(cipher)) => {
+                if rest.len() < NONCE_LEN + 2 + TAG_LEN {
+                    return Err(SealError::Truncated);
+                }
+                let (nonce, rest) = rest.split_at(NONCE_LEN);
+                let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+                let mut buf = ct.to_vec();
+                let nonce = XNonce::try_from(nonce).map_err(|_| SealError::Truncated)?;
+                let tag = Tag::try_from(tag).map_err(|_| SealError::Truncated)?;
+                cipher
+                    .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
+                    .map_err(|_| SealError::Auth)?;
+                decrypted = buf;
+                &decrypted
+            }
+            (f, _) => return Err(SealError::Frame(f)),
+        };
+        if inner.len() < 2 {
+            return Err(SealError::Truncated);
+        }
+        let body = &inner[2..];
+        let plain = match inner[1] {
+            CODEC_RAW => body.to_vec(),
+            CODEC_ZSTD => decompress(body)?,
+            c => return Err(SealError::Decompress(format!("unknown codec {c}"))),
+        };
+        Ok((inner[0], plain))
+    }
+}
+
+fn decompress(body: &[u8]) -> Result<Vec<u8>, SealError> {
+    let size = zstd::zstd_safe::get_frame_content_size(body)
+        .map_err(|_| SealError::Decompress("bad zstd frame".into()))?
+        .ok_or_else(|| SealError::Decompress("zstd frame without content size".into()))?;
+    if size > MAX_OBJECT_SIZE {
+        return Err(SealError::Decompress(format!("object of {size} bytes is too large")));
+    }
+    let out = zstd::bulk::decompress(body, size as usize).map_err(|e| SealError::Decompress(e.to_string()))?;
+    if out.len() as u64 != size {
+        return Err(SealError::Decompress("zstd frame shorter than declared".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codecs() -> Vec<Codec> {
+        vec![Codec::new(None, 3), Codec::new(Some(Keys::generate().expect("rng")), 3)]
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        for codec in codecs() {
+            for plain in [Vec::new(), b"short".to_vec(), vec![7u8; 100_000], (0..=255u8).cycle().take(5000).collect()] {
+                let id = codec.id(Kind::Chunk, &plain);
+                let stored = codec.seal(&id, Kind::Chunk, &plain);
+                let (kind, back) = codec.open(&id, &stored).expect("opens");
+                assert_eq!(kind, Kind::Chunk);
+                assert_eq!(back, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn compression_applies_when_it_helps() {
+        let codec = Codec::new(None, 3);
+        let plain = vec![0u8; 1 << 20];
+        let id = codec.id(Kind::Chunk, &plain);
+        assert!(codec.seal(&id, Kind::Chunk, &plain).len() < 1000);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_caught() {
+        for codec in codecs() {
+            let plain = b"some file content that is long enough to compress, compress, compress".repeat(3);
+            let id = codec.id(Kind::Chunk, &plain);
+            let stored = codec.seal(&id, Kind::Chunk, &plain);
+            for i in 0..stored.len() {
+                let mut bad = stored.clone();
+                bad[i] ^= 0x10;
+                assert!(codec.open(&id, &bad).is_err(), "flip at byte {i} went unnoticed");
+            }
+            for n in 0..stored.len() {
+                assert!(codec.open(&id, &stored[..n]).is_err(), "truncation to {n} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn keyed_ids_differ_and_hide_plain_ids() {
+        let plain = b"hello";
+        let a = Codec::new(None, 3).id(Kind::Chunk, plain);
+        let b = Codec::new(Some(Keys::generate().expect("rng")), 3).id(Kind::Chunk, plain);
+        assert_ne!(a, b);
+        assert_eq!(a, ObjectId(*blake3::hash(b"\x01hello").as_bytes()));
+    }
+
+    #[test]
+    fn sealed_frame_holds_no_plaintext() {
+        let codec = Codec::new(Some(Keys::generate().expect("rng")), 3);
+        let plain = b"SECRET-MARKER-42 SECRET-MARKER-42".to_vec();
+        let id = codec.id(Kind::Chunk, &plain);
+        let stored = codec.seal(&id, Kind::Chunk, &plain);
+        assert!(!stored.windows(16).any(|w| w == b"SECRET-MARKER-42"));
+    }
+}

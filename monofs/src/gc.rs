@@ -1,0 +1,82 @@
+//! Garbage collection: mark everything reachable from the roots, sweep the
+//! rest in one transaction, then compact the store file.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::Kind;
+use crate::repo::Repository;
+use crate::store::Table;
+use crate::walk::Visitor;
+
+/// What a collection removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcSummary {
+    /// Objects kept.
+    pub kept: u64,
+    /// Objects removed.
+    pub removed: u64,
+    /// Stored bytes of the removed objects.
+    pub removed_bytes: u64,
+    /// Store file size before.
+    pub size_before: u64,
+    /// Store file size after compaction.
+    pub size_after: u64,
+}
+
+struct Mark(HashSet<ObjectId>);
+
+impl Visitor for Mark {
+    fn object(&mut self, id: &ObjectId, _: Kind, _: u64, _: &str) {
+        self.0.insert(*id);
+    }
+
+    fn broken(&mut self, _: &ObjectId, _: Kind, _: &str, err: Error) -> Result<()> {
+        // Whatever an unreadable object refers to is unknown, so sweeping
+        // now could delete live data.
+        Err(err)
+    }
+}
+
+impl Repository {
+    /// Removes every object no revision, ref or working tree reaches.
+    pub fn gc(&mut self) -> Result<GcSummary> {
+        let size_before = self.store().size_on_disk()?;
+        let mut mark = Mark(HashSet::new());
+        self.walk_reachable(&mut mark)?;
+        let live = mark.0;
+        let mut dead: Vec<(ObjectId, u64)> = Vec::new();
+        let mut kept = 0u64;
+        self.store().scan(Table::Objects, b"", &mut |k, v| {
+            match ObjectId::from_slice(k) {
+                Some(id) if !live.contains(&id) => dead.push((id, v.len() as u64)),
+                _ => kept += 1,
+            }
+            true
+        })?;
+        let mut stale_cache = Vec::new();
+        self.store().scan(Table::StatCache, b"", &mut |k, v| {
+            if !crate::snapshot::record_refers_to(self.codec(), k, v, &live) {
+                stale_cache.push(k.to_vec());
+            }
+            true
+        })?;
+        let mut tx = self.begin()?;
+        for (id, _) in &dead {
+            tx.delete(Table::Objects, id.as_bytes())?;
+        }
+        for key in &stale_cache {
+            tx.delete(Table::StatCache, key)?;
+        }
+        tx.commit()?;
+        self.compact()?;
+        Ok(GcSummary {
+            kept,
+            removed: dead.len() as u64,
+            removed_bytes: dead.iter().map(|d| d.1).sum(),
+            size_before,
+            size_after: self.store().size_on_disk()?,
+        })
+    }
+}

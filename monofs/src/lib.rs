@@ -1,0 +1,34 @@
+//! monofs: a versioned, content-addressed, chunked, compressed and
+//! optionally encrypted filesystem store.
+//!
+//! Trees are Merkle DAGs of [`object`]s kept in a [`store::Store`] (an
+//! embedded redb file by default). A [`Repository`] adds keys, refs and the
+//! operations behind the `monofs` command: commit (from the working tree or a
+//! directory), log, tag, diff, checkout, restore, gc, fsck and stats. The
+//! byte-level format is specified in `docs/FORMAT.md`.
+
+pub mod content;
+pub mod crypto;
+pub mod diff;
+pub mod encoding;
+pub mod error;
+pub mod fsck;
+pub mod gc;
+pub mod id;
+pub mod object;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod stats;
+pub mod store;
+
+mod commit;
+mod history;
+mod snapshot;
+mod walk;
+
+pub use commit::{CommitOptions, CommitSummary};
+pub use error::{Error, Result};
+pub use id::ObjectId;
+pub use progress::{NoProgress, Progress};
+pub use repo::{InitOptions, Repository};

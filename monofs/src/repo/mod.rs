@@ -1,0 +1,215 @@
+//! A repository: a store, its codec and the refs that give objects meaning.
+
+mod config;
+mod lock;
+mod refs;
+mod revspec;
+mod sink;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{ChunkerParams, Config, FORMAT_VERSION};
+pub use lock::RepoLock;
+pub use refs::{HEAD, WORKTREE, tag_ref, validate_tag_name};
+pub use sink::ObjectSink;
+
+use crate::crypto::{Codec, KdfParams, KeyFile, Keys};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{ChunkList, Dir, Kind, Revision};
+use crate::store::{MemoryStore, RedbStore, Store, Table, Transaction};
+
+/// File name of the embedded store inside a repository directory.
+pub const STORE_FILE: &str = "monofs.redb";
+const META_CONFIG: &[u8] = b"config";
+const META_KEY: &[u8] = b"key";
+
+/// How a new repository is made.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// Encrypt with a master key wrapped under this passphrase.
+    pub passphrase: Option<Vec<u8>>,
+    /// Argon2id costs for wrapping the key.
+    pub kdf: KdfParams,
+}
+
+/// An open repository. Holds the repository lock until dropped.
+pub struct Repository {
+    path: PathBuf,
+    store: Box<dyn Store>,
+    codec: Codec,
+    config: Config,
+    _lock: Option<RepoLock>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("path", &self.path).field("config", &self.config).finish()
+    }
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool> {
+    let mut it = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+    Ok(it.next().is_none())
+}
+
+impl Repository {
+    /// Creates a repository in directory `path` (created if missing; an
+    /// existing one must be empty).
+    pub fn init(path: &Path, opts: InitOptions) -> Result<Repository> {
+        if path.join(STORE_FILE).exists() {
+            return Err(Error::AlreadyARepository(path.to_owned()));
+        }
+        if path.exists() {
+            if !is_empty_dir(path)? {
+                return Err(Error::NotEmpty(path.to_owned()));
+            }
+        } else {
+            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        }
+        let lock = RepoLock::acquire(path)?;
+        let store = RedbStore::create(&path.join(STORE_FILE))?;
+        Self::init_store(path.to_owned(), Box::new(store), opts, Some(lock))
+    }
+
+    /// A repository that lives in memory only (tests, `monofs tmp`).
+    pub fn in_memory(opts: InitOptions) -> Result<Repository> {
+        Self::init_store(PathBuf::from("<memory>"), Box::<MemoryStore>::default(), opts, None)
+    }
+
+    fn init_store(path: PathBuf, store: Box<dyn Store>, opts: InitOptions, lock: Option<RepoLock>) -> Result<Repository> {
+        let io = |e| Error::io(&path, e);
+        let config = Config::new(opts.passphrase.is_some()).map_err(io)?;
+        let (keys, keyfile) = match &opts.passphrase {
+            Some(pw) => {
+                let keys = Keys::generate().map_err(io)?;
+                let file = KeyFile::create(&keys, pw, opts.kdf).map_err(io)?;
+                (Some(keys), Some(file))
+            }
+            None => (None, None),
+        };
+        let codec = Codec::new(keys, config.zstd_level);
+        let repo = Repository { path, store, codec, config, _lock: lock };
+        let empty = Dir::default().encode();
+        let empty_id = repo.codec.id(Kind::Dir, &empty);
+        let mut tx = repo.store.begin()?;
+        tx.put(Table::Meta, META_CONFIG, &repo.config.encode())?;
+        if let Some(file) = keyfile {
+            tx.put(Table::Meta, META_KEY, &file.encode())?;
+        }
+        tx.put(Table::Objects, empty_id.as_bytes(), &repo.codec.seal(&empty_id, Kind::Dir, &empty))?;
+        tx.put(Table::Refs, WORKTREE.as_bytes(), empty_id.as_bytes())?;
+        tx.commit()?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in directory `path`, asking `passphrase` for
+    /// the passphrase only if it is encrypted.
+    pub fn open(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
+        if !path.exists() {
+            return Err(Error::NoSuchRepository(path.to_owned()));
+        }
+        let file = path.join(STORE_FILE);
+        if !file.is_file() {
+            return Err(Error::NotARepository(path.to_owned()));
+        }
+        let lock = RepoLock::acquire(path)?;
+        let store = RedbStore::open(&file)?;
+        let raw = store.get(Table::Meta, META_CONFIG)?.ok_or_else(|| Error::NotARepository(path.to_owned()))?;
+        let config = Config::decode(&raw).map_err(|(version, source)| match version {
+            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
+            _ => Error::BadMetadata { what: "repository config", source },
+        })?;
+        let keys = if config.encrypted {
+            let raw = store.get(Table::Meta, META_KEY)?.ok_or_else(|| Error::BadMetadata {
+                what: "key file",
+                source: crate::encoding::DecodeError::Truncated,
+            })?;
+            let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata { what: "key file", source })?;
+            let pw = passphrase().map_err(|e| Error::io(path, e))?;
+            Some(keyfile.unwrap(&pw).map_err(|_| Error::WrongPassphrase(path.to_owned()))?)
+        } else {
+            None
+        };
+        let codec = Codec::new(keys, config.zstd_level);
+        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Settings fixed at creation.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Id, seal and open functions for this repository.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Starts a raw write transaction.
+    pub fn begin(&self) -> Result<Box<dyn Transaction + '_>> {
+        Ok(self.store.begin()?)
+    }
+
+    /// Gives freed space back to the file system.
+    pub fn compact(&mut self) -> Result<()> {
+        Ok(self.store.compact()?)
+    }
+
+    /// Whether an object is stored.
+    pub fn has_object(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self.store.has(Table::Objects, id.as_bytes())?)
+    }
+
+    /// Reads, verifies and returns an object's plaintext, which must be of
+    /// `kind`.
+    pub fn read(&self, id: &ObjectId, kind: Kind) -> Result<Vec<u8>> {
+        let stored = self.store.get(Table::Objects, id.as_bytes())?.ok_or(Error::MissingObject(*id))?;
+        let (found, plain) = self.codec.open(id, &stored).map_err(|source| Error::Corrupt { id: *id, source })?;
+        if found != kind {
+            return Err(Error::Malformed {
+                id: *id,
+                kind,
+                source: crate::encoding::DecodeError::Invalid { what: "object kind", value: found as u64 },
+            });
+        }
+        Ok(plain)
+    }
+
+    /// Reads a directory object.
+    pub fn read_dir(&self, id: &ObjectId) -> Result<Dir> {
+        let plain = self.read(id, Kind::Dir)?;
+        Dir::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Dir, source })
+    }
+
+    /// Reads a revision object.
+    pub fn read_revision(&self, id: &ObjectId) -> Result<Revision> {
+        let plain = self.read(id, Kind::Revision)?;
+        Revision::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Revision, source })
+    }
+
+    /// Reads a chunk-list node.
+    pub fn read_chunk_list(&self, id: &ObjectId) -> Result<ChunkList> {
+        let plain = self.read(id, Kind::ChunkList)?;
+        ChunkList::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::ChunkList, source })
+    }
+
+    /// Writes one object in its own transaction (small writes such as a
+    /// single revision); bulk writers use [`Repository::write_objects`].
+    pub fn put_object(&self, tx: &mut dyn Transaction, kind: Kind, plain: &[u8]) -> Result<ObjectId> {
+        let id = self.codec.id(kind, plain);
+        if tx.get(Table::Objects, id.as_bytes())?.is_none() {
+            tx.put(Table::Objects, id.as_bytes(), &self.codec.seal(&id, kind, plain))?;
+        }
+        Ok(id)
+    }
+}

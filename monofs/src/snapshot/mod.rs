@@ -1,0 +1,135 @@
+//! `commit --from DIR`: snapshot a plain directory as a revision.
+//!
+//! Phase one walks the directory into memory (metadata only, in parallel)
+//! and resolves hard-link groups; phase two builds the tree bottom-up on all
+//! cores, reading only files the stat cache cannot vouch for, while the
+//! calling thread writes the sealed objects into one transaction. The
+//! revision, refs and stat records land in that same transaction, so a
+//! crash at any moment leaves the previous state intact.
+
+mod scan;
+mod statcache;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::content::Chunker;
+use crate::crypto::Codec;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{Dir, Entry, EntryKind, Kind, Meta, Timestamp};
+use crate::progress::Progress;
+use crate::repo::{ObjectSink, Repository};
+use crate::store::{Store, Table};
+use crate::{CommitOptions, CommitSummary};
+use scan::{ScanDir, ScanNode};
+pub(crate) use statcache::refers_to_live as record_refers_to;
+
+struct Ctx<'a> {
+    sink: &'a ObjectSink<'a>,
+    chunker: Chunker,
+    codec: &'a Codec,
+    store: &'a dyn Store,
+    progress: &'a dyn Progress,
+    started: Timestamp,
+    cache_updates: Mutex<Vec<([u8; 32], Vec<u8>)>>,
+    reused: AtomicU64,
+}
+
+impl Repository {
+    /// Snapshots directory `dir` as a new revision whose parent is HEAD; the
+    /// working tree then equals it.
+    pub fn commit_dir(&self, dir: &Path, opts: &CommitOptions, progress: &dyn Progress) -> Result<CommitSummary> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        let md = std::fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?;
+        if !md.is_dir() {
+            return Err(Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+        }
+        let started = Timestamp::now();
+        let mut tree = scan::scan_dir(&dir)?;
+        let totals = scan::resolve_hard_links(&mut tree);
+        progress.start(totals.files, totals.bytes);
+        let chunker = Chunker::for_repo(self);
+        let ((root, size, updates, reused), mut tx, stats) = self.write_objects(|sink| {
+            let ctx = Ctx {
+                sink,
+                chunker,
+                codec: self.codec(),
+                store: self.store(),
+                progress,
+                started,
+                cache_updates: Mutex::new(Vec::new()),
+                reused: AtomicU64::new(0),
+            };
+            let (root, size) = build_dir(&ctx, &tree)?;
+            let updates = ctx.cache_updates.into_inner().map_err(|_| Error::Aborted)?;
+            Ok((root, size, updates, ctx.reused.into_inner()))
+        })?;
+        for (key, record) in &updates {
+            tx.put(Table::StatCache, key, record)?;
+        }
+        let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
+        tx.commit()?;
+        Ok(CommitSummary {
+            revision,
+            root,
+            size,
+            files: totals.files,
+            reused_files: reused,
+            new_objects: stats.new_objects + 1,
+            new_bytes: stats.new_bytes,
+        })
+    }
+}
+
+fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
+    let built: Vec<(Entry, u64)> = dir
+        .entries
+        .par_iter()
+        .map(|(name, node)| build_entry(ctx, name, node))
+        .collect::<Result<_>>()?;
+    let size = built.iter().map(|(_, s)| s).sum();
+    let entries = built.into_iter().map(|(e, _)| e).collect();
+    let d = Dir { entries, size };
+    Ok((ctx.sink.put(Kind::Dir, &d.encode())?, size))
+}
+
+fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode) -> Result<(Entry, u64)> {
+    let entry = |kind, meta: &Meta| Entry { name: name.to_vec(), kind, meta: meta.clone() };
+    Ok(match node {
+        ScanNode::Dir(sub) => {
+            let (id, size) = build_dir(ctx, sub)?;
+            (entry(EntryKind::Dir { id }, &sub.meta), size)
+        }
+        ScanNode::File { meta, path, stat } => {
+            let key = statcache::key(ctx.codec, path);
+            let (content, size) = match statcache::lookup(ctx.store, ctx.codec, &key, stat) {
+                Some(content) => {
+                    ctx.reused.fetch_add(1, Ordering::Relaxed);
+                    ctx.progress.bytes(stat.size);
+                    (content, stat.size)
+                }
+                None => {
+                    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                    let (content, size) = ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?;
+                    if size == stat.size
+                        && let Some(rec) = statcache::record(ctx.codec, &key, stat, &content, ctx.started)
+                    {
+                        ctx.cache_updates.lock().map_err(|_| Error::Aborted)?.push((key, rec));
+                    }
+                    (content, size)
+                }
+            };
+            ctx.progress.file();
+            (entry(EntryKind::File { size, content }, meta), size)
+        }
+        ScanNode::Symlink { meta, target } => (entry(EntryKind::Symlink { target: target.clone() }, meta), 0),
+        ScanNode::Special { meta, kind } => (entry(kind.clone(), meta), 0),
+        ScanNode::HardLink { target } => {
+            (Entry { name: name.to_vec(), kind: EntryKind::HardLink { target: target.clone() }, meta: Meta::default() }, 0)
+        }
+    })
+}

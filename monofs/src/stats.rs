@@ -1,0 +1,94 @@
+//! Repository statistics: logical versus stored size, dedup and compression.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::Kind;
+use crate::repo::Repository;
+use crate::store::Table;
+use crate::walk::Visitor;
+
+/// Sizes of a repository.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Revisions ever made.
+    pub revisions: u64,
+    /// Objects stored.
+    pub objects: u64,
+    /// Sum of the logical sizes of all revisions (what restoring each would
+    /// write).
+    pub logical_bytes: u64,
+    /// Distinct chunk bytes before compression (after dedup).
+    pub unique_bytes: u64,
+    /// Bytes of all stored objects (compressed, sealed).
+    pub stored_bytes: u64,
+    /// Size of the store file.
+    pub file_bytes: u64,
+}
+
+impl Stats {
+    /// logical / unique: how much deduplication saves.
+    pub fn dedup_ratio(&self) -> f64 {
+        ratio(self.logical_bytes, self.unique_bytes)
+    }
+
+    /// unique / stored: how much compression saves.
+    pub fn compression_ratio(&self) -> f64 {
+        ratio(self.unique_bytes, self.stored_bytes)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+#[derive(Default)]
+struct Sizes {
+    revisions: Vec<ObjectId>,
+    chunks: HashMap<ObjectId, u64>,
+}
+
+impl Visitor for Sizes {
+    fn object(&mut self, id: &ObjectId, kind: Kind, size: u64, _: &str) {
+        match kind {
+            Kind::Chunk => {
+                self.chunks.insert(*id, size);
+            }
+            Kind::Revision => self.revisions.push(*id),
+            _ => {}
+        }
+    }
+
+    fn broken(&mut self, _: &ObjectId, _: Kind, _: &str, err: Error) -> Result<()> {
+        Err(err)
+    }
+}
+
+impl Repository {
+    /// Computes [`Stats`] by walking everything reachable.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut sizes = Sizes::default();
+        self.walk_reachable(&mut sizes)?;
+        let mut logical = 0;
+        for id in &sizes.revisions {
+            logical += self.read_revision(id)?.size;
+        }
+        let (mut objects, mut stored) = (0u64, 0u64);
+        self.store().scan(Table::Objects, b"", &mut |_, v| {
+            objects += 1;
+            stored += v.len() as u64;
+            true
+        })?;
+        Ok(Stats {
+            revisions: sizes.revisions.len() as u64,
+            objects,
+            logical_bytes: logical,
+            unique_bytes: sizes.chunks.values().sum(),
+            stored_bytes: stored,
+            file_bytes: self.store().size_on_disk()?,
+        })
+    }
+}

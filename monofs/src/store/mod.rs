@@ -1,0 +1,138 @@
+//! Storage backends: ordered byte-key tables with atomic transactions.
+//!
+//! A backend knows nothing of objects or encryption; the [`crate::Repository`]
+//! layer above gives the tables their meaning (docs/FORMAT.md, "Store").
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// The tables every backend holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// object id (32 bytes) -> stored frame.
+    Objects,
+    /// ref name (UTF-8) -> object id.
+    Refs,
+    /// revision id -> nothing; every revision ever made, so none is lost.
+    Revisions,
+    /// setting name -> value (config, key file).
+    Meta,
+    /// keyed digest of a source path -> sealed stat record.
+    StatCache,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 5] = [Table::Objects, Table::Refs, Table::Revisions, Table::Meta, Table::StatCache];
+
+    /// The table's name inside the backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Objects => "objects",
+            Table::Refs => "refs",
+            Table::Revisions => "revisions",
+            Table::Meta => "meta",
+            Table::StatCache => "statcache",
+        }
+    }
+}
+
+/// A backend failure, carrying the backend's own error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Short alias for backend results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An ordered key-value store with a fixed set of tables.
+pub trait Store: Send + Sync {
+    /// The value under `key`, as of the last committed transaction.
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Whether `key` exists.
+    fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
+        Ok(self.get(table, key)?.is_some())
+    }
+
+    /// Calls `f` with each (key, value) whose key starts with `prefix`, in
+    /// key order, until it returns `false`.
+    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()>;
+
+    /// Starts the one write transaction; changes become visible at once and
+    /// all together on [`Transaction::commit`], or not at all.
+    fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>>;
+
+    /// Bytes the store occupies on disk (or in memory).
+    fn size_on_disk(&self) -> StoreResult<u64>;
+
+    /// Gives freed space back to the file system, where the backend can.
+    fn compact(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Changes that land atomically.
+pub trait Transaction {
+    /// Reads through the transaction (sees its own writes).
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts or replaces.
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()>;
+    /// Removes; absent keys are fine.
+    fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()>;
+    /// Makes every change durable at once.
+    fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn Store) {
+        let mut tx = store.begin().expect("begin");
+        tx.put(Table::Refs, b"b", b"2").expect("put");
+        tx.put(Table::Refs, b"a1", b"1").expect("put");
+        tx.put(Table::Refs, b"a2", b"3").expect("put");
+        assert_eq!(tx.get(Table::Refs, b"b").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(store.get(Table::Refs, b"b").expect("get"), None, "uncommitted write visible");
+        tx.commit().expect("commit");
+        assert!(store.has(Table::Refs, b"b").expect("has"));
+        assert!(!store.has(Table::Objects, b"b").expect("has"), "tables are separate");
+        let mut seen = Vec::new();
+        store
+            .scan(Table::Refs, b"a", &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .expect("scan");
+        assert_eq!(seen, vec![(b"a1".to_vec(), b"1".to_vec()), (b"a2".to_vec(), b"3".to_vec())]);
+        let mut tx = store.begin().expect("begin");
+        tx.delete(Table::Refs, b"b").expect("delete");
+        tx.put(Table::Refs, b"c", b"4").expect("put");
+        drop(tx);
+        assert!(store.has(Table::Refs, b"b").expect("has"), "dropped transaction applied");
+        assert!(!store.has(Table::Refs, b"c").expect("has"));
+        let mut tx = store.begin().expect("begin");
+        tx.delete(Table::Refs, b"b").expect("delete");
+        tx.commit().expect("commit");
+        assert!(!store.has(Table::Refs, b"b").expect("has"));
+    }
+
+    #[test]
+    fn memory_store_semantics() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn redb_store_semantics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::create(&dir.path().join("s.redb")).expect("create");
+        exercise(&store);
+        drop(store);
+        let store = RedbStore::open(&dir.path().join("s.redb")).expect("reopen");
+        assert!(store.has(Table::Refs, b"a1").expect("has"), "data survives reopen");
+    }
+}

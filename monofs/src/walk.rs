@@ -1,0 +1,114 @@
+//! Visits every object reachable from the repository's roots: every
+//! revision ever made, every ref and the working tree. Shared by gc, fsck
+//! and stats.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{EntryKind, Kind};
+use crate::repo::{Repository, WORKTREE};
+use crate::store::Table;
+
+/// Receives what a walk finds.
+pub(crate) trait Visitor {
+    /// A revision, directory or list node that was read, or a chunk that was
+    /// referenced (chunks are not read; `size` is the bytes it covers).
+    fn object(&mut self, id: &ObjectId, kind: Kind, size: u64, path: &str);
+    /// An object that could not be read or decoded; returning an error
+    /// stops the walk.
+    fn broken(&mut self, id: &ObjectId, kind: Kind, path: &str, err: Error) -> Result<()>;
+}
+
+struct Walk<'a> {
+    repo: &'a Repository,
+    seen: HashSet<ObjectId>,
+    visitor: &'a mut dyn Visitor,
+}
+
+impl Repository {
+    /// Every revision (indexed or named by a ref) and the working tree.
+    pub(crate) fn walk_reachable(&self, visitor: &mut dyn Visitor) -> Result<()> {
+        let mut revisions = self.all_revisions()?;
+        let mut worktree = None;
+        self.store().scan(Table::Refs, b"", &mut |k, v| {
+            if let Some(id) = ObjectId::from_slice(v) {
+                if k == WORKTREE.as_bytes() {
+                    worktree = Some(id);
+                } else {
+                    revisions.push(id);
+                }
+            }
+            true
+        })?;
+        let mut walk = Walk { repo: self, seen: HashSet::new(), visitor };
+        for rev in revisions {
+            walk.revision(&rev)?;
+        }
+        if let Some(root) = worktree {
+            walk.dir(&root, "")?;
+        }
+        Ok(())
+    }
+}
+
+impl Walk<'_> {
+    fn revision(&mut self, id: &ObjectId) -> Result<()> {
+        if !self.seen.insert(*id) {
+            return Ok(());
+        }
+        let rev = match self.repo.read_revision(id) {
+            Ok(rev) => rev,
+            Err(e) => return self.visitor.broken(id, Kind::Revision, "", e),
+        };
+        self.visitor.object(id, Kind::Revision, 0, "");
+        for parent in &rev.parents {
+            self.revision(parent)?;
+        }
+        self.dir(&rev.root, "")
+    }
+
+    fn dir(&mut self, id: &ObjectId, path: &str) -> Result<()> {
+        if !self.seen.insert(*id) {
+            return Ok(());
+        }
+        let dir = match self.repo.read_dir(id) {
+            Ok(dir) => dir,
+            Err(e) => return self.visitor.broken(id, Kind::Dir, path, e),
+        };
+        self.visitor.object(id, Kind::Dir, 0, if path.is_empty() { "/" } else { path });
+        for e in &dir.entries {
+            let child = if path.is_empty() {
+                String::from_utf8_lossy(&e.name).into_owned()
+            } else {
+                format!("{path}/{}", String::from_utf8_lossy(&e.name))
+            };
+            match &e.kind {
+                EntryKind::Dir { id } => self.dir(id, &child)?,
+                EntryKind::File { size, content } => {
+                    let (seen, visitor) = (&mut self.seen, &mut *self.visitor);
+                    let walked = self.repo.content_objects(content, *size, &mut |id, kind, size| {
+                        if kind == Kind::Chunk {
+                            visitor.object(&id, kind, size, &child);
+                            return false;
+                        }
+                        if !seen.insert(id) {
+                            return false;
+                        }
+                        visitor.object(&id, kind, size, &child);
+                        true
+                    });
+                    if let Err(e) = walked {
+                        let id = match &e {
+                            Error::MissingObject(id) | Error::Corrupt { id, .. } | Error::Malformed { id, .. } => *id,
+                            _ => ObjectId::default(),
+                        };
+                        self.visitor.broken(&id, Kind::ChunkList, &child, e)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
