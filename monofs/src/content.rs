@@ -69,9 +69,17 @@ impl Chunker {
             let got = reader.take(want as u64).read_to_end(&mut buf).map_err(io)?;
             eof = got < want;
             let mut cuts: Vec<(usize, usize)> = self.cut(&buf).map(|c| (c.offset, c.length)).collect();
-            // The last piece of a segment may end at the buffer edge rather
-            // than at a content boundary: carry it into the next round.
-            let carry_from = if eof { buf.len() } else { cuts.pop().map_or(0, |c| c.0) };
+            // FastCDC cuts differently when less than `max` bytes remain, so
+            // a chunk starting that close to the buffer edge is carried into
+            // the next round: cut points then equal those of one pass over
+            // the whole file, whatever the buffer size.
+            let carry_from = if eof {
+                buf.len()
+            } else {
+                let keep = cuts.iter().take_while(|c| c.0 + self.params.max as usize <= buf.len()).count();
+                cuts.truncate(keep);
+                cuts.last().map_or(0, |c| c.0 + c.1)
+            };
             let ids: Vec<Result<ObjectId>> =
                 cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect();
             for ((_, len), id) in cuts.iter().zip(ids) {
@@ -108,14 +116,39 @@ fn build_list(sink: &ObjectSink<'_>, mut refs: Vec<ChunkRef>) -> Result<Content>
 }
 
 impl Repository {
-    /// Calls `out` with a file's bytes in order, one verified chunk at a time.
-    pub fn read_content(&self, content: &Content, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        match content {
-            Content::Empty => Ok(()),
-            Content::Inline(data) => out(data),
-            Content::Chunk(id) => out(&self.read(id, Kind::Chunk)?),
-            Content::List(id) => self.read_list(id, out),
+    /// Calls `out` with the bytes of a file of `size` bytes in order, one
+    /// verified chunk at a time; fails if the content does not add up to
+    /// `size`.
+    pub fn read_content(&self, content: &Content, size: u64, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut total = 0u64;
+        let mut counted = |bytes: &[u8]| {
+            total += bytes.len() as u64;
+            out(bytes)
+        };
+        let id = match content {
+            Content::Empty => None,
+            Content::Inline(data) => {
+                counted(data)?;
+                None
+            }
+            Content::Chunk(id) => {
+                counted(&self.read(id, Kind::Chunk)?)?;
+                Some((*id, Kind::Chunk))
+            }
+            Content::List(id) => {
+                self.read_list(id, &mut counted)?;
+                Some((*id, Kind::ChunkList))
+            }
+        };
+        if total != size {
+            let (id, kind) = id.unwrap_or((ObjectId::default(), Kind::Dir));
+            return Err(Error::Malformed {
+                id,
+                kind,
+                source: crate::encoding::DecodeError::Invalid { what: "file size", value: size },
+            });
         }
+        Ok(())
     }
 
     fn read_list(&self, id: &ObjectId, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {

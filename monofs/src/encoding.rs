@@ -25,8 +25,8 @@ pub enum DecodeError {
     /// Bytes were left after the last field.
     #[error("{0} trailing bytes")]
     Trailing(usize),
-    /// Entries of a directory were not strictly sorted by name.
-    #[error("directory entries out of order")]
+    /// Directory entries or xattrs were not strictly sorted by name.
+    #[error("entries out of order")]
     Unsorted,
     /// An entry name was empty, `.`, `..`, or held `/` or NUL.
     #[error("invalid entry name {0:?}")]

@@ -115,6 +115,14 @@ pub enum Error {
     /// A path in a tree (such as a hard-link target) points nowhere valid.
     #[error("invalid path in tree: {0}")]
     InvalidTreePath(String),
+    /// An object would exceed what readers accept.
+    #[error("a {} object of {size} bytes exceeds the {} byte limit", kind.name(), crate::crypto::MAX_OBJECT_SIZE)]
+    ObjectTooLarge {
+        /// Its kind.
+        kind: Kind,
+        /// Its plaintext size.
+        size: u64,
+    },
     /// Work stopped because a writer thread failed first.
     #[error("aborted")]
     Aborted,

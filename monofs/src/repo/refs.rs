@@ -18,11 +18,14 @@ pub fn tag_ref(name: &str) -> String {
 }
 
 /// Tag names are what git accepts, roughly: printable, no spaces, no `..`,
-/// not starting with `-` or `/`, and not a reserved word.
+/// not starting with `-` or `/`, not a reserved word, and not something
+/// that reads as a short revision id.
 pub fn validate_tag_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name.len() > 200
         || name == HEAD
+        || name == "@"
+        || (name.len() >= 4 && name.bytes().all(|b| b.is_ascii_hexdigit()))
         || name.starts_with('-')
         || name.starts_with('/')
         || name.ends_with('/')

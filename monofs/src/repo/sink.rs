@@ -30,6 +30,7 @@ pub struct ObjectSink<'a> {
 impl ObjectSink<'_> {
     /// Stores an object unless it already exists; returns its id.
     pub fn put(&self, kind: Kind, plain: &[u8]) -> Result<ObjectId> {
+        super::check_size(kind, plain)?;
         let id = self.codec.id(kind, plain);
         let fresh = self.seen.lock().map_err(|_| Error::Aborted)?.insert(id);
         if !fresh || self.store.has(Table::Objects, id.as_bytes())? {

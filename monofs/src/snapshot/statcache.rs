@@ -66,7 +66,12 @@ pub(crate) fn lookup(store: &dyn Store, codec: &Codec, key: &[u8; 32], stat: &Fi
         && cached.size == stat.size
         && cached.mtime == stat.mtime
         && cached.ctime == stat.ctime;
-    same.then_some(content)
+    let id = match &content {
+        Content::Chunk(id) | Content::List(id) => *id,
+        Content::Empty | Content::Inline(_) => return None,
+    };
+    // Plain records carry no checksum: never vouch for an absent object.
+    (same && store.has(Table::Objects, id.as_bytes()).unwrap_or(false)).then_some(content)
 }
 
 /// The sealed record for a freshly read file, or `None` when it should not

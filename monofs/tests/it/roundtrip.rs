@@ -1,0 +1,119 @@
+//! Commit then restore gives back the same tree; the same tree always gets
+//! the same root id.
+
+use std::path::Path;
+
+use monofs::repo::ChunkerParams;
+use monofs::{InitOptions, NoProgress, Repository};
+use monofs_fixtures::{Rng, assert_same_tree, make_tree, set_mtime, write};
+use proptest::prelude::*;
+
+use super::{commit, memory_repo, restore};
+
+#[test]
+fn fixture_tree_round_trips_plain_and_encrypted() {
+    let src = tempfile::tempdir().expect("tempdir");
+    make_tree(src.path());
+    for passphrase in [None, Some(b"pw".to_vec())] {
+        let repo = Repository::in_memory(InitOptions {
+            passphrase,
+            kdf: monofs::crypto::KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 },
+            ..Default::default()
+        })
+        .expect("repo");
+        let rev = commit(&repo, src.path(), "one");
+        let out = tempfile::tempdir().expect("tempdir");
+        restore(&repo, &rev, &out.path().join("t"));
+        assert_same_tree(src.path(), &out.path().join("t"));
+    }
+}
+
+#[test]
+fn deep_chunk_lists_round_trip() {
+    // Tiny chunks force a file across several list levels (fan-out 2048).
+    let repo = Repository::in_memory(InitOptions {
+        chunker: Some(ChunkerParams { min: 64, avg: 256, max: 1024 }),
+        ..Default::default()
+    })
+    .expect("repo");
+    let src = tempfile::tempdir().expect("tempdir");
+    let data = Rng::new(7).bytes(3 << 20);
+    write(&src.path().join("big"), &data);
+    let rev = commit(&repo, src.path(), "big");
+    let root = repo.read_dir(&repo.read_revision(&rev).expect("rev").root).expect("root");
+    let monofs::object::EntryKind::File { content: monofs::object::Content::List(list), size } = &root.entries[0].kind
+    else {
+        panic!("expected a chunk list");
+    };
+    assert_eq!(*size, data.len() as u64);
+    assert!(repo.read_chunk_list(list).expect("list").level >= 1, "expected a multi-level list");
+    let out = tempfile::tempdir().expect("tempdir");
+    restore(&repo, &rev, out.path());
+    assert_eq!(std::fs::read(out.path().join("big")).expect("read"), data);
+}
+
+#[test]
+fn unchanged_tree_gets_the_same_root_in_any_repository() {
+    let src = tempfile::tempdir().expect("tempdir");
+    make_tree(src.path());
+    let (a, b) = (memory_repo(), memory_repo());
+    let ra = a.read_revision(&commit(&a, src.path(), "x")).expect("rev").root;
+    let rb = b.read_revision(&commit(&b, src.path(), "y")).expect("rev").root;
+    assert_eq!(ra, rb);
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    File(Vec<u8>, u32),
+    Dir(Vec<(String, Node)>),
+    Link(String),
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![
+        (proptest::collection::vec(any::<u8>(), 0..2000), prop_oneof![Just(0o644u32), Just(0o600), Just(0o755)])
+            .prop_map(|(d, m)| Node::File(d, m)),
+        (0usize..4000, any::<u8>()).prop_map(|(n, b)| Node::File(vec![b; n * 50], 0o644)),
+        "[a-z./]{1,12}".prop_map(Node::Link),
+    ];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        proptest::collection::btree_map("[a-zA-Z0-9_ -]{1,8}", inner, 0..6)
+            .prop_map(|m| Node::Dir(m.into_iter().collect()))
+    })
+}
+
+fn materialise(path: &Path, node: &Node) {
+    match node {
+        Node::File(data, mode) => {
+            write(path, data);
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode)).expect("chmod");
+            set_mtime(path, 1_600_000_000 + data.len() as i64, 7);
+        }
+        Node::Link(target) => std::os::unix::fs::symlink(target, path).expect("symlink"),
+        Node::Dir(children) => {
+            std::fs::create_dir_all(path).expect("mkdir");
+            for (name, child) in children {
+                materialise(&path.join(name), child);
+            }
+            set_mtime(path, 1_500_000_000, 0);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_trees_round_trip(children in proptest::collection::btree_map("[a-z]{1,6}", node(), 0..8)) {
+        let src = tempfile::tempdir().expect("tempdir");
+        let tree = src.path().join("t");
+        materialise(&tree, &Node::Dir(children.into_iter().collect()));
+        let repo = memory_repo();
+        let rev = commit(&repo, &tree, "p");
+        let out = tempfile::tempdir().expect("tempdir");
+        restore(&repo, &rev, &out.path().join("t"));
+        assert_same_tree(&tree, &out.path().join("t"));
+        let again = repo.commit_dir(&tree, &super::opts("again"), &NoProgress).expect("commit");
+        prop_assert_eq!(again.root, repo.read_revision(&rev).expect("rev").root);
+    }
+}
