@@ -46,6 +46,7 @@ MOUT=$WORK/restore-monofs
 ROUT=$WORK/restore-restic
 LOGS=$WORK/logs
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- helpers
@@ -83,7 +84,15 @@ timed() {
 # cache. (Not `tar cf /dev/null`: GNU tar skips reading contents then.)
 warm() { tar -C "$1" -cf - . | wc -c >/dev/null; }
 
-size_of() { du -sb "$1" | awk '{print $1}'; }
+size_of() { du -sb "$1" | awk '{print $1}'; }                 # apparent bytes
+alloc_of() { du -s --block-size=1 "$1" | awk '{print $1}'; }   # allocated on disk
+# monofs stats' "stored:" line (compressed, sealed object bytes) in bytes.
+stored_of() {
+    "$MONOFS_BIN" stats "$1" 2>/dev/null | awk '/^stored:/ {
+        v = $2; u = $3; m = 1
+        if (u == "KiB") m = 1024; else if (u == "MiB") m = 1048576; else if (u == "GiB") m = 1073741824
+        printf "%.0f", v * m }'
+}
 
 # ratio A B -> A/B with 2 decimals, or "n/a"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -155,6 +164,7 @@ log "(a) initial backup of $SRC ($FILES files, $TREE_BYTES bytes)"
 warm "$SRC"; timed a-monofs "$MONOFS_BIN" commit "$MREPO" --from "$SRC" -m "initial"
 warm "$SRC"; timed a-restic restic -r "$RREPO" backup "$SRC"
 SIZE_A_M=$(size_of "$MREPO"); SIZE_A_R=$(size_of "$RREPO")
+ALLOC_A_M=$(alloc_of "$MREPO"); ALLOC_A_R=$(alloc_of "$RREPO"); STORED_A_M=$(stored_of "$MREPO")
 "$MONOFS_BIN" stats "$MREPO" >"$LOGS/stats-after-a.txt" 2>&1 || true
 
 # ---------------------------------------------------------------- (b) incremental
@@ -164,7 +174,9 @@ sleep 2
 warm "$SRC"; timed b-restic restic -r "$RREPO" backup "$SRC"
 warm "$SRC"; timed b-monofs "$MONOFS_BIN" commit "$MREPO" --from "$SRC" -m "1% changed"
 SIZE_B_M=$(size_of "$MREPO"); SIZE_B_R=$(size_of "$RREPO")
+ALLOC_B_M=$(alloc_of "$MREPO"); ALLOC_B_R=$(alloc_of "$RREPO"); STORED_B_M=$(stored_of "$MREPO")
 GROW_M=$((SIZE_B_M - SIZE_A_M)); GROW_R=$((SIZE_B_R - SIZE_A_R))
+GROW_STORED_M=$((STORED_B_M - STORED_A_M))
 "$MONOFS_BIN" stats "$MREPO" >"$LOGS/stats-after-b.txt" 2>&1 || true
 
 # ---------------------------------------------------------------- (c) unchanged
@@ -209,12 +221,38 @@ read -r LOG_M_MS LOG_M_SD <<<"$(hf "$LOGS/e-hyperfine-monofs.json" 1)"
 read -r DIFF_R_MS DIFF_R_SD <<<"$(hf "$LOGS/e-hyperfine-restic.json" 0)"
 ms() { awk -v m="$1" -v s="$2" 'BEGIN { if (m == "") print "FAILED"; else printf "%.1f ± %.1f ms", m, s }'; }
 
+# Supplementary: the same diff in an unencrypted monofs repository, to show
+# how much of (e) is key derivation rather than the diff itself.
+log "(e') same one-file diff in an unencrypted monofs repository"
+PREPO=$WORK/repo-monofs-plain
+rm -rf "$PREPO"
+env -u MONOFS_PASSPHRASE "$MONOFS_BIN" init "$PREPO" >"$LOGS/init-monofs-plain.out" 2>&1
+sleep 1
+env -u MONOFS_PASSPHRASE "$MONOFS_BIN" commit "$PREPO" --from "$SRC" -m base >"$LOGS/plain-commit-1.out" 2>&1 \
+    || FAILURES+=("e': unencrypted commit failed: $(tail -n 3 "$LOGS/plain-commit-1.out" | tr '\n' ' ')")
+printf 'monofs bench: second one-file change\n' >>"$SRC/$DIFF_FILE"
+sleep 2
+env -u MONOFS_PASSPHRASE "$MONOFS_BIN" commit "$PREPO" --from "$SRC" -m "one file" >"$LOGS/plain-commit-2.out" 2>&1 \
+    || FAILURES+=("e': unencrypted commit failed: $(tail -n 3 "$LOGS/plain-commit-2.out" | tr '\n' ' ')")
+env -u MONOFS_PASSPHRASE hyperfine -N --warmup 3 --runs "$DIFF_RUNS" --export-json "$LOGS/e-hyperfine-monofs-plain.json" \
+    -n "monofs diff HEAD~1 HEAD (unencrypted)" "$MONOFS_BIN diff $PREPO HEAD~1 HEAD" \
+    -n "monofs log (unencrypted)" "$MONOFS_BIN log $PREPO" \
+    >"$LOGS/e-hyperfine-monofs-plain.txt" 2>&1 || FAILURES+=("e': hyperfine unencrypted diff failed, see $LOGS/e-hyperfine-monofs-plain.txt")
+read -r DIFFP_M_MS DIFFP_M_SD <<<"$(hf "$LOGS/e-hyperfine-monofs-plain.json" 0)"
+read -r LOGP_M_MS LOGP_M_SD <<<"$(hf "$LOGS/e-hyperfine-monofs-plain.json" 1)"
+rm -rf "$PREPO"
+
 # ---------------------------------------------------------------- integrity (informational)
 log "fsck / check (informational)"
 timed f-fsck-monofs "$MONOFS_BIN" fsck "$MREPO"
 timed f-check-restic restic -r "$RREPO" check
 "$MONOFS_BIN" log "$MREPO" >"$LOGS/log-monofs.txt" 2>&1 || true
 SIZE_END_M=$(size_of "$MREPO"); SIZE_END_R=$(size_of "$RREPO")
+STORED_END_M=$(stored_of "$MREPO")
+log "gc / prune (informational: monofs gc compacts the store file)"
+timed g-gc-monofs "$MONOFS_BIN" gc "$MREPO"
+timed g-prune-restic restic -r "$RREPO" prune
+SIZE_GC_M=$(size_of "$MREPO"); SIZE_GC_R=$(size_of "$RREPO")
 
 # ---------------------------------------------------------------- report
 R_A=$(ratio "${WALL[a-restic]}" "${WALL[a-monofs]}")
@@ -227,7 +265,7 @@ S_G=$(ratio "$GROW_R" "$GROW_M")
 
 met_a=no; ok_rc a-monofs && [[ $(ge "$R_A" 1.5) == yes && $SIZE_A_M -lt $SIZE_A_R ]] && met_a=yes
 met_b=no; ok_rc b-monofs && [[ $(ge "$R_B" 1.5) == yes && $GROW_M -le $GROW_R ]] && met_b=yes
-met_c=no; ok_rc c-monofs && [[ $(ge 2 "${WALL[c-monofs]}") == yes && ${WALL[c-monofs]} != 2.00 ]] && met_c=yes
+met_c=no; ok_rc c-monofs && [[ $(awk -v w="${WALL[c-monofs]}" 'BEGIN { print (w + 0 < 2) ? "yes" : "no" }') == yes ]] && met_c=yes
 met_d=no; ok_rc d-monofs && [[ $(ge "$R_D" 1.0) == yes && $VERIFY_monofs == "content pass, mode/symlink listing pass"* ]] && met_d=yes
 met_e=no; [[ -n $DIFF_M_MS && $(ge 50 "$DIFF_M_MS") == yes && $DIFF_NAMES_FILE == yes ]] && met_e=yes
 
@@ -245,9 +283,13 @@ cpu() { awk -v u="${USR[$1]}" -v s="${SYS[$1]}" -v w="${WALL[$1]}" 'BEGIN { if (
     echo "| (a) peak RSS | $(rss a-monofs) | $(rss a-restic) | | | |"
     echo "| (a) CPU use (user+sys / wall) | $(cpu a-monofs) | $(cpu a-restic) | | | |"
     echo "| (a) repository size (du -sb) | $(mib "$SIZE_A_M") | $(mib "$SIZE_A_R") | ${S_A}x | smaller than restic | (with a) |"
+    echo "| (a) repository size, allocated blocks (du -s) | $(mib "$ALLOC_A_M") | $(mib "$ALLOC_A_R") | $(ratio "$ALLOC_A_R" "$ALLOC_A_M")x | | |"
+    echo "| (a) monofs stats \"stored\" (sealed objects, no store overhead) | $(mib "$STORED_A_M") | | | | |"
     echo "| (b) incremental backup (1% = $CHANGED files changed), wall | $(secs b-monofs) | $(secs b-restic) | ${R_B}x | >= 1.5x | $met_b |"
     echo "| (b) peak RSS | $(rss b-monofs) | $(rss b-restic) | | | |"
-    echo "| (b) repository growth | $(mib "$GROW_M") | $(mib "$GROW_R") | ${S_G}x | <= restic | (with b) |"
+    echo "| (b) repository growth (du -sb) | $(mib "$GROW_M") | $(mib "$GROW_R") | ${S_G}x | <= restic | (with b) |"
+    echo "| (b) growth, allocated blocks (du -s) | $(mib $((ALLOC_B_M - ALLOC_A_M))) | $(mib $((ALLOC_B_R - ALLOC_A_R))) | | | |"
+    echo "| (b) growth of monofs stats \"stored\" | $(mib "$GROW_STORED_M") | | | | |"
     echo "| (c) unchanged tree again, wall | $(secs c-monofs) | $(secs c-restic) | ${R_C}x | monofs < 2 s | $met_c |"
     echo "| (c) peak RSS | $(rss c-monofs) | $(rss c-restic) | | | |"
     echo "| (d) restore (checkout --to / restore latest), wall | $(secs d-monofs) | $(secs d-restic) | ${R_D}x | >= 1.0x | $met_d |"
@@ -255,20 +297,28 @@ cpu() { awk -v u="${USR[$1]}" -v s="${SYS[$1]}" -v w="${WALL[$1]}" 'BEGIN { if (
     echo "| (d) restore identical to source | $VERIFY_monofs | $VERIFY_restic | | content + listing pass | |"
     echo "| (e) diff of a one-file change (hyperfine mean) | $(ms "$DIFF_M_MS" "$DIFF_M_SD") | $(ms "$DIFF_R_MS" "$DIFF_R_SD") | ${R_E}x | monofs < 50 ms | $met_e |"
     echo "| (e) monofs log (open + key derivation baseline) | $(ms "$LOG_M_MS" "$LOG_M_SD") | | | | |"
+    echo "| (e') diff of a one-file change, unencrypted monofs repo | $(ms "$DIFFP_M_MS" "$DIFFP_M_SD") | | | (supplementary) | $(awk -v m="$DIFFP_M_MS" 'BEGIN { print (m != "" && m + 0 < 50) ? "yes" : "no" }') |"
+    echo "| (e') monofs log, unencrypted repo | $(ms "$LOGP_M_MS" "$LOGP_M_SD") | | | | |"
     echo "| (e) one-file commit / backup, wall | $(secs e-commit-monofs) | $(secs e-backup-restic) | $(ratio "${WALL[e-backup-restic]}" "${WALL[e-commit-monofs]}")x | | |"
     echo "| fsck / check, wall (informational) | $(secs f-fsck-monofs) | $(secs f-check-restic) | $(ratio "${WALL[f-check-restic]}" "${WALL[f-fsck-monofs]}")x | | |"
-    echo "| repository size at the end (5 revisions / snapshots) | $(mib "$SIZE_END_M") | $(mib "$SIZE_END_R") | $(ratio "$SIZE_END_R" "$SIZE_END_M")x | | |"
+    echo "| repository size at the end (4 revisions / snapshots) | $(mib "$SIZE_END_M") | $(mib "$SIZE_END_R") | $(ratio "$SIZE_END_R" "$SIZE_END_M")x | | |"
+    echo "| gc / prune, wall (informational) | $(secs g-gc-monofs) | $(secs g-prune-restic) | | | |"
+    echo "| repository size after gc / prune | $(mib "$SIZE_GC_M") | $(mib "$SIZE_GC_R") | $(ratio "$SIZE_GC_R" "$SIZE_GC_M")x | | |"
     echo
     echo "monofs diff HEAD~1 HEAD printed $DIFF_LINES line(s); names $DIFF_FILE: $DIFF_NAMES_FILE."
     echo
     echo "Raw (wall s / peak KB / user s / sys s / exit):"
     echo
     echo '```'
-    for l in a-monofs a-restic b-restic b-monofs c-monofs c-restic d-restic d-monofs e-commit-monofs e-backup-restic f-fsck-monofs f-check-restic; do
+    for l in a-monofs a-restic b-restic b-monofs c-monofs c-restic d-restic d-monofs e-commit-monofs e-backup-restic f-fsck-monofs f-check-restic g-gc-monofs g-prune-restic; do
         printf '%-16s %8s s %9s KB %8s u %8s s  rc=%s\n' "$l" "${WALL[$l]:-}" "${RSS[$l]:-}" "${USR[$l]:-}" "${SYS[$l]:-}" "${RC[$l]:-}"
     done
-    echo "sizes bytes: monofs a=$SIZE_A_M b=$SIZE_B_M end=$SIZE_END_M; restic a=$SIZE_A_R b=$SIZE_B_R end=$SIZE_END_R"
+    echo "sizes (du -sb) bytes: monofs a=$SIZE_A_M b=$SIZE_B_M end=$SIZE_END_M gc=$SIZE_GC_M; restic a=$SIZE_A_R b=$SIZE_B_R end=$SIZE_END_R prune=$SIZE_GC_R"
+    echo "allocated (du -s) bytes: monofs a=$ALLOC_A_M b=$ALLOC_B_M; restic a=$ALLOC_A_R b=$ALLOC_B_R"
+    echo "monofs stored bytes: a=$STORED_A_M b=$STORED_B_M end=$STORED_END_M"
     echo "diff ms: monofs $DIFF_M_MS ± $DIFF_M_SD; monofs log $LOG_M_MS ± $LOG_M_SD; restic diff $DIFF_R_MS ± $DIFF_R_SD"
+    echo "unencrypted diff ms: monofs $DIFFP_M_MS ± $DIFFP_M_SD; monofs log $LOGP_M_MS ± $LOGP_M_SD"
+    echo "load average: start $LOAD_START; end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo '```'
     if ((${#FAILURES[@]})); then
         echo

@@ -139,7 +139,7 @@ impl<'a> Reader<'a> {
 
     /// A varint used as a length or count, bounded by the bytes left so a
     /// corrupt count cannot trigger a huge allocation.
-    pub fn len(&mut self) -> Result<usize, DecodeError> {
+    pub fn count(&mut self) -> Result<usize, DecodeError> {
         let v = self.varint()?;
         match usize::try_from(v) {
             Ok(n) if n <= self.buf.len() => Ok(n),
@@ -155,7 +155,7 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed byte string.
     pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
-        let n = self.len()?;
+        let n = self.count()?;
         self.take(n)
     }
 
@@ -189,17 +189,23 @@ mod tests {
             w.bytes(&b);
             let bytes = w.into_bytes();
             let mut r = Reader::new(&bytes);
-            prop_assert_eq!(r.varint().unwrap(), v);
-            prop_assert_eq!(r.signed().unwrap(), s);
-            prop_assert_eq!(r.bytes().unwrap(), &b[..]);
-            r.finish().unwrap();
+            prop_assert_eq!(r.varint().expect("varint"), v);
+            prop_assert_eq!(r.signed().expect("signed"), s);
+            prop_assert_eq!(r.bytes().expect("bytes"), &b[..]);
+            r.finish().expect("all consumed");
         }
     }
 
     #[test]
     fn rejects_overlong_varint() {
-        assert_eq!(Reader::new(&[0x80, 0x00]).varint(), Err(DecodeError::BadVarint));
-        assert_eq!(Reader::new(&[0xff; 11]).varint(), Err(DecodeError::BadVarint));
+        assert_eq!(
+            Reader::new(&[0x80, 0x00]).varint(),
+            Err(DecodeError::BadVarint)
+        );
+        assert_eq!(
+            Reader::new(&[0xff; 11]).varint(),
+            Err(DecodeError::BadVarint)
+        );
         assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::Truncated));
     }
 

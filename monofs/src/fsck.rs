@@ -75,12 +75,17 @@ impl Repository {
             .par_iter()
             .filter_map(|(id, paths)| match self.read(id, Kind::Chunk) {
                 Ok(_) => None,
-                Err(e) => Some(Problem { id: **id, kind: Kind::Chunk, error: e.to_string(), paths: (*paths).clone() }),
+                Err(e) => Some(Problem {
+                    id: **id,
+                    kind: Kind::Chunk,
+                    error: e.to_string(),
+                    paths: (*paths).clone(),
+                }),
             })
             .collect();
         let checked = c.checked + chunks.len() as u64;
         let mut problems: Vec<Problem> = c.problems.into_values().chain(bad).collect();
-        problems.sort_by(|a, b| a.id.cmp(&b.id));
+        problems.sort_by_key(|p| p.id);
         Ok(FsckReport { checked, problems })
     }
 }

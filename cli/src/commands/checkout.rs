@@ -18,7 +18,11 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<ExitCode> {
                 summary.files,
                 style::bytes(summary.bytes),
                 dir.display(),
-                if summary.skipped > 0 { format!(" ({} device nodes skipped: not root)", summary.skipped) } else { String::new() }
+                if summary.skipped > 0 {
+                    format!(" ({} device nodes skipped: not root)", summary.skipped)
+                } else {
+                    String::new()
+                }
             );
         }
         None => {

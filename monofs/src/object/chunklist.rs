@@ -50,13 +50,19 @@ impl ChunkList {
         let mut r = Reader::new(bytes);
         check_version(&mut r)?;
         let level = r.u8()?;
-        let n = r.len()?;
+        let n = r.count()?;
         if n > MAX_FANOUT {
-            return Err(DecodeError::Invalid { what: "chunk list length", value: n as u64 });
+            return Err(DecodeError::Invalid {
+                what: "chunk list length",
+                value: n as u64,
+            });
         }
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
-            entries.push(ChunkRef { id: r.id()?, size: r.varint()? });
+            entries.push(ChunkRef {
+                id: r.id()?,
+                size: r.varint()?,
+            });
         }
         r.finish()?;
         Ok(ChunkList { level, entries })
@@ -72,8 +78,14 @@ mod tests {
         let list = ChunkList {
             level: 1,
             entries: vec![
-                ChunkRef { id: ObjectId([1; 32]), size: 10 },
-                ChunkRef { id: ObjectId([2; 32]), size: 1 << 40 },
+                ChunkRef {
+                    id: ObjectId([1; 32]),
+                    size: 10,
+                },
+                ChunkRef {
+                    id: ObjectId([2; 32]),
+                    size: 1 << 40,
+                },
             ],
         };
         assert_eq!(ChunkList::decode(&list.encode()).expect("decodes"), list);

@@ -46,7 +46,10 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository").field("path", &self.path).field("config", &self.config).finish()
+        f.debug_struct("Repository")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -85,17 +88,30 @@ impl Repository {
 
     /// A repository that lives in memory only (tests, `monofs tmp`).
     pub fn in_memory(opts: InitOptions) -> Result<Repository> {
-        Self::init_store(PathBuf::from("<memory>"), Box::<MemoryStore>::default(), opts, None)
+        Self::init_store(
+            PathBuf::from("<memory>"),
+            Box::<MemoryStore>::default(),
+            opts,
+            None,
+        )
     }
 
-    fn init_store(path: PathBuf, store: Box<dyn Store>, opts: InitOptions, lock: Option<RepoLock>) -> Result<Repository> {
+    fn init_store(
+        path: PathBuf,
+        store: Box<dyn Store>,
+        opts: InitOptions,
+        lock: Option<RepoLock>,
+    ) -> Result<Repository> {
         let io = |e| Error::io(&path, e);
         let mut config = Config::new(opts.passphrase.is_some()).map_err(io)?;
         if let Some(chunker) = opts.chunker {
             if !chunker.is_valid() {
                 return Err(Error::BadMetadata {
                     what: "chunker bounds",
-                    source: crate::encoding::DecodeError::Invalid { what: "average chunk size", value: u64::from(chunker.avg) },
+                    source: crate::encoding::DecodeError::Invalid {
+                        what: "average chunk size",
+                        value: u64::from(chunker.avg),
+                    },
                 });
             }
             config.chunker = chunker;
@@ -109,7 +125,13 @@ impl Repository {
             None => (None, None),
         };
         let codec = Codec::new(keys, config.zstd_level);
-        let repo = Repository { path, store, codec, config, _lock: lock };
+        let repo = Repository {
+            path,
+            store,
+            codec,
+            config,
+            _lock: lock,
+        };
         let empty = Dir::default().encode();
         let empty_id = repo.codec.id(Kind::Dir, &empty);
         let mut tx = repo.store.begin()?;
@@ -117,7 +139,11 @@ impl Repository {
         if let Some(file) = keyfile {
             tx.put(Table::Meta, META_KEY, &file.encode())?;
         }
-        tx.put(Table::Objects, empty_id.as_bytes(), &repo.codec.seal(&empty_id, Kind::Dir, &empty))?;
+        tx.put(
+            Table::Objects,
+            empty_id.as_bytes(),
+            &repo.codec.seal(&empty_id, Kind::Dir, &empty),
+        )?;
         tx.put(Table::Refs, WORKTREE.as_bytes(), empty_id.as_bytes())?;
         tx.commit()?;
         Ok(repo)
@@ -125,7 +151,10 @@ impl Repository {
 
     /// Opens the repository in directory `path`, asking `passphrase` for
     /// the passphrase only if it is encrypted.
-    pub fn open(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
+    pub fn open(
+        path: &Path,
+        passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>,
+    ) -> Result<Repository> {
         if !path.exists() {
             return Err(Error::NoSuchRepository(path.to_owned()));
         }
@@ -134,25 +163,72 @@ impl Repository {
             return Err(Error::NotARepository(path.to_owned()));
         }
         let lock = RepoLock::acquire(path)?;
+        // Unlock with a read-only handle first: a wrong passphrase then
+        // leaves the store file untouched, byte for byte. A store that needs
+        // crash recovery cannot be opened read-only; the writable open below
+        // repairs it and the key is checked there.
+        let (config, keys) = match RedbStore::open_read_only(&file) {
+            Ok(ro) => Self::unlock(path, &ro, passphrase)?,
+            Err(_) => (None, None),
+        };
         let store = RedbStore::open(&file)?;
-        let raw = store.get(Table::Meta, META_CONFIG)?.ok_or_else(|| Error::NotARepository(path.to_owned()))?;
+        let (config, keys) = match config {
+            Some(config) => (config, keys),
+            None => match Self::unlock(path, &store, passphrase)? {
+                (Some(config), keys) => (config, keys),
+                (None, _) => return Err(Error::NotARepository(path.to_owned())),
+            },
+        };
+        let codec = Codec::new(keys, config.zstd_level);
+        Ok(Repository {
+            path: path.to_owned(),
+            store: Box::new(store),
+            codec,
+            config,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Reads the config and, when encrypted, unwraps the keys.
+    fn unlock(
+        path: &Path,
+        store: &dyn Store,
+        passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>,
+    ) -> Result<(Option<Config>, Option<Keys>)> {
+        let Some(raw) = store.get(Table::Meta, META_CONFIG)? else {
+            return Ok((None, None));
+        };
         let config = Config::decode(&raw).map_err(|(version, source)| match version {
-            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
-            _ => Error::BadMetadata { what: "repository config", source },
+            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat {
+                path: path.to_owned(),
+                version: v,
+            },
+            _ => Error::BadMetadata {
+                what: "repository config",
+                source,
+            },
         })?;
         let keys = if config.encrypted {
-            let raw = store.get(Table::Meta, META_KEY)?.ok_or_else(|| Error::BadMetadata {
+            let raw = store
+                .get(Table::Meta, META_KEY)?
+                .ok_or_else(|| Error::BadMetadata {
+                    what: "key file",
+                    source: crate::encoding::DecodeError::Truncated,
+                })?;
+            let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata {
                 what: "key file",
-                source: crate::encoding::DecodeError::Truncated,
+                source,
             })?;
-            let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata { what: "key file", source })?;
             let pw = passphrase().map_err(|e| Error::io(path, e))?;
-            Some(keyfile.unwrap(&pw).map_err(|_| Error::WrongPassphrase(path.to_owned()))?)
+            Some(
+                keyfile
+                    .unwrap(&pw)
+                    .map_err(|_| Error::WrongPassphrase(path.to_owned()))?,
+            )
         } else {
             None
         };
-        let codec = Codec::new(keys, config.zstd_level);
-        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+        Ok((Some(config), keys))
     }
 
     /// The repository directory.
@@ -193,13 +269,22 @@ impl Repository {
     /// Reads, verifies and returns an object's plaintext, which must be of
     /// `kind`.
     pub fn read(&self, id: &ObjectId, kind: Kind) -> Result<Vec<u8>> {
-        let stored = self.store.get(Table::Objects, id.as_bytes())?.ok_or(Error::MissingObject(*id))?;
-        let (found, plain) = self.codec.open(id, &stored).map_err(|source| Error::Corrupt { id: *id, source })?;
+        let stored = self
+            .store
+            .get(Table::Objects, id.as_bytes())?
+            .ok_or(Error::MissingObject(*id))?;
+        let (found, plain) = self
+            .codec
+            .open(id, &stored)
+            .map_err(|source| Error::Corrupt { id: *id, source })?;
         if found != kind {
             return Err(Error::Malformed {
                 id: *id,
                 kind,
-                source: crate::encoding::DecodeError::Invalid { what: "object kind", value: found as u64 },
+                source: crate::encoding::DecodeError::Invalid {
+                    what: "object kind",
+                    value: found as u64,
+                },
             });
         }
         Ok(plain)
@@ -208,28 +293,49 @@ impl Repository {
     /// Reads a directory object.
     pub fn read_dir(&self, id: &ObjectId) -> Result<Dir> {
         let plain = self.read(id, Kind::Dir)?;
-        Dir::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Dir, source })
+        Dir::decode(&plain).map_err(|source| Error::Malformed {
+            id: *id,
+            kind: Kind::Dir,
+            source,
+        })
     }
 
     /// Reads a revision object.
     pub fn read_revision(&self, id: &ObjectId) -> Result<Revision> {
         let plain = self.read(id, Kind::Revision)?;
-        Revision::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Revision, source })
+        Revision::decode(&plain).map_err(|source| Error::Malformed {
+            id: *id,
+            kind: Kind::Revision,
+            source,
+        })
     }
 
     /// Reads a chunk-list node.
     pub fn read_chunk_list(&self, id: &ObjectId) -> Result<ChunkList> {
         let plain = self.read(id, Kind::ChunkList)?;
-        ChunkList::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::ChunkList, source })
+        ChunkList::decode(&plain).map_err(|source| Error::Malformed {
+            id: *id,
+            kind: Kind::ChunkList,
+            source,
+        })
     }
 
     /// Writes one object in its own transaction (small writes such as a
     /// single revision); bulk writers use [`Repository::write_objects`].
-    pub fn put_object(&self, tx: &mut dyn Transaction, kind: Kind, plain: &[u8]) -> Result<ObjectId> {
+    pub fn put_object(
+        &self,
+        tx: &mut dyn Transaction,
+        kind: Kind,
+        plain: &[u8],
+    ) -> Result<ObjectId> {
         check_size(kind, plain)?;
         let id = self.codec.id(kind, plain);
         if tx.get(Table::Objects, id.as_bytes())?.is_none() {
-            tx.put(Table::Objects, id.as_bytes(), &self.codec.seal(&id, kind, plain))?;
+            tx.put(
+                Table::Objects,
+                id.as_bytes(),
+                &self.codec.seal(&id, kind, plain),
+            )?;
         }
         Ok(id)
     }

@@ -38,7 +38,8 @@ impl ObjectSink<'_> {
         }
         let sealed = self.codec.seal(&id, kind, plain);
         self.new_objects.fetch_add(1, Ordering::Relaxed);
-        self.new_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.new_bytes
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.out.send((id, sealed)).map_err(|_| Error::Aborted)?;
         Ok(id)
     }
@@ -87,7 +88,13 @@ impl Repository {
                     new_bytes: AtomicU64::new(0),
                 };
                 let value = produce(&sink);
-                (value, WriteStats { new_objects: sink.new_objects(), new_bytes: sink.new_bytes() })
+                (
+                    value,
+                    WriteStats {
+                        new_objects: sink.new_objects(),
+                        new_bytes: sink.new_bytes(),
+                    },
+                )
             });
             let mut write_error = None;
             for (id, sealed) in recv.iter() {

@@ -42,11 +42,19 @@ struct Ctx<'a> {
 impl Repository {
     /// Snapshots directory `dir` as a new revision whose parent is HEAD; the
     /// working tree then equals it.
-    pub fn commit_dir(&self, dir: &Path, opts: &CommitOptions, progress: &dyn Progress) -> Result<CommitSummary> {
+    pub fn commit_dir(
+        &self,
+        dir: &Path,
+        opts: &CommitOptions,
+        progress: &dyn Progress,
+    ) -> Result<CommitSummary> {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
         let md = std::fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?;
         if !md.is_dir() {
-            return Err(Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+            return Err(Error::io(
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            ));
         }
         let started = Timestamp::now();
         let mut tree = scan::scan_dir(&dir)?;
@@ -98,7 +106,11 @@ fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
 }
 
 fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode) -> Result<(Entry, u64)> {
-    let entry = |kind, meta: &Meta| Entry { name: name.to_vec(), kind, meta: meta.clone() };
+    let entry = |kind, meta: &Meta| Entry {
+        name: name.to_vec(),
+        kind,
+        meta: meta.clone(),
+    };
     Ok(match node {
         ScanNode::Dir(sub) => {
             let (id, size) = build_dir(ctx, sub)?;
@@ -114,11 +126,17 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode) -> Result<(Entry, u6
                 }
                 None => {
                     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-                    let (content, size) = ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?;
+                    let (content, size) = ctx
+                        .chunker
+                        .store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?;
                     if size == stat.size
-                        && let Some(rec) = statcache::record(ctx.codec, &key, stat, &content, ctx.started)
+                        && let Some(rec) =
+                            statcache::record(ctx.codec, &key, stat, &content, ctx.started)
                     {
-                        ctx.cache_updates.lock().map_err(|_| Error::Aborted)?.push((key, rec));
+                        ctx.cache_updates
+                            .lock()
+                            .map_err(|_| Error::Aborted)?
+                            .push((key, rec));
                     }
                     (content, size)
                 }
@@ -126,10 +144,25 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode) -> Result<(Entry, u6
             ctx.progress.file();
             (entry(EntryKind::File { size, content }, meta), size)
         }
-        ScanNode::Symlink { meta, target } => (entry(EntryKind::Symlink { target: target.clone() }, meta), 0),
+        ScanNode::Symlink { meta, target } => (
+            entry(
+                EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                meta,
+            ),
+            0,
+        ),
         ScanNode::Special { meta, kind } => (entry(kind.clone(), meta), 0),
-        ScanNode::HardLink { target } => {
-            (Entry { name: name.to_vec(), kind: EntryKind::HardLink { target: target.clone() }, meta: Meta::default() }, 0)
-        }
+        ScanNode::HardLink { target } => (
+            Entry {
+                name: name.to_vec(),
+                kind: EntryKind::HardLink {
+                    target: target.clone(),
+                },
+                meta: Meta::default(),
+            },
+            0,
+        ),
     })
 }

@@ -24,10 +24,22 @@ pub(crate) struct FileStat {
 
 pub(crate) enum ScanNode {
     Dir(ScanDir),
-    File { meta: Meta, path: PathBuf, stat: FileStat },
-    Symlink { meta: Meta, target: Vec<u8> },
-    Special { meta: Meta, kind: EntryKind },
-    HardLink { target: Vec<u8> },
+    File {
+        meta: Meta,
+        path: PathBuf,
+        stat: FileStat,
+    },
+    Symlink {
+        meta: Meta,
+        target: Vec<u8>,
+    },
+    Special {
+        meta: Meta,
+        kind: EntryKind,
+    },
+    HardLink {
+        target: Vec<u8>,
+    },
 }
 
 pub(crate) struct ScanDir {
@@ -62,7 +74,10 @@ fn meta_of(path: &Path, md: &std::fs::Metadata) -> Result<Meta> {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
-        mtime: Timestamp { sec: md.mtime(), nsec: md.mtime_nsec() as u32 },
+        mtime: Timestamp {
+            sec: md.mtime(),
+            nsec: md.mtime_nsec() as u32,
+        },
         xattrs,
     })
 }
@@ -91,28 +106,53 @@ fn scan_node(path: &Path) -> Result<ScanNode> {
         return Ok(ScanNode::Dir(scan_dir(path)?));
     }
     let meta = meta_of(path, &md)?;
-    let (major, minor) = (nix::sys::stat::major(md.rdev()), nix::sys::stat::minor(md.rdev()));
+    let (major, minor) = (
+        nix::sys::stat::major(md.rdev()),
+        nix::sys::stat::minor(md.rdev()),
+    );
     Ok(if ft.is_file() {
         let stat = FileStat {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime: meta.mtime,
-            ctime: Timestamp { sec: md.ctime(), nsec: md.ctime_nsec() as u32 },
+            ctime: Timestamp {
+                sec: md.ctime(),
+                nsec: md.ctime_nsec() as u32,
+            },
             nlink: md.nlink(),
         };
-        ScanNode::File { meta, path: path.to_owned(), stat }
+        ScanNode::File {
+            meta,
+            path: path.to_owned(),
+            stat,
+        }
     } else if ft.is_symlink() {
         let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
-        ScanNode::Symlink { meta, target: target.as_os_str().as_bytes().to_vec() }
+        ScanNode::Symlink {
+            meta,
+            target: target.as_os_str().as_bytes().to_vec(),
+        }
     } else if ft.is_fifo() {
-        ScanNode::Special { meta, kind: EntryKind::Fifo }
+        ScanNode::Special {
+            meta,
+            kind: EntryKind::Fifo,
+        }
     } else if ft.is_socket() {
-        ScanNode::Special { meta, kind: EntryKind::Socket }
+        ScanNode::Special {
+            meta,
+            kind: EntryKind::Socket,
+        }
     } else if ft.is_char_device() {
-        ScanNode::Special { meta, kind: EntryKind::CharDev { major, minor } }
+        ScanNode::Special {
+            meta,
+            kind: EntryKind::CharDev { major, minor },
+        }
     } else {
-        ScanNode::Special { meta, kind: EntryKind::BlockDev { major, minor } }
+        ScanNode::Special {
+            meta,
+            kind: EntryKind::BlockDev { major, minor },
+        }
     })
 }
 
@@ -126,7 +166,12 @@ pub(crate) fn resolve_hard_links(root: &mut ScanDir) -> ScanTotals {
     totals
 }
 
-fn walk(dir: &mut ScanDir, prefix: &mut Vec<u8>, first: &mut HashMap<(u64, u64), Vec<u8>>, totals: &mut ScanTotals) {
+fn walk(
+    dir: &mut ScanDir,
+    prefix: &mut Vec<u8>,
+    first: &mut HashMap<(u64, u64), Vec<u8>>,
+    totals: &mut ScanTotals,
+) {
     for (name, node) in &mut dir.entries {
         let len = prefix.len();
         if !prefix.is_empty() {
@@ -135,8 +180,13 @@ fn walk(dir: &mut ScanDir, prefix: &mut Vec<u8>, first: &mut HashMap<(u64, u64),
         prefix.extend_from_slice(name);
         match node {
             ScanNode::Dir(sub) => walk(sub, prefix, first, totals),
-            ScanNode::File { stat, .. } if stat.nlink > 1 => match first.get(&(stat.dev, stat.ino)) {
-                Some(target) => *node = ScanNode::HardLink { target: target.clone() },
+            ScanNode::File { stat, .. } if stat.nlink > 1 => match first.get(&(stat.dev, stat.ino))
+            {
+                Some(target) => {
+                    *node = ScanNode::HardLink {
+                        target: target.clone(),
+                    }
+                }
                 None => {
                     first.insert((stat.dev, stat.ino), prefix.clone());
                     totals.files += 1;

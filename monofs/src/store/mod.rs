@@ -4,10 +4,10 @@
 //! layer above gives the tables their meaning (docs/FORMAT.md, "Store").
 
 mod memory;
-mod redb_store;
+mod redb;
 
+pub use self::redb::{ReadOnlyStore, RedbStore};
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
 
 /// The tables every backend holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,7 +26,13 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [Table::Objects, Table::Refs, Table::Revisions, Table::Meta, Table::StatCache];
+    pub const ALL: [Table; 5] = [
+        Table::Objects,
+        Table::Refs,
+        Table::Revisions,
+        Table::Meta,
+        Table::StatCache,
+    ];
 
     /// The table's name inside the backend.
     pub fn name(self) -> &'static str {
@@ -60,7 +66,23 @@ pub trait Store: Send + Sync {
 
     /// Calls `f` with each (key, value) whose key starts with `prefix`, in
     /// key order, until it returns `false`.
-    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()>;
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> StoreResult<()>;
+
+    /// Like [`Store::scan`], but gives only each value's length, which some
+    /// backends know without reading the value.
+    fn scan_lengths(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], u64) -> bool,
+    ) -> StoreResult<()> {
+        self.scan(table, prefix, &mut |k, v| f(k, v.len() as u64))
+    }
 
     /// Starts the one write transaction; changes become visible at once and
     /// all together on [`Transaction::commit`], or not at all.
@@ -97,10 +119,17 @@ mod tests {
         tx.put(Table::Refs, b"a1", b"1").expect("put");
         tx.put(Table::Refs, b"a2", b"3").expect("put");
         assert_eq!(tx.get(Table::Refs, b"b").expect("get"), Some(b"2".to_vec()));
-        assert_eq!(store.get(Table::Refs, b"b").expect("get"), None, "uncommitted write visible");
+        assert_eq!(
+            store.get(Table::Refs, b"b").expect("get"),
+            None,
+            "uncommitted write visible"
+        );
         tx.commit().expect("commit");
         assert!(store.has(Table::Refs, b"b").expect("has"));
-        assert!(!store.has(Table::Objects, b"b").expect("has"), "tables are separate");
+        assert!(
+            !store.has(Table::Objects, b"b").expect("has"),
+            "tables are separate"
+        );
         let mut seen = Vec::new();
         store
             .scan(Table::Refs, b"a", &mut |k, v| {
@@ -108,12 +137,21 @@ mod tests {
                 true
             })
             .expect("scan");
-        assert_eq!(seen, vec![(b"a1".to_vec(), b"1".to_vec()), (b"a2".to_vec(), b"3".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![
+                (b"a1".to_vec(), b"1".to_vec()),
+                (b"a2".to_vec(), b"3".to_vec())
+            ]
+        );
         let mut tx = store.begin().expect("begin");
         tx.delete(Table::Refs, b"b").expect("delete");
         tx.put(Table::Refs, b"c", b"4").expect("put");
         drop(tx);
-        assert!(store.has(Table::Refs, b"b").expect("has"), "dropped transaction applied");
+        assert!(
+            store.has(Table::Refs, b"b").expect("has"),
+            "dropped transaction applied"
+        );
         assert!(!store.has(Table::Refs, b"c").expect("has"));
         let mut tx = store.begin().expect("begin");
         tx.delete(Table::Refs, b"b").expect("delete");
@@ -133,6 +171,9 @@ mod tests {
         exercise(&store);
         drop(store);
         let store = RedbStore::open(&dir.path().join("s.redb")).expect("reopen");
-        assert!(store.has(Table::Refs, b"a1").expect("has"), "data survives reopen");
+        assert!(
+            store.has(Table::Refs, b"a1").expect("has"),
+            "data survives reopen"
+        );
     }
 }

@@ -1,0 +1,284 @@
+//! The embedded default: one `redb` file per repository (ACID, crash-safe).
+//!
+//! redb gives a value larger than a page a page of its own, rounded up to a
+//! power of two; stored one per value, compressed chunks (16-256 KiB, any
+//! size in between) would waste a third of the file. Objects are therefore
+//! appended to pack values of just under 1 MiB, which fill their pages, and
+//! the `objects` table maps each id to its place in a pack (see
+//! docs/FORMAT.md, "Store"). Packs are rewritten by [`Store::compact`] once
+//! gc has left holes in them.
+
+mod packs;
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
+
+use super::{Store, StoreError, StoreResult, Table, Transaction};
+use packs::{Location, PackWriter};
+
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const PACKS: Def = TableDefinition::new("packs");
+
+fn def(t: Table) -> Def {
+    TableDefinition::new(t.name())
+}
+
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError(Box::new(e))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError(Box::new(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        what.to_owned(),
+    )))
+}
+
+/// A [`Store`] over one redb database file.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+/// A read-only handle on a redb store; it never writes to the file.
+pub struct ReadOnlyStore {
+    db: ReadOnlyDatabase,
+}
+
+impl RedbStore {
+    /// Creates a new database file with every table.
+    pub fn create(path: &Path) -> StoreResult<RedbStore> {
+        let db = Database::builder().create(path).map_err(err)?;
+        let tx = db.begin_write().map_err(err)?;
+        for t in Table::ALL {
+            tx.open_table(def(t)).map_err(err)?;
+        }
+        tx.open_table(PACKS).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(RedbStore {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing database file.
+    pub fn open(path: &Path) -> StoreResult<RedbStore> {
+        let db = Database::builder().open(path).map_err(err)?;
+        Ok(RedbStore {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing database file for reading only.
+    pub fn open_read_only(path: &Path) -> StoreResult<ReadOnlyStore> {
+        Ok(ReadOnlyStore {
+            db: Database::builder().open_read_only(path).map_err(err)?,
+        })
+    }
+}
+
+fn read_object(tx: &ReadTransaction, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    let index = tx.open_table(def(Table::Objects)).map_err(err)?;
+    let Some(loc) = index.get(key).map_err(err)? else {
+        return Ok(None);
+    };
+    let loc = Location::decode(loc.value()).ok_or_else(|| corrupt("bad object location"))?;
+    let packs = tx.open_table(PACKS).map_err(err)?;
+    let pack = packs
+        .get(loc.pack_key().as_slice())
+        .map_err(err)?
+        .ok_or_else(|| corrupt("missing pack"))?;
+    loc.slice(pack.value())
+        .map(<[u8]>::to_vec)
+        .map(Some)
+        .ok_or_else(|| corrupt("object outside its pack"))
+}
+
+fn get_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    let tx = db.begin_read().map_err(err)?;
+    if table == Table::Objects {
+        return read_object(&tx, key);
+    }
+    let t = tx.open_table(def(table)).map_err(err)?;
+    Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+}
+
+fn has_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<bool> {
+    let tx = db.begin_read().map_err(err)?;
+    let t = tx.open_table(def(table)).map_err(err)?;
+    Ok(t.get(key).map_err(err)?.is_some())
+}
+
+fn scan_in(
+    db: &impl ReadableDatabase,
+    table: Table,
+    prefix: &[u8],
+    f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> StoreResult<()> {
+    let tx = db.begin_read().map_err(err)?;
+    let t = tx.open_table(def(table)).map_err(err)?;
+    for item in t.range(prefix..).map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        let go_on = if table == Table::Objects {
+            let value = read_object(&tx, k.value())?.ok_or_else(|| corrupt("object vanished"))?;
+            f(k.value(), &value)
+        } else {
+            f(k.value(), v.value())
+        };
+        if !go_on {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn scan_lengths_in(
+    db: &impl ReadableDatabase,
+    table: Table,
+    prefix: &[u8],
+    f: &mut dyn FnMut(&[u8], u64) -> bool,
+) -> StoreResult<()> {
+    if table != Table::Objects {
+        return scan_in(db, table, prefix, &mut |k, v| f(k, v.len() as u64));
+    }
+    let tx = db.begin_read().map_err(err)?;
+    let t = tx.open_table(def(table)).map_err(err)?;
+    for item in t.range(prefix..).map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        let loc = Location::decode(v.value()).ok_or_else(|| corrupt("bad object location"))?;
+        if !k.value().starts_with(prefix) || !f(k.value(), u64::from(loc.len)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Store for ReadOnlyStore {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        get_in(&self.db, table, key)
+    }
+
+    fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
+        has_in(&self.db, table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> StoreResult<()> {
+        scan_in(&self.db, table, prefix, f)
+    }
+
+    fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
+        Err(StoreError(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ReadOnlyFilesystem,
+        ))))
+    }
+
+    fn size_on_disk(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        get_in(&self.db, table, key)
+    }
+
+    fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
+        has_in(&self.db, table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> StoreResult<()> {
+        scan_in(&self.db, table, prefix, f)
+    }
+
+    fn scan_lengths(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], u64) -> bool,
+    ) -> StoreResult<()> {
+        scan_lengths_in(&self.db, table, prefix, f)
+    }
+
+    fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
+        Ok(Box::new(RedbTxn {
+            tx: self.db.begin_write().map_err(err)?,
+            packs: PackWriter::default(),
+        }))
+    }
+
+    fn size_on_disk(&self) -> StoreResult<u64> {
+        // Blocks in use, not the apparent length: redb grows the file ahead
+        // of need and the unwritten tail is sparse.
+        Ok(
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&self.path).map_err(err)?)
+                * 512,
+        )
+    }
+
+    fn compact(&mut self) -> StoreResult<()> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut txn = RedbTxn {
+            tx,
+            packs: PackWriter::default(),
+        };
+        packs::repack(&txn.tx, &mut txn.packs)?;
+        Box::new(txn).commit()?;
+        self.db.compact().map_err(err)?;
+        Ok(())
+    }
+}
+
+struct RedbTxn {
+    tx: redb::WriteTransaction,
+    packs: PackWriter,
+}
+
+impl Transaction for RedbTxn {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if table == Table::Objects {
+            return self.packs.read(&self.tx, key);
+        }
+        let t = self.tx.open_table(def(table)).map_err(err)?;
+        Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        if table == Table::Objects {
+            return self.packs.append(&self.tx, key, value);
+        }
+        let mut t = self.tx.open_table(def(table)).map_err(err)?;
+        t.insert(key, value).map_err(err)?;
+        Ok(())
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {
+        // Deleting an object only drops its index entry; its bytes stay in
+        // the pack until compaction rewrites it.
+        let mut t = self.tx.open_table(def(table)).map_err(err)?;
+        t.remove(key).map_err(err)?;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.packs.flush(&self.tx)?;
+        self.tx.commit().map_err(err)
+    }
+}

@@ -1,0 +1,233 @@
+//! Packs: objects appended into values that fill whole redb pages, and the
+//! index entries that locate them.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::{PACKS, corrupt, def, err};
+use crate::store::{StoreResult, Table};
+
+/// Largest pack value: a leaf holding one 8-byte key and this value fits a
+/// 1 MiB page (redb needs 12 bytes of header and lengths; the rest is slack).
+pub(super) const PACK_CAPACITY: usize = (1 << 20) - 64;
+
+/// Packs with less than this share of live bytes are rewritten by compaction.
+const REPACK_BELOW: f64 = 0.9;
+
+/// Where an object's bytes are: 16 bytes, pack id, offset and length, all
+/// little-endian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Location {
+    pub pack: u64,
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.pack.to_le_bytes());
+        out[8..12].copy_from_slice(&self.offset.to_le_bytes());
+        out[12..].copy_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Location> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        Some(Location {
+            pack: u64::from_le_bytes(b[..8].try_into().ok()?),
+            offset: u32::from_le_bytes(b[8..12].try_into().ok()?),
+            len: u32::from_le_bytes(b[12..].try_into().ok()?),
+        })
+    }
+
+    /// Pack keys are big-endian so packs sort in creation order.
+    pub fn pack_key(&self) -> [u8; 8] {
+        self.pack.to_be_bytes()
+    }
+
+    pub fn slice<'a>(&self, pack: &'a [u8]) -> Option<&'a [u8]> {
+        let start = self.offset as usize;
+        pack.get(start..start.checked_add(self.len as usize)?)
+    }
+}
+
+/// The pack being filled inside one write transaction.
+#[derive(Default)]
+pub(super) struct PackWriter {
+    next: Option<u64>,
+    open: Option<(u64, Vec<u8>)>,
+}
+
+impl PackWriter {
+    fn next_id(&mut self, tx: &WriteTransaction) -> StoreResult<u64> {
+        let id = match self.next {
+            Some(id) => id,
+            None => {
+                let packs = tx.open_table(PACKS).map_err(err)?;
+                let last = packs.last().map_err(err)?;
+                match last {
+                    Some((k, _)) => {
+                        u64::from_be_bytes(
+                            k.value().try_into().map_err(|_| corrupt("bad pack key"))?,
+                        ) + 1
+                    }
+                    None => 0,
+                }
+            }
+        };
+        self.next = Some(id + 1);
+        Ok(id)
+    }
+
+    /// Stores `value` under object id `key`.
+    pub fn append(&mut self, tx: &WriteTransaction, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        let len = u32::try_from(value.len()).map_err(|_| corrupt("object too large"))?;
+        let loc = if value.len() > PACK_CAPACITY {
+            // Too big to share: a pack of its own.
+            let pack = self.next_id(tx)?;
+            tx.open_table(PACKS)
+                .map_err(err)?
+                .insert(pack.to_be_bytes().as_slice(), value)
+                .map_err(err)?;
+            Location {
+                pack,
+                offset: 0,
+                len,
+            }
+        } else {
+            if self
+                .open
+                .as_ref()
+                .is_some_and(|(_, buf)| buf.len() + value.len() > PACK_CAPACITY)
+            {
+                self.flush(tx)?;
+            }
+            if self.open.is_none() {
+                let id = self.next_id(tx)?;
+                self.open = Some((id, Vec::with_capacity(PACK_CAPACITY)));
+            }
+            let (pack, buf) = self.open.as_mut().ok_or_else(|| corrupt("no open pack"))?;
+            let offset = buf.len() as u32;
+            buf.extend_from_slice(value);
+            Location {
+                pack: *pack,
+                offset,
+                len,
+            }
+        };
+        tx.open_table(def(Table::Objects))
+            .map_err(err)?
+            .insert(key, loc.encode().as_slice())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Writes the open pack into the transaction.
+    pub fn flush(&mut self, tx: &WriteTransaction) -> StoreResult<()> {
+        if let Some((id, buf)) = self.open.take() {
+            tx.open_table(PACKS)
+                .map_err(err)?
+                .insert(id.to_be_bytes().as_slice(), buf.as_slice())
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Reads an object as the transaction sees it, including the open pack.
+    pub fn read(&self, tx: &WriteTransaction, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let index = tx.open_table(def(Table::Objects)).map_err(err)?;
+        let Some(raw) = index.get(key).map_err(err)? else {
+            return Ok(None);
+        };
+        let loc = Location::decode(raw.value()).ok_or_else(|| corrupt("bad object location"))?;
+        if let Some((id, buf)) = &self.open
+            && *id == loc.pack
+        {
+            return loc
+                .slice(buf)
+                .map(|s| Some(s.to_vec()))
+                .ok_or_else(|| corrupt("object outside its pack"));
+        }
+        let packs = tx.open_table(PACKS).map_err(err)?;
+        let pack = packs
+            .get(loc.pack_key().as_slice())
+            .map_err(err)?
+            .ok_or_else(|| corrupt("missing pack"))?;
+        loc.slice(pack.value())
+            .map(|s| Some(s.to_vec()))
+            .ok_or_else(|| corrupt("object outside its pack"))
+    }
+}
+
+/// Drops packs nothing points into and rewrites those that are mostly
+/// garbage, moving their live objects into fresh packs.
+pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter) -> StoreResult<()> {
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    let mut entries: Vec<(Vec<u8>, Location)> = Vec::new();
+    {
+        let index = tx.open_table(def(Table::Objects)).map_err(err)?;
+        for item in index.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let loc = Location::decode(v.value()).ok_or_else(|| corrupt("bad object location"))?;
+            *live.entry(loc.pack).or_default() += u64::from(loc.len);
+            entries.push((k.value().to_vec(), loc));
+        }
+    }
+    let mut rewrite: Vec<u64> = Vec::new();
+    let mut drop: Vec<u64> = Vec::new();
+    {
+        let packs = tx.open_table(PACKS).map_err(err)?;
+        for item in packs.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let id = u64::from_be_bytes(k.value().try_into().map_err(|_| corrupt("bad pack key"))?);
+            match live.get(&id) {
+                None => drop.push(id),
+                Some(&bytes) if (bytes as f64) < v.value().len() as f64 * REPACK_BELOW => {
+                    rewrite.push(id)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for id in &rewrite {
+        let pack = tx
+            .open_table(PACKS)
+            .map_err(err)?
+            .get(id.to_be_bytes().as_slice())
+            .map_err(err)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| corrupt("missing pack"))?;
+        for (key, loc) in entries.iter().filter(|(_, loc)| loc.pack == *id) {
+            let bytes = loc
+                .slice(&pack)
+                .ok_or_else(|| corrupt("object outside its pack"))?;
+            writer.append(tx, key, bytes)?;
+        }
+        drop.push(*id);
+    }
+    writer.flush(tx)?;
+    let mut packs = tx.open_table(PACKS).map_err(err)?;
+    for id in drop {
+        packs.remove(id.to_be_bytes().as_slice()).map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+
+    #[test]
+    fn location_round_trip() {
+        let loc = Location {
+            pack: 1 << 40,
+            offset: 7,
+            len: 1 << 20,
+        };
+        assert_eq!(Location::decode(&loc.encode()), Some(loc));
+        assert_eq!(Location::decode(&[0; 15]), None);
+        assert_eq!(loc.slice(&[0; 10]), None);
+    }
+}

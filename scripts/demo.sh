@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A tour of what works today, on the embedded default store: init, commit a
+# directory, change it, commit again, log, tag, diff, restore, stats, fsck,
+# and the same with encryption.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p monofs-cli
+monofs() { "$PWD/target/release/monofs" "$@"; }
+W=$(mktemp -d /tmp/monofs-demo.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+mkdir -p "$W/project/src" "$W/project/docs"
+for i in $(seq 1 200); do printf 'fn f%d() -> u32 { %d }\n' "$i" "$i" > "$W/project/src/f$i.rs"; done
+head -c 20000000 /dev/urandom > "$W/project/data.bin"
+cp "$W/project/data.bin" "$W/project/data-copy.bin"   # deduplicated
+echo "# Notes" > "$W/project/docs/README.md"
+ln -s docs/README.md "$W/project/README"
+
+step monofs init repo;                 monofs init "$W/repo"
+step monofs commit repo --from project -m "first snapshot"
+monofs commit "$W/repo" --from "$W/project" -m "first snapshot"
+echo "fn extra() {}" >> "$W/project/src/f7.rs"
+rm "$W/project/src/f8.rs"
+echo "new" > "$W/project/docs/CHANGES.md"
+step monofs commit repo --from project -m "second snapshot"
+monofs commit "$W/repo" --from "$W/project" -m "second snapshot"
+step monofs log repo;                  monofs log "$W/repo"
+step monofs tag repo v1 HEAD~1;        monofs tag "$W/repo" v1 HEAD~1
+step monofs diff repo v1 HEAD;         monofs diff "$W/repo" v1 HEAD
+step monofs diff repo v1 HEAD --stat;  monofs diff "$W/repo" v1 HEAD --stat
+step monofs checkout repo v1 --to restored
+monofs checkout "$W/repo" v1 --to "$W/restored"
+step diff -r restored project;         diff -r "$W/restored" "$W/project" || true
+step monofs checkout repo v1;          monofs checkout "$W/repo" v1
+step monofs stats repo;                monofs stats "$W/repo"
+step monofs fsck repo;                 monofs fsck "$W/repo"
+
+export MONOFS_PASSPHRASE=demo-passphrase
+step monofs init secret --encrypt;     monofs init "$W/secret" --encrypt
+step monofs commit secret --from project -m encrypted
+monofs commit "$W/secret" --from "$W/project" -m encrypted
+step "grep -r 'fn extra' secret  # finds nothing: names and content are sealed"
+grep -r -q 'fn extra' "$W/secret" && echo "plaintext found!" || echo "no plaintext in the encrypted repository"
+step MONOFS_PASSPHRASE=wrong monofs log secret
+MONOFS_PASSPHRASE=wrong monofs log "$W/secret" || true
+echo
+echo "demo finished"
