@@ -57,8 +57,10 @@ impl Repository {
             ));
         }
         let started = Timestamp::now();
+        let clock = std::time::Instant::now();
         let mut tree = scan::scan_dir(&dir)?;
         let totals = scan::resolve_hard_links(&mut tree);
+        tracing::debug!(files = totals.files, bytes = totals.bytes, elapsed = ?clock.elapsed(), "scanned");
         progress.start(totals.files, totals.bytes);
         let chunker = Chunker::for_repo(self);
         let ((root, size, updates, reused), mut tx, stats) = self.write_objects(|sink| {
@@ -76,11 +78,13 @@ impl Repository {
             let updates = ctx.cache_updates.into_inner().map_err(|_| Error::Aborted)?;
             Ok((root, size, updates, ctx.reused.into_inner()))
         })?;
+        tracing::debug!(new_objects = stats.new_objects, reused, elapsed = ?clock.elapsed(), "tree built");
         for (key, record) in &updates {
             tx.put(Table::StatCache, key, record)?;
         }
         let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
         tx.commit()?;
+        tracing::debug!(elapsed = ?clock.elapsed(), "committed");
         Ok(CommitSummary {
             revision,
             root,
