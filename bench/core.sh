@@ -51,7 +51,29 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- helpers
 
-declare -A WALL RSS USR SYS RC
+declare -A WALL RSS USR SYS RC OTHER STEAL
+HZ=$(getconf CLK_TCK)
+# busy and steal jiffies of the whole machine (all CPUs) from /proc/stat
+cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+
+# This is a shared 2-core class of machine: before each timed command wait
+# (up to WAIT_QUIET_MAX s, default 300; 0 disables) until the machine has
+# been nearly idle (< 15% of one core busy) for 3 s running.
+WAIT_QUIET_MAX=${WAIT_QUIET_MAX:-300}
+wait_quiet() {
+    ((WAIT_QUIET_MAX > 0)) || return 0
+    local start=$SECONDS calm=0 a b busy
+    while ((calm < 3)); do
+        a=$(cpu_jiffies); sleep 1; b=$(cpu_jiffies)
+        busy=$(awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1] }')
+        if ((busy * 100 < 15 * HZ)); then calm=$((calm + 1)); else calm=0; fi
+        if ((SECONDS - start > WAIT_QUIET_MAX)); then
+            log "machine still busy after ${WAIT_QUIET_MAX}s; measuring anyway"
+            return 0
+        fi
+    done
+    ((SECONDS - start <= 4)) || log "waited $((SECONDS - start)) s for the machine to become quiet"
+}
 FAILURES=()
 
 # timed LABEL CMD...: run CMD under GNU time; stdout/stderr/time go to
@@ -59,10 +81,13 @@ FAILURES=()
 # recorded (RC[LABEL], FAILURES) and reported at the end.
 timed() {
     local label=$1; shift
-    local rc=0
+    local rc=0 before after
     sync
+    wait_quiet
+    before=$(cpu_jiffies)
     "$TIME" -f '%e s %M KB %U user %S sys' -o "$LOGS/$label.time" "$@" \
         >"$LOGS/$label.out" 2>"$LOGS/$label.err" || rc=$?
+    after=$(cpu_jiffies)
     RC[$label]=$rc
     local line
     line=$(grep -E '^[0-9.]+ s [0-9]+ KB' "$LOGS/$label.time" | tail -n1 || true)
@@ -70,12 +95,18 @@ timed() {
     RSS[$label]=$(awk '{print $3}' <<<"$line")
     USR[$label]=$(awk '{print $5}' <<<"$line")
     SYS[$label]=$(awk '{print $7}' <<<"$line")
+    # CPU seconds the rest of the machine used meanwhile (kernel writeback,
+    # other users' jobs): a noise indicator, ~0 on a quiet machine.
+    OTHER[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" -v u="${USR[$label]:-0}" -v s="${SYS[$label]:-0}" \
+        'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[1] - x[1]) / hz - u - s }')
+    STEAL[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" \
+        'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[2] - x[2]) / hz }')
     if ((rc != 0)); then
         FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
         log "FAILED ($rc): $label: $*"
         sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
     else
-        log "$label: ${WALL[$label]} s wall, ${RSS[$label]} KB peak RSS (user ${USR[$label]} s, sys ${SYS[$label]} s)"
+        log "$label: ${WALL[$label]} s wall, ${RSS[$label]} KB peak RSS (user ${USR[$label]} s, sys ${SYS[$label]} s; other CPU ${OTHER[$label]} s, steal ${STEAL[$label]} s)"
     fi
     return 0
 }
@@ -208,10 +239,12 @@ SNAP_LAST=$(jq -r '.[-1].short_id' "$LOGS/restic-snapshots.json")
 restic -r "$RREPO" diff "$SNAP_PREV" "$SNAP_LAST" >"$LOGS/e-diff-restic.txt" 2>&1 || true
 # Baseline: opening the encrypted repository (key derivation) and listing
 # five revisions, to separate fixed start-up cost from the diff itself.
+wait_quiet
 hyperfine -N --warmup 3 --runs "$DIFF_RUNS" --export-json "$LOGS/e-hyperfine-monofs.json" \
     -n "monofs diff HEAD~1 HEAD" "$MONOFS_BIN diff $MREPO HEAD~1 HEAD" \
     -n "monofs log (open baseline)" "$MONOFS_BIN log $MREPO" \
     >"$LOGS/e-hyperfine-monofs.txt" 2>&1 || FAILURES+=("e: hyperfine monofs diff failed, see $LOGS/e-hyperfine-monofs.txt")
+wait_quiet
 hyperfine -N --warmup 1 --runs 5 --export-json "$LOGS/e-hyperfine-restic.json" \
     -n "restic diff" "restic -r $RREPO diff $SNAP_PREV $SNAP_LAST" \
     >"$LOGS/e-hyperfine-restic.txt" 2>&1 || FAILURES+=("e: hyperfine restic diff failed, see $LOGS/e-hyperfine-restic.txt")
@@ -234,6 +267,7 @@ printf 'monofs bench: second one-file change\n' >>"$SRC/$DIFF_FILE"
 sleep 2
 env -u MONOFS_PASSPHRASE "$MONOFS_BIN" commit "$PREPO" --from "$SRC" -m "one file" >"$LOGS/plain-commit-2.out" 2>&1 \
     || FAILURES+=("e': unencrypted commit failed: $(tail -n 3 "$LOGS/plain-commit-2.out" | tr '\n' ' ')")
+wait_quiet
 env -u MONOFS_PASSPHRASE hyperfine -N --warmup 3 --runs "$DIFF_RUNS" --export-json "$LOGS/e-hyperfine-monofs-plain.json" \
     -n "monofs diff HEAD~1 HEAD (unencrypted)" "$MONOFS_BIN diff $PREPO HEAD~1 HEAD" \
     -n "monofs log (unencrypted)" "$MONOFS_BIN log $PREPO" \
@@ -307,11 +341,11 @@ cpu() { awk -v u="${USR[$1]}" -v s="${SYS[$1]}" -v w="${WALL[$1]}" 'BEGIN { if (
     echo
     echo "monofs diff HEAD~1 HEAD printed $DIFF_LINES line(s); names $DIFF_FILE: $DIFF_NAMES_FILE."
     echo
-    echo "Raw (wall s / peak KB / user s / sys s / exit):"
+    echo "Raw (wall s / peak KB / user s / sys s / exit / CPU s used by everything else on the machine meanwhile / steal s):"
     echo
     echo '```'
     for l in a-monofs a-restic b-restic b-monofs c-monofs c-restic d-restic d-monofs e-commit-monofs e-backup-restic f-fsck-monofs f-check-restic g-gc-monofs g-prune-restic; do
-        printf '%-16s %8s s %9s KB %8s u %8s s  rc=%s\n' "$l" "${WALL[$l]:-}" "${RSS[$l]:-}" "${USR[$l]:-}" "${SYS[$l]:-}" "${RC[$l]:-}"
+        printf '%-16s %8s s %9s KB %8s u %8s s  rc=%s  other=%s s  steal=%s s\n' "$l" "${WALL[$l]:-}" "${RSS[$l]:-}" "${USR[$l]:-}" "${SYS[$l]:-}" "${RC[$l]:-}" "${OTHER[$l]:-}" "${STEAL[$l]:-}"
     done
     echo "sizes (du -sb) bytes: monofs a=$SIZE_A_M b=$SIZE_B_M end=$SIZE_END_M gc=$SIZE_GC_M; restic a=$SIZE_A_R b=$SIZE_B_R end=$SIZE_END_R prune=$SIZE_GC_R"
     echo "allocated (du -s) bytes: monofs a=$ALLOC_A_M b=$ALLOC_B_M; restic a=$ALLOC_A_R b=$ALLOC_B_R"

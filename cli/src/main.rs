@@ -35,11 +35,7 @@ fn main() -> ExitCode {
 fn report(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {err:#}");
-    if let Some(hint) = err
-        .chain()
-        .find_map(|e| e.downcast_ref::<monofs::Error>())
-        .and_then(monofs::Error::hint)
-    {
+    if let Some(hint) = err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint) {
         let _ = writeln!(stderr, "hint: {hint}");
     }
 }

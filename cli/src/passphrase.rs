@@ -27,10 +27,7 @@ pub fn new(repo: &Path) -> anyhow::Result<Vec<u8>> {
         anyhow::ensure!(!pw.is_empty(), "MONOFS_PASSPHRASE is empty");
         return Ok(pw);
     }
-    anyhow::ensure!(
-        std::io::stdin().is_terminal(),
-        "no passphrase: set MONOFS_PASSPHRASE or run in a terminal"
-    );
+    anyhow::ensure!(std::io::stdin().is_terminal(), "no passphrase: set MONOFS_PASSPHRASE or run in a terminal");
     let first = rpassword::prompt_password(format!("New passphrase for {}: ", repo.display()))?;
     anyhow::ensure!(!first.is_empty(), "an empty passphrase is not allowed");
     let second = rpassword::prompt_password("Repeat passphrase: ")?;

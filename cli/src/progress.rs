@@ -12,11 +12,7 @@ pub struct Bar {
 impl Bar {
     /// A bar labelled `verb` (hidden unless stderr is a terminal).
     pub fn new(verb: &'static str) -> Bar {
-        let bar = if std::io::stderr().is_terminal() {
-            ProgressBar::new(0)
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} files, eta {eta}",

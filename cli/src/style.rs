@@ -10,15 +10,13 @@ pub fn bytes(n: u64) -> String {
 /// A timestamp as RFC 3339 UTC with seconds.
 pub fn time(t: Timestamp) -> String {
     let secs = u64::try_from(t.sec).unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// A timestamp as RFC 3339 UTC with nanoseconds, for JSON.
 pub fn time_precise(t: Timestamp) -> String {
     let secs = u64::try_from(t.sec).unwrap_or(0);
-    humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + std::time::Duration::new(secs, t.nsec))
-        .to_string()
+    humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + std::time::Duration::new(secs, t.nsec)).to_string()
 }
 
 /// The first line of a message.

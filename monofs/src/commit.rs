@@ -73,15 +73,7 @@ impl Repository {
         let mut tx = self.begin()?;
         let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
         tx.commit()?;
-        Ok(CommitSummary {
-            revision,
-            root,
-            size,
-            files: 0,
-            reused_files: 0,
-            new_objects: 1,
-            new_bytes: 0,
-        })
+        Ok(CommitSummary { revision, root, size, files: 0, reused_files: 0, new_objects: 1, new_bytes: 0 })
     }
 
     /// Moves HEAD and the working tree to revision `rev`. Uncommitted

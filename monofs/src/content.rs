@@ -27,10 +27,7 @@ pub struct Chunker {
 impl Chunker {
     /// The chunker of `repo` (seeded from the key when encrypted).
     pub fn for_repo(repo: &Repository) -> Chunker {
-        Chunker {
-            params: repo.config().chunker,
-            seed: repo.codec().keys().map_or(0, |k| k.chunker_seed()),
-        }
+        Chunker { params: repo.config().chunker, seed: repo.codec().keys().map_or(0, |k| k.chunker_seed()) }
     }
 
     fn cut<'a>(&self, data: &'a [u8]) -> FastCDC<'a> {
@@ -55,10 +52,7 @@ impl Chunker {
     ) -> Result<(Content, u64)> {
         let mut buf = Vec::with_capacity(INLINE_MAX + 1);
         let io = |e| Error::io(io_path, e);
-        reader
-            .take(INLINE_MAX as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(io)?;
+        reader.take(INLINE_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
         if buf.is_empty() {
             return Ok((Content::Empty, 0));
         }
@@ -74,8 +68,7 @@ impl Chunker {
             let want = SEGMENT.saturating_sub(buf.len());
             let got = reader.take(want as u64).read_to_end(&mut buf).map_err(io)?;
             eof = got < want;
-            let mut cuts: Vec<(usize, usize)> =
-                self.cut(&buf).map(|c| (c.offset, c.length)).collect();
+            let mut cuts: Vec<(usize, usize)> = self.cut(&buf).map(|c| (c.offset, c.length)).collect();
             // FastCDC cuts differently when less than `max` bytes remain, so
             // a chunk starting that close to the buffer edge is carried into
             // the next round: cut points then equal those of one pass over
@@ -83,22 +76,14 @@ impl Chunker {
             let carry_from = if eof {
                 buf.len()
             } else {
-                let keep = cuts
-                    .iter()
-                    .take_while(|c| c.0 + self.params.max as usize <= buf.len())
-                    .count();
+                let keep = cuts.iter().take_while(|c| c.0 + self.params.max as usize <= buf.len()).count();
                 cuts.truncate(keep);
                 cuts.last().map_or(0, |c| c.0 + c.1)
             };
-            let ids: Vec<Result<ObjectId>> = cuts
-                .par_iter()
-                .map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len]))
-                .collect();
+            let ids: Vec<Result<ObjectId>> =
+                cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect();
             for ((_, len), id) in cuts.iter().zip(ids) {
-                refs.push(ChunkRef {
-                    id: id?,
-                    size: *len as u64,
-                });
+                refs.push(ChunkRef { id: id?, size: *len as u64 });
                 total += *len as u64;
                 on_bytes(*len as u64);
             }
@@ -117,22 +102,13 @@ fn build_list(sink: &ObjectSink<'_>, mut refs: Vec<ChunkRef>) -> Result<Content>
     let mut level = 0u8;
     loop {
         if refs.len() <= MAX_FANOUT {
-            let node = ChunkList {
-                level,
-                entries: refs,
-            };
+            let node = ChunkList { level, entries: refs };
             return Ok(Content::List(sink.put(Kind::ChunkList, &node.encode())?));
         }
         let mut upper = Vec::with_capacity(refs.len() / MAX_FANOUT + 1);
         for group in refs.chunks(MAX_FANOUT) {
-            let node = ChunkList {
-                level,
-                entries: group.to_vec(),
-            };
-            upper.push(ChunkRef {
-                id: sink.put(Kind::ChunkList, &node.encode())?,
-                size: node.size(),
-            });
+            let node = ChunkList { level, entries: group.to_vec() };
+            upper.push(ChunkRef { id: sink.put(Kind::ChunkList, &node.encode())?, size: node.size() });
         }
         refs = upper;
         level += 1;
@@ -143,12 +119,7 @@ impl Repository {
     /// Calls `out` with the bytes of a file of `size` bytes in order, one
     /// verified chunk at a time; fails if the content does not add up to
     /// `size`.
-    pub fn read_content(
-        &self,
-        content: &Content,
-        size: u64,
-        out: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<()> {
+    pub fn read_content(&self, content: &Content, size: u64, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let mut total = 0u64;
         let mut counted = |bytes: &[u8]| {
             total += bytes.len() as u64;
@@ -174,10 +145,7 @@ impl Repository {
             return Err(Error::Malformed {
                 id,
                 kind,
-                source: crate::encoding::DecodeError::Invalid {
-                    what: "file size",
-                    value: size,
-                },
+                source: crate::encoding::DecodeError::Invalid { what: "file size", value: size },
             });
         }
         Ok(())
@@ -192,10 +160,7 @@ impl Repository {
                     return Err(Error::Malformed {
                         id: *id,
                         kind: Kind::ChunkList,
-                        source: crate::encoding::DecodeError::Invalid {
-                            what: "chunk size",
-                            value: entry.size,
-                        },
+                        source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: entry.size },
                     });
                 }
                 out(&chunk)?;
@@ -225,12 +190,7 @@ impl Repository {
         }
     }
 
-    fn list_objects(
-        &self,
-        id: &ObjectId,
-        size: u64,
-        f: &mut dyn FnMut(ObjectId, Kind, u64) -> bool,
-    ) -> Result<()> {
+    fn list_objects(&self, id: &ObjectId, size: u64, f: &mut dyn FnMut(ObjectId, Kind, u64) -> bool) -> Result<()> {
         if !f(*id, Kind::ChunkList, size) {
             return Ok(());
         }

@@ -73,13 +73,7 @@ impl Repository {
         Ok(out)
     }
 
-    fn diff_dirs(
-        &self,
-        old: &ObjectId,
-        new: &ObjectId,
-        prefix: &str,
-        out: &mut Vec<Change>,
-    ) -> Result<()> {
+    fn diff_dirs(&self, old: &ObjectId, new: &ObjectId, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
         if old == new {
             return Ok(());
         }
@@ -112,19 +106,9 @@ impl Repository {
 
     /// An entry present on one side: it and, for a directory, everything
     /// below it.
-    fn one_side(
-        &self,
-        e: &Entry,
-        prefix: &str,
-        status: Status,
-        out: &mut Vec<Change>,
-    ) -> Result<()> {
+    fn one_side(&self, e: &Entry, prefix: &str, status: Status, out: &mut Vec<Change>) -> Result<()> {
         let path = join(prefix, &e.name);
-        let (old, new) = if status == Status::Added {
-            (None, Some(e))
-        } else {
-            (Some(e), None)
-        };
+        let (old, new) = if status == Status::Added { (None, Some(e)) } else { (Some(e), None) };
         out.push(change(status, path.clone(), old, new, Vec::new()));
         if let EntryKind::Dir { id } = &e.kind {
             let sub = self.read_dir(id)?;
@@ -138,13 +122,7 @@ impl Repository {
     fn both(&self, a: &Entry, b: &Entry, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
         let path = join(prefix, &b.name);
         if std::mem::discriminant(&a.kind) != std::mem::discriminant(&b.kind) {
-            out.push(change(
-                Status::TypeChanged,
-                path.clone(),
-                Some(a),
-                Some(b),
-                Vec::new(),
-            ));
+            out.push(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new()));
             let (old_dir, new_dir) = (dir_id(a), dir_id(b));
             // One side is a directory: its contents appear or vanish.
             if let Some(id) = old_dir {
@@ -161,29 +139,14 @@ impl Repository {
         }
         let mut what = Vec::new();
         match (&a.kind, &b.kind) {
-            (
-                EntryKind::File {
-                    size: s1,
-                    content: c1,
-                },
-                EntryKind::File {
-                    size: s2,
-                    content: c2,
-                },
-            ) if s1 != s2 || c1 != c2 => {
+            (EntryKind::File { size: s1, content: c1 }, EntryKind::File { size: s2, content: c2 })
+                if s1 != s2 || c1 != c2 =>
+            {
                 what.push("content");
             }
-            (EntryKind::Symlink { target: t1 }, EntryKind::Symlink { target: t2 }) if t1 != t2 => {
-                what.push("target")
-            }
-            (EntryKind::HardLink { target: t1 }, EntryKind::HardLink { target: t2 })
-                if t1 != t2 =>
-            {
-                what.push("link")
-            }
-            (EntryKind::CharDev { .. } | EntryKind::BlockDev { .. }, _) if a.kind != b.kind => {
-                what.push("device")
-            }
+            (EntryKind::Symlink { target: t1 }, EntryKind::Symlink { target: t2 }) if t1 != t2 => what.push("target"),
+            (EntryKind::HardLink { target: t1 }, EntryKind::HardLink { target: t2 }) if t1 != t2 => what.push("link"),
+            (EntryKind::CharDev { .. } | EntryKind::BlockDev { .. }, _) if a.kind != b.kind => what.push("device"),
             _ => {}
         }
         let is_dir = matches!(a.kind, EntryKind::Dir { .. });
@@ -202,13 +165,7 @@ impl Repository {
             what.push("xattrs");
         }
         if !what.is_empty() {
-            out.push(change(
-                Status::Modified,
-                path.clone(),
-                Some(a),
-                Some(b),
-                what,
-            ));
+            out.push(change(Status::Modified, path.clone(), Some(a), Some(b), what));
         }
         if let (EntryKind::Dir { id: x }, EntryKind::Dir { id: y }) = (&a.kind, &b.kind) {
             self.diff_dirs(x, y, &path, out)?;
@@ -226,20 +183,10 @@ fn dir_id(e: &Entry) -> Option<ObjectId> {
 
 fn join(prefix: &str, name: &[u8]) -> String {
     let name = String::from_utf8_lossy(name);
-    if prefix.is_empty() {
-        name.into_owned()
-    } else {
-        format!("{prefix}/{name}")
-    }
+    if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") }
 }
 
-fn change(
-    status: Status,
-    path: String,
-    old: Option<&Entry>,
-    new: Option<&Entry>,
-    what: Vec<&'static str>,
-) -> Change {
+fn change(status: Status, path: String, old: Option<&Entry>, new: Option<&Entry>, what: Vec<&'static str>) -> Change {
     Change {
         status,
         path,

@@ -167,11 +167,7 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte was consumed.
     pub fn finish(self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing(self.buf.len()))
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(DecodeError::Trailing(self.buf.len())) }
     }
 }
 
@@ -198,14 +194,8 @@ mod tests {
 
     #[test]
     fn rejects_overlong_varint() {
-        assert_eq!(
-            Reader::new(&[0x80, 0x00]).varint(),
-            Err(DecodeError::BadVarint)
-        );
-        assert_eq!(
-            Reader::new(&[0xff; 11]).varint(),
-            Err(DecodeError::BadVarint)
-        );
+        assert_eq!(Reader::new(&[0x80, 0x00]).varint(), Err(DecodeError::BadVarint));
+        assert_eq!(Reader::new(&[0xff; 11]).varint(), Err(DecodeError::BadVarint));
         assert_eq!(Reader::new(&[0x80]).varint(), Err(DecodeError::Truncated));
     }
 

@@ -132,13 +132,9 @@ impl Error {
     /// A suggestion for the user, printed as `hint: ...` by the CLI.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
-            Error::NoSuchRepository(_) | Error::NotARepository(_) => {
-                "create one with `monofs init REPO`"
-            }
+            Error::NoSuchRepository(_) | Error::NotARepository(_) => "create one with `monofs init REPO`",
             Error::Locked { .. } => "wait for that process to finish, or stop it",
-            Error::WrongPassphrase(_) => {
-                "set MONOFS_PASSPHRASE to the passphrase given at `monofs init`"
-            }
+            Error::WrongPassphrase(_) => "set MONOFS_PASSPHRASE to the passphrase given at `monofs init`",
             Error::UnknownRevision(_) => "see `monofs log REPO --all` and `monofs tag REPO --list`",
             Error::AmbiguousRevision { .. } => "type more digits of the id",
             Error::DirtyWorkingTree => "commit them first, or pass --force to discard them",
@@ -152,10 +148,7 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 

@@ -75,12 +75,7 @@ impl Repository {
             .par_iter()
             .filter_map(|(id, paths)| match self.read(id, Kind::Chunk) {
                 Ok(_) => None,
-                Err(e) => Some(Problem {
-                    id: **id,
-                    kind: Kind::Chunk,
-                    error: e.to_string(),
-                    paths: (*paths).clone(),
-                }),
+                Err(e) => Some(Problem { id: **id, kind: Kind::Chunk, error: e.to_string(), paths: (*paths).clone() }),
             })
             .collect();
         let checked = c.checked + chunks.len() as u64;

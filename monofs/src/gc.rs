@@ -48,14 +48,13 @@ impl Repository {
         let live = mark.0;
         let mut dead: Vec<(ObjectId, u64)> = Vec::new();
         let mut kept = 0u64;
-        self.store()
-            .scan_lengths(Table::Objects, b"", &mut |k, len| {
-                match ObjectId::from_slice(k) {
-                    Some(id) if !live.contains(&id) => dead.push((id, len)),
-                    _ => kept += 1,
-                }
-                true
-            })?;
+        self.store().scan_lengths(Table::Objects, b"", &mut |k, len| {
+            match ObjectId::from_slice(k) {
+                Some(id) if !live.contains(&id) => dead.push((id, len)),
+                _ => kept += 1,
+            }
+            true
+        })?;
         let mut stale_cache = Vec::new();
         self.store().scan(Table::StatCache, b"", &mut |k, v| {
             if !crate::snapshot::record_refers_to(self.codec(), k, v, &live) {

@@ -62,10 +62,7 @@ impl Repository {
         if target.exists() {
             let md = std::fs::metadata(target).map_err(|e| Error::io(target, e))?;
             if !md.is_dir() {
-                return Err(Error::io(
-                    target,
-                    std::io::Error::from(std::io::ErrorKind::NotADirectory),
-                ));
+                return Err(Error::io(target, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
             }
             let mut listing = std::fs::read_dir(target).map_err(|e| Error::io(target, e))?;
             if !force && listing.next().is_some() {
@@ -108,9 +105,7 @@ impl Repository {
 }
 
 fn restore_entries(ctx: &Ctx<'_>, entries: &[Entry], dir: &Path) -> Result<()> {
-    entries
-        .par_iter()
-        .try_for_each(|e| restore_entry(ctx, e, &dir.join(OsStr::from_bytes(&e.name))))
+    entries.par_iter().try_for_each(|e| restore_entry(ctx, e, &dir.join(OsStr::from_bytes(&e.name))))
 }
 
 fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
@@ -124,10 +119,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
             }
             let sub = ctx.repo.read_dir(id)?;
             restore_entries(ctx, &sub.entries, path)?;
-            ctx.dirs
-                .lock()
-                .map_err(|_| Error::Aborted)?
-                .push((path.to_owned(), e.meta.clone()));
+            ctx.dirs.lock().map_err(|_| Error::Aborted)?.push((path.to_owned(), e.meta.clone()));
             return Ok(());
         }
         EntryKind::File { content, size } => {
@@ -144,30 +136,19 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
         }
         EntryKind::Symlink { target } => {
             replace_existing(path)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
-                .map_err(|err| Error::io(path, err))?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|err| Error::io(path, err))?;
         }
         EntryKind::HardLink { target } => {
             let primary = tree_path(&ctx.root, target)?;
-            ctx.links
-                .lock()
-                .map_err(|_| Error::Aborted)?
-                .push((path.to_owned(), primary));
+            ctx.links.lock().map_err(|_| Error::Aborted)?.push((path.to_owned(), primary));
             return Ok(());
         }
-        EntryKind::Fifo
-        | EntryKind::Socket
-        | EntryKind::CharDev { .. }
-        | EntryKind::BlockDev { .. } => {
+        EntryKind::Fifo | EntryKind::Socket | EntryKind::CharDev { .. } | EntryKind::BlockDev { .. } => {
             let (kind, dev) = match &e.kind {
                 EntryKind::Fifo => (SFlag::S_IFIFO, 0),
                 EntryKind::Socket => (SFlag::S_IFSOCK, 0),
-                EntryKind::CharDev { major, minor } => {
-                    (SFlag::S_IFCHR, nix::sys::stat::makedev(*major, *minor))
-                }
-                EntryKind::BlockDev { major, minor } => {
-                    (SFlag::S_IFBLK, nix::sys::stat::makedev(*major, *minor))
-                }
+                EntryKind::CharDev { major, minor } => (SFlag::S_IFCHR, nix::sys::stat::makedev(*major, *minor)),
+                EntryKind::BlockDev { major, minor } => (SFlag::S_IFBLK, nix::sys::stat::makedev(*major, *minor)),
                 _ => unreachable!("matched above"),
             };
             if dev != 0 && !ctx.as_root {
@@ -180,12 +161,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
                 .map_err(|err| Error::io(path, err.into()))?;
         }
     }
-    apply_meta(
-        path,
-        &e.meta,
-        matches!(e.kind, EntryKind::Symlink { .. }),
-        ctx.as_root,
-    )
+    apply_meta(path, &e.meta, matches!(e.kind, EntryKind::Symlink { .. }), ctx.as_root)
 }
 
 /// Resolves a root-relative hard-link target, refusing anything that could
@@ -194,9 +170,7 @@ fn tree_path(root: &Path, target: &[u8]) -> Result<PathBuf> {
     let mut out = root.to_owned();
     for part in target.split(|&b| b == b'/') {
         if !crate::object::valid_name(part) {
-            return Err(Error::InvalidTreePath(
-                String::from_utf8_lossy(target).into_owned(),
-            ));
+            return Err(Error::InvalidTreePath(String::from_utf8_lossy(target).into_owned()));
         }
         out.push(OsStr::from_bytes(part));
     }
@@ -208,18 +182,13 @@ fn tree_path(root: &Path, target: &[u8]) -> Result<PathBuf> {
 /// outside file into the restore. Every directory between the restore root
 /// and the primary must be a real directory.
 fn check_no_symlink_dirs(root: &Path, primary: &Path) -> Result<()> {
-    let rel = primary
-        .strip_prefix(root)
-        .map_err(|_| Error::InvalidTreePath(primary.display().to_string()))?;
+    let rel = primary.strip_prefix(root).map_err(|_| Error::InvalidTreePath(primary.display().to_string()))?;
     let mut at = root.to_owned();
     let parts: Vec<_> = rel.components().collect();
     for part in &parts[..parts.len().saturating_sub(1)] {
         at.push(part);
         if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
-            return Err(Error::InvalidTreePath(format!(
-                "hard link through non-directory {}",
-                at.display()
-            )));
+            return Err(Error::InvalidTreePath(format!("hard link through non-directory {}", at.display())));
         }
     }
     Ok(())
@@ -227,10 +196,7 @@ fn check_no_symlink_dirs(root: &Path, primary: &Path) -> Result<()> {
 
 fn replace_existing(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => Err(Error::io(
-            path,
-            std::io::Error::from(std::io::ErrorKind::IsADirectory),
-        )),
+        Ok(md) if md.is_dir() => Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::IsADirectory))),
         Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e)),
         Err(_) => Ok(()),
     }
@@ -245,11 +211,7 @@ fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool) -> Resu
         if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
             // user.* xattrs cannot exist on symlinks, and some namespaces
             // need privileges; neither should fail a whole restore.
-            tracing::warn!(
-                "{}: xattr {} not restored: {e}",
-                path.display(),
-                String::from_utf8_lossy(name)
-            );
+            tracing::warn!("{}: xattr {} not restored: {e}", path.display(), String::from_utf8_lossy(name));
         }
     }
     if !is_symlink {

@@ -77,12 +77,11 @@ impl Repository {
             logical += self.read_revision(id)?.size;
         }
         let (mut objects, mut stored) = (0u64, 0u64);
-        self.store()
-            .scan_lengths(Table::Objects, b"", &mut |_, len| {
-                objects += 1;
-                stored += len;
-                true
-            })?;
+        self.store().scan_lengths(Table::Objects, b"", &mut |_, len| {
+            objects += 1;
+            stored += len;
+            true
+        })?;
         Ok(Stats {
             revisions: sizes.revisions.len() as u64,
             objects,

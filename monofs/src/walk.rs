@@ -41,11 +41,7 @@ impl Repository {
             }
             true
         })?;
-        let mut walk = Walk {
-            repo: self,
-            seen: HashSet::new(),
-            visitor,
-        };
+        let mut walk = Walk { repo: self, seen: HashSet::new(), visitor };
         for rev in revisions {
             walk.revision(&rev)?;
         }
@@ -80,8 +76,7 @@ impl Walk<'_> {
             Ok(dir) => dir,
             Err(e) => return self.visitor.broken(id, Kind::Dir, path, e),
         };
-        self.visitor
-            .object(id, Kind::Dir, 0, if path.is_empty() { "/" } else { path });
+        self.visitor.object(id, Kind::Dir, 0, if path.is_empty() { "/" } else { path });
         for e in &dir.entries {
             let child = if path.is_empty() {
                 String::from_utf8_lossy(&e.name).into_owned()
@@ -92,24 +87,20 @@ impl Walk<'_> {
                 EntryKind::Dir { id } => self.dir(id, &child)?,
                 EntryKind::File { size, content } => {
                     let (seen, visitor) = (&mut self.seen, &mut *self.visitor);
-                    let walked =
-                        self.repo
-                            .content_objects(content, *size, &mut |id, kind, size| {
-                                if kind == Kind::Chunk {
-                                    visitor.object(&id, kind, size, &child);
-                                    return false;
-                                }
-                                if !seen.insert(id) {
-                                    return false;
-                                }
-                                visitor.object(&id, kind, size, &child);
-                                true
-                            });
+                    let walked = self.repo.content_objects(content, *size, &mut |id, kind, size| {
+                        if kind == Kind::Chunk {
+                            visitor.object(&id, kind, size, &child);
+                            return false;
+                        }
+                        if !seen.insert(id) {
+                            return false;
+                        }
+                        visitor.object(&id, kind, size, &child);
+                        true
+                    });
                     if let Err(e) = walked {
                         let id = match &e {
-                            Error::MissingObject(id)
-                            | Error::Corrupt { id, .. }
-                            | Error::Malformed { id, .. } => *id,
+                            Error::MissingObject(id) | Error::Corrupt { id, .. } | Error::Malformed { id, .. } => *id,
                             _ => ObjectId::default(),
                         };
                         self.visitor.broken(&id, Kind::ChunkList, &child, e)?;

@@ -47,23 +47,11 @@ fn bad_source_directories() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let err = fails(
-        &[&"commit", &repo, &"--from", &s.path("missing"), &"-m", &"x"],
-        &[],
-    );
-    assert!(
-        err.contains(&s.path("missing").display().to_string()),
-        "{err}"
-    );
+    let err = fails(&[&"commit", &repo, &"--from", &s.path("missing"), &"-m", &"x"], &[]);
+    assert!(err.contains(&s.path("missing").display().to_string()), "{err}");
     write(&s.path("file"), b"x");
-    fails(
-        &[&"commit", &repo, &"--from", &s.path("file"), &"-m", &"x"],
-        &[],
-    );
-    assert!(
-        ok(&[&"log", &repo, &"--all"]).is_empty(),
-        "a failed commit left a revision"
-    );
+    fails(&[&"commit", &repo, &"--from", &s.path("file"), &"-m", &"x"], &[]);
+    assert!(ok(&[&"log", &repo, &"--all"]).is_empty(), "a failed commit left a revision");
 }
 
 #[test]
@@ -73,10 +61,7 @@ fn a_locked_repository_names_its_holder() {
     init(&repo);
     let held = monofs::repo::RepoLock::acquire(&repo).expect("lock");
     let err = fails(&[&"log", &repo], &[]);
-    assert!(
-        err.contains(&format!("locked by PID {}", std::process::id())),
-        "{err}"
-    );
+    assert!(err.contains(&format!("locked by PID {}", std::process::id())), "{err}");
     drop(held);
     ok(&[&"log", &repo]);
 }

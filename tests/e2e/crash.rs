@@ -35,32 +35,18 @@ fn killed_commits_leave_a_consistent_repository() {
         child.kill().expect("kill -9");
         let status = child.wait().expect("wait");
         let fsck = ok(&[&"fsck", &repo]);
-        assert!(
-            fsck.contains("0 problems"),
-            "after kill at {delay} ms: {fsck}"
-        );
+        assert!(fsck.contains("0 problems"), "after kill at {delay} ms: {fsck}");
         let log = ok(&[&"log", &repo, &"--all", &"--json"]);
         let revs: serde_json::Value = serde_json::from_str(&log).expect("json");
-        let ids: Vec<&str> = revs
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id"))
-            .collect();
+        let ids: Vec<&str> = revs.as_array().expect("array").iter().map(|r| r["id"].as_str().expect("id")).collect();
         assert!(ids.contains(&first.trim()), "the earlier revision vanished");
         if !status.success() {
             assert!(
-                revs.as_array()
-                    .expect("array")
-                    .iter()
-                    .all(|r| r["message"] == "before" || r["message"] == "killed")
+                revs.as_array().expect("array").iter().all(|r| r["message"] == "before" || r["message"] == "killed")
             );
         }
     }
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"after"]);
     ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
-    assert_eq!(
-        std::fs::read(s.path("out/f7.bin")).expect("read"),
-        std::fs::read(data.join("f7.bin")).expect("read")
-    );
+    assert_eq!(std::fs::read(s.path("out/f7.bin")).expect("read"), std::fs::read(data.join("f7.bin")).expect("read"));
 }

@@ -15,9 +15,7 @@ pub struct Scratch {
 
 impl Default for Scratch {
     fn default() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Scratch { dir: tempfile::tempdir().expect("tempdir") }
     }
 }
 
@@ -71,10 +69,7 @@ pub fn fails(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Stri
     assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {err}");
     let lines: Vec<&str> = err.lines().collect();
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(
-        lines.first().is_some_and(|l| l.starts_with("error: ")),
-        "no error line: {err}"
-    );
+    assert!(lines.first().is_some_and(|l| l.starts_with("error: ")), "no error line: {err}");
     assert!(
         lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("hint: ")),
         "more than one error line: {err}"

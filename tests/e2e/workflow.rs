@@ -12,11 +12,7 @@ fn backup_history_diff_and_restore() {
     init(&repo);
     let first = ok(&[&"commit", &repo, &"--from", &data, &"-m", &"first"]);
     let first = first.trim();
-    assert_eq!(
-        first.len(),
-        64,
-        "commit prints the full revision id: {first}"
-    );
+    assert_eq!(first.len(), 64, "commit prints the full revision id: {first}");
     write(&data.join("a/lines.txt"), b"changed\n");
     std::fs::remove_file(data.join("empty")).expect("rm");
     write(&data.join("a/new.txt"), b"new\n");
@@ -25,13 +21,9 @@ fn backup_history_diff_and_restore() {
     let log = ok(&[&"log", &repo]);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
-    assert!(
-        lines[0].contains("second") && lines[0].contains("HEAD"),
-        "{log}"
-    );
+    assert!(lines[0].contains("second") && lines[0].contains("HEAD"), "{log}");
     assert!(lines[1].contains("first"), "{log}");
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&[&"rev", &repo, &"--json"])).expect("json");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[&"rev", &repo, &"--json"])).expect("json");
     assert_eq!(json[0]["id"], second.trim());
     assert_eq!(json[1]["id"], first);
     assert_eq!(json[0]["parents"][0], first);
@@ -44,21 +36,10 @@ fn backup_history_diff_and_restore() {
     assert_eq!(ok(&[&"tag", &repo]).lines().count(), 1);
 
     let diff = ok(&[&"diff", &repo, &"v1", &"HEAD"]);
-    assert_eq!(
-        diff.lines().collect::<Vec<_>>(),
-        ["M a/lines.txt", "A a/new.txt", "D empty"],
-        "{diff}"
-    );
+    assert_eq!(diff.lines().collect::<Vec<_>>(), ["M a/lines.txt", "A a/new.txt", "D empty"], "{diff}");
     let short = &first[..8];
-    assert_eq!(
-        ok(&[&"diff", &repo, &short, &second.trim()]),
-        diff,
-        "short and full ids"
-    );
-    assert!(
-        ok(&[&"diff", &repo, &"HEAD"]).is_empty(),
-        "working tree equals HEAD"
-    );
+    assert_eq!(ok(&[&"diff", &repo, &short, &second.trim()]), diff, "short and full ids");
+    assert!(ok(&[&"diff", &repo, &"HEAD"]).is_empty(), "working tree equals HEAD");
     let stat = ok(&[&"diff", &repo, &"v1", &"HEAD", &"--stat"]);
     assert!(stat.contains("1 added, 1 modified, 1 deleted"), "{stat}");
     let json: serde_json::Value =
@@ -71,14 +52,7 @@ fn backup_history_diff_and_restore() {
     ok(&[&"checkout", &repo, &"v1", &"--to", &s.path("old")]);
     assert!(s.path("old/empty").exists() && !s.path("old/a/new.txt").exists());
     fails(&[&"checkout", &repo, &"v1", &"--to", &s.path("out")], &[]);
-    ok(&[
-        &"checkout",
-        &repo,
-        &"v1",
-        &"--to",
-        &s.path("out"),
-        &"--force",
-    ]);
+    ok(&[&"checkout", &repo, &"v1", &"--to", &s.path("out"), &"--force"]);
     assert_eq!(
         std::fs::read(s.path("out/a/lines.txt")).expect("read"),
         std::fs::read(s.path("old/a/lines.txt")).expect("read")
@@ -97,13 +71,9 @@ fn backup_history_diff_and_restore() {
 
     let fsck = ok(&[&"fsck", &repo]);
     assert!(fsck.contains("0 problems"), "{fsck}");
-    let stats: serde_json::Value =
-        serde_json::from_str(&ok(&[&"stats", &repo, &"--json"])).expect("json");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&[&"stats", &repo, &"--json"])).expect("json");
     assert_eq!(stats["revisions"], 3);
-    assert!(
-        stats["dedup_ratio"].as_f64().expect("ratio") > 2.0,
-        "{stats}"
-    );
+    assert!(stats["dedup_ratio"].as_f64().expect("ratio") > 2.0, "{stats}");
     ok(&[&"gc", &repo]);
     assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
 }
@@ -112,51 +82,27 @@ fn backup_history_diff_and_restore() {
 fn encrypted_repository_hides_names_and_content() {
     let s = Scratch::default();
     let (repo, data) = (s.path("enc"), s.path("data"));
-    write(
-        &data.join("secret-name.txt"),
-        b"SECRET-MARKER-42 plaintext ".repeat(100).as_slice(),
-    );
+    write(&data.join("secret-name.txt"), b"SECRET-MARKER-42 plaintext ".repeat(100).as_slice());
     write(&data.join("small-secret"), b"SECRET-MARKER-42");
     let pw = [("MONOFS_PASSPHRASE", "correct horse")];
     ok_env(&[&"init", &repo, &"--encrypt"], &pw);
-    ok_env(
-        &[&"commit", &repo, &"--from", &data, &"-m", &"enc-msg-7f3a"],
-        &pw,
-    );
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"enc-msg-7f3a"], &pw);
     ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"again"], &pw);
     for entry in std::fs::read_dir(&repo).expect("ls") {
         let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
-        for needle in [
-            &b"SECRET-MARKER-42"[..],
-            b"secret-name",
-            b"small-secret",
-            b"enc-msg-7f3a",
-        ] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{:?} found",
-                String::from_utf8_lossy(needle)
-            );
+        for needle in [&b"SECRET-MARKER-42"[..], b"secret-name", b"small-secret", b"enc-msg-7f3a"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{:?} found", String::from_utf8_lossy(needle));
         }
     }
     assert!(ok_env(&[&"log", &repo], &pw).contains("enc-msg-7f3a"));
     let before = std::fs::read(repo.join("monofs.redb")).expect("read");
     let err = fails(&[&"log", &repo], &[("MONOFS_PASSPHRASE", "wrong")]);
-    assert!(
-        err.starts_with(&format!("error: wrong passphrase for {}", repo.display())),
-        "{err}"
-    );
-    assert!(
-        std::fs::read(repo.join("monofs.redb")).expect("read") == before,
-        "a failed open wrote to the store"
-    );
+    assert!(err.starts_with(&format!("error: wrong passphrase for {}", repo.display())), "{err}");
+    assert!(std::fs::read(repo.join("monofs.redb")).expect("read") == before, "a failed open wrote to the store");
     let err = fails(&[&"log", &repo], &[]);
     assert!(err.contains("MONOFS_PASSPHRASE"), "{err}");
     ok_env(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")], &pw);
-    assert_eq!(
-        std::fs::read(s.path("out/small-secret")).expect("read"),
-        b"SECRET-MARKER-42"
-    );
+    assert_eq!(std::fs::read(s.path("out/small-secret")).expect("read"), b"SECRET-MARKER-42");
 }
 
 #[test]
@@ -167,10 +113,8 @@ fn unchanged_recommit_reads_nothing() {
     init(&repo);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
-    let again: serde_json::Value = serde_json::from_str(&ok(&[
-        &"commit", &repo, &"--from", &data, &"-m", &"two", &"--json",
-    ]))
-    .expect("json");
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&[&"commit", &repo, &"--from", &data, &"-m", &"two", &"--json"])).expect("json");
     assert_eq!(again["reused_files"], again["files"], "{again}");
     assert!(ok(&[&"diff", &repo, &"HEAD~1", &"HEAD"]).is_empty());
 }

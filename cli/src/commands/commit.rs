@@ -7,23 +7,14 @@ use crate::args::CommitArgs;
 use crate::style;
 
 fn default_author() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
 }
 
 pub fn run(a: CommitArgs) -> anyhow::Result<ExitCode> {
     let repo = super::open(&a.repo)?;
-    let opts = CommitOptions {
-        message: a.message,
-        author: a.author.unwrap_or_else(default_author),
-        time: None,
-    };
+    let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
     let started = std::time::Instant::now();
     let summary = match &a.from {
         Some(dir) => {

@@ -19,17 +19,10 @@ pub fn run(a: FsckArgs) -> anyhow::Result<ExitCode> {
         for p in &report.problems {
             println!("bad {} {}: {}", p.kind.name(), p.id, p.error);
             for path in &p.paths {
-                println!(
-                    "  used by {}",
-                    if path.is_empty() { "(revision)" } else { path }
-                );
+                println!("  used by {}", if path.is_empty() { "(revision)" } else { path });
             }
         }
-        println!(
-            "checked {} objects, {} problems",
-            report.checked,
-            report.problems.len()
-        );
+        println!("checked {} objects, {} problems", report.checked, report.problems.len());
     }
     if report.problems.is_empty() {
         Ok(ExitCode::SUCCESS)

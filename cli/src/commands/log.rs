@@ -43,17 +43,8 @@ pub fn run(a: LogArgs) -> anyhow::Result<ExitCode> {
         if Some(*id) == head {
             refs.push("HEAD".into());
         }
-        refs.extend(
-            tags.get(id)
-                .into_iter()
-                .flatten()
-                .map(|t| format!("tag: {t}")),
-        );
-        let decoration = if refs.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", refs.join(", "))
-        };
+        refs.extend(tags.get(id).into_iter().flatten().map(|t| format!("tag: {t}")));
+        let decoration = if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) };
         println!(
             "{}  {}  {:>10}  {}{}",
             id.short(12),

@@ -29,10 +29,7 @@ pub fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("revisions:          {}", s.revisions);
     println!("objects:            {}", s.objects);
-    println!(
-        "logical size:       {} (all revisions)",
-        style::bytes(s.logical_bytes)
-    );
+    println!("logical size:       {} (all revisions)", style::bytes(s.logical_bytes));
     println!("unique data:        {}", style::bytes(s.unique_bytes));
     println!("stored:             {}", style::bytes(s.stored_bytes));
     println!("store file:         {}", style::bytes(s.file_bytes));

@@ -32,7 +32,5 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Opens REPO, asking for its passphrase only if it is encrypted.
 pub fn open(repo: &Path) -> anyhow::Result<monofs::Repository> {
-    Ok(monofs::Repository::open(repo, &mut || {
-        crate::passphrase::existing(repo)
-    })?)
+    Ok(monofs::Repository::open(repo, &mut || crate::passphrase::existing(repo))?)
 }

@@ -20,10 +20,7 @@ pub fn run(a: TagArgs) -> anyhow::Result<ExitCode> {
     }
     let tags = repo.tags()?;
     if a.json {
-        let out: Vec<_> = tags
-            .iter()
-            .map(|(n, id)| json!({"name": n, "revision": id.to_hex()}))
-            .collect();
+        let out: Vec<_> = tags.iter().map(|(n, id)| json!({"name": n, "revision": id.to_hex()})).collect();
         style::print_json(&out)?;
     } else {
         for (name, id) in tags {

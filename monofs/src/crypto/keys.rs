@@ -69,11 +69,7 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams {
-            m_cost: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        }
+        KdfParams { m_cost: 64 * 1024, t_cost: 3, p_cost: 1 }
     }
 }
 
@@ -92,13 +88,10 @@ pub struct KeyFile {
 }
 
 fn derive(params: KdfParams, passphrase: &[u8], salt: &[u8]) -> Result<[u8; 32], WrongPassphrase> {
-    let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
-        .map_err(|_| WrongPassphrase)?;
+    let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)).map_err(|_| WrongPassphrase)?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into(passphrase, salt, &mut out)
-        .map_err(|_| WrongPassphrase)?;
+    argon.hash_password_into(passphrase, salt, &mut out).map_err(|_| WrongPassphrase)?;
     Ok(out)
 }
 
@@ -116,12 +109,7 @@ impl KeyFile {
             .encrypt_inout_detached(&XNonce::from(nonce), WRAP_AAD, sealed.as_mut_slice().into())
             .map_err(|_| std::io::Error::other("key wrap failed"))?;
         sealed.extend_from_slice(&tag);
-        Ok(KeyFile {
-            params,
-            salt,
-            nonce,
-            sealed,
-        })
+        Ok(KeyFile { params, salt, nonce, sealed })
     }
 
     /// Recovers the keys; fails on a wrong passphrase or a damaged key file.
@@ -136,12 +124,7 @@ impl KeyFile {
         raw.copy_from_slice(body);
         let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| WrongPassphrase)?;
         cipher
-            .decrypt_inout_detached(
-                &XNonce::from(self.nonce),
-                WRAP_AAD,
-                raw.as_mut_slice().into(),
-                &tag,
-            )
+            .decrypt_inout_detached(&XNonce::from(self.nonce), WRAP_AAD, raw.as_mut_slice().into(), &tag)
             .map_err(|_| WrongPassphrase)?;
         Ok(Keys::from_bytes(&raw))
     }
@@ -164,10 +147,7 @@ impl KeyFile {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
         if v != KEY_FILE_VERSION {
-            return Err(DecodeError::Invalid {
-                what: "key file version",
-                value: u64::from(v),
-            });
+            return Err(DecodeError::Invalid { what: "key file version", value: u64::from(v) });
         }
         let params = KdfParams {
             m_cost: r.varint_u32("argon2 memory")?,
@@ -177,21 +157,13 @@ impl KeyFile {
         // The key file is not authenticated before use: bound the costs so
         // a tampered one cannot make opening allocate or spin without limit.
         if params.m_cost > 4 << 20 || params.t_cost > 64 || params.p_cost > 64 {
-            return Err(DecodeError::Invalid {
-                what: "argon2 cost",
-                value: u64::from(params.m_cost),
-            });
+            return Err(DecodeError::Invalid { what: "argon2 cost", value: u64::from(params.m_cost) });
         }
         let salt = r.bytes()?.try_into().map_err(|_| DecodeError::Truncated)?;
         let nonce = r.bytes()?.try_into().map_err(|_| DecodeError::Truncated)?;
         let sealed = r.bytes()?.to_vec();
         r.finish()?;
-        Ok(KeyFile {
-            params,
-            salt,
-            nonce,
-            sealed,
-        })
+        Ok(KeyFile { params, salt, nonce, sealed })
     }
 }
 
@@ -199,11 +171,7 @@ impl KeyFile {
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    const FAST: KdfParams = KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 };
 
     #[test]
     fn wrap_unwrap() {

@@ -60,23 +60,15 @@ pub struct Codec {
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec")
-            .field("encrypted", &self.keys.is_some())
-            .finish()
+        f.debug_struct("Codec").field("encrypted", &self.keys.is_some()).finish()
     }
 }
 
 impl Codec {
     /// A codec for a plain (`None`) or encrypted repository.
     pub fn new(keys: Option<Keys>, level: i32) -> Codec {
-        let cipher = keys
-            .as_ref()
-            .map(|k| XChaCha20Poly1305::new(&Key::from(k.data)));
-        Codec {
-            keys,
-            cipher,
-            level,
-        }
+        let cipher = keys.as_ref().map(|k| XChaCha20Poly1305::new(&Key::from(k.data)));
+        Codec { keys, cipher, level }
     }
 
     /// Whether objects are encrypted.
@@ -231,16 +223,11 @@ fn decompress(body: &[u8]) -> Result<Vec<u8>, SealError> {
         .map_err(|_| SealError::Decompress("bad zstd frame".into()))?
         .ok_or_else(|| SealError::Decompress("zstd frame without content size".into()))?;
     if size > MAX_OBJECT_SIZE {
-        return Err(SealError::Decompress(format!(
-            "object of {size} bytes is too large"
-        )));
+        return Err(SealError::Decompress(format!("object of {size} bytes is too large")));
     }
-    let out = zstd::bulk::decompress(body, size as usize)
-        .map_err(|e| SealError::Decompress(e.to_string()))?;
+    let out = zstd::bulk::decompress(body, size as usize).map_err(|e| SealError::Decompress(e.to_string()))?;
     if out.len() as u64 != size {
-        return Err(SealError::Decompress(
-            "zstd frame shorter than declared".into(),
-        ));
+        return Err(SealError::Decompress("zstd frame shorter than declared".into()));
     }
     Ok(out)
 }
@@ -250,21 +237,13 @@ mod tests {
     use super::*;
 
     fn codecs() -> Vec<Codec> {
-        vec![
-            Codec::new(None, 3),
-            Codec::new(Some(Keys::generate().expect("rng")), 3),
-        ]
+        vec![Codec::new(None, 3), Codec::new(Some(Keys::generate().expect("rng")), 3)]
     }
 
     #[test]
     fn seal_open_round_trip() {
         for codec in codecs() {
-            for plain in [
-                Vec::new(),
-                b"short".to_vec(),
-                vec![7u8; 100_000],
-                (0..=255u8).cycle().take(5000).collect(),
-            ] {
+            for plain in [Vec::new(), b"short".to_vec(), vec![7u8; 100_000], (0..=255u8).cycle().take(5000).collect()] {
                 let id = codec.id(Kind::Chunk, &plain);
                 let stored = codec.seal(&id, Kind::Chunk, &plain);
                 let (kind, back) = codec.open(&id, &stored).expect("opens");
@@ -285,8 +264,7 @@ mod tests {
     #[test]
     fn damage_never_yields_wrong_bytes() {
         for codec in codecs() {
-            let plain =
-                b"some file content that is long enough to compress, compress, compress".repeat(3);
+            let plain = b"some file content that is long enough to compress, compress, compress".repeat(3);
             let id = codec.id(Kind::Chunk, &plain);
             let stored = codec.seal(&id, Kind::Chunk, &plain);
             for i in 0..stored.len() {
@@ -295,17 +273,11 @@ mod tests {
                 // A plain zstd frame has header bits that do not change the
                 // output; the content hash still vouches for it.
                 if let Ok((_, back)) = codec.open(&id, &bad) {
-                    assert!(
-                        !codec.encrypted() && back == plain,
-                        "flip at byte {i} accepted"
-                    );
+                    assert!(!codec.encrypted() && back == plain, "flip at byte {i} accepted");
                 }
             }
             for n in 0..stored.len() {
-                assert!(
-                    codec.open(&id, &stored[..n]).is_err(),
-                    "truncation to {n} went unnoticed"
-                );
+                assert!(codec.open(&id, &stored[..n]).is_err(), "truncation to {n} went unnoticed");
             }
         }
     }

@@ -52,17 +52,11 @@ impl ChunkList {
         let level = r.u8()?;
         let n = r.count()?;
         if n > MAX_FANOUT {
-            return Err(DecodeError::Invalid {
-                what: "chunk list length",
-                value: n as u64,
-            });
+            return Err(DecodeError::Invalid { what: "chunk list length", value: n as u64 });
         }
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
-            entries.push(ChunkRef {
-                id: r.id()?,
-                size: r.varint()?,
-            });
+            entries.push(ChunkRef { id: r.id()?, size: r.varint()? });
         }
         r.finish()?;
         Ok(ChunkList { level, entries })
@@ -78,14 +72,8 @@ mod tests {
         let list = ChunkList {
             level: 1,
             entries: vec![
-                ChunkRef {
-                    id: ObjectId([1; 32]),
-                    size: 10,
-                },
-                ChunkRef {
-                    id: ObjectId([2; 32]),
-                    size: 1 << 40,
-                },
+                ChunkRef { id: ObjectId([1; 32]), size: 10 },
+                ChunkRef { id: ObjectId([2; 32]), size: 1 << 40 },
             ],
         };
         assert_eq!(ChunkList::decode(&list.encode()).expect("decodes"), list);

@@ -16,13 +16,8 @@ pub struct Timestamp {
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            sec: d.as_secs() as i64,
-            nsec: d.subsec_nanos(),
-        }
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
     }
 
     /// Nanoseconds since the epoch, saturating.
@@ -39,10 +34,7 @@ impl Timestamp {
         let sec = r.signed()?;
         let nsec = r.varint_u32("nanoseconds")?;
         if nsec >= 1_000_000_000 {
-            return Err(DecodeError::Invalid {
-                what: "nanoseconds",
-                value: u64::from(nsec),
-            });
+            return Err(DecodeError::Invalid { what: "nanoseconds", value: u64::from(nsec) });
         }
         Ok(Timestamp { sec, nsec })
     }
@@ -180,10 +172,7 @@ pub fn valid_name(name: &[u8]) -> bool {
 impl Dir {
     /// Looks an entry up by name.
     pub fn get(&self, name: &[u8]) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.name.as_slice().cmp(name)).ok().map(|i| &self.entries[i])
     }
 
     /// The canonical encoding; entries must already be sorted.
@@ -248,9 +237,7 @@ impl Dir {
         for _ in 0..n {
             let name = r.bytes()?.to_vec();
             if !valid_name(&name) {
-                return Err(DecodeError::BadName(
-                    String::from_utf8_lossy(&name).into_owned(),
-                ));
+                return Err(DecodeError::BadName(String::from_utf8_lossy(&name).into_owned()));
             }
             if entries.last().is_some_and(|prev| prev.name >= name) {
                 return Err(DecodeError::Unsorted);
@@ -258,19 +245,12 @@ impl Dir {
             let code = r.u8()?;
             if code == 4 {
                 let target = r.bytes()?.to_vec();
-                entries.push(Entry {
-                    name,
-                    kind: EntryKind::HardLink { target },
-                    meta: Meta::default(),
-                });
+                entries.push(Entry { name, kind: EntryKind::HardLink { target }, meta: Meta::default() });
                 continue;
             }
             let mode = r.varint_u32("mode")?;
             if mode > 0o7777 {
-                return Err(DecodeError::Invalid {
-                    what: "mode",
-                    value: u64::from(mode),
-                });
+                return Err(DecodeError::Invalid { what: "mode", value: u64::from(mode) });
             }
             let uid = r.varint_u32("uid")?;
             let gid = r.varint_u32("gid")?;
@@ -279,10 +259,7 @@ impl Dir {
             let mut xattrs = Vec::with_capacity(nx);
             for _ in 0..nx {
                 let (k, v) = (r.bytes()?.to_vec(), r.bytes()?.to_vec());
-                if xattrs
-                    .last()
-                    .is_some_and(|(prev, _): &(Vec<u8>, Vec<u8>)| *prev >= k)
-                {
+                if xattrs.last().is_some_and(|(prev, _): &(Vec<u8>, Vec<u8>)| *prev >= k) {
                     return Err(DecodeError::Unsorted);
                 }
                 xattrs.push((k, v));
@@ -296,10 +273,7 @@ impl Dir {
                         2 => Content::Chunk(r.id()?),
                         3 => Content::List(r.id()?),
                         t => {
-                            return Err(DecodeError::Invalid {
-                                what: "content tag",
-                                value: u64::from(t),
-                            });
+                            return Err(DecodeError::Invalid { what: "content tag", value: u64::from(t) });
                         }
                     };
                     let consistent = match &content {
@@ -308,45 +282,21 @@ impl Dir {
                         Content::Chunk(_) | Content::List(_) => size > 0,
                     };
                     if !consistent {
-                        return Err(DecodeError::Invalid {
-                            what: "file size",
-                            value: size,
-                        });
+                        return Err(DecodeError::Invalid { what: "file size", value: size });
                     }
                     EntryKind::File { size, content }
                 }
                 2 => EntryKind::Dir { id: r.id()? },
-                3 => EntryKind::Symlink {
-                    target: r.bytes()?.to_vec(),
-                },
+                3 => EntryKind::Symlink { target: r.bytes()?.to_vec() },
                 5 => EntryKind::Fifo,
-                6 => EntryKind::CharDev {
-                    major: r.varint()?,
-                    minor: r.varint()?,
-                },
-                7 => EntryKind::BlockDev {
-                    major: r.varint()?,
-                    minor: r.varint()?,
-                },
+                6 => EntryKind::CharDev { major: r.varint()?, minor: r.varint()? },
+                7 => EntryKind::BlockDev { major: r.varint()?, minor: r.varint()? },
                 8 => EntryKind::Socket,
                 t => {
-                    return Err(DecodeError::Invalid {
-                        what: "entry type",
-                        value: u64::from(t),
-                    });
+                    return Err(DecodeError::Invalid { what: "entry type", value: u64::from(t) });
                 }
             };
-            entries.push(Entry {
-                name,
-                kind,
-                meta: Meta {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    xattrs,
-                },
-            });
+            entries.push(Entry { name, kind, meta: Meta { mode, uid, gid, mtime, xattrs } });
         }
         let size = r.varint()?;
         r.finish()?;
@@ -363,64 +313,27 @@ mod tests {
             mode: 0o4755,
             uid: 1000,
             gid: 100,
-            mtime: Timestamp {
-                sec: 1_000_000_000,
-                nsec: 123_456_789,
-            },
+            mtime: Timestamp { sec: 1_000_000_000, nsec: 123_456_789 },
             xattrs: vec![(b"user.a".to_vec(), b"1".to_vec())],
         }
     }
 
     fn sample() -> Dir {
-        let e = |name: &str, kind| Entry {
-            name: name.as_bytes().to_vec(),
-            kind,
-            meta: meta(),
-        };
+        let e = |name: &str, kind| Entry { name: name.as_bytes().to_vec(), kind, meta: meta() };
         Dir {
             entries: vec![
-                e(
-                    "a",
-                    EntryKind::File {
-                        size: 3,
-                        content: Content::Inline(b"abc".to_vec()),
-                    },
-                ),
-                e(
-                    "b",
-                    EntryKind::File {
-                        size: 0,
-                        content: Content::Empty,
-                    },
-                ),
-                e(
-                    "c",
-                    EntryKind::File {
-                        size: 1 << 33,
-                        content: Content::List(ObjectId([3; 32])),
-                    },
-                ),
-                e(
-                    "d",
-                    EntryKind::Dir {
-                        id: ObjectId([4; 32]),
-                    },
-                ),
+                e("a", EntryKind::File { size: 3, content: Content::Inline(b"abc".to_vec()) }),
+                e("b", EntryKind::File { size: 0, content: Content::Empty }),
+                e("c", EntryKind::File { size: 1 << 33, content: Content::List(ObjectId([3; 32])) }),
+                e("d", EntryKind::Dir { id: ObjectId([4; 32]) }),
                 e("dev", EntryKind::CharDev { major: 1, minor: 3 }),
                 e("fifo", EntryKind::Fifo),
                 Entry {
                     name: b"hl".to_vec(),
-                    kind: EntryKind::HardLink {
-                        target: b"a".to_vec(),
-                    },
+                    kind: EntryKind::HardLink { target: b"a".to_vec() },
                     meta: Meta::default(),
                 },
-                e(
-                    "l",
-                    EntryKind::Symlink {
-                        target: b"../x".to_vec(),
-                    },
-                ),
+                e("l", EntryKind::Symlink { target: b"../x".to_vec() }),
             ],
             size: 3 + (1 << 33),
         }
@@ -441,26 +354,17 @@ mod tests {
         assert_eq!(Dir::decode(&d.encode()), Err(DecodeError::Unsorted));
         let mut d = sample();
         d.entries[0].name = b"..".to_vec();
-        assert!(matches!(
-            Dir::decode(&d.encode()),
-            Err(DecodeError::BadName(_))
-        ));
+        assert!(matches!(Dir::decode(&d.encode()), Err(DecodeError::BadName(_))));
         let mut d = sample();
         d.entries[0].name = b"a/b".to_vec();
-        assert!(matches!(
-            Dir::decode(&d.encode()),
-            Err(DecodeError::BadName(_))
-        ));
+        assert!(matches!(Dir::decode(&d.encode()), Err(DecodeError::BadName(_))));
     }
 
     #[test]
     fn every_truncation_fails() {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
-            assert!(
-                Dir::decode(&bytes[..n]).is_err(),
-                "prefix of {n} bytes decoded"
-            );
+            assert!(Dir::decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
         }
     }
 }

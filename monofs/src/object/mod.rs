@@ -51,9 +51,6 @@ impl Kind {
 fn check_version(r: &mut crate::encoding::Reader<'_>) -> Result<(), crate::encoding::DecodeError> {
     match r.u8()? {
         BODY_VERSION => Ok(()),
-        v => Err(crate::encoding::DecodeError::Invalid {
-            what: "object body version",
-            value: u64::from(v),
-        }),
+        v => Err(crate::encoding::DecodeError::Invalid { what: "object body version", value: u64::from(v) }),
     }
 }

@@ -54,14 +54,7 @@ impl Revision {
         let message = String::from_utf8_lossy(r.bytes()?).into_owned();
         let size = r.varint()?;
         r.finish()?;
-        Ok(Revision {
-            root,
-            parents,
-            time,
-            author,
-            message,
-            size,
-        })
+        Ok(Revision { root, parents, time, author, message, size })
     }
 }
 
@@ -74,10 +67,7 @@ mod tests {
         let rev = Revision {
             root: ObjectId([7; 32]),
             parents: vec![ObjectId([1; 32]), ObjectId([2; 32])],
-            time: Timestamp {
-                sec: -5,
-                nsec: 999_999_999,
-            },
+            time: Timestamp { sec: -5, nsec: 999_999_999 },
             author: "root@host".into(),
             message: "first\nbody".into(),
             size: 42,

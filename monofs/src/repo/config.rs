@@ -30,11 +30,7 @@ impl ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min: 16 << 10,
-            avg: 64 << 10,
-            max: 256 << 10,
-        }
+        ChunkerParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 }
     }
 }
 
@@ -58,13 +54,7 @@ impl Config {
     pub fn new(encrypted: bool) -> std::io::Result<Config> {
         let mut repo_id = [0u8; 16];
         getrandom::fill(&mut repo_id).map_err(std::io::Error::other)?;
-        Ok(Config {
-            version: FORMAT_VERSION,
-            encrypted,
-            chunker: ChunkerParams::default(),
-            zstd_level: 3,
-            repo_id,
-        })
+        Ok(Config { version: FORMAT_VERSION, encrypted, chunker: ChunkerParams::default(), zstd_level: 3, repo_id })
     }
 
     /// The stored record.
@@ -86,23 +76,14 @@ impl Config {
         let mut r = Reader::new(bytes);
         let version = r.varint().map_err(|e| (None, e))?;
         if version != FORMAT_VERSION {
-            return Err((
-                Some(version),
-                DecodeError::Invalid {
-                    what: "format version",
-                    value: version,
-                },
-            ));
+            return Err((Some(version), DecodeError::Invalid { what: "format version", value: version }));
         }
         let rest = || -> Result<Config, DecodeError> {
             let encrypted = match r.u8()? {
                 0 => false,
                 1 => true,
                 v => {
-                    return Err(DecodeError::Invalid {
-                        what: "encryption flag",
-                        value: u64::from(v),
-                    });
+                    return Err(DecodeError::Invalid { what: "encryption flag", value: u64::from(v) });
                 }
             };
             let chunker = ChunkerParams {
@@ -111,25 +92,14 @@ impl Config {
                 max: r.varint_u32("chunk max")?,
             };
             if !chunker.is_valid() {
-                return Err(DecodeError::Invalid {
-                    what: "chunker bounds",
-                    value: u64::from(chunker.avg),
-                });
+                return Err(DecodeError::Invalid { what: "chunker bounds", value: u64::from(chunker.avg) });
             }
             let level = r.signed()?;
-            let zstd_level = i32::try_from(level).map_err(|_| DecodeError::Invalid {
-                what: "zstd level",
-                value: level as u64,
-            })?;
+            let zstd_level =
+                i32::try_from(level).map_err(|_| DecodeError::Invalid { what: "zstd level", value: level as u64 })?;
             let repo_id = r.bytes()?.try_into().map_err(|_| DecodeError::Truncated)?;
             r.finish()?;
-            Ok(Config {
-                version,
-                encrypted,
-                chunker,
-                zstd_level,
-                repo_id,
-            })
+            Ok(Config { version, encrypted, chunker, zstd_level, repo_id })
         };
         rest().map_err(|e| (Some(version), e))
     }
@@ -149,9 +119,6 @@ mod tests {
     fn future_version_is_reported() {
         let mut c = Config::new(false).expect("rng");
         c.version = 9;
-        assert_eq!(
-            Config::decode(&c.encode()).err().map(|e| e.0),
-            Some(Some(9))
-        );
+        assert_eq!(Config::decode(&c.encode()).err().map(|e| e.0), Some(Some(9)));
     }
 }

@@ -33,11 +33,7 @@ impl RepoLock {
                 let pid = pid.trim();
                 return Err(Error::Locked {
                     path: repo.to_owned(),
-                    pid: if pid.is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid.to_owned()
-                    },
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_owned() },
                 });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),

@@ -46,10 +46,7 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("path", &self.path)
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Repository").field("path", &self.path).field("config", &self.config).finish()
     }
 }
 
@@ -88,12 +85,7 @@ impl Repository {
 
     /// A repository that lives in memory only (tests, `monofs tmp`).
     pub fn in_memory(opts: InitOptions) -> Result<Repository> {
-        Self::init_store(
-            PathBuf::from("<memory>"),
-            Box::<MemoryStore>::default(),
-            opts,
-            None,
-        )
+        Self::init_store(PathBuf::from("<memory>"), Box::<MemoryStore>::default(), opts, None)
     }
 
     fn init_store(
@@ -125,13 +117,7 @@ impl Repository {
             None => (None, None),
         };
         let codec = Codec::new(keys, config.zstd_level);
-        let repo = Repository {
-            path,
-            store,
-            codec,
-            config,
-            _lock: lock,
-        };
+        let repo = Repository { path, store, codec, config, _lock: lock };
         let empty = Dir::default().encode();
         let empty_id = repo.codec.id(Kind::Dir, &empty);
         let mut tx = repo.store.begin()?;
@@ -139,11 +125,7 @@ impl Repository {
         if let Some(file) = keyfile {
             tx.put(Table::Meta, META_KEY, &file.encode())?;
         }
-        tx.put(
-            Table::Objects,
-            empty_id.as_bytes(),
-            &repo.codec.seal(&empty_id, Kind::Dir, &empty),
-        )?;
+        tx.put_object(empty_id.as_bytes(), &repo.codec.seal(&empty_id, Kind::Dir, &empty), true)?;
         tx.put(Table::Refs, WORKTREE.as_bytes(), empty_id.as_bytes())?;
         tx.commit()?;
         Ok(repo)
@@ -151,10 +133,7 @@ impl Repository {
 
     /// Opens the repository in directory `path`, asking `passphrase` for
     /// the passphrase only if it is encrypted.
-    pub fn open(
-        path: &Path,
-        passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>,
-    ) -> Result<Repository> {
+    pub fn open(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
         if !path.exists() {
             return Err(Error::NoSuchRepository(path.to_owned()));
         }
@@ -180,13 +159,7 @@ impl Repository {
             },
         };
         let codec = Codec::new(keys, config.zstd_level);
-        Ok(Repository {
-            path: path.to_owned(),
-            store: Box::new(store),
-            codec,
-            config,
-            _lock: Some(lock),
-        })
+        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
     }
 
     /// Reads the config and, when encrypted, unwraps the keys.
@@ -199,32 +172,17 @@ impl Repository {
             return Ok((None, None));
         };
         let config = Config::decode(&raw).map_err(|(version, source)| match version {
-            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat {
-                path: path.to_owned(),
-                version: v,
-            },
-            _ => Error::BadMetadata {
-                what: "repository config",
-                source,
-            },
+            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
+            _ => Error::BadMetadata { what: "repository config", source },
         })?;
         let keys = if config.encrypted {
-            let raw = store
-                .get(Table::Meta, META_KEY)?
-                .ok_or_else(|| Error::BadMetadata {
-                    what: "key file",
-                    source: crate::encoding::DecodeError::Truncated,
-                })?;
-            let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata {
+            let raw = store.get(Table::Meta, META_KEY)?.ok_or_else(|| Error::BadMetadata {
                 what: "key file",
-                source,
+                source: crate::encoding::DecodeError::Truncated,
             })?;
+            let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata { what: "key file", source })?;
             let pw = passphrase().map_err(|e| Error::io(path, e))?;
-            Some(
-                keyfile
-                    .unwrap(&pw)
-                    .map_err(|_| Error::WrongPassphrase(path.to_owned()))?,
-            )
+            Some(keyfile.unwrap(&pw).map_err(|_| Error::WrongPassphrase(path.to_owned()))?)
         } else {
             None
         };
@@ -269,22 +227,13 @@ impl Repository {
     /// Reads, verifies and returns an object's plaintext, which must be of
     /// `kind`.
     pub fn read(&self, id: &ObjectId, kind: Kind) -> Result<Vec<u8>> {
-        let stored = self
-            .store
-            .get(Table::Objects, id.as_bytes())?
-            .ok_or(Error::MissingObject(*id))?;
-        let (found, plain) = self
-            .codec
-            .open(id, &stored)
-            .map_err(|source| Error::Corrupt { id: *id, source })?;
+        let stored = self.store.get(Table::Objects, id.as_bytes())?.ok_or(Error::MissingObject(*id))?;
+        let (found, plain) = self.codec.open(id, &stored).map_err(|source| Error::Corrupt { id: *id, source })?;
         if found != kind {
             return Err(Error::Malformed {
                 id: *id,
                 kind,
-                source: crate::encoding::DecodeError::Invalid {
-                    what: "object kind",
-                    value: found as u64,
-                },
+                source: crate::encoding::DecodeError::Invalid { what: "object kind", value: found as u64 },
             });
         }
         Ok(plain)
@@ -293,49 +242,28 @@ impl Repository {
     /// Reads a directory object.
     pub fn read_dir(&self, id: &ObjectId) -> Result<Dir> {
         let plain = self.read(id, Kind::Dir)?;
-        Dir::decode(&plain).map_err(|source| Error::Malformed {
-            id: *id,
-            kind: Kind::Dir,
-            source,
-        })
+        Dir::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Dir, source })
     }
 
     /// Reads a revision object.
     pub fn read_revision(&self, id: &ObjectId) -> Result<Revision> {
         let plain = self.read(id, Kind::Revision)?;
-        Revision::decode(&plain).map_err(|source| Error::Malformed {
-            id: *id,
-            kind: Kind::Revision,
-            source,
-        })
+        Revision::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::Revision, source })
     }
 
     /// Reads a chunk-list node.
     pub fn read_chunk_list(&self, id: &ObjectId) -> Result<ChunkList> {
         let plain = self.read(id, Kind::ChunkList)?;
-        ChunkList::decode(&plain).map_err(|source| Error::Malformed {
-            id: *id,
-            kind: Kind::ChunkList,
-            source,
-        })
+        ChunkList::decode(&plain).map_err(|source| Error::Malformed { id: *id, kind: Kind::ChunkList, source })
     }
 
     /// Writes one object in its own transaction (small writes such as a
     /// single revision); bulk writers use [`Repository::write_objects`].
-    pub fn put_object(
-        &self,
-        tx: &mut dyn Transaction,
-        kind: Kind,
-        plain: &[u8],
-    ) -> Result<ObjectId> {
+    pub fn put_object(&self, tx: &mut dyn Transaction, kind: Kind, plain: &[u8]) -> Result<ObjectId> {
         check_size(kind, plain)?;
         let id = self.codec.id(kind, plain);
         if tx.get(Table::Objects, id.as_bytes())?.is_none() {
-            tx.put(
-                Table::Objects,
-                id.as_bytes(),
-                &self.codec.seal(&id, kind, plain),
-            )?;
+            tx.put_object(id.as_bytes(), &self.codec.seal(&id, kind, plain), kind != Kind::Chunk)?;
         }
         Ok(id)
     }

@@ -31,23 +31,14 @@ pub fn validate_tag_name(name: &str) -> Result<()> {
         || name.ends_with('/')
         || name.contains("..")
         || name.contains('~')
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "^:?*[\\".contains(c));
-    if bad {
-        Err(Error::InvalidTagName(name.to_owned()))
-    } else {
-        Ok(())
-    }
+        || name.chars().any(|c| c.is_whitespace() || c.is_control() || "^:?*[\\".contains(c));
+    if bad { Err(Error::InvalidTagName(name.to_owned())) } else { Ok(()) }
 }
 
 impl Repository {
     /// The id a ref points at.
     pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
-        Ok(self
-            .store()
-            .get(Table::Refs, name.as_bytes())?
-            .and_then(|v| ObjectId::from_slice(&v)))
+        Ok(self.store().get(Table::Refs, name.as_bytes())?.and_then(|v| ObjectId::from_slice(&v)))
     }
 
     /// Points `name` at `id` inside a transaction.
@@ -62,8 +53,7 @@ impl Repository {
 
     /// Root directory of the working tree.
     pub fn worktree(&self) -> Result<ObjectId> {
-        self.get_ref(WORKTREE)?
-            .ok_or(Error::MissingObject(ObjectId::default()))
+        self.get_ref(WORKTREE)?.ok_or(Error::MissingObject(ObjectId::default()))
     }
 
     /// Whether the working tree differs from HEAD's tree.
@@ -78,16 +68,12 @@ impl Repository {
     /// Every tag with its revision, sorted by name.
     pub fn tags(&self) -> Result<Vec<(String, ObjectId)>> {
         let mut out = Vec::new();
-        self.store()
-            .scan(Table::Refs, TAG_PREFIX.as_bytes(), &mut |k, v| {
-                if let (Ok(name), Some(id)) = (
-                    std::str::from_utf8(&k[TAG_PREFIX.len()..]),
-                    ObjectId::from_slice(v),
-                ) {
-                    out.push((name.to_owned(), id));
-                }
-                true
-            })?;
+        self.store().scan(Table::Refs, TAG_PREFIX.as_bytes(), &mut |k, v| {
+            if let (Ok(name), Some(id)) = (std::str::from_utf8(&k[TAG_PREFIX.len()..]), ObjectId::from_slice(v)) {
+                out.push((name.to_owned(), id));
+            }
+            true
+        })?;
         Ok(out)
     }
 

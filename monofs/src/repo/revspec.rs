@@ -16,9 +16,10 @@ impl Repository {
         let mut id = self.resolve_base(spec, base)?;
         for n in 0..steps {
             let rev = self.read_revision(&id)?;
-            id = *rev.parents.first().ok_or_else(|| {
-                Error::UnknownRevision(format!("{spec}: history ends after {n} ancestor(s)"))
-            })?;
+            id = *rev
+                .parents
+                .first()
+                .ok_or_else(|| Error::UnknownRevision(format!("{spec}: history ends after {n} ancestor(s)")))?;
         }
         Ok(id)
     }
@@ -31,14 +32,11 @@ impl Repository {
             return Ok(id);
         }
         let lower = base.to_ascii_lowercase();
-        if lower.len() < MIN_SHORT_ID
-            || lower.len() > 64
-            || !lower.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if lower.len() < MIN_SHORT_ID || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::UnknownRevision(spec.to_owned()));
         }
-        let whole_bytes = hex::decode(&lower[..lower.len() / 2 * 2])
-            .map_err(|_| Error::UnknownRevision(spec.to_owned()))?;
+        let whole_bytes =
+            hex::decode(&lower[..lower.len() / 2 * 2]).map_err(|_| Error::UnknownRevision(spec.to_owned()))?;
         let matches: Vec<ObjectId> = self
             .revisions_with_prefix(&whole_bytes)?
             .into_iter()
@@ -47,10 +45,7 @@ impl Repository {
         match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::UnknownRevision(spec.to_owned())),
-            many => Err(Error::AmbiguousRevision {
-                spec: spec.to_owned(),
-                count: many.len(),
-            }),
+            many => Err(Error::AmbiguousRevision { spec: spec.to_owned(), count: many.len() }),
         }
     }
 }

@@ -22,7 +22,7 @@ pub struct ObjectSink<'a> {
     codec: &'a Codec,
     store: &'a dyn Store,
     seen: Mutex<HashSet<ObjectId>>,
-    out: Sender<(ObjectId, Vec<u8>)>,
+    out: Sender<(ObjectId, Vec<u8>, Kind)>,
     new_objects: AtomicU64,
     new_bytes: AtomicU64,
 }
@@ -38,9 +38,8 @@ impl ObjectSink<'_> {
         }
         let sealed = self.codec.seal(&id, kind, plain);
         self.new_objects.fetch_add(1, Ordering::Relaxed);
-        self.new_bytes
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        self.out.send((id, sealed)).map_err(|_| Error::Aborted)?;
+        self.new_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.out.send((id, sealed, kind)).map_err(|_| Error::Aborted)?;
         Ok(id)
     }
 
@@ -74,7 +73,7 @@ impl Repository {
         produce: impl FnOnce(&ObjectSink<'_>) -> Result<T> + Send,
     ) -> Result<(T, Box<dyn Transaction + '_>, WriteStats)> {
         let mut tx = self.begin()?;
-        let (send, recv) = bounded::<(ObjectId, Vec<u8>)>(QUEUE_DEPTH);
+        let (send, recv) = bounded::<(ObjectId, Vec<u8>, Kind)>(QUEUE_DEPTH);
         let codec = self.codec();
         let store = self.store();
         std::thread::scope(|scope| {
@@ -88,17 +87,11 @@ impl Repository {
                     new_bytes: AtomicU64::new(0),
                 };
                 let value = produce(&sink);
-                (
-                    value,
-                    WriteStats {
-                        new_objects: sink.new_objects(),
-                        new_bytes: sink.new_bytes(),
-                    },
-                )
+                (value, WriteStats { new_objects: sink.new_objects(), new_bytes: sink.new_bytes() })
             });
             let mut write_error = None;
-            for (id, sealed) in recv.iter() {
-                if let Err(e) = tx.put(Table::Objects, id.as_bytes(), &sealed) {
+            for (id, sealed, kind) in recv.iter() {
+                if let Err(e) = tx.put_object(id.as_bytes(), &sealed, kind != Kind::Chunk) {
                     write_error = Some(e);
                     break;
                 }

@@ -20,7 +20,7 @@ use crate::content::Chunker;
 use crate::crypto::Codec;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{Dir, Entry, EntryKind, Kind, Meta, Timestamp};
+use crate::object::{Content, Dir, Entry, EntryKind, Kind, Meta, Timestamp};
 use crate::progress::Progress;
 use crate::repo::{ObjectSink, Repository};
 use crate::store::{Store, Table};
@@ -29,6 +29,7 @@ use scan::{ScanDir, ScanNode};
 pub(crate) use statcache::refers_to_live as record_refers_to;
 
 struct Ctx<'a> {
+    repo: &'a Repository,
     sink: &'a ObjectSink<'a>,
     chunker: Chunker,
     codec: &'a Codec,
@@ -42,19 +43,11 @@ struct Ctx<'a> {
 impl Repository {
     /// Snapshots directory `dir` as a new revision whose parent is HEAD; the
     /// working tree then equals it.
-    pub fn commit_dir(
-        &self,
-        dir: &Path,
-        opts: &CommitOptions,
-        progress: &dyn Progress,
-    ) -> Result<CommitSummary> {
+    pub fn commit_dir(&self, dir: &Path, opts: &CommitOptions, progress: &dyn Progress) -> Result<CommitSummary> {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
         let md = std::fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?;
         if !md.is_dir() {
-            return Err(Error::io(
-                &dir,
-                std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            ));
+            return Err(Error::io(&dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
         }
         let started = Timestamp::now();
         let clock = std::time::Instant::now();
@@ -65,6 +58,7 @@ impl Repository {
         let chunker = Chunker::for_repo(self);
         let ((root, size, updates, reused), mut tx, stats) = self.write_objects(|sink| {
             let ctx = Ctx {
+                repo: self,
                 sink,
                 chunker,
                 codec: self.codec(),
@@ -98,74 +92,71 @@ impl Repository {
 }
 
 fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
-    let built: Vec<(Entry, u64)> = dir
+    let key = statcache::key(ctx.codec, &dir.path);
+    let old = statcache::load(ctx.store, ctx.codec, &key);
+    let reuse = old.as_ref().map(|rec| statcache::reusable(ctx.repo, rec, dir)).unwrap_or_default();
+    let built: Vec<Built> = dir
         .entries
         .par_iter()
-        .map(|(name, node)| build_entry(ctx, name, node))
+        .map(|(name, node)| build_entry(ctx, name, node, reuse.get(name)))
         .collect::<Result<_>>()?;
-    let size = built.iter().map(|(_, s)| s).sum();
-    let entries = built.into_iter().map(|(e, _)| e).collect();
+    let size = built.iter().map(|b| b.size).sum();
+    let mut files = Vec::new();
+    let mut entries = Vec::with_capacity(built.len());
+    for b in built {
+        if let Some(identity) = b.cache {
+            files.push((b.entry.name.clone(), identity));
+        }
+        entries.push(b.entry);
+    }
     let d = Dir { entries, size };
-    Ok((ctx.sink.put(Kind::Dir, &d.encode())?, size))
+    let id = ctx.sink.put(Kind::Dir, &d.encode())?;
+    let record = statcache::DirRecord { dir: id, files };
+    if old.as_ref() != Some(&record) {
+        let sealed = statcache::seal(ctx.codec, &key, &record);
+        ctx.cache_updates.lock().map_err(|_| Error::Aborted)?.push((key, sealed));
+    }
+    Ok((id, size))
 }
 
-fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode) -> Result<(Entry, u64)> {
-    let entry = |kind, meta: &Meta| Entry {
-        name: name.to_vec(),
-        kind,
-        meta: meta.clone(),
-    };
+/// One entry of a directory being built.
+struct Built {
+    entry: Entry,
+    /// Logical bytes below it.
+    size: u64,
+    /// For a regular file the stat cache may vouch for next time.
+    cache: Option<statcache::Identity>,
+}
+
+fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Content>) -> Result<Built> {
+    let entry = |kind, meta: &Meta| Entry { name: name.to_vec(), kind, meta: meta.clone() };
+    let plain = |entry, size| Built { entry, size, cache: None };
     Ok(match node {
         ScanNode::Dir(sub) => {
             let (id, size) = build_dir(ctx, sub)?;
-            (entry(EntryKind::Dir { id }, &sub.meta), size)
+            plain(entry(EntryKind::Dir { id }, &sub.meta), size)
         }
         ScanNode::File { meta, path, stat } => {
-            let key = statcache::key(ctx.codec, path);
-            let (content, size) = match statcache::lookup(ctx.store, ctx.codec, &key, stat) {
+            let (content, size) = match cached {
                 Some(content) => {
                     ctx.reused.fetch_add(1, Ordering::Relaxed);
                     ctx.progress.bytes(stat.size);
-                    (content, stat.size)
+                    (content.clone(), stat.size)
                 }
                 None => {
                     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-                    let (content, size) = ctx
-                        .chunker
-                        .store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?;
-                    if size == stat.size
-                        && let Some(rec) =
-                            statcache::record(ctx.codec, &key, stat, &content, ctx.started)
-                    {
-                        ctx.cache_updates
-                            .lock()
-                            .map_err(|_| Error::Aborted)?
-                            .push((key, rec));
-                    }
-                    (content, size)
+                    ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?
                 }
             };
             ctx.progress.file();
-            (entry(EntryKind::File { size, content }, meta), size)
+            // A file that changed while it was read must be read again next time.
+            let cache = if size == stat.size { statcache::cacheable(stat, ctx.started) } else { None };
+            Built { entry: entry(EntryKind::File { size, content }, meta), size, cache }
         }
-        ScanNode::Symlink { meta, target } => (
-            entry(
-                EntryKind::Symlink {
-                    target: target.clone(),
-                },
-                meta,
-            ),
-            0,
-        ),
-        ScanNode::Special { meta, kind } => (entry(kind.clone(), meta), 0),
-        ScanNode::HardLink { target } => (
-            Entry {
-                name: name.to_vec(),
-                kind: EntryKind::HardLink {
-                    target: target.clone(),
-                },
-                meta: Meta::default(),
-            },
+        ScanNode::Symlink { meta, target } => plain(entry(EntryKind::Symlink { target: target.clone() }, meta), 0),
+        ScanNode::Special { meta, kind } => plain(entry(kind.clone(), meta), 0),
+        ScanNode::HardLink { target } => plain(
+            Entry { name: name.to_vec(), kind: EntryKind::HardLink { target: target.clone() }, meta: Meta::default() },
             0,
         ),
     })

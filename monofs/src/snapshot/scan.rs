@@ -24,25 +24,15 @@ pub(crate) struct FileStat {
 
 pub(crate) enum ScanNode {
     Dir(ScanDir),
-    File {
-        meta: Meta,
-        path: PathBuf,
-        stat: FileStat,
-    },
-    Symlink {
-        meta: Meta,
-        target: Vec<u8>,
-    },
-    Special {
-        meta: Meta,
-        kind: EntryKind,
-    },
-    HardLink {
-        target: Vec<u8>,
-    },
+    File { meta: Meta, path: PathBuf, stat: FileStat },
+    Symlink { meta: Meta, target: Vec<u8> },
+    Special { meta: Meta, kind: EntryKind },
+    HardLink { target: Vec<u8> },
 }
 
 pub(crate) struct ScanDir {
+    /// Absolute path (the stat cache is keyed by it).
+    pub path: PathBuf,
     pub meta: Meta,
     /// Sorted by name bytes.
     pub entries: Vec<(Vec<u8>, ScanNode)>,
@@ -74,10 +64,7 @@ fn meta_of(path: &Path, md: &std::fs::Metadata) -> Result<Meta> {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
-        mtime: Timestamp {
-            sec: md.mtime(),
-            nsec: md.mtime_nsec() as u32,
-        },
+        mtime: Timestamp { sec: md.mtime(), nsec: md.mtime_nsec() as u32 },
         xattrs,
     })
 }
@@ -92,11 +79,9 @@ pub(crate) fn scan_dir(path: &Path) -> Result<ScanDir> {
         names.push((item.file_name().as_bytes().to_vec(), item.path()));
     }
     names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let entries = names
-        .into_par_iter()
-        .map(|(name, child)| Ok((name, scan_node(&child)?)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(ScanDir { meta, entries })
+    let entries =
+        names.into_par_iter().map(|(name, child)| Ok((name, scan_node(&child)?))).collect::<Result<Vec<_>>>()?;
+    Ok(ScanDir { path: path.to_owned(), meta, entries })
 }
 
 fn scan_node(path: &Path) -> Result<ScanNode> {
@@ -106,53 +91,28 @@ fn scan_node(path: &Path) -> Result<ScanNode> {
         return Ok(ScanNode::Dir(scan_dir(path)?));
     }
     let meta = meta_of(path, &md)?;
-    let (major, minor) = (
-        nix::sys::stat::major(md.rdev()),
-        nix::sys::stat::minor(md.rdev()),
-    );
+    let (major, minor) = (nix::sys::stat::major(md.rdev()), nix::sys::stat::minor(md.rdev()));
     Ok(if ft.is_file() {
         let stat = FileStat {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime: meta.mtime,
-            ctime: Timestamp {
-                sec: md.ctime(),
-                nsec: md.ctime_nsec() as u32,
-            },
+            ctime: Timestamp { sec: md.ctime(), nsec: md.ctime_nsec() as u32 },
             nlink: md.nlink(),
         };
-        ScanNode::File {
-            meta,
-            path: path.to_owned(),
-            stat,
-        }
+        ScanNode::File { meta, path: path.to_owned(), stat }
     } else if ft.is_symlink() {
         let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
-        ScanNode::Symlink {
-            meta,
-            target: target.as_os_str().as_bytes().to_vec(),
-        }
+        ScanNode::Symlink { meta, target: target.as_os_str().as_bytes().to_vec() }
     } else if ft.is_fifo() {
-        ScanNode::Special {
-            meta,
-            kind: EntryKind::Fifo,
-        }
+        ScanNode::Special { meta, kind: EntryKind::Fifo }
     } else if ft.is_socket() {
-        ScanNode::Special {
-            meta,
-            kind: EntryKind::Socket,
-        }
+        ScanNode::Special { meta, kind: EntryKind::Socket }
     } else if ft.is_char_device() {
-        ScanNode::Special {
-            meta,
-            kind: EntryKind::CharDev { major, minor },
-        }
+        ScanNode::Special { meta, kind: EntryKind::CharDev { major, minor } }
     } else {
-        ScanNode::Special {
-            meta,
-            kind: EntryKind::BlockDev { major, minor },
-        }
+        ScanNode::Special { meta, kind: EntryKind::BlockDev { major, minor } }
     })
 }
 
@@ -166,12 +126,7 @@ pub(crate) fn resolve_hard_links(root: &mut ScanDir) -> ScanTotals {
     totals
 }
 
-fn walk(
-    dir: &mut ScanDir,
-    prefix: &mut Vec<u8>,
-    first: &mut HashMap<(u64, u64), Vec<u8>>,
-    totals: &mut ScanTotals,
-) {
+fn walk(dir: &mut ScanDir, prefix: &mut Vec<u8>, first: &mut HashMap<(u64, u64), Vec<u8>>, totals: &mut ScanTotals) {
     for (name, node) in &mut dir.entries {
         let len = prefix.len();
         if !prefix.is_empty() {
@@ -180,13 +135,8 @@ fn walk(
         prefix.extend_from_slice(name);
         match node {
             ScanNode::Dir(sub) => walk(sub, prefix, first, totals),
-            ScanNode::File { stat, .. } if stat.nlink > 1 => match first.get(&(stat.dev, stat.ino))
-            {
-                Some(target) => {
-                    *node = ScanNode::HardLink {
-                        target: target.clone(),
-                    }
-                }
+            ScanNode::File { stat, .. } if stat.nlink > 1 => match first.get(&(stat.dev, stat.ino)) {
+                Some(target) => *node = ScanNode::HardLink { target: target.clone() },
                 None => {
                     first.insert((stat.dev, stat.ino), prefix.clone());
                     totals.files += 1;

@@ -19,24 +19,15 @@ pub struct MemoryStore {
 }
 
 fn poisoned<T>(_: T) -> StoreError {
-    StoreError(Box::new(std::io::Error::other(
-        "memory store lock poisoned",
-    )))
+    StoreError(Box::new(std::io::Error::other("memory store lock poisoned")))
 }
 
 impl Store for MemoryStore {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.tables.read().map_err(poisoned)?[index(table)]
-            .get(key)
-            .cloned())
+        Ok(self.tables.read().map_err(poisoned)?[index(table)].get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
+    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()> {
         let tables = self.tables.read().map_err(poisoned)?;
         for (k, v) in tables[index(table)].range(prefix.to_vec()..) {
             if !k.starts_with(prefix) || !f(k, v) {
@@ -48,20 +39,12 @@ impl Store for MemoryStore {
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
         let guard = self.writer.lock().map_err(poisoned)?;
-        Ok(Box::new(MemoryTxn {
-            store: self,
-            _guard: guard,
-            changes: Default::default(),
-        }))
+        Ok(Box::new(MemoryTxn { store: self, _guard: guard, changes: Default::default() }))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
         let tables = self.tables.read().map_err(poisoned)?;
-        Ok(tables
-            .iter()
-            .flat_map(|t| t.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum())
+        Ok(tables.iter().flat_map(|t| t.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum())
     }
 }
 

@@ -26,13 +26,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [
-        Table::Objects,
-        Table::Refs,
-        Table::Revisions,
-        Table::Meta,
-        Table::StatCache,
-    ];
+    pub const ALL: [Table; 5] = [Table::Objects, Table::Refs, Table::Revisions, Table::Meta, Table::StatCache];
 
     /// The table's name inside the backend.
     pub fn name(self) -> &'static str {
@@ -66,21 +60,11 @@ pub trait Store: Send + Sync {
 
     /// Calls `f` with each (key, value) whose key starts with `prefix`, in
     /// key order, until it returns `false`.
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()>;
+    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()>;
 
     /// Like [`Store::scan`], but gives only each value's length, which some
     /// backends know without reading the value.
-    fn scan_lengths(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], u64) -> bool,
-    ) -> StoreResult<()> {
+    fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
         self.scan(table, prefix, &mut |k, v| f(k, v.len() as u64))
     }
 
@@ -103,6 +87,13 @@ pub trait Transaction {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Inserts or replaces.
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()>;
+    /// Inserts an object's stored frame. `metadata` marks directories, chunk
+    /// lists and revisions, which a backend may keep apart from file data
+    /// so that walking trees reads little.
+    fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
+        let _ = metadata;
+        self.put(Table::Objects, key, value)
+    }
     /// Removes; absent keys are fine.
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()>;
     /// Makes every change durable at once.
@@ -119,17 +110,10 @@ mod tests {
         tx.put(Table::Refs, b"a1", b"1").expect("put");
         tx.put(Table::Refs, b"a2", b"3").expect("put");
         assert_eq!(tx.get(Table::Refs, b"b").expect("get"), Some(b"2".to_vec()));
-        assert_eq!(
-            store.get(Table::Refs, b"b").expect("get"),
-            None,
-            "uncommitted write visible"
-        );
+        assert_eq!(store.get(Table::Refs, b"b").expect("get"), None, "uncommitted write visible");
         tx.commit().expect("commit");
         assert!(store.has(Table::Refs, b"b").expect("has"));
-        assert!(
-            !store.has(Table::Objects, b"b").expect("has"),
-            "tables are separate"
-        );
+        assert!(!store.has(Table::Objects, b"b").expect("has"), "tables are separate");
         let mut seen = Vec::new();
         store
             .scan(Table::Refs, b"a", &mut |k, v| {
@@ -137,21 +121,12 @@ mod tests {
                 true
             })
             .expect("scan");
-        assert_eq!(
-            seen,
-            vec![
-                (b"a1".to_vec(), b"1".to_vec()),
-                (b"a2".to_vec(), b"3".to_vec())
-            ]
-        );
+        assert_eq!(seen, vec![(b"a1".to_vec(), b"1".to_vec()), (b"a2".to_vec(), b"3".to_vec())]);
         let mut tx = store.begin().expect("begin");
         tx.delete(Table::Refs, b"b").expect("delete");
         tx.put(Table::Refs, b"c", b"4").expect("put");
         drop(tx);
-        assert!(
-            store.has(Table::Refs, b"b").expect("has"),
-            "dropped transaction applied"
-        );
+        assert!(store.has(Table::Refs, b"b").expect("has"), "dropped transaction applied");
         assert!(!store.has(Table::Refs, b"c").expect("has"));
         let mut tx = store.begin().expect("begin");
         tx.delete(Table::Refs, b"b").expect("delete");
@@ -171,9 +146,6 @@ mod tests {
         exercise(&store);
         drop(store);
         let store = RedbStore::open(&dir.path().join("s.redb")).expect("reopen");
-        assert!(
-            store.has(Table::Refs, b"a1").expect("has"),
-            "data survives reopen"
-        );
+        assert!(store.has(Table::Refs, b"a1").expect("has"), "data survives reopen");
     }
 }

@@ -22,12 +22,7 @@ fn chunk_ids(repo: &Repository) -> Vec<monofs::ObjectId> {
     repo.store()
         .scan(Table::Objects, b"", &mut |k, v| {
             let id = monofs::ObjectId::from_slice(k).expect("id");
-            if repo
-                .codec()
-                .open(&id, v)
-                .map(|(kind, _)| kind == Kind::Chunk)
-                .unwrap_or(false)
-            {
+            if repo.codec().open(&id, v).map(|(kind, _)| kind == Kind::Chunk).unwrap_or(false) {
                 ids.push(id);
             }
             true
@@ -43,46 +38,29 @@ fn corrupt_and_truncated_chunks_are_named_by_fsck_and_never_returned() {
         let (repo, rev) = repo_with_data(dir.path());
         assert!(repo.fsck().expect("fsck").problems.is_empty());
         let victim = chunk_ids(&repo)[0];
-        let mut stored = repo
-            .store()
-            .get(Table::Objects, victim.as_bytes())
-            .expect("get")
-            .expect("present");
+        let mut stored = repo.store().get(Table::Objects, victim.as_bytes()).expect("get").expect("present");
         let mut tx = repo.begin().expect("tx");
         match damage {
             "flip" => {
                 let last = stored.len() - 1;
                 stored[last] ^= 0x01;
-                tx.put(Table::Objects, victim.as_bytes(), &stored)
-                    .expect("put");
+                tx.put(Table::Objects, victim.as_bytes(), &stored).expect("put");
             }
             "truncate" => {
                 stored.truncate(stored.len() / 2);
-                tx.put(Table::Objects, victim.as_bytes(), &stored)
-                    .expect("put");
+                tx.put(Table::Objects, victim.as_bytes(), &stored).expect("put");
             }
-            _ => tx
-                .delete(Table::Objects, victim.as_bytes())
-                .expect("delete"),
+            _ => tx.delete(Table::Objects, victim.as_bytes()).expect("delete"),
         }
         tx.commit().expect("commit");
         let report = repo.fsck().expect("fsck");
         assert_eq!(report.problems.len(), 1, "{damage}: {:?}", report.problems);
         assert_eq!(report.problems[0].id, victim);
-        assert_eq!(
-            report.problems[0].paths,
-            vec!["a/big.bin".to_string()],
-            "{damage}"
-        );
+        assert_eq!(report.problems[0].paths, vec!["a/big.bin".to_string()], "{damage}");
         let out = tempfile::tempdir().expect("tempdir");
         let root = repo.read_revision(&rev).expect("rev").root;
-        let err = repo
-            .restore(&root, out.path(), false, &NoProgress)
-            .expect_err("restore of damaged data");
-        assert!(
-            matches!(err, Error::Corrupt { .. } | Error::MissingObject(_)),
-            "{damage}: unexpected error {err}"
-        );
+        let err = repo.restore(&root, out.path(), false, &NoProgress).expect_err("restore of damaged data");
+        assert!(matches!(err, Error::Corrupt { .. } | Error::MissingObject(_)), "{damage}: unexpected error {err}");
     }
 }
 
@@ -94,9 +72,7 @@ fn gc_removes_only_unreachable_objects() {
     // the working tree.
     assert_eq!(repo.gc().expect("gc").removed, 1);
     let mut tx = repo.begin().expect("tx");
-    let orphan = repo
-        .put_object(tx.as_mut(), Kind::Chunk, b"nobody refers to me")
-        .expect("put");
+    let orphan = repo.put_object(tx.as_mut(), Kind::Chunk, b"nobody refers to me").expect("put");
     tx.commit().expect("commit");
     let summary = repo.gc().expect("gc");
     assert_eq!(summary.removed, 1);
@@ -104,12 +80,8 @@ fn gc_removes_only_unreachable_objects() {
     assert!(repo.fsck().expect("fsck").problems.is_empty());
     let out = tempfile::tempdir().expect("tempdir");
     let root = repo.read_revision(&rev).expect("rev").root;
-    repo.restore(&root, out.path(), false, &NoProgress)
-        .expect("restore after gc");
-    assert_eq!(
-        std::fs::read(out.path().join("small")).expect("read"),
-        b"small file"
-    );
+    repo.restore(&root, out.path(), false, &NoProgress).expect("restore after gc");
+    assert_eq!(std::fs::read(out.path().join("small")).expect("read"), b"small file");
     assert_eq!(repo.gc().expect("second gc").removed, 0);
 }
 
@@ -118,9 +90,7 @@ fn a_second_open_reports_the_lock_holder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (repo, _) = repo_with_data(dir.path());
     let err = Repository::open(repo.path(), &mut || Ok(Vec::new())).expect_err("second open");
-    let Error::Locked { pid, .. } = &err else {
-        panic!("unexpected {err}")
-    };
+    let Error::Locked { pid, .. } = &err else { panic!("unexpected {err}") };
     assert_eq!(pid, &std::process::id().to_string());
     drop(repo);
     Repository::open(&dir.path().join("repo"), &mut || Ok(Vec::new())).expect("open after release");
@@ -136,20 +106,14 @@ fn stat_cache_skips_unchanged_files_and_notices_changes() {
     }
     // Files changed within the last second are never cached (racy stat).
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let first = repo
-        .commit_dir(&src, &opts("one"), &NoProgress)
-        .expect("commit");
+    let first = repo.commit_dir(&src, &opts("one"), &NoProgress).expect("commit");
     assert_eq!(first.reused_files, 0);
-    let second = repo
-        .commit_dir(&src, &opts("two"), &NoProgress)
-        .expect("commit");
+    let second = repo.commit_dir(&src, &opts("two"), &NoProgress).expect("commit");
     assert_eq!(second.reused_files, 20);
     assert_eq!(second.root, first.root);
     // Same size, new bytes: the changed ctime/mtime must force a re-read.
     write(&src.join("f3"), &Rng::new(99).bytes(1000));
-    let third = repo
-        .commit_dir(&src, &opts("three"), &NoProgress)
-        .expect("commit");
+    let third = repo.commit_dir(&src, &opts("three"), &NoProgress).expect("commit");
     assert_eq!(third.reused_files, 19);
     assert_ne!(third.root, first.root);
 }

@@ -15,38 +15,19 @@ fn commit_after_checkout_of_old_revision_branches_and_loses_nothing() {
     let r2 = commit(&repo, src.path(), "two");
     repo.checkout(&r1, false).expect("checkout");
     assert_eq!(repo.head().expect("head"), Some(r1));
-    assert!(matches!(
-        repo.commit_worktree(&opts("noop")),
-        Err(Error::NothingToCommit)
-    ));
+    assert!(matches!(repo.commit_worktree(&opts("noop")), Err(Error::NothingToCommit)));
     write(&src.path().join("g"), b"3");
     let r3 = commit(&repo, src.path(), "three");
     assert_eq!(repo.read_revision(&r3).expect("rev").parents, vec![r1]);
-    let line: Vec<_> = repo
-        .log(false)
-        .expect("log")
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let line: Vec<_> = repo.log(false).expect("log").into_iter().map(|(id, _)| id).collect();
     assert_eq!(line, vec![r3, r1]);
-    let all: Vec<_> = repo
-        .log(true)
-        .expect("log")
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let all: Vec<_> = repo.log(true).expect("log").into_iter().map(|(id, _)| id).collect();
     assert_eq!(all.len(), 3);
     assert!(all.contains(&r2));
     assert_eq!(repo.resolve("HEAD~1").expect("resolve"), r1);
     assert_eq!(repo.resolve(&r2.short(10)).expect("short id"), r2);
-    assert!(matches!(
-        repo.resolve("HEAD~5"),
-        Err(Error::UnknownRevision(_))
-    ));
-    assert!(matches!(
-        repo.resolve("abc"),
-        Err(Error::UnknownRevision(_))
-    ));
+    assert!(matches!(repo.resolve("HEAD~5"), Err(Error::UnknownRevision(_))));
+    assert!(matches!(repo.resolve("abc"), Err(Error::UnknownRevision(_))));
 }
 
 #[test]
@@ -60,31 +41,17 @@ fn checkout_refuses_to_drop_uncommitted_changes() {
     // Make the working tree differ from HEAD, as a mount's edits would.
     let old_root = repo.read_revision(&r1).expect("rev").root;
     let mut tx = repo.begin().expect("tx");
-    repo.set_ref(tx.as_mut(), monofs::repo::WORKTREE, &old_root)
-        .expect("set");
+    repo.set_ref(tx.as_mut(), monofs::repo::WORKTREE, &old_root).expect("set");
     tx.commit().expect("commit");
     assert!(repo.worktree_dirty().expect("dirty"));
-    assert!(matches!(
-        repo.checkout(&r2, false),
-        Err(Error::DirtyWorkingTree)
-    ));
-    assert_eq!(
-        repo.worktree().expect("wt"),
-        old_root,
-        "a refused checkout changed the working tree"
-    );
-    let c = repo
-        .commit_worktree(&opts("from worktree"))
-        .expect("worktree commit");
-    assert_eq!(
-        repo.read_revision(&c.revision).expect("rev").parents,
-        vec![r2]
-    );
+    assert!(matches!(repo.checkout(&r2, false), Err(Error::DirtyWorkingTree)));
+    assert_eq!(repo.worktree().expect("wt"), old_root, "a refused checkout changed the working tree");
+    let c = repo.commit_worktree(&opts("from worktree")).expect("worktree commit");
+    assert_eq!(repo.read_revision(&c.revision).expect("rev").parents, vec![r2]);
     repo.checkout(&r1, false).expect("clean now");
     let mut tx = repo.begin().expect("tx");
     let r2_root = repo.read_revision(&r2).expect("rev").root;
-    repo.set_ref(tx.as_mut(), monofs::repo::WORKTREE, &r2_root)
-        .expect("set");
+    repo.set_ref(tx.as_mut(), monofs::repo::WORKTREE, &r2_root).expect("set");
     tx.commit().expect("commit");
     repo.checkout(&r1, true).expect("forced");
     assert_eq!(repo.worktree().expect("wt"), old_root);
@@ -113,23 +80,8 @@ fn diff_reports_added_modified_deleted_and_type_changes() {
         .iter()
         .map(|c| format!("{} {}", c.status.letter(), c.path))
         .collect();
-    assert_eq!(
-        lines,
-        [
-            "T becomes-link",
-            "D gone",
-            "D gone/inner",
-            "M mod",
-            "A new",
-            "A new/deep",
-            "A new/deep/file"
-        ]
-    );
-    assert!(
-        repo.diff_trees(&root(r2), &root(r2))
-            .expect("diff")
-            .is_empty()
-    );
+    assert_eq!(lines, ["T becomes-link", "D gone", "D gone/inner", "M mod", "A new", "A new/deep", "A new/deep/file"]);
+    assert!(repo.diff_trees(&root(r2), &root(r2)).expect("diff").is_empty());
 }
 
 #[test]
@@ -142,17 +94,10 @@ fn restore_refuses_non_empty_target_unless_forced() {
     let out = tempfile::tempdir().expect("tempdir");
     write(&out.path().join("f"), b"old");
     write(&out.path().join("other"), b"stays");
-    assert!(matches!(
-        repo.restore(&root, out.path(), false, &NoProgress),
-        Err(Error::NotEmpty(_))
-    ));
-    repo.restore(&root, out.path(), true, &NoProgress)
-        .expect("forced restore");
+    assert!(matches!(repo.restore(&root, out.path(), false, &NoProgress), Err(Error::NotEmpty(_))));
+    repo.restore(&root, out.path(), true, &NoProgress).expect("forced restore");
     assert_eq!(std::fs::read(out.path().join("f")).expect("read"), b"data");
-    assert_eq!(
-        std::fs::read(out.path().join("other")).expect("read"),
-        b"stays"
-    );
+    assert_eq!(std::fs::read(out.path().join("other")).expect("read"), b"stays");
 }
 
 #[test]
@@ -165,14 +110,7 @@ fn forced_restore_does_not_follow_symlinks_out_of_the_target() {
     let out = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink(elsewhere.path(), out.path().join("d")).expect("symlink");
-    repo.restore(&root, out.path(), true, &NoProgress)
-        .expect("restore");
-    assert!(
-        !elsewhere.path().join("f").exists(),
-        "restore wrote through a symlink"
-    );
-    assert_eq!(
-        std::fs::read(out.path().join("d/f")).expect("read"),
-        b"data"
-    );
+    repo.restore(&root, out.path(), true, &NoProgress).expect("restore");
+    assert!(!elsewhere.path().join("f").exists(), "restore wrote through a symlink");
+    assert_eq!(std::fs::read(out.path().join("d/f")).expect("read"), b"data");
 }

@@ -9,14 +9,7 @@ use monofs::{Error, NoProgress};
 use super::memory_repo;
 
 fn entry(name: &str, kind: EntryKind) -> Entry {
-    Entry {
-        name: name.as_bytes().to_vec(),
-        kind,
-        meta: Meta {
-            mode: 0o755,
-            ..Meta::default()
-        },
-    }
+    Entry { name: name.as_bytes().to_vec(), kind, meta: Meta { mode: 0o755, ..Meta::default() } }
 }
 
 #[test]
@@ -26,39 +19,23 @@ fn hard_link_through_a_symlinked_directory_is_refused() {
     let repo = memory_repo();
     let root = Dir {
         entries: vec![
-            entry(
-                "d",
-                EntryKind::Symlink {
-                    target: outside.path().as_os_str().as_bytes().to_vec(),
-                },
-            ),
+            entry("d", EntryKind::Symlink { target: outside.path().as_os_str().as_bytes().to_vec() }),
             Entry {
                 name: b"x".to_vec(),
-                kind: EntryKind::HardLink {
-                    target: b"d/secret".to_vec(),
-                },
+                kind: EntryKind::HardLink { target: b"d/secret".to_vec() },
                 meta: Meta::default(),
             },
         ],
         size: 0,
     };
     let mut tx = repo.begin().expect("tx");
-    let id = repo
-        .put_object(tx.as_mut(), Kind::Dir, &root.encode())
-        .expect("put");
+    let id = repo.put_object(tx.as_mut(), Kind::Dir, &root.encode()).expect("put");
     tx.commit().expect("commit");
     let out = tempfile::tempdir().expect("tempdir");
-    let err = repo
-        .restore(&id, out.path(), false, &NoProgress)
-        .expect_err("hostile restore");
+    let err = repo.restore(&id, out.path(), false, &NoProgress).expect_err("hostile restore");
     assert!(matches!(err, Error::InvalidTreePath(_)), "unexpected {err}");
     assert!(!out.path().join("x").exists());
-    assert_eq!(
-        std::fs::metadata(outside.path().join("secret"))
-            .expect("stat")
-            .nlink(),
-        1
-    );
+    assert_eq!(std::fs::metadata(outside.path().join("secret")).expect("stat").nlink(), 1);
 }
 
 #[test]
@@ -67,21 +44,15 @@ fn hard_link_target_with_dot_dot_is_refused() {
     let root = Dir {
         entries: vec![Entry {
             name: b"x".to_vec(),
-            kind: EntryKind::HardLink {
-                target: b"../etc/passwd".to_vec(),
-            },
+            kind: EntryKind::HardLink { target: b"../etc/passwd".to_vec() },
             meta: Meta::default(),
         }],
         size: 0,
     };
     let mut tx = repo.begin().expect("tx");
-    let id = repo
-        .put_object(tx.as_mut(), Kind::Dir, &root.encode())
-        .expect("put");
+    let id = repo.put_object(tx.as_mut(), Kind::Dir, &root.encode()).expect("put");
     tx.commit().expect("commit");
     let out = tempfile::tempdir().expect("tempdir");
-    let err = repo
-        .restore(&id, out.path(), false, &NoProgress)
-        .expect_err("hostile restore");
+    let err = repo.restore(&id, out.path(), false, &NoProgress).expect_err("hostile restore");
     assert!(matches!(err, Error::InvalidTreePath(_)), "unexpected {err}");
 }

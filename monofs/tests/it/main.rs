@@ -11,11 +11,7 @@ use monofs::{CommitOptions, InitOptions, NoProgress, ObjectId, Repository};
 
 /// Commit options with a fixed author.
 pub fn opts(message: &str) -> CommitOptions {
-    CommitOptions {
-        message: message.into(),
-        author: "test@host".into(),
-        time: None,
-    }
+    CommitOptions { message: message.into(), author: "test@host".into(), time: None }
 }
 
 /// A plain repository in memory.
@@ -25,14 +21,11 @@ pub fn memory_repo() -> Repository {
 
 /// Commits `dir`, returning the revision.
 pub fn commit(repo: &Repository, dir: &Path, message: &str) -> ObjectId {
-    repo.commit_dir(dir, &opts(message), &NoProgress)
-        .expect("commit")
-        .revision
+    repo.commit_dir(dir, &opts(message), &NoProgress).expect("commit").revision
 }
 
 /// Restores revision `rev` into `to`.
 pub fn restore(repo: &Repository, rev: &ObjectId, to: &Path) {
     let root = repo.read_revision(rev).expect("revision").root;
-    repo.restore(&root, to, false, &NoProgress)
-        .expect("restore");
+    repo.restore(&root, to, false, &NoProgress).expect("restore");
 }

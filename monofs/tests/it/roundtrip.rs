@@ -17,11 +17,7 @@ fn fixture_tree_round_trips_plain_and_encrypted() {
     for passphrase in [None, Some(b"pw".to_vec())] {
         let repo = Repository::in_memory(InitOptions {
             passphrase,
-            kdf: monofs::crypto::KdfParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            },
+            kdf: monofs::crypto::KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 },
             ..Default::default()
         })
         .expect("repo");
@@ -36,11 +32,7 @@ fn fixture_tree_round_trips_plain_and_encrypted() {
 fn deep_chunk_lists_round_trip() {
     // Tiny chunks force a file across several list levels (fan-out 2048).
     let repo = Repository::in_memory(InitOptions {
-        chunker: Some(ChunkerParams {
-            min: 64,
-            avg: 256,
-            max: 1024,
-        }),
+        chunker: Some(ChunkerParams { min: 64, avg: 256, max: 1024 }),
         ..Default::default()
     })
     .expect("repo");
@@ -48,21 +40,13 @@ fn deep_chunk_lists_round_trip() {
     let data = Rng::new(7).bytes(3 << 20);
     write(&src.path().join("big"), &data);
     let rev = commit(&repo, src.path(), "big");
-    let root = repo
-        .read_dir(&repo.read_revision(&rev).expect("rev").root)
-        .expect("root");
-    let monofs::object::EntryKind::File {
-        content: monofs::object::Content::List(list),
-        size,
-    } = &root.entries[0].kind
+    let root = repo.read_dir(&repo.read_revision(&rev).expect("rev").root).expect("root");
+    let monofs::object::EntryKind::File { content: monofs::object::Content::List(list), size } = &root.entries[0].kind
     else {
         panic!("expected a chunk list");
     };
     assert_eq!(*size, data.len() as u64);
-    assert!(
-        repo.read_chunk_list(list).expect("list").level >= 1,
-        "expected a multi-level list"
-    );
+    assert!(repo.read_chunk_list(list).expect("list").level >= 1, "expected a multi-level list");
     let out = tempfile::tempdir().expect("tempdir");
     restore(&repo, &rev, out.path());
     assert_eq!(std::fs::read(out.path().join("big")).expect("read"), data);
@@ -73,14 +57,8 @@ fn unchanged_tree_gets_the_same_root_in_any_repository() {
     let src = tempfile::tempdir().expect("tempdir");
     make_tree(src.path());
     let (a, b) = (memory_repo(), memory_repo());
-    let ra = a
-        .read_revision(&commit(&a, src.path(), "x"))
-        .expect("rev")
-        .root;
-    let rb = b
-        .read_revision(&commit(&b, src.path(), "y"))
-        .expect("rev")
-        .root;
+    let ra = a.read_revision(&commit(&a, src.path(), "x")).expect("rev").root;
+    let rb = b.read_revision(&commit(&b, src.path(), "y")).expect("rev").root;
     assert_eq!(ra, rb);
 }
 
@@ -93,10 +71,7 @@ enum Node {
 
 fn node() -> impl Strategy<Value = Node> {
     let leaf = prop_oneof![
-        (
-            proptest::collection::vec(any::<u8>(), 0..2000),
-            prop_oneof![Just(0o644u32), Just(0o600), Just(0o755)]
-        )
+        (proptest::collection::vec(any::<u8>(), 0..2000), prop_oneof![Just(0o644u32), Just(0o600), Just(0o755)])
             .prop_map(|(d, m)| Node::File(d, m)),
         (0usize..4000, any::<u8>()).prop_map(|(n, b)| Node::File(vec![b; n * 50], 0o644)),
         "[a-z./]{1,12}".prop_map(Node::Link),
@@ -111,8 +86,7 @@ fn materialise(path: &Path, node: &Node) {
     match node {
         Node::File(data, mode) => {
             write(path, data);
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
-                .expect("chmod");
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(*mode)).expect("chmod");
             set_mtime(path, 1_600_000_000 + data.len() as i64, 7);
         }
         Node::Link(target) => std::os::unix::fs::symlink(target, path).expect("symlink"),

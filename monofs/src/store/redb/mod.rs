@@ -4,7 +4,9 @@
 //! power of two; stored one per value, compressed chunks (16-256 KiB, any
 //! size in between) would waste a third of the file. Objects are therefore
 //! appended to pack values of just under 1 MiB, which fill their pages, and
-//! the `objects` table maps each id to its place in a pack (see
+//! the `objects` table maps each id to its place in a pack. Metadata
+//! (directories, lists, revisions) goes to packs of its own, so walking trees
+//! does not drag file data through the cache (see
 //! docs/FORMAT.md, "Store"). Packs are rewritten by [`Store::compact`] once
 //! gc has left holes in them.
 
@@ -12,12 +14,10 @@ mod packs;
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-};
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Store, StoreError, StoreResult, Table, Transaction};
-use packs::{Location, PackWriter};
+use packs::{Location, PackWriter, Stream};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -32,10 +32,7 @@ fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError(Box::new(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        what.to_owned(),
-    )))
+    StoreError(Box::new(std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())))
 }
 
 /// A [`Store`] over one redb database file.
@@ -59,26 +56,18 @@ impl RedbStore {
         }
         tx.open_table(PACKS).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbStore {
-            db,
-            path: path.to_owned(),
-        })
+        Ok(RedbStore { db, path: path.to_owned() })
     }
 
     /// Opens an existing database file.
     pub fn open(path: &Path) -> StoreResult<RedbStore> {
         let db = Database::builder().open(path).map_err(err)?;
-        Ok(RedbStore {
-            db,
-            path: path.to_owned(),
-        })
+        Ok(RedbStore { db, path: path.to_owned() })
     }
 
     /// Opens an existing database file for reading only.
     pub fn open_read_only(path: &Path) -> StoreResult<ReadOnlyStore> {
-        Ok(ReadOnlyStore {
-            db: Database::builder().open_read_only(path).map_err(err)?,
-        })
+        Ok(ReadOnlyStore { db: Database::builder().open_read_only(path).map_err(err)? })
     }
 }
 
@@ -89,14 +78,8 @@ fn read_object(tx: &ReadTransaction, key: &[u8]) -> StoreResult<Option<Vec<u8>>>
     };
     let loc = Location::decode(loc.value()).ok_or_else(|| corrupt("bad object location"))?;
     let packs = tx.open_table(PACKS).map_err(err)?;
-    let pack = packs
-        .get(loc.pack_key().as_slice())
-        .map_err(err)?
-        .ok_or_else(|| corrupt("missing pack"))?;
-    loc.slice(pack.value())
-        .map(<[u8]>::to_vec)
-        .map(Some)
-        .ok_or_else(|| corrupt("object outside its pack"))
+    let pack = packs.get(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"))?;
+    loc.slice(pack.value()).map(<[u8]>::to_vec).map(Some).ok_or_else(|| corrupt("object outside its pack"))
 }
 
 fn get_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -170,19 +153,12 @@ impl Store for ReadOnlyStore {
         has_in(&self.db, table, key)
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
+    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()> {
         scan_in(&self.db, table, prefix, f)
     }
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
-        Err(StoreError(Box::new(std::io::Error::from(
-            std::io::ErrorKind::ReadOnlyFilesystem,
-        ))))
+        Err(StoreError(Box::new(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
@@ -199,46 +175,27 @@ impl Store for RedbStore {
         has_in(&self.db, table, key)
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
+    fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()> {
         scan_in(&self.db, table, prefix, f)
     }
 
-    fn scan_lengths(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], u64) -> bool,
-    ) -> StoreResult<()> {
+    fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
         scan_lengths_in(&self.db, table, prefix, f)
     }
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
-        Ok(Box::new(RedbTxn {
-            tx: self.db.begin_write().map_err(err)?,
-            packs: PackWriter::default(),
-        }))
+        Ok(Box::new(RedbTxn { tx: self.db.begin_write().map_err(err)?, packs: PackWriter::default() }))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
         // Blocks in use, not the apparent length: redb grows the file ahead
         // of need and the unwritten tail is sparse.
-        Ok(
-            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&self.path).map_err(err)?)
-                * 512,
-        )
+        Ok(std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&self.path).map_err(err)?) * 512)
     }
 
     fn compact(&mut self) -> StoreResult<()> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut txn = RedbTxn {
-            tx,
-            packs: PackWriter::default(),
-        };
+        let mut txn = RedbTxn { tx, packs: PackWriter::default() };
         packs::repack(&txn.tx, &mut txn.packs)?;
         Box::new(txn).commit()?;
         self.db.compact().map_err(err)?;
@@ -262,11 +219,16 @@ impl Transaction for RedbTxn {
 
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
         if table == Table::Objects {
-            return self.packs.append(&self.tx, key, value);
+            return self.packs.append(&self.tx, key, value, Stream::Data);
         }
         let mut t = self.tx.open_table(def(table)).map_err(err)?;
         t.insert(key, value).map_err(err)?;
         Ok(())
+    }
+
+    fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
+        let stream = if metadata { Stream::Metadata } else { Stream::Data };
+        self.packs.append(&self.tx, key, value, stream)
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {

@@ -53,86 +53,93 @@ impl Location {
     }
 }
 
-/// The pack being filled inside one write transaction.
+/// Set in the id of every pack that holds metadata.
+const METADATA_BIT: u64 = 1 << 63;
+
+/// Which open pack an object goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stream {
+    /// File content.
+    Data = 0,
+    /// Directories, chunk lists, revisions.
+    Metadata = 1,
+}
+
+/// The packs being filled inside one write transaction, one per stream.
 #[derive(Default)]
 pub(super) struct PackWriter {
     next: Option<u64>,
-    open: Option<(u64, Vec<u8>)>,
+    open: [Option<(u64, Vec<u8>)>; 2],
 }
 
 impl PackWriter {
-    fn next_id(&mut self, tx: &WriteTransaction) -> StoreResult<u64> {
-        let id = match self.next {
-            Some(id) => id,
+    /// A fresh pack id for `stream`: a counter shared by both streams, with
+    /// [`METADATA_BIT`] set on metadata packs.
+    fn next_id(&mut self, tx: &WriteTransaction, stream: Stream) -> StoreResult<u64> {
+        let n = match self.next {
+            Some(n) => n,
             None => {
                 let packs = tx.open_table(PACKS).map_err(err)?;
-                let last = packs.last().map_err(err)?;
-                match last {
-                    Some((k, _)) => {
-                        u64::from_be_bytes(
-                            k.value().try_into().map_err(|_| corrupt("bad pack key"))?,
-                        ) + 1
-                    }
-                    None => 0,
+                let low = |k: &[u8]| -> StoreResult<u64> {
+                    Ok(u64::from_be_bytes(k.try_into().map_err(|_| corrupt("bad pack key"))?) & !METADATA_BIT)
+                };
+                let mut next = 0;
+                let data_end = METADATA_BIT.to_be_bytes();
+                if let Some((k, _)) =
+                    packs.range(..data_end.as_slice()).map_err(err)?.next_back().transpose().map_err(err)?
+                {
+                    next = next.max(low(k.value())? + 1);
                 }
+                if let Some((k, _)) = packs.last().map_err(err)? {
+                    next = next.max(low(k.value())? + 1);
+                }
+                next
             }
         };
-        self.next = Some(id + 1);
-        Ok(id)
+        self.next = Some(n + 1);
+        Ok(match stream {
+            Stream::Data => n,
+            Stream::Metadata => n | METADATA_BIT,
+        })
     }
 
-    /// Stores `value` under object id `key`.
-    pub fn append(&mut self, tx: &WriteTransaction, key: &[u8], value: &[u8]) -> StoreResult<()> {
+    /// Stores `value` under object id `key` in the pack of `stream`.
+    pub fn append(&mut self, tx: &WriteTransaction, key: &[u8], value: &[u8], stream: Stream) -> StoreResult<()> {
         let len = u32::try_from(value.len()).map_err(|_| corrupt("object too large"))?;
+        let slot = stream as usize;
         let loc = if value.len() > PACK_CAPACITY {
             // Too big to share: a pack of its own.
-            let pack = self.next_id(tx)?;
-            tx.open_table(PACKS)
-                .map_err(err)?
-                .insert(pack.to_be_bytes().as_slice(), value)
-                .map_err(err)?;
-            Location {
-                pack,
-                offset: 0,
-                len,
-            }
+            let pack = self.next_id(tx, stream)?;
+            tx.open_table(PACKS).map_err(err)?.insert(pack.to_be_bytes().as_slice(), value).map_err(err)?;
+            Location { pack, offset: 0, len }
         } else {
-            if self
-                .open
-                .as_ref()
-                .is_some_and(|(_, buf)| buf.len() + value.len() > PACK_CAPACITY)
-            {
-                self.flush(tx)?;
+            if self.open[slot].as_ref().is_some_and(|(_, buf)| buf.len() + value.len() > PACK_CAPACITY) {
+                self.flush_slot(tx, slot)?;
             }
-            if self.open.is_none() {
-                let id = self.next_id(tx)?;
-                self.open = Some((id, Vec::with_capacity(PACK_CAPACITY)));
+            if self.open[slot].is_none() {
+                let id = self.next_id(tx, stream)?;
+                self.open[slot] = Some((id, Vec::with_capacity(PACK_CAPACITY)));
             }
-            let (pack, buf) = self.open.as_mut().ok_or_else(|| corrupt("no open pack"))?;
+            let (pack, buf) = self.open[slot].as_mut().ok_or_else(|| corrupt("no open pack"))?;
             let offset = buf.len() as u32;
             buf.extend_from_slice(value);
-            Location {
-                pack: *pack,
-                offset,
-                len,
-            }
+            Location { pack: *pack, offset, len }
         };
-        tx.open_table(def(Table::Objects))
-            .map_err(err)?
-            .insert(key, loc.encode().as_slice())
-            .map_err(err)?;
+        tx.open_table(def(Table::Objects)).map_err(err)?.insert(key, loc.encode().as_slice()).map_err(err)?;
         Ok(())
     }
 
-    /// Writes the open pack into the transaction.
-    pub fn flush(&mut self, tx: &WriteTransaction) -> StoreResult<()> {
-        if let Some((id, buf)) = self.open.take() {
-            tx.open_table(PACKS)
-                .map_err(err)?
-                .insert(id.to_be_bytes().as_slice(), buf.as_slice())
-                .map_err(err)?;
+    fn flush_slot(&mut self, tx: &WriteTransaction, slot: usize) -> StoreResult<()> {
+        if let Some((id, buf)) = self.open[slot].take() {
+            tx.open_table(PACKS).map_err(err)?.insert(id.to_be_bytes().as_slice(), buf.as_slice()).map_err(err)?;
         }
         Ok(())
+    }
+
+    /// Writes the open packs into the transaction.
+    pub fn flush(&mut self, tx: &WriteTransaction) -> StoreResult<()> {
+        self.flush_slot(tx, Stream::Data as usize)?;
+        self.flush_slot(tx, Stream::Metadata as usize)
     }
 
     /// Reads an object as the transaction sees it, including the open pack.
@@ -142,22 +149,12 @@ impl PackWriter {
             return Ok(None);
         };
         let loc = Location::decode(raw.value()).ok_or_else(|| corrupt("bad object location"))?;
-        if let Some((id, buf)) = &self.open
-            && *id == loc.pack
-        {
-            return loc
-                .slice(buf)
-                .map(|s| Some(s.to_vec()))
-                .ok_or_else(|| corrupt("object outside its pack"));
+        if let Some((_, buf)) = self.open.iter().flatten().find(|(id, _)| *id == loc.pack) {
+            return loc.slice(buf).map(|s| Some(s.to_vec())).ok_or_else(|| corrupt("object outside its pack"));
         }
         let packs = tx.open_table(PACKS).map_err(err)?;
-        let pack = packs
-            .get(loc.pack_key().as_slice())
-            .map_err(err)?
-            .ok_or_else(|| corrupt("missing pack"))?;
-        loc.slice(pack.value())
-            .map(|s| Some(s.to_vec()))
-            .ok_or_else(|| corrupt("object outside its pack"))
+        let pack = packs.get(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"))?;
+        loc.slice(pack.value()).map(|s| Some(s.to_vec())).ok_or_else(|| corrupt("object outside its pack"))
     }
 }
 
@@ -184,9 +181,7 @@ pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter) -> StoreRes
             let id = u64::from_be_bytes(k.value().try_into().map_err(|_| corrupt("bad pack key"))?);
             match live.get(&id) {
                 None => drop.push(id),
-                Some(&bytes) if (bytes as f64) < v.value().len() as f64 * REPACK_BELOW => {
-                    rewrite.push(id)
-                }
+                Some(&bytes) if (bytes as f64) < v.value().len() as f64 * REPACK_BELOW => rewrite.push(id),
                 Some(_) => {}
             }
         }
@@ -200,10 +195,9 @@ pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter) -> StoreRes
             .map(|v| v.value().to_vec())
             .ok_or_else(|| corrupt("missing pack"))?;
         for (key, loc) in entries.iter().filter(|(_, loc)| loc.pack == *id) {
-            let bytes = loc
-                .slice(&pack)
-                .ok_or_else(|| corrupt("object outside its pack"))?;
-            writer.append(tx, key, bytes)?;
+            let bytes = loc.slice(&pack).ok_or_else(|| corrupt("object outside its pack"))?;
+            let stream = if id & METADATA_BIT != 0 { Stream::Metadata } else { Stream::Data };
+            writer.append(tx, key, bytes, stream)?;
         }
         drop.push(*id);
     }
@@ -221,11 +215,7 @@ mod tests {
 
     #[test]
     fn location_round_trip() {
-        let loc = Location {
-            pack: 1 << 40,
-            offset: 7,
-            len: 1 << 20,
-        };
+        let loc = Location { pack: 1 << 40, offset: 7, len: 1 << 20 };
         assert_eq!(Location::decode(&loc.encode()), Some(loc));
         assert_eq!(Location::decode(&[0; 15]), None);
         assert_eq!(loc.slice(&[0; 10]), None);
