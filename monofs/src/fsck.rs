@@ -71,13 +71,17 @@ impl Repository {
         let mut c = Collect::default();
         self.walk_reachable(&mut c)?;
         let chunks: Vec<(&ObjectId, &Vec<String>)> = c.chunks.iter().collect();
-        let bad: Vec<Problem> = chunks
-            .par_iter()
-            .filter_map(|(id, paths)| match self.read(id, Kind::Chunk) {
-                Ok(_) => None,
-                Err(e) => Some(Problem { id: **id, kind: Kind::Chunk, error: e.to_string(), paths: (*paths).clone() }),
-            })
-            .collect();
+        let bad: Vec<Problem> = crate::parallel::io_pool().install(|| {
+            chunks
+                .par_iter()
+                .filter_map(|(id, paths)| match self.read(id, Kind::Chunk) {
+                    Ok(_) => None,
+                    Err(e) => {
+                        Some(Problem { id: **id, kind: Kind::Chunk, error: e.to_string(), paths: (*paths).clone() })
+                    }
+                })
+                .collect()
+        });
         let checked = c.checked + chunks.len() as u64;
         let mut problems: Vec<Problem> = c.problems.into_values().chain(bad).collect();
         problems.sort_by_key(|p| p.id);

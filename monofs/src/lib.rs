@@ -16,6 +16,7 @@ pub mod fsck;
 pub mod gc;
 pub mod id;
 pub mod object;
+pub mod parallel;
 pub mod progress;
 pub mod repo;
 pub mod restore;

@@ -84,7 +84,7 @@ impl Repository {
             bytes: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
         };
-        restore_entries(&ctx, &dir.entries, target)?;
+        crate::parallel::io_pool().install(|| restore_entries(&ctx, &dir.entries, target))?;
         for (link, primary) in ctx.links.into_inner().map_err(|_| Error::Aborted)? {
             check_no_symlink_dirs(target, &primary)?;
             replace_existing(&link)?;

@@ -51,7 +51,8 @@ impl Repository {
         }
         let started = Timestamp::now();
         let clock = std::time::Instant::now();
-        let mut tree = scan::scan_dir(&dir)?;
+        let pool = crate::parallel::io_pool();
+        let mut tree = pool.install(|| scan::scan_dir(&dir))?;
         let totals = scan::resolve_hard_links(&mut tree);
         tracing::debug!(files = totals.files, bytes = totals.bytes, elapsed = ?clock.elapsed(), "scanned");
         progress.start(totals.files, totals.bytes);
@@ -68,7 +69,7 @@ impl Repository {
                 cache_updates: Mutex::new(Vec::new()),
                 reused: AtomicU64::new(0),
             };
-            let (root, size) = build_dir(&ctx, &tree)?;
+            let (root, size) = pool.install(|| build_dir(&ctx, &tree))?;
             let updates = ctx.cache_updates.into_inner().map_err(|_| Error::Aborted)?;
             Ok((root, size, updates, ctx.reused.into_inner()))
         })?;

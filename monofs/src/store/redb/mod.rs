@@ -23,6 +23,16 @@ type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 const PACKS: Def = TableDefinition::new("packs");
 
+/// redb's page cache; it holds at most half in unwritten pages, so this
+/// bounds the memory a large commit needs (the OS page cache does the rest).
+const CACHE_BYTES: usize = 256 << 20;
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
 fn def(t: Table) -> Def {
     TableDefinition::new(t.name())
 }
@@ -49,7 +59,7 @@ pub struct ReadOnlyStore {
 impl RedbStore {
     /// Creates a new database file with every table.
     pub fn create(path: &Path) -> StoreResult<RedbStore> {
-        let db = Database::builder().create(path).map_err(err)?;
+        let db = builder().create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         for t in Table::ALL {
             tx.open_table(def(t)).map_err(err)?;
@@ -61,13 +71,13 @@ impl RedbStore {
 
     /// Opens an existing database file.
     pub fn open(path: &Path) -> StoreResult<RedbStore> {
-        let db = Database::builder().open(path).map_err(err)?;
+        let db = builder().open(path).map_err(err)?;
         Ok(RedbStore { db, path: path.to_owned() })
     }
 
     /// Opens an existing database file for reading only.
     pub fn open_read_only(path: &Path) -> StoreResult<ReadOnlyStore> {
-        Ok(ReadOnlyStore { db: Database::builder().open_read_only(path).map_err(err)? })
+        Ok(ReadOnlyStore { db: builder().open_read_only(path).map_err(err)? })
     }
 }
 
