@@ -65,3 +65,42 @@ fn a_locked_repository_names_its_holder() {
     drop(held);
     ok(&[&"log", &repo]);
 }
+
+#[test]
+fn unreadable_entries_are_named_and_nothing_is_committed() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let s = Scratch::default();
+    // Root reads everything, so the commands run as an unprivileged user.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let as_user = |args: &[&std::ffi::OsStr]| {
+        let mut c = super::monofs();
+        c.args(args);
+        if monofs_fixtures::is_root() {
+            c.uid(65534).gid(65534);
+        }
+        c.output().expect("run monofs")
+    };
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    write(&data.join("ok"), b"fine");
+    write(&data.join("locked/inner"), b"hidden");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    assert!(as_user(&[("init").as_ref(), repo.as_os_str()]).status.success());
+    let out = as_user(&[
+        "commit".as_ref(),
+        repo.as_os_str(),
+        "--from".as_ref(),
+        data.as_os_str(),
+        "-m".as_ref(),
+        "x".as_ref(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: ") && err.contains("locked") && err.contains("ermission denied"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let log = as_user(&["log".as_ref(), repo.as_os_str(), "--all".as_ref()]);
+    assert!(log.status.success() && log.stdout.is_empty(), "a failed commit left a revision");
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+}
