@@ -10,6 +10,7 @@
 pub mod content;
 pub mod crypto;
 pub mod diff;
+pub mod edit;
 pub mod encoding;
 pub mod error;
 pub mod fsck;

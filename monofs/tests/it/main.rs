@@ -1,6 +1,7 @@
 //! Library-level tests of whole repository operations.
 
 mod corruption;
+mod edit;
 mod history;
 mod hostile;
 mod roundtrip;
