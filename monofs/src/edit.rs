@@ -36,6 +36,9 @@ pub fn components(path: &[u8]) -> Result<Vec<&[u8]>> {
     Ok(parts)
 }
 
+/// A path as its components; comparing two compares them in pre-order.
+type TreePath = Vec<Vec<u8>>;
+
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
@@ -239,12 +242,12 @@ impl<'r> TreeEditor<'r> {
     fn canonicalise_links(&mut self) -> Result<()> {
         // Collect links and holders over the whole tree (loading it: only
         // trees that contain hard links pay for this).
-        let mut links: Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = Vec::new();
+        let mut links: Vec<(TreePath, TreePath)> = Vec::new();
         if !self.has_links()? {
             return Ok(());
         }
         self.collect_links(&mut Vec::new(), &mut links)?;
-        let mut groups: BTreeMap<Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>> = BTreeMap::new();
+        let mut groups: BTreeMap<TreePath, Vec<TreePath>> = BTreeMap::new();
         for (path, target) in links {
             groups.entry(target).or_default().push(path);
         }
@@ -314,7 +317,7 @@ impl<'r> TreeEditor<'r> {
         walk(self.repo, &self.root)
     }
 
-    fn collect_links(&mut self, prefix: &mut Vec<Vec<u8>>, out: &mut Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)>) -> Result<()> {
+    fn collect_links(&mut self, prefix: &mut TreePath, out: &mut Vec<(TreePath, TreePath)>) -> Result<()> {
         let refs: Vec<&[u8]> = prefix.iter().map(Vec::as_slice).collect();
         let names: Vec<Vec<u8>> =
             self.dir_mut(&refs, false)?.map(|d| d.entries.keys().cloned().collect()).unwrap_or_default();
@@ -353,11 +356,7 @@ fn stored_has_links(repo: &Repository, id: &ObjectId) -> Result<bool> {
     for e in repo.read_dir(id)?.entries {
         match e.kind {
             EntryKind::HardLink { .. } => return Ok(true),
-            EntryKind::Dir { id } => {
-                if stored_has_links(repo, &id)? {
-                    return Ok(true);
-                }
-            }
+            EntryKind::Dir { id } if stored_has_links(repo, &id)? => return Ok(true),
             _ => {}
         }
     }
