@@ -39,6 +39,14 @@ pub struct CommitSummary {
 }
 
 impl Repository {
+    /// Writes a revision object and records it in the revision index inside
+    /// `tx`, moving no ref; returns its id.
+    pub fn write_revision(&self, tx: &mut dyn Transaction, rev: &Revision) -> Result<ObjectId> {
+        let id = self.put_object(tx, Kind::Revision, &rev.encode())?;
+        self.index_revision(tx, &id)?;
+        Ok(id)
+    }
+
     /// Writes a revision of `root` with parent HEAD, moves HEAD and the
     /// working tree to it, inside `tx`.
     pub(crate) fn record_commit(
@@ -56,10 +64,9 @@ impl Repository {
             message: opts.message.clone(),
             size,
         };
-        let id = self.put_object(tx, Kind::Revision, &rev.encode())?;
+        let id = self.write_revision(tx, &rev)?;
         self.set_ref(tx, HEAD, &id)?;
         self.set_ref(tx, WORKTREE, &root)?;
-        self.index_revision(tx, &id)?;
         Ok(id)
     }
 

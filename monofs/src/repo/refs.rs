@@ -67,14 +67,27 @@ impl Repository {
 
     /// Every tag with its revision, sorted by name.
     pub fn tags(&self) -> Result<Vec<(String, ObjectId)>> {
+        self.refs_with_prefix(TAG_PREFIX)
+    }
+
+    /// Refs whose names start with `prefix` (the prefix stripped), sorted.
+    /// Other layers keep their own namespaces this way (`images/...`);
+    /// every ref except `WORKTREE` must name a revision, which keeps it from
+    /// gc.
+    pub fn refs_with_prefix(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
         let mut out = Vec::new();
-        self.store().scan(Table::Refs, TAG_PREFIX.as_bytes(), &mut |k, v| {
-            if let (Ok(name), Some(id)) = (std::str::from_utf8(&k[TAG_PREFIX.len()..]), ObjectId::from_slice(v)) {
+        self.store().scan(Table::Refs, prefix.as_bytes(), &mut |k, v| {
+            if let (Ok(name), Some(id)) = (std::str::from_utf8(&k[prefix.len()..]), ObjectId::from_slice(v)) {
                 out.push((name.to_owned(), id));
             }
             true
         })?;
         Ok(out)
+    }
+
+    /// Removes a ref inside a transaction.
+    pub fn delete_ref(&self, tx: &mut dyn Transaction, name: &str) -> Result<()> {
+        Ok(tx.delete(Table::Refs, name.as_bytes())?)
     }
 
     /// Creates (or with `force`, moves) a tag.
