@@ -31,6 +31,12 @@ impl Repository {
         if let Some(id) = self.get_ref(&tag_ref(base))? {
             return Ok(id);
         }
+        // A full ref name of another namespace, such as `images/alpine:3.20`.
+        if base.contains('/')
+            && let Some(id) = self.get_ref(base)?
+        {
+            return Ok(id);
+        }
         let lower = base.to_ascii_lowercase();
         if lower.len() < MIN_SHORT_ID || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::UnknownRevision(spec.to_owned()));
