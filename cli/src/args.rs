@@ -1,6 +1,6 @@
 //! Command-line arguments: only what the user typed, validated by clap.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -35,6 +35,71 @@ pub enum Command {
     Fsck(FsckArgs),
     /// Show logical and stored sizes, dedup and compression ratios.
     Stats(StatsArgs),
+    /// Mount the working tree (or a revision, read-only) as a drive.
+    Mount(MountArgs),
+    /// Unmount a monofs mount; the mount process flushes and exits.
+    Detach(DetachArgs),
+    /// Mount a throwaway repository until Ctrl-C, then remove it.
+    Tmp(TmpArgs),
+}
+
+impl Command {
+    /// The repository a command works on, when another process may be
+    /// serving it (commands that create or mount one are not forwarded).
+    pub fn served_repo(&self) -> Option<&Path> {
+        Some(match self {
+            Command::Commit(a) => &a.repo,
+            Command::Log(a) => &a.repo,
+            Command::Tag(a) => &a.repo,
+            Command::Diff(a) => &a.repo,
+            Command::Checkout(a) => &a.repo,
+            Command::Gc(a) => &a.repo,
+            Command::Fsck(a) => &a.repo,
+            Command::Stats(a) => &a.repo,
+            Command::Init(_) | Command::Mount(_) | Command::Detach(_) | Command::Tmp(_) => return None,
+        })
+    }
+
+    /// Makes relative paths absolute against `cwd`, for a command that runs
+    /// in another process than the one that parsed it.
+    pub fn absolutize(&mut self, cwd: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        match self {
+            Command::Commit(a) => {
+                fix(&mut a.repo);
+                if let Some(from) = &mut a.from {
+                    fix(from);
+                }
+            }
+            Command::Checkout(a) => {
+                fix(&mut a.repo);
+                if let Some(to) = &mut a.to {
+                    fix(to);
+                }
+            }
+            Command::Log(a) => fix(&mut a.repo),
+            Command::Tag(a) => fix(&mut a.repo),
+            Command::Diff(a) => fix(&mut a.repo),
+            Command::Gc(a) => fix(&mut a.repo),
+            Command::Fsck(a) => fix(&mut a.repo),
+            Command::Stats(a) => fix(&mut a.repo),
+            Command::Init(a) => fix(&mut a.repo),
+            Command::Mount(a) => {
+                fix(&mut a.repo);
+                fix(&mut a.mountpoint);
+            }
+            Command::Detach(a) => fix(&mut a.mountpoint),
+            Command::Tmp(a) => {
+                if let Some(m) = &mut a.mountpoint {
+                    fix(m);
+                }
+            }
+        }
+    }
 }
 
 /// The repository argument alone.
@@ -164,4 +229,42 @@ pub struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `monofs mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Mount this revision read-only instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// Return once mounted, leaving the mount in the background (log in REPO/mount.log).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Mount options, comma-separated: allow_other, allow_root, ro, noatime, ...
+    #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
+    pub options: Vec<String>,
+    /// Commit the working tree this often when it changed (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub autocommit: Option<std::time::Duration>,
+}
+
+/// `monofs detach`.
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+    /// Detach even when busy (lazy unmount: gone once the last user leaves).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `monofs tmp`.
+#[derive(Debug, Args)]
+pub struct TmpArgs {
+    /// Where to mount (default: a new directory under /tmp, printed).
+    pub mountpoint: Option<PathBuf>,
 }

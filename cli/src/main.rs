@@ -2,8 +2,10 @@
 
 mod args;
 mod commands;
+mod control;
 mod passphrase;
 mod progress;
+mod served;
 mod style;
 
 use std::io::Write;
@@ -21,10 +23,21 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = args::Cli::parse();
-    match commands::run(cli.command) {
+    // A mounted repository belongs to its mount process: run there.
+    if let Some(repo) = cli.command.served_repo()
+        && let Some(result) = control::forward(repo)
+    {
+        return result.unwrap_or_else(|err| {
+            report(&mut std::io::stderr().lock(), &err);
+            ExitCode::FAILURE
+        });
+    }
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let mut ctx = commands::Ctx { out: &mut out, err: &mut err, served: None };
+    match commands::run(cli.command, &mut ctx) {
         Ok(code) => code,
-        Err(err) => {
-            report(&err);
+        Err(e) => {
+            report(&mut std::io::stderr().lock(), &e);
             ExitCode::FAILURE
         }
     }
@@ -32,10 +45,9 @@ fn main() -> ExitCode {
 
 /// One `error:` line with the whole cause chain, then a hint if the library
 /// has one.
-fn report(err: &anyhow::Error) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {err:#}");
+pub fn report(to: &mut dyn Write, err: &anyhow::Error) {
+    let _ = writeln!(to, "error: {err:#}");
     if let Some(hint) = err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint) {
-        let _ = writeln!(stderr, "hint: {hint}");
+        let _ = writeln!(to, "hint: {hint}");
     }
 }

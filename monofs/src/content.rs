@@ -205,3 +205,102 @@ impl Repository {
         Ok(())
     }
 }
+
+/// Where each chunk of a file lies: (file offset, chunk id, length), in order.
+pub type Layout = Vec<(u64, ObjectId, u64)>;
+
+/// A bounded cache of verified, decompressed chunks, shared by readers.
+pub struct ChunkCache {
+    inner: std::sync::Mutex<CacheInner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: std::collections::HashMap<ObjectId, std::sync::Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<ObjectId>,
+    bytes: usize,
+}
+
+impl ChunkCache {
+    /// A cache holding up to `capacity` bytes of chunks.
+    pub fn new(capacity: usize) -> ChunkCache {
+        ChunkCache { inner: std::sync::Mutex::new(CacheInner::default()), capacity }
+    }
+
+    /// The chunk, from the cache or read (and verified) from `repo`.
+    pub fn get(&self, repo: &Repository, id: &ObjectId) -> Result<std::sync::Arc<Vec<u8>>> {
+        if let Some(hit) = self.inner.lock().map_err(|_| Error::Aborted)?.map.get(id) {
+            return Ok(hit.clone());
+        }
+        let data = std::sync::Arc::new(repo.read(id, Kind::Chunk)?);
+        let mut inner = self.inner.lock().map_err(|_| Error::Aborted)?;
+        if inner.map.insert(*id, data.clone()).is_none() {
+            inner.order.push_back(*id);
+            inner.bytes += data.len();
+        }
+        while inner.bytes > self.capacity {
+            let Some(old) = inner.order.pop_front() else { break };
+            if let Some(gone) = inner.map.remove(&old) {
+                inner.bytes -= gone.len();
+            }
+        }
+        Ok(data)
+    }
+}
+
+impl Repository {
+    /// The chunk layout of a file's content (list nodes are read, chunks
+    /// are not).
+    pub fn layout(&self, content: &Content, size: u64) -> Result<Layout> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        self.content_objects(content, size, &mut |id, kind, len| {
+            if kind == Kind::Chunk {
+                out.push((offset, id, len));
+                offset += len;
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` of a file with `layout`
+    /// (or inline `content`), touching only the chunks the range covers.
+    /// Returns the bytes read (short only at the end of the content).
+    pub fn read_at(
+        &self,
+        content: &Content,
+        layout: &Layout,
+        cache: &ChunkCache,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        if let Content::Inline(data) = content {
+            let start = (offset as usize).min(data.len());
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            return Ok(n);
+        }
+        let first = layout.partition_point(|(off, _, len)| off + len <= offset);
+        let mut done = 0;
+        for (off, id, len) in &layout[first..] {
+            if done == buf.len() {
+                break;
+            }
+            let chunk = cache.get(self, id)?;
+            if chunk.len() as u64 != *len {
+                return Err(Error::Malformed {
+                    id: *id,
+                    kind: Kind::Chunk,
+                    source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: *len },
+                });
+            }
+            let at = (offset + done as u64 - off) as usize;
+            let n = (chunk.len() - at).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&chunk[at..at + n]);
+            done += n;
+        }
+        Ok(done)
+    }
+}

@@ -14,6 +14,7 @@ pub mod edit;
 pub mod encoding;
 pub mod error;
 pub mod fsck;
+pub mod fuse;
 pub mod gc;
 pub mod id;
 pub mod object;
@@ -23,6 +24,7 @@ pub mod repo;
 pub mod restore;
 pub mod stats;
 pub mod store;
+pub mod vfs;
 
 mod commit;
 mod history;

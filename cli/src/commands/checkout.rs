@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use crate::args::CheckoutArgs;
 use crate::style;
 
-pub fn run(a: CheckoutArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     let rev = repo.resolve(&a.rev)?;
     match &a.to {
         Some(dir) => {
@@ -13,7 +13,8 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<ExitCode> {
             let result = repo.restore(&root, dir, a.force, &bar);
             bar.finish();
             let summary = result?;
-            eprintln!(
+            note!(
+                ctx,
                 "wrote {} files, {} into {}{}",
                 summary.files,
                 style::bytes(summary.bytes),
@@ -27,7 +28,8 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             repo.checkout(&rev, a.force)?;
-            eprintln!("working tree is now at {}", rev.short(12));
+            ctx.worktree_moved()?;
+            note!(ctx, "working tree is now at {}", rev.short(12));
         }
     }
     Ok(ExitCode::SUCCESS)

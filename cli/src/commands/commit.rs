@@ -12,8 +12,8 @@ fn default_author() -> String {
     format!("{user}@{host}")
 }
 
-pub fn run(a: CommitArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
     let started = std::time::Instant::now();
     let summary = match &a.from {
@@ -26,20 +26,24 @@ pub fn run(a: CommitArgs) -> anyhow::Result<ExitCode> {
         None => repo.commit_worktree(&opts)?,
     };
     if a.json {
-        style::print_json(&json!({
-            "revision": summary.revision.to_hex(),
-            "root": summary.root.to_hex(),
-            "size": summary.size,
-            "files": summary.files,
-            "reused_files": summary.reused_files,
-            "new_objects": summary.new_objects,
-            "new_bytes": summary.new_bytes,
-            "seconds": started.elapsed().as_secs_f64(),
-        }))?;
+        style::print_json(
+            &mut *ctx.out,
+            &json!({
+                "revision": summary.revision.to_hex(),
+                "root": summary.root.to_hex(),
+                "size": summary.size,
+                "files": summary.files,
+                "reused_files": summary.reused_files,
+                "new_objects": summary.new_objects,
+                "new_bytes": summary.new_bytes,
+                "seconds": started.elapsed().as_secs_f64(),
+            }),
+        )?;
     } else {
-        println!("{}", summary.revision);
+        say!(ctx, "{}", summary.revision);
         if a.from.is_some() {
-            eprintln!(
+            note!(
+                ctx,
                 "{} files ({} unchanged), {}; added {} in {} new objects, {:.2}s",
                 summary.files,
                 summary.reused_files,

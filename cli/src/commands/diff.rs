@@ -5,8 +5,8 @@ use monofs::diff::Status;
 use crate::args::DiffArgs;
 use crate::style;
 
-pub fn run(a: DiffArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: DiffArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     let old = repo.read_revision(&repo.resolve(&a.rev_a)?)?.root;
     let new = match &a.rev_b {
         Some(spec) => repo.read_revision(&repo.resolve(spec)?)?.root,
@@ -14,7 +14,7 @@ pub fn run(a: DiffArgs) -> anyhow::Result<ExitCode> {
     };
     let changes = repo.diff_trees(&old, &new)?;
     if a.json {
-        style::print_json(&changes)?;
+        style::print_json(&mut *ctx.out, &changes)?;
     } else if a.stat {
         let (mut added, mut modified, mut deleted, mut grew, mut shrank) = (0, 0, 0, 0u64, 0u64);
         for c in &changes {
@@ -27,17 +27,18 @@ pub fn run(a: DiffArgs) -> anyhow::Result<ExitCode> {
             grew += n.saturating_sub(o);
             shrank += o.saturating_sub(n);
             if c.old_size.is_some() || c.new_size.is_some() {
-                println!(" {} | {} -> {}", c.path, style::bytes(o), style::bytes(n));
+                say!(ctx, " {} | {} -> {}", c.path, style::bytes(o), style::bytes(n));
             }
         }
-        println!(
+        say!(
+            ctx,
             " {added} added, {modified} modified, {deleted} deleted; +{} -{}",
             style::bytes(grew),
             style::bytes(shrank)
         );
     } else {
         for c in &changes {
-            println!("{} {}", c.status.letter(), c.path);
+            say!(ctx, "{} {}", c.status.letter(), c.path);
         }
     }
     Ok(ExitCode::SUCCESS)

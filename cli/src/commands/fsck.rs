@@ -5,8 +5,8 @@ use serde_json::json;
 use crate::args::FsckArgs;
 use crate::style;
 
-pub fn run(a: FsckArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     let report = repo.fsck()?;
     if a.json {
         let problems: Vec<_> = report
@@ -14,20 +14,21 @@ pub fn run(a: FsckArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|p| json!({"id": p.id.to_hex(), "kind": p.kind.name(), "error": p.error, "paths": p.paths}))
             .collect();
-        style::print_json(&json!({"checked": report.checked, "problems": problems}))?;
+        style::print_json(&mut *ctx.out, &json!({"checked": report.checked, "problems": problems}))?;
     } else {
         for p in &report.problems {
-            println!("bad {} {}: {}", p.kind.name(), p.id, p.error);
+            say!(ctx, "bad {} {}: {}", p.kind.name(), p.id, p.error);
             for path in &p.paths {
-                println!("  used by {}", if path.is_empty() { "(revision)" } else { path });
+                say!(ctx, "  used by {}", if path.is_empty() { "(revision)" } else { path });
             }
         }
-        println!("checked {} objects, {} problems", report.checked, report.problems.len());
+        say!(ctx, "checked {} objects, {} problems", report.checked, report.problems.len());
     }
     if report.problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        note!(
+            ctx,
             "error: the repository {} has {} damaged or missing objects",
             a.repo.display(),
             report.problems.len()

@@ -6,8 +6,8 @@ use serde_json::json;
 use crate::args::LogArgs;
 use crate::style;
 
-pub fn run(a: LogArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: LogArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     let head = repo.head()?;
     let mut tags: HashMap<_, Vec<String>> = HashMap::new();
     for (name, id) in repo.tags()? {
@@ -35,7 +35,7 @@ pub fn run(a: LogArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        style::print_json(&out)?;
+        style::print_json(&mut *ctx.out, &out)?;
         return Ok(ExitCode::SUCCESS);
     }
     for (id, r) in &revs {
@@ -45,7 +45,8 @@ pub fn run(a: LogArgs) -> anyhow::Result<ExitCode> {
         }
         refs.extend(tags.get(id).into_iter().flatten().map(|t| format!("tag: {t}")));
         let decoration = if refs.is_empty() { String::new() } else { format!(" ({})", refs.join(", ")) };
-        println!(
+        say!(
+            ctx,
             "{}  {}  {:>10}  {}{}",
             id.short(12),
             style::time(r.time),

@@ -1,5 +1,20 @@
 //! One module per subcommand; each opens the repository, calls the library
-//! and prints.
+//! and writes its output through a [`Ctx`], so the same code runs in this
+//! process or, for a mounted repository, inside the mount process.
+
+/// A line on the command's standard output.
+macro_rules! say {
+    ($ctx:expr, $($arg:tt)*) => {{
+        let _ = writeln!($ctx.out, $($arg)*);
+    }};
+}
+
+/// A line on the command's standard error.
+macro_rules! note {
+    ($ctx:expr, $($arg:tt)*) => {{
+        let _ = writeln!($ctx.err, $($arg)*);
+    }};
+}
 
 mod checkout;
 mod commit;
@@ -8,29 +23,94 @@ mod fsck;
 mod init;
 mod log;
 mod maintenance;
+pub mod mount;
 mod tag;
 
+use std::ops::Deref;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use monofs::Repository;
 
 use crate::args::Command;
+use crate::served::Served;
+
+/// Where a command writes, and the mount it runs inside, if any.
+pub struct Ctx<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn std::io::Write,
+    /// Standard error.
+    pub err: &'a mut dyn std::io::Write,
+    /// Set when the command runs inside the process that mounts the repository.
+    pub served: Option<&'a Served>,
+}
+
+/// An open repository: owned, or the one a mount holds.
+pub enum RepoRef {
+    /// Opened by this command.
+    Own(Box<Repository>),
+    /// The mount's, after it flushed its pending edits.
+    Shared(Arc<Repository>),
+}
+
+impl Deref for RepoRef {
+    type Target = Repository;
+
+    fn deref(&self) -> &Repository {
+        match self {
+            RepoRef::Own(r) => r,
+            RepoRef::Shared(r) => r,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// Opens REPO (asking for its passphrase only if encrypted), or uses
+    /// the mount's handle when running inside it.
+    pub fn open(&self, repo: &Path) -> anyhow::Result<RepoRef> {
+        if let Some(served) = self.served {
+            served.vfs.flush().context("flushing the mounted working tree")?;
+            return Ok(RepoRef::Shared(served.vfs.repo().clone()));
+        }
+        Ok(RepoRef::Own(Box::new(open(repo)?)))
+    }
+
+    /// Opens REPO for a command that needs it to itself (gc).
+    pub fn open_exclusive(&self, repo: &Path) -> anyhow::Result<Repository> {
+        anyhow::ensure!(self.served.is_none(), "{} is mounted: detach it first", repo.display());
+        open(repo)
+    }
+
+    /// Tells a mount that the working tree was moved under it.
+    pub fn worktree_moved(&self) -> anyhow::Result<()> {
+        if let Some(served) = self.served {
+            served.reload()?;
+        }
+        Ok(())
+    }
+}
 
 /// Runs one parsed command.
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(command: Command, ctx: &mut Ctx<'_>) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Init(a) => init::run(a),
-        Command::Commit(a) => commit::run(a),
-        Command::Log(a) => log::run(a),
-        Command::Tag(a) => tag::run(a),
-        Command::Diff(a) => diff::run(a),
-        Command::Checkout(a) => checkout::run(a),
-        Command::Gc(a) => maintenance::gc(a),
-        Command::Fsck(a) => fsck::run(a),
-        Command::Stats(a) => maintenance::stats(a),
+        Command::Init(a) => init::run(a, ctx),
+        Command::Commit(a) => commit::run(a, ctx),
+        Command::Log(a) => log::run(a, ctx),
+        Command::Tag(a) => tag::run(a, ctx),
+        Command::Diff(a) => diff::run(a, ctx),
+        Command::Checkout(a) => checkout::run(a, ctx),
+        Command::Gc(a) => maintenance::gc(a, ctx),
+        Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Stats(a) => maintenance::stats(a, ctx),
+        Command::Mount(a) => mount::mount(a),
+        Command::Detach(a) => mount::detach(a, ctx),
+        Command::Tmp(a) => mount::tmp(a),
     }
 }
 
 /// Opens REPO, asking for its passphrase only if it is encrypted.
-pub fn open(repo: &Path) -> anyhow::Result<monofs::Repository> {
-    Ok(monofs::Repository::open(repo, &mut || crate::passphrase::existing(repo))?)
+pub fn open(repo: &Path) -> anyhow::Result<Repository> {
+    Ok(Repository::open(repo, &mut || crate::passphrase::existing(repo))?)
 }

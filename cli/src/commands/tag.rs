@@ -5,26 +5,26 @@ use serde_json::json;
 use crate::args::TagArgs;
 use crate::style;
 
-pub fn run(a: TagArgs) -> anyhow::Result<ExitCode> {
-    let repo = super::open(&a.repo)?;
+pub fn run(a: TagArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let repo = ctx.open(&a.repo)?;
     if let Some(name) = &a.delete {
         repo.delete_tag(name)?;
-        eprintln!("deleted tag {name}");
+        note!(ctx, "deleted tag {name}");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(name) = &a.name {
         let rev = repo.resolve(a.rev.as_deref().unwrap_or("HEAD"))?;
         repo.set_tag(name, &rev, a.force)?;
-        eprintln!("tagged {} as {name}", rev.short(12));
+        note!(ctx, "tagged {} as {name}", rev.short(12));
         return Ok(ExitCode::SUCCESS);
     }
     let tags = repo.tags()?;
     if a.json {
         let out: Vec<_> = tags.iter().map(|(n, id)| json!({"name": n, "revision": id.to_hex()})).collect();
-        style::print_json(&out)?;
+        style::print_json(&mut *ctx.out, &out)?;
     } else {
         for (name, id) in tags {
-            println!("{name}  {}", id.short(12));
+            say!(ctx, "{name}  {}", id.short(12));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@ use std::sync::{Mutex, RwLock};
 
 use super::{Store, StoreError, StoreResult, Table, Transaction};
 
-type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
+type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; Table::ALL.len()];
 
 fn index(t: Table) -> usize {
     Table::ALL.iter().position(|x| *x == t).unwrap_or(0)
@@ -51,7 +51,7 @@ impl Store for MemoryStore {
 struct MemoryTxn<'a> {
     store: &'a MemoryStore,
     _guard: std::sync::MutexGuard<'a, ()>,
-    changes: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 5],
+    changes: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; Table::ALL.len()],
 }
 
 impl Transaction for MemoryTxn<'_> {

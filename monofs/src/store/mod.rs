@@ -22,11 +22,15 @@ pub enum Table {
     Meta,
     /// keyed digest of a source path -> sealed stat record.
     StatCache,
+    /// parent inode (u64 big-endian) + name -> inode number (u64
+    /// little-endian): the working tree's persistent inode numbers.
+    Inodes,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [Table::Objects, Table::Refs, Table::Revisions, Table::Meta, Table::StatCache];
+    pub const ALL: [Table; 6] =
+        [Table::Objects, Table::Refs, Table::Revisions, Table::Meta, Table::StatCache, Table::Inodes];
 
     /// The table's name inside the backend.
     pub fn name(self) -> &'static str {
@@ -36,6 +40,7 @@ impl Table {
             Table::Revisions => "revisions",
             Table::Meta => "meta",
             Table::StatCache => "statcache",
+            Table::Inodes => "inodes",
         }
     }
 }

@@ -14,7 +14,9 @@ mod packs;
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+};
 
 use super::{Store, StoreError, StoreResult, Table, Transaction};
 use packs::{Location, PackWriter, Stream};
@@ -69,9 +71,19 @@ impl RedbStore {
         Ok(RedbStore { db, path: path.to_owned() })
     }
 
-    /// Opens an existing database file.
+    /// Opens an existing database file, adding tables that a newer build
+    /// knows and the file lacks.
     pub fn open(path: &Path) -> StoreResult<RedbStore> {
         let db = builder().open(path).map_err(err)?;
+        let present: Vec<String> =
+            db.begin_read().map_err(err)?.list_tables().map_err(err)?.map(|t| t.name().to_owned()).collect();
+        if Table::ALL.iter().any(|t| !present.iter().any(|p| p == t.name())) {
+            let tx = db.begin_write().map_err(err)?;
+            for t in Table::ALL {
+                tx.open_table(def(t)).map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+        }
         Ok(RedbStore { db, path: path.to_owned() })
     }
 

@@ -1,0 +1,19 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use monofs_overlay::ImageStore;
+use monofs_overlay::pull::PullOptions;
+
+use crate::args::UnpackArgs;
+
+pub fn run(a: UnpackArgs, store: &ImageStore) -> anyhow::Result<ExitCode> {
+    // Local store first (as given, then `:latest`, then normalised); only a
+    // missing image is pulled.
+    if store.lookup(&a.image)?.is_none() {
+        store.pull(&a.image, &PullOptions::default()).with_context(|| format!("pulling {}", a.image))?;
+    }
+    let s =
+        store.unpack(&a.image, &a.dir).with_context(|| format!("unpacking {} into {}", a.image, a.dir.display()))?;
+    eprintln!("{}: {} files, {} written to {}", a.image, s.files, super::human(s.bytes), a.dir.display());
+    Ok(ExitCode::SUCCESS)
+}

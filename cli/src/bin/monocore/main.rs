@@ -1,0 +1,45 @@
+//! The `monocore` command: OCI images as monofs trees (pull, import,
+//! images, rmi, unpack), a thin layer over `monofs-overlay`.
+
+mod args;
+mod commands;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MONOCORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One `error:` line with the whole cause chain, then a hint if the library
+/// has one.
+fn report(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let line = format!("{err:#}").replace('\n', " ");
+    let _ = writeln!(stderr, "error: {line}");
+    let hint = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<monofs_overlay::Error>())
+        .and_then(monofs_overlay::Error::hint)
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint));
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}

@@ -1,0 +1,315 @@
+//! `mount`, `detach` and `tmp`: a repository's working tree as a drive.
+
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use fuser::{MountOption, SessionACL};
+use monofs::fuse::FuseFs;
+use monofs::vfs::Vfs;
+use monofs::{CommitOptions, Repository};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::args::{DetachArgs, MountArgs, TmpArgs};
+use crate::control;
+use crate::served::Served;
+
+/// How often edits are flushed into the repository.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// A mount table entry.
+struct Mounted {
+    source: String,
+    fstype: String,
+}
+
+/// The entry for `mountpoint` in /proc/self/mountinfo, if mounted.
+fn mounted(mountpoint: &Path) -> Option<Mounted> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let target = mountpoint.to_string_lossy();
+    info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        (fields.get(4).map(|m| m.replace("\\040", " ")) == Some(target.to_string())).then(|| Mounted {
+            fstype: fields.get(sep + 1).unwrap_or(&"").to_string(),
+            source: fields.get(sep + 2).unwrap_or(&"").to_string(),
+        })
+    })
+}
+
+/// Whether the path is a FUSE mount whose process is gone.
+fn is_stale(mountpoint: &Path) -> bool {
+    matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(nix::libc::ENOTCONN))
+}
+
+fn unmount(mountpoint: &Path, lazy: bool) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let flags = if lazy { nix::mount::MntFlags::MNT_DETACH } else { nix::mount::MntFlags::empty() };
+        nix::mount::umount2(mountpoint, flags).map_err(std::io::Error::from)?;
+        return Ok(());
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-u");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg(mountpoint).output().context("running fusermount3")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Processes whose cwd, root or open files are below `mountpoint`.
+fn holders(mountpoint: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let dir = p.path();
+        let mut links: Vec<PathBuf> =
+            ["cwd", "root"].iter().filter_map(|l| std::fs::read_link(dir.join(l)).ok()).collect();
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            links.extend(fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()));
+        }
+        if links.iter().any(|l| l.starts_with(mountpoint)) {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", comm.trim()));
+        }
+    }
+    out
+}
+
+fn check_mountpoint(mountpoint: &Path) -> anyhow::Result<()> {
+    if is_stale(mountpoint) {
+        tracing::warn!("{}: cleaning up a stale mount left by a killed process", mountpoint.display());
+        unmount(mountpoint, true)
+            .with_context(|| format!("{}: cannot clean up the stale mount", mountpoint.display()))?;
+    }
+    let md = std::fs::metadata(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+    anyhow::ensure!(md.is_dir(), "mount point {} is not a directory", mountpoint.display());
+    anyhow::ensure!(mounted(mountpoint).is_none(), "{} is already a mount point", mountpoint.display());
+    let mut entries = std::fs::read_dir(mountpoint).with_context(|| format!("mount point {}", mountpoint.display()))?;
+    anyhow::ensure!(entries.next().is_none(), "mount point {} is not empty", mountpoint.display());
+    Ok(())
+}
+
+/// Re-runs this command in the background and waits until it has mounted.
+fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
+    let log_path = a.repo.join("mount.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("{}", log_path.display()))?;
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--daemon").collect();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    let mountpoint = std::fs::canonicalize(&a.mountpoint)?;
+    for _ in 0..600 {
+        if mounted(&mountpoint).is_some() {
+            eprintln!("mounted {} on {} (pid {})", a.repo.display(), mountpoint.display(), child.id());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log.lines().rev().find(|l| l.starts_with("error")).unwrap_or("the mount process exited");
+            bail!("{} (exit {status})", last.trim_start_matches("error: "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{} did not appear within 30 s", mountpoint.display())
+}
+
+/// `monofs mount`.
+pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
+    check_mountpoint(&a.mountpoint)?;
+    if a.daemon {
+        return daemonize(&a);
+    }
+    let repo = Arc::new(crate::commands::open(&a.repo)?);
+    let root = match &a.rev {
+        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
+        None => None,
+    };
+    serve(repo, &a.repo, &a.mountpoint, root, &a.options, a.autocommit)
+}
+
+fn serve(
+    repo: Arc<Repository>,
+    repo_path: &Path,
+    mountpoint: &Path,
+    root: Option<monofs::ObjectId>,
+    options: &[String],
+    autocommit: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let read_only = root.is_some();
+    let vfs = Arc::new(Vfs::new(repo.clone(), root)?);
+    let repo_abs = std::fs::canonicalize(repo_path)?;
+    let mountpoint = std::fs::canonicalize(mountpoint)?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("monofs:{}", repo_abs.display())),
+        MountOption::Subtype("monofs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    for o in options {
+        match o.as_str() {
+            "allow_other" => config.acl = SessionACL::All,
+            "allow_root" => config.acl = SessionACL::RootAndOwner,
+            "ro" => config.mount_options.push(MountOption::RO),
+            "noatime" => config.mount_options.push(MountOption::NoAtime),
+            "nosuid" => config.mount_options.push(MountOption::NoSuid),
+            "nodev" => config.mount_options.push(MountOption::NoDev),
+            "noexec" => config.mount_options.push(MountOption::NoExec),
+            "default_permissions" | "rw" | "" => {}
+            other => bail!("unknown mount option '{other}'"),
+        }
+    }
+    config.n_threads = Some(4);
+
+    // Signals go to one thread that unmounts; the session then ends.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block()?;
+
+    let session = fuser::Session::new(FuseFs::new(vfs.clone()), &mountpoint, &config)
+        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let served = Arc::new(Served { vfs: vfs.clone(), notifier: Mutex::new(Some(session.notifier())) });
+
+    let socket = control::socket_path(repo_path);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("control socket {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let server = served.clone();
+    std::thread::spawn(move || control::serve(listener, server));
+
+    let mp = mountpoint.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            tracing::info!("{sig:?}: unmounting");
+            if unmount(&mp, false).is_err() {
+                let _ = unmount(&mp, true);
+            }
+        }
+    });
+
+    if !read_only {
+        let flusher = vfs.clone();
+        std::thread::spawn(move || {
+            let mut since_commit = Duration::ZERO;
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                if let Err(e) = flusher.flush() {
+                    tracing::error!("flushing the working tree: {e}");
+                }
+                since_commit += FLUSH_EVERY;
+                if let Some(every) = autocommit
+                    && since_commit >= every
+                {
+                    since_commit = Duration::ZERO;
+                    let opts =
+                        CommitOptions { message: "autocommit".into(), author: "monofs@mount".into(), time: None };
+                    match flusher.repo().commit_worktree(&opts) {
+                        Ok(c) => tracing::info!("autocommit {}", c.revision.short(12)),
+                        Err(monofs::Error::NothingToCommit) => {}
+                        Err(e) => tracing::error!("autocommit: {e}"),
+                    }
+                }
+            }
+        });
+    }
+
+    eprintln!("mounted {} on {}", repo_path.display(), mountpoint.display());
+    let result = session.run();
+    let _ = std::fs::remove_file(&socket);
+    let flushed = vfs.flush();
+    result.with_context(|| format!("serving {}", mountpoint.display()))?;
+    flushed.context("final flush")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monofs detach`.
+pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let mountpoint = std::path::absolute(&a.mountpoint)?;
+    if is_stale(&mountpoint) {
+        unmount(&mountpoint, true)?;
+        note!(ctx, "{}: removed a stale mount", mountpoint.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mountpoint = std::fs::canonicalize(&mountpoint).with_context(|| format!("{}", a.mountpoint.display()))?;
+    let Some(entry) = mounted(&mountpoint) else { bail!("{} is not mounted", mountpoint.display()) };
+    anyhow::ensure!(
+        entry.fstype.starts_with("fuse") && entry.source.starts_with("monofs:"),
+        "{} is not a monofs mount ({} {})",
+        mountpoint.display(),
+        entry.source,
+        entry.fstype
+    );
+    let repo = entry.source.strip_prefix("monofs:").map(PathBuf::from);
+    let owner = repo
+        .as_ref()
+        .and_then(|r| std::fs::read_to_string(r.join("lock")).ok())
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    if let Err(e) = unmount(&mountpoint, a.force) {
+        let busy = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(nix::libc::EBUSY)
+            || e.to_string().contains("busy");
+        if busy {
+            let who = holders(&mountpoint);
+            bail!(
+                "{} is busy{}; retry when they are done, or pass --force for a lazy unmount",
+                mountpoint.display(),
+                if who.is_empty() { String::new() } else { format!(": used by {}", who.join(", ")) }
+            );
+        }
+        return Err(e.context(format!("unmounting {}", mountpoint.display())));
+    }
+    // The mount process flushes and exits; wait so the repository is free.
+    if let Some(pid) = owner {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        for _ in 0..600 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    note!(ctx, "detached {}", mountpoint.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monofs tmp`.
+pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
+    let scratch = tempfile::Builder::new().prefix("monofs-tmp-").tempdir()?;
+    let repo_path = scratch.path().join("repo");
+    let repo = Arc::new(Repository::init(&repo_path, monofs::InitOptions::default())?);
+    let mountpoint = match a.mountpoint {
+        Some(m) => m,
+        None => {
+            let m = scratch.path().join("mnt");
+            std::fs::create_dir(&m)?;
+            println!("{}", m.display());
+            m
+        }
+    };
+    check_mountpoint(&mountpoint)?;
+    let code = serve(repo, &repo_path, &mountpoint, None, &[], None)?;
+    drop(scratch);
+    Ok(code)
+}

@@ -1,0 +1,104 @@
+//! The control socket: while a repository is mounted, the mount process
+//! owns its store, so other `monofs` commands on it are sent here and run
+//! inside the mount process (after it flushes its edits), their output
+//! returned to the caller.
+//!
+//! Protocol: one JSON request line `{"argv": [...], "cwd": "..."}`, one JSON
+//! reply line `{"code": N, "out": "...", "err": "..."}`. The socket lives in
+//! the repository directory with mode 0600.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use crate::args::Cli;
+use crate::commands::{self, Ctx};
+use crate::served::Served;
+
+/// The socket of repository `repo`.
+pub fn socket_path(repo: &Path) -> PathBuf {
+    repo.join("control.sock")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    argv: Vec<String>,
+    cwd: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reply {
+    code: u8,
+    out: String,
+    err: String,
+}
+
+/// Sends the current command to the process that mounts `repo`, if one
+/// does; `None` when nobody listens.
+pub fn forward(repo: &Path) -> Option<anyhow::Result<ExitCode>> {
+    let stream = UnixStream::connect(socket_path(repo)).ok()?;
+    Some(exchange(stream))
+}
+
+fn exchange(mut stream: UnixStream) -> anyhow::Result<ExitCode> {
+    let request = Request {
+        argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: std::env::current_dir()?,
+    };
+    writeln!(stream, "{}", serde_json::to_string(&request)?)?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    let reply: Reply =
+        serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("bad reply from the mount process: {e}"))?;
+    print!("{}", reply.out);
+    eprint!("{}", reply.err);
+    Ok(ExitCode::from(reply.code))
+}
+
+/// Serves requests until the listener fails.
+pub fn serve(listener: UnixListener, served: Arc<Served>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if let Err(e) = handle(stream, &served) {
+            tracing::warn!("control request failed: {e}");
+        }
+    }
+}
+
+fn handle(stream: UnixStream, served: &Served) -> anyhow::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let request: Request = serde_json::from_str(&line)?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = match Cli::try_parse_from(&request.argv) {
+        Ok(mut cli) => {
+            cli.command.absolutize(&request.cwd);
+            let mut ctx = Ctx { out: &mut out, err: &mut err, served: Some(served) };
+            match commands::run(cli.command, &mut ctx) {
+                Ok(code) => u8::from(code != ExitCode::SUCCESS),
+                Err(e) => {
+                    crate::report(&mut err, &e);
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            err.extend_from_slice(e.to_string().as_bytes());
+            2
+        }
+    };
+    let reply = Reply {
+        code,
+        out: String::from_utf8_lossy(&out).into_owned(),
+        err: String::from_utf8_lossy(&err).into_owned(),
+    };
+    let mut stream = stream;
+    writeln!(stream, "{}", serde_json::to_string(&reply)?)?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! File bytes in a mounted tree: reads through dirty blocks to stored
+//! content, writes into blocks, truncation.
+
+use std::sync::Arc;
+
+use super::node::{BLOCK, FileData};
+use crate::content::ChunkCache;
+use crate::error::Result;
+use crate::repo::Repository;
+
+fn ensure_layout(repo: &Repository, f: &mut FileData) -> Result<Arc<crate::content::Layout>> {
+    if f.layout.is_none() {
+        f.layout = Some(Arc::new(repo.layout(&f.base, f.base_len)?));
+    }
+    Ok(f.layout.clone().unwrap_or_default())
+}
+
+/// Fills `buf` with stored bytes at `offset` (zeros past `base_size`).
+fn read_base(repo: &Repository, cache: &ChunkCache, f: &mut FileData, offset: u64, buf: &mut [u8]) -> Result<()> {
+    buf.fill(0);
+    if offset >= f.base_size {
+        return Ok(());
+    }
+    let n = ((f.base_size - offset) as usize).min(buf.len());
+    let layout = ensure_layout(repo, f)?;
+    repo.read_at(&f.base, &layout, cache, offset, &mut buf[..n])?;
+    Ok(())
+}
+
+/// Reads up to `len` bytes at `offset`.
+pub(crate) fn read(
+    repo: &Repository,
+    cache: &ChunkCache,
+    f: &mut FileData,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
+    if offset >= f.size {
+        return Ok(Vec::new());
+    }
+    let len = (len as u64).min(f.size - offset) as usize;
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let pos = offset + done as u64;
+        let (index, within) = (pos / BLOCK, (pos % BLOCK) as usize);
+        let n = (BLOCK as usize - within).min(len - done);
+        match f.blocks.get(&index) {
+            Some(block) => out[done..done + n].copy_from_slice(&block[within..within + n]),
+            None => {
+                // Runs of clean blocks are read in one go.
+                let mut end = done + n;
+                while end < len && !f.blocks.contains_key(&((offset + end as u64) / BLOCK)) {
+                    end = (end + BLOCK as usize).min(len);
+                }
+                read_base(repo, cache, f, pos, &mut out[done..end])?;
+                done = end;
+                continue;
+            }
+        }
+        done += n;
+    }
+    Ok(out)
+}
+
+/// Writes `data` at `offset`, growing the file as needed.
+pub(crate) fn write(repo: &Repository, cache: &ChunkCache, f: &mut FileData, offset: u64, data: &[u8]) -> Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let pos = offset + done as u64;
+        let (index, within) = (pos / BLOCK, (pos % BLOCK) as usize);
+        let n = (BLOCK as usize - within).min(data.len() - done);
+        if !f.blocks.contains_key(&index) {
+            let mut block = vec![0u8; BLOCK as usize].into_boxed_slice();
+            // A block written in full needs no old bytes.
+            if n < BLOCK as usize && index * BLOCK < f.base_size.min(f.size) {
+                read_base(repo, cache, f, index * BLOCK, &mut block)?;
+                let valid = f.size.saturating_sub(index * BLOCK).min(BLOCK) as usize;
+                block[valid..].fill(0);
+            }
+            f.blocks.insert(index, block);
+        }
+        if let Some(block) = f.blocks.get_mut(&index) {
+            block[within..within + n].copy_from_slice(&data[done..done + n]);
+        }
+        done += n;
+    }
+    f.size = f.size.max(offset + data.len() as u64);
+    f.dirty = true;
+    Ok(())
+}
+
+/// Sets the size; bytes past a shrink are gone (a later grow reads zeros).
+pub(crate) fn truncate(f: &mut FileData, size: u64) {
+    if size < f.size {
+        f.blocks.retain(|&i, _| i * BLOCK < size);
+        if let Some(block) = f.blocks.get_mut(&(size / BLOCK)) {
+            block[(size % BLOCK) as usize..].fill(0);
+        }
+        f.base_size = f.base_size.min(size);
+    }
+    f.size = size;
+    f.dirty = true;
+}
+
+/// Reads a whole file sequentially (for storing it), block by block.
+pub(crate) struct Merged<'a> {
+    pub repo: &'a Repository,
+    pub cache: &'a ChunkCache,
+    pub file: &'a mut FileData,
+    pub pos: u64,
+}
+
+impl std::io::Read for Merged<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(4 << 20);
+        let bytes = read(self.repo, self.cache, self.file, self.pos, want).map_err(std::io::Error::other)?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.pos += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+}

@@ -1,0 +1,115 @@
+//! Building the in-memory node graph of a stored tree, keeping the inode
+//! numbers recorded for each (parent, name).
+
+use std::collections::{HashMap, HashSet};
+
+use super::node::{Body, DirData, FileData, Ino, Node};
+use super::{ROOT, table_key};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{EntryKind, Meta};
+use crate::repo::Repository;
+
+/// (parent inode, name) keys to inode numbers.
+pub(crate) type InodeTable = HashMap<Vec<u8>, Ino>;
+
+pub(crate) struct Loader<'a> {
+    pub repo: &'a Repository,
+    /// (parent, name) -> inode, as persisted.
+    pub old: &'a HashMap<Vec<u8>, Ino>,
+    pub next_ino: &'a mut u64,
+    pub nodes: HashMap<Ino, Node>,
+    /// The new table.
+    pub table: HashMap<Vec<u8>, Ino>,
+    used: HashSet<Ino>,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(repo: &'a Repository, old: &'a HashMap<Vec<u8>, Ino>, next_ino: &'a mut u64) -> Loader<'a> {
+        Loader { repo, old, next_ino, nodes: HashMap::new(), table: HashMap::new(), used: HashSet::from([ROOT]) }
+    }
+
+    /// Loads the tree of directory `root` under inode [`ROOT`].
+    pub fn load(mut self, root: &ObjectId, root_meta: Meta) -> Result<(HashMap<Ino, Node>, InodeTable)> {
+        self.nodes.insert(
+            ROOT,
+            Node::new(None, root_meta, Body::Dir(DirData { children: Default::default(), clean: None, size: 0 })),
+        );
+        self.load_dir(ROOT, root)?;
+        Ok((self.nodes, self.table))
+    }
+
+    fn ino_for(&mut self, key: &[u8]) -> Ino {
+        match self.old.get(key) {
+            Some(&ino) if self.used.insert(ino) => ino,
+            _ => {
+                let ino = *self.next_ino;
+                *self.next_ino += 1;
+                self.used.insert(ino);
+                ino
+            }
+        }
+    }
+
+    fn load_dir(&mut self, ino: Ino, id: &ObjectId) -> Result<()> {
+        let dir = self.repo.read_dir(id)?;
+        for e in dir.entries {
+            let key = table_key(ino, &e.name);
+            let link = (ino, e.name.clone());
+            let child = match e.kind {
+                EntryKind::HardLink { target } => {
+                    let primary = self.resolve(&target)?;
+                    let node = self.nodes.get_mut(&primary).ok_or(Error::Aborted)?;
+                    node.parents.push(link);
+                    primary
+                }
+                kind => {
+                    let child = self.ino_for(&key);
+                    let body = match kind {
+                        EntryKind::File { size, content } => Body::File(FileData::stored(content, size)),
+                        EntryKind::Dir { id } => {
+                            Body::Dir(DirData { children: Default::default(), clean: Some(id), size: 0 })
+                        }
+                        EntryKind::Symlink { target } => Body::Symlink(target),
+                        other => Body::Special(other),
+                    };
+                    let sub = match &body {
+                        Body::Dir(d) => d.clean,
+                        _ => None,
+                    };
+                    self.nodes.insert(child, Node::new(Some(link), e.meta, body));
+                    if let Some(sub) = sub {
+                        self.load_dir(child, &sub)?;
+                    }
+                    child
+                }
+            };
+            self.table.insert(key, child);
+            // Added as we go: a hard link later in this directory may name
+            // an entry loaded earlier in it.
+            if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
+                d.children.insert(e.name, child);
+            }
+        }
+        if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
+            d.clean = Some(*id);
+            d.size = dir.size;
+        }
+        Ok(())
+    }
+
+    /// The inode at a root-relative path already loaded (hard-link
+    /// holders come first in pre-order, so they are).
+    fn resolve(&self, path: &[u8]) -> Result<Ino> {
+        let mut ino = ROOT;
+        for part in path.split(|&b| b == b'/') {
+            ino = *self
+                .nodes
+                .get(&ino)
+                .and_then(Node::dir)
+                .and_then(|d| d.children.get(part))
+                .ok_or_else(|| Error::InvalidTreePath(String::from_utf8_lossy(path).into_owned()))?;
+        }
+        Ok(ino)
+    }
+}

@@ -1,0 +1,833 @@
+//! The VFS core: one inode-level API over a repository's working tree, used
+//! by the FUSE adapter (and the NFS server).
+//!
+//! While mounted, the tree lives in memory as a graph of nodes loaded from
+//! the stored tree; edits change nodes, and [`Vfs::flush`] stores what
+//! changed (dirty files chunked, changed directories re-encoded) and moves
+//! the `WORKTREE` ref in one transaction, so a crash loses only what was not
+//! yet flushed and the repository stays consistent. Inode numbers are kept
+//! in the `inodes` table by (parent, name), so a file keeps its number
+//! across remounts.
+
+mod data;
+mod load;
+mod node;
+mod persist;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+
+pub use node::{BLOCK, Ino};
+use node::{Body, DirData, FileData, Node};
+
+use crate::content::ChunkCache;
+use crate::error::Error;
+use crate::id::ObjectId;
+use crate::object::{EntryKind, Meta, Timestamp, valid_name};
+use crate::repo::{Repository, WORKTREE};
+use crate::store::Table;
+
+/// The root directory's inode number.
+pub const ROOT: Ino = 1;
+
+/// Dirty file bytes held in memory before a write forces a flush.
+const MAX_DIRTY: u64 = 512 << 20;
+
+const META_NEXT_INO: &[u8] = b"next_ino";
+
+/// A failed file-system operation.
+#[derive(Debug, thiserror::Error)]
+pub enum VfsError {
+    /// A POSIX error for the caller.
+    #[error("{0}")]
+    Errno(Errno),
+    /// The repository failed (corrupt object, I/O): EIO for the caller.
+    #[error(transparent)]
+    Repo(#[from] Error),
+}
+
+impl VfsError {
+    /// The errno to report.
+    pub fn errno(&self) -> i32 {
+        match self {
+            VfsError::Errno(e) => *e as i32,
+            VfsError::Repo(e) => {
+                tracing::error!("{e}");
+                Errno::EIO as i32
+            }
+        }
+    }
+}
+
+impl From<Errno> for VfsError {
+    fn from(e: Errno) -> Self {
+        VfsError::Errno(e)
+    }
+}
+
+/// Result of a VFS operation.
+pub type VResult<T> = std::result::Result<T, VfsError>;
+
+/// The type of an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Socket.
+    Socket,
+    /// Character device.
+    CharDev,
+    /// Block device.
+    BlockDev,
+}
+
+/// Attributes of an inode.
+#[derive(Clone, Copy, Debug)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: Ino,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Status change time.
+    pub ctime: Timestamp,
+    /// Type.
+    pub kind: FileKind,
+    /// Permission bits (0o7777).
+    pub perm: u16,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number for device nodes.
+    pub rdev: u32,
+}
+
+/// Attribute changes requested by `setattr`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<Timestamp>,
+    /// New modification time.
+    pub mtime: Option<Timestamp>,
+}
+
+/// What the kernel may still cache after [`Vfs::load`]: every (parent,
+/// name) and every inode of the tree before.
+pub type Forgotten = (Vec<(Ino, Vec<u8>)>, Vec<Ino>);
+
+/// How `rename` treats an existing target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RenameMode {
+    /// Replace it (POSIX rename).
+    #[default]
+    Replace,
+    /// Fail with EEXIST (RENAME_NOREPLACE).
+    NoReplace,
+    /// Swap the two (RENAME_EXCHANGE).
+    Exchange,
+}
+
+pub(crate) fn table_key(parent: Ino, name: &[u8]) -> Vec<u8> {
+    let mut k = parent.to_be_bytes().to_vec();
+    k.extend_from_slice(name);
+    k
+}
+
+struct State {
+    nodes: HashMap<Ino, Node>,
+    /// The persisted (parent, name) -> inode table and pending changes.
+    table: HashMap<Vec<u8>, Ino>,
+    table_changes: HashMap<Vec<u8>, Option<Ino>>,
+    next_ino: u64,
+    /// Something changed since the last flush.
+    changed: bool,
+    dirty_bytes: u64,
+}
+
+/// The working tree of a repository as a file system.
+pub struct Vfs {
+    repo: Arc<Repository>,
+    cache: ChunkCache,
+    state: Mutex<State>,
+    read_only: bool,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn kind_of(node: &Node) -> FileKind {
+    match &node.body {
+        Body::File(_) => FileKind::File,
+        Body::Dir(_) => FileKind::Dir,
+        Body::Symlink(_) => FileKind::Symlink,
+        Body::Special(EntryKind::Fifo) => FileKind::Fifo,
+        Body::Special(EntryKind::Socket) => FileKind::Socket,
+        Body::Special(EntryKind::CharDev { .. }) => FileKind::CharDev,
+        Body::Special(_) => FileKind::BlockDev,
+    }
+}
+
+fn attr_of(ino: Ino, node: &Node) -> Attr {
+    let nlink = match &node.body {
+        Body::Dir(d) => 2 + d.children.len() as u32,
+        _ => node.parents.len().max(1) as u32,
+    };
+    let rdev = match &node.body {
+        Body::Special(EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor }) => {
+            nix::sys::stat::makedev(*major, *minor) as u32
+        }
+        _ => 0,
+    };
+    let size = node.size();
+    Attr {
+        ino,
+        size,
+        blocks: size.div_ceil(512),
+        atime: node.atime,
+        mtime: node.meta.mtime,
+        ctime: node.ctime,
+        kind: kind_of(node),
+        perm: (node.meta.mode & 0o7777) as u16,
+        nlink,
+        uid: node.meta.uid,
+        gid: node.meta.gid,
+        rdev,
+    }
+}
+
+fn check_name(name: &[u8]) -> VResult<()> {
+    if name.len() > 255 {
+        return Err(Errno::ENAMETOOLONG.into());
+    }
+    if !valid_name(name) {
+        return Err(Errno::EINVAL.into());
+    }
+    Ok(())
+}
+
+impl State {
+    fn node(&self, ino: Ino) -> VResult<&Node> {
+        self.nodes.get(&ino).ok_or(VfsError::Errno(Errno::ENOENT))
+    }
+
+    fn node_mut(&mut self, ino: Ino) -> VResult<&mut Node> {
+        self.nodes.get_mut(&ino).ok_or(VfsError::Errno(Errno::ENOENT))
+    }
+
+    fn dir(&self, ino: Ino) -> VResult<&DirData> {
+        self.node(ino)?.dir().ok_or(VfsError::Errno(Errno::ENOTDIR))
+    }
+
+    fn child(&self, parent: Ino, name: &[u8]) -> VResult<Ino> {
+        self.dir(parent)?.children.get(name).copied().ok_or(VfsError::Errno(Errno::ENOENT))
+    }
+
+    /// Marks directory `ino` and its ancestors as changed.
+    fn touch_dir(&mut self, mut ino: Ino) {
+        self.changed = true;
+        loop {
+            let Some(node) = self.nodes.get_mut(&ino) else { return };
+            if let Some(d) = node.dir_mut() {
+                d.clean = None;
+            }
+            match node.parents.first() {
+                Some((p, _)) => ino = *p,
+                None => return,
+            }
+        }
+    }
+
+    /// Marks the directories holding `ino` (every name of it) as changed.
+    fn touch_parents(&mut self, ino: Ino) {
+        let parents: Vec<Ino> =
+            self.nodes.get(&ino).map(|n| n.parents.iter().map(|p| p.0).collect()).unwrap_or_default();
+        for p in parents {
+            self.touch_dir(p);
+        }
+        self.changed = true;
+    }
+
+    fn alloc(&mut self) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    fn link_name(&mut self, parent: Ino, name: &[u8], ino: Ino) -> VResult<()> {
+        let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+        d.children.insert(name.to_vec(), ino);
+        let key = table_key(parent, name);
+        self.table.insert(key.clone(), ino);
+        self.table_changes.insert(key, Some(ino));
+        self.node_mut(ino)?.parents.push((parent, name.to_vec()));
+        let t = now();
+        let p = self.node_mut(parent)?;
+        p.meta.mtime = t;
+        p.ctime = t;
+        self.touch_dir(parent);
+        Ok(())
+    }
+
+    fn unlink_name(&mut self, parent: Ino, name: &[u8]) -> VResult<Ino> {
+        let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+        let ino = d.children.remove(name).ok_or(VfsError::Errno(Errno::ENOENT))?;
+        let key = table_key(parent, name);
+        self.table.remove(&key);
+        self.table_changes.insert(key, None);
+        let t = now();
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.parents.retain(|(p, n)| !(*p == parent && n == name));
+            node.ctime = t;
+        }
+        let p = self.node_mut(parent)?;
+        p.meta.mtime = t;
+        p.ctime = t;
+        self.touch_dir(parent);
+        // Other names of the node must re-derive their hard-link form.
+        self.touch_parents(ino);
+        self.maybe_drop(ino);
+        Ok(ino)
+    }
+
+    /// Frees a node that has no name, no kernel reference and no open handle.
+    fn maybe_drop(&mut self, ino: Ino) {
+        if ino == ROOT {
+            return;
+        }
+        let gone = self.nodes.get(&ino).is_some_and(|n| n.parents.is_empty() && n.lookups == 0 && n.opens == 0);
+        if gone
+            && let Some(node) = self.nodes.remove(&ino)
+            && let Body::File(f) = &node.body
+        {
+            self.dirty_bytes = self.dirty_bytes.saturating_sub(f.dirty_bytes());
+        }
+    }
+
+    fn new_node(&mut self, parent: Ino, name: &[u8], meta: Meta, body: Body) -> VResult<(Ino, Attr)> {
+        check_name(name)?;
+        if self.dir(parent)?.children.contains_key(name) {
+            return Err(Errno::EEXIST.into());
+        }
+        let ino = self.alloc();
+        let mut node = Node::new(None, meta, body);
+        node.lookups = 1;
+        self.nodes.insert(ino, node);
+        self.link_name(parent, name, ino)?;
+        Ok((ino, attr_of(ino, self.node(ino)?)))
+    }
+}
+
+impl Vfs {
+    /// Mounts the working tree of `repo` (read-only: a revision's tree).
+    pub fn new(repo: Arc<Repository>, read_only_root: Option<ObjectId>) -> Result<Vfs, Error> {
+        let mut table = HashMap::new();
+        repo.store().scan(Table::Inodes, b"", &mut |k, v| {
+            if let Ok(bytes) = <[u8; 8]>::try_from(v) {
+                table.insert(k.to_vec(), u64::from_le_bytes(bytes));
+            }
+            true
+        })?;
+        let next_ino = repo
+            .store()
+            .get(Table::Meta, META_NEXT_INO)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(2, u64::from_le_bytes)
+            .max(table.values().max().map_or(2, |m| m + 1));
+        let state = State {
+            nodes: HashMap::new(),
+            table,
+            table_changes: HashMap::new(),
+            next_ino,
+            changed: false,
+            dirty_bytes: 0,
+        };
+        let vfs = Vfs {
+            repo,
+            cache: ChunkCache::new(256 << 20),
+            state: Mutex::new(state),
+            read_only: read_only_root.is_some(),
+        };
+        let root = match read_only_root {
+            Some(root) => root,
+            None => vfs.repo.worktree()?,
+        };
+        vfs.load(&root)?;
+        Ok(vfs)
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    fn lock(&self) -> VResult<MutexGuard<'_, State>> {
+        self.state.lock().map_err(|_| VfsError::Repo(Error::Aborted))
+    }
+
+    fn writable(&self) -> VResult<()> {
+        if self.read_only { Err(Errno::EROFS.into()) } else { Ok(()) }
+    }
+
+    /// Replaces the in-memory tree with stored tree `root` (after a
+    /// checkout); inode numbers of unchanged paths are kept. Returns the
+    /// names (parent, name) and inodes known before, for the adapter to
+    /// invalidate in the kernel's caches.
+    pub fn load(&self, root: &ObjectId) -> Result<Forgotten, Error> {
+        let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        let st = &mut *st;
+        let old_names: Vec<(Ino, Vec<u8>)> = st
+            .nodes
+            .iter()
+            .filter_map(|(ino, n)| n.dir().map(|d| (*ino, d)))
+            .flat_map(|(ino, d)| d.children.keys().map(move |name| (ino, name.clone())))
+            .collect();
+        let old_inodes: Vec<Ino> = st.nodes.keys().copied().collect();
+        let root_meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_else(|| Meta {
+            mode: 0o755,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            mtime: now(),
+            xattrs: Vec::new(),
+        });
+        let (nodes, table) = load::Loader::new(&self.repo, &st.table, &mut st.next_ino).load(root, root_meta)?;
+        for key in st.table.keys() {
+            if !table.contains_key(key) {
+                st.table_changes.insert(key.clone(), None);
+            }
+        }
+        for (key, ino) in &table {
+            if st.table.get(key) != Some(ino) {
+                st.table_changes.insert(key.clone(), Some(*ino));
+            }
+        }
+        st.table = table;
+        st.nodes = nodes;
+        st.dirty_bytes = 0;
+        st.changed = !st.table_changes.is_empty();
+        Ok((old_names, old_inodes))
+    }
+
+    /// Stores every change and points `WORKTREE` at the result; returns
+    /// the root id. Cheap when nothing changed.
+    pub fn flush(&self) -> Result<ObjectId, Error> {
+        let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        if self.read_only || !st.changed {
+            drop(st);
+            return self.repo.worktree();
+        }
+        let st = &mut *st;
+        let (root, mut tx, _) = self.repo.write_objects(|sink| {
+            let mut w = persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes: &mut st.nodes };
+            persist::write_root(&mut w)
+        })?;
+        self.repo.set_ref(tx.as_mut(), WORKTREE, &root)?;
+        for (key, ino) in st.table_changes.drain() {
+            match ino {
+                Some(ino) => tx.put(Table::Inodes, &key, &ino.to_le_bytes())?,
+                None => tx.delete(Table::Inodes, &key)?,
+            }
+        }
+        tx.put(Table::Meta, META_NEXT_INO, &st.next_ino.to_le_bytes())?;
+        tx.commit()?;
+        st.changed = false;
+        st.dirty_bytes = 0;
+        Ok(root)
+    }
+
+    /// Looks `name` up in `parent`, taking a kernel reference.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> VResult<Attr> {
+        let mut st = self.lock()?;
+        let ino = st.child(parent, name)?;
+        let node = st.node_mut(ino)?;
+        node.lookups += 1;
+        Ok(attr_of(ino, node))
+    }
+
+    /// Drops `n` kernel references.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        if let Ok(mut st) = self.lock() {
+            if let Some(node) = st.nodes.get_mut(&ino) {
+                node.lookups = node.lookups.saturating_sub(n);
+            }
+            st.maybe_drop(ino);
+        }
+    }
+
+    /// Attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> VResult<Attr> {
+        let st = self.lock()?;
+        Ok(attr_of(ino, st.node(ino)?))
+    }
+
+    /// Changes attributes.
+    pub fn setattr(&self, ino: Ino, set: SetAttr) -> VResult<Attr> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let t = now();
+        let node = st.node_mut(ino)?;
+        if let Some(mode) = set.mode {
+            node.meta.mode = mode & 0o7777;
+        }
+        if let Some(uid) = set.uid {
+            node.meta.uid = uid;
+        }
+        if let Some(gid) = set.gid {
+            node.meta.gid = gid;
+        }
+        if let Some(size) = set.size {
+            let f = node.file_mut().ok_or(VfsError::Errno(Errno::EISDIR))?;
+            data::truncate(f, size);
+            node.meta.mtime = t;
+        }
+        if let Some(a) = set.atime {
+            node.atime = a;
+        }
+        if let Some(m) = set.mtime {
+            node.meta.mtime = m;
+        }
+        node.ctime = t;
+        let attr = attr_of(ino, node);
+        st.touch_parents(ino);
+        Ok(attr)
+    }
+
+    /// Target of a symlink.
+    pub fn readlink(&self, ino: Ino) -> VResult<Vec<u8>> {
+        match &self.lock()?.node(ino)?.body {
+            Body::Symlink(t) => Ok(t.clone()),
+            _ => Err(Errno::EINVAL.into()),
+        }
+    }
+
+    fn meta(mode: u32, uid: u32, gid: u32) -> Meta {
+        Meta { mode: mode & 0o7777, uid, gid, mtime: now(), xattrs: Vec::new() }
+    }
+
+    /// Creates a regular file, fifo, socket or device node (`mode` holds the
+    /// type bits).
+    pub fn mknod(&self, parent: Ino, name: &[u8], mode: u32, rdev: u64, uid: u32, gid: u32) -> VResult<Attr> {
+        self.writable()?;
+        let body = match mode & nix::libc::S_IFMT {
+            nix::libc::S_IFREG | 0 => Body::File(FileData::empty()),
+            nix::libc::S_IFIFO => Body::Special(EntryKind::Fifo),
+            nix::libc::S_IFSOCK => Body::Special(EntryKind::Socket),
+            nix::libc::S_IFCHR => Body::Special(EntryKind::CharDev {
+                major: nix::sys::stat::major(rdev),
+                minor: nix::sys::stat::minor(rdev),
+            }),
+            nix::libc::S_IFBLK => Body::Special(EntryKind::BlockDev {
+                major: nix::sys::stat::major(rdev),
+                minor: nix::sys::stat::minor(rdev),
+            }),
+            _ => return Err(Errno::EINVAL.into()),
+        };
+        let mut st = self.lock()?;
+        Ok(st.new_node(parent, name, Self::meta(mode, uid, gid), body)?.1)
+    }
+
+    /// Creates and opens a regular file.
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> VResult<Attr> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let (ino, attr) = st.new_node(parent, name, Self::meta(mode, uid, gid), Body::File(FileData::empty()))?;
+        st.node_mut(ino)?.opens += 1;
+        Ok(attr)
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> VResult<Attr> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let body = Body::Dir(DirData { children: Default::default(), clean: None, size: 0 });
+        Ok(st.new_node(parent, name, Self::meta(mode, uid, gid), body)?.1)
+    }
+
+    /// Creates a symbolic link.
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> VResult<Attr> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        Ok(st.new_node(parent, name, Self::meta(0o777, uid, gid), Body::Symlink(target.to_vec()))?.1)
+    }
+
+    /// Adds a name for an existing non-directory.
+    pub fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> VResult<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let mut st = self.lock()?;
+        if matches!(st.node(ino)?.body, Body::Dir(_)) {
+            return Err(Errno::EPERM.into());
+        }
+        if st.dir(parent)?.children.contains_key(name) {
+            return Err(Errno::EEXIST.into());
+        }
+        st.link_name(parent, name, ino)?;
+        st.touch_parents(ino);
+        let node = st.node_mut(ino)?;
+        node.lookups += 1;
+        node.ctime = now();
+        Ok(attr_of(ino, node))
+    }
+
+    /// Removes a non-directory name.
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> VResult<()> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let ino = st.child(parent, name)?;
+        if matches!(st.node(ino)?.body, Body::Dir(_)) {
+            return Err(Errno::EISDIR.into());
+        }
+        st.unlink_name(parent, name)?;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> VResult<()> {
+        self.writable()?;
+        if name == b"." {
+            return Err(Errno::EINVAL.into());
+        }
+        let mut st = self.lock()?;
+        let ino = st.child(parent, name)?;
+        let d = st.dir(ino)?;
+        if !d.children.is_empty() {
+            return Err(Errno::ENOTEMPTY.into());
+        }
+        st.unlink_name(parent, name)?;
+        Ok(())
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`.
+    pub fn rename(&self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], mode: RenameMode) -> VResult<()> {
+        self.writable()?;
+        check_name(new_name)?;
+        let mut st = self.lock()?;
+        let ino = st.child(parent, name)?;
+        let is_dir = matches!(st.node(ino)?.body, Body::Dir(_));
+        st.dir(new_parent)?;
+        if is_dir {
+            // A directory cannot move below itself.
+            let mut at = new_parent;
+            loop {
+                if at == ino {
+                    return Err(Errno::EINVAL.into());
+                }
+                match st.node(at)?.parents.first() {
+                    Some((p, _)) => at = *p,
+                    None => break,
+                }
+            }
+        }
+        let existing = st.dir(new_parent)?.children.get(new_name).copied();
+        if existing == Some(ino) {
+            return Ok(());
+        }
+        match (mode, existing) {
+            (RenameMode::NoReplace, Some(_)) => return Err(Errno::EEXIST.into()),
+            (RenameMode::Exchange, None) => return Err(Errno::ENOENT.into()),
+            (RenameMode::Exchange, Some(other)) => {
+                // Hold both nodes while they are briefly without a name.
+                st.node_mut(ino)?.opens += 1;
+                st.node_mut(other)?.opens += 1;
+                st.unlink_name(parent, name)?;
+                st.unlink_name(new_parent, new_name)?;
+                st.link_name(new_parent, new_name, ino)?;
+                st.link_name(parent, name, other)?;
+                st.node_mut(ino)?.opens -= 1;
+                st.node_mut(other)?.opens -= 1;
+                return Ok(());
+            }
+            (_, Some(other)) => {
+                let other_is_dir = matches!(st.node(other)?.body, Body::Dir(_));
+                match (is_dir, other_is_dir) {
+                    (true, false) => return Err(Errno::ENOTDIR.into()),
+                    (false, true) => return Err(Errno::EISDIR.into()),
+                    (true, true) if !st.dir(other)?.children.is_empty() => return Err(Errno::ENOTEMPTY.into()),
+                    _ => {}
+                }
+                // Keep the replaced node alive while the kernel knows it.
+                st.unlink_name(new_parent, new_name)?;
+            }
+            (_, None) => {}
+        }
+        // Hold a reference so the node survives the moment without a name.
+        st.node_mut(ino)?.opens += 1;
+        st.unlink_name(parent, name)?;
+        st.link_name(new_parent, new_name, ino)?;
+        st.node_mut(ino)?.opens -= 1;
+        st.node_mut(ino)?.ctime = now();
+        Ok(())
+    }
+
+    /// Opens a file (`truncate` for O_TRUNC).
+    pub fn open(&self, ino: Ino, write: bool, truncate: bool) -> VResult<()> {
+        if write {
+            self.writable()?;
+        }
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        if truncate && let Some(f) = node.file_mut() {
+            data::truncate(f, 0);
+            node.meta.mtime = now();
+            node.ctime = node.meta.mtime;
+            st.touch_parents(ino);
+        }
+        st.node_mut(ino)?.opens += 1;
+        Ok(())
+    }
+
+    /// Closes a handle opened by [`Vfs::open`] or [`Vfs::create`].
+    pub fn release(&self, ino: Ino) {
+        if let Ok(mut st) = self.lock() {
+            if let Some(node) = st.nodes.get_mut(&ino) {
+                node.opens = node.opens.saturating_sub(1);
+            }
+            st.maybe_drop(ino);
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset`.
+    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> VResult<Vec<u8>> {
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        let f = match &mut node.body {
+            Body::File(f) => f,
+            Body::Dir(_) => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EINVAL.into()),
+        };
+        Ok(data::read(&self.repo, &self.cache, f, offset, len)?)
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(&self, ino: Ino, offset: u64, bytes: &[u8]) -> VResult<usize> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        let Body::File(f) = &mut node.body else { return Err(Errno::EISDIR.into()) };
+        let before = f.dirty_bytes();
+        data::write(&self.repo, &self.cache, f, offset, bytes)?;
+        let grown = f.dirty_bytes() - before;
+        let t = now();
+        node.meta.mtime = t;
+        node.ctime = t;
+        // A write clears setuid/setgid, as the kernel does on other file systems.
+        node.meta.mode &= !0o6000;
+        st.dirty_bytes += grown;
+        st.touch_parents(ino);
+        let flush = st.dirty_bytes > MAX_DIRTY;
+        drop(st);
+        if flush {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    /// Entries of a directory, with `.` and `..`, from position `offset`.
+    pub fn readdir(&self, ino: Ino) -> VResult<Vec<(Ino, FileKind, Vec<u8>)>> {
+        let st = self.lock()?;
+        let node = st.node(ino)?;
+        let d = node.dir().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+        let parent = node.parents.first().map_or(ROOT, |p| p.0);
+        let mut out = vec![(ino, FileKind::Dir, b".".to_vec()), (parent, FileKind::Dir, b"..".to_vec())];
+        for (name, child) in &d.children {
+            if let Some(n) = st.nodes.get(child) {
+                out.push((*child, kind_of(n), name.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets an extended attribute.
+    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], create: bool, replace: bool) -> VResult<()> {
+        self.writable()?;
+        // POSIX ACLs are not supported: saying so makes tools (cp -a, tar)
+        // fall back to chmod instead of storing an ACL that changes nothing.
+        if name.starts_with(b"system.posix_acl_") {
+            return Err(Errno::EOPNOTSUPP.into());
+        }
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        let pos = node.meta.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name));
+        match pos {
+            Ok(_) if create => return Err(Errno::EEXIST.into()),
+            Err(_) if replace => return Err(Errno::ENODATA.into()),
+            Ok(i) => node.meta.xattrs[i].1 = value.to_vec(),
+            Err(i) => node.meta.xattrs.insert(i, (name.to_vec(), value.to_vec())),
+        }
+        node.ctime = now();
+        st.touch_parents(ino);
+        Ok(())
+    }
+
+    /// An extended attribute's value.
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> VResult<Vec<u8>> {
+        let st = self.lock()?;
+        let node = st.node(ino)?;
+        node.meta
+            .xattrs
+            .binary_search_by(|(k, _)| k.as_slice().cmp(name))
+            .map(|i| node.meta.xattrs[i].1.clone())
+            .map_err(|_| VfsError::Errno(Errno::ENODATA))
+    }
+
+    /// Names of the extended attributes, NUL-terminated, concatenated.
+    pub fn listxattr(&self, ino: Ino) -> VResult<Vec<u8>> {
+        let st = self.lock()?;
+        let mut out = Vec::new();
+        for (k, _) in &st.node(ino)?.meta.xattrs {
+            out.extend_from_slice(k);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Removes an extended attribute.
+    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> VResult<()> {
+        self.writable()?;
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        let i = node
+            .meta
+            .xattrs
+            .binary_search_by(|(k, _)| k.as_slice().cmp(name))
+            .map_err(|_| VfsError::Errno(Errno::ENODATA))?;
+        node.meta.xattrs.remove(i);
+        node.ctime = now();
+        st.touch_parents(ino);
+        Ok(())
+    }
+
+    /// Number of inodes in memory (for statfs).
+    pub fn inode_count(&self) -> u64 {
+        self.lock().map_or(0, |st| st.nodes.len() as u64)
+    }
+
+    /// Whether the tree changed since the last flush.
+    pub fn changed(&self) -> bool {
+        self.lock().is_ok_and(|st| st.changed)
+    }
+}

@@ -1,0 +1,112 @@
+//! In-memory nodes of a mounted working tree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::content::Layout;
+use crate::id::ObjectId;
+use crate::object::{Content, EntryKind, Meta, Timestamp};
+
+/// An inode number.
+pub type Ino = u64;
+
+/// Bytes per dirty-data block of a file being written.
+pub const BLOCK: u64 = 64 << 10;
+
+/// One file, directory, link or special file.
+pub(crate) struct Node {
+    /// The names it has: (parent directory, name). Directories have one;
+    /// the root none; a hard-linked file several.
+    pub parents: Vec<(Ino, Vec<u8>)>,
+    pub meta: Meta,
+    pub ctime: Timestamp,
+    pub atime: Timestamp,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub lookups: u64,
+    /// Open file handles.
+    pub opens: u64,
+    pub body: Body,
+}
+
+pub(crate) enum Body {
+    File(FileData),
+    Dir(DirData),
+    Symlink(Vec<u8>),
+    /// Fifo, socket or device, as its entry kind.
+    Special(EntryKind),
+}
+
+pub(crate) struct DirData {
+    pub children: BTreeMap<Vec<u8>, Ino>,
+    /// The stored Dir this directory equals, while it is unchanged.
+    pub clean: Option<ObjectId>,
+    /// Logical bytes below, as of the last load or flush.
+    pub size: u64,
+}
+
+/// A regular file: stored content overlaid with dirty blocks.
+pub(crate) struct FileData {
+    pub size: u64,
+    /// Last stored content, `base_len` bytes long; bytes at or past
+    /// `base_size` (lowered by truncation) read as zeros.
+    pub base: Content,
+    pub base_len: u64,
+    pub base_size: u64,
+    pub layout: Option<Arc<Layout>>,
+    /// Written blocks (index -> BLOCK bytes) not yet stored.
+    pub blocks: BTreeMap<u64, Box<[u8]>>,
+    /// Whether content changed since the last flush (writes or truncation).
+    pub dirty: bool,
+}
+
+impl FileData {
+    pub fn stored(base: Content, size: u64) -> FileData {
+        FileData { size, base, base_len: size, base_size: size, layout: None, blocks: BTreeMap::new(), dirty: false }
+    }
+
+    pub fn empty() -> FileData {
+        FileData::stored(Content::Empty, 0)
+    }
+
+    /// Bytes held in dirty blocks.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.blocks.len() as u64 * BLOCK
+    }
+}
+
+impl Node {
+    pub fn new(parent: Option<(Ino, Vec<u8>)>, meta: Meta, body: Body) -> Node {
+        let now = meta.mtime;
+        Node { parents: parent.into_iter().collect(), meta, ctime: now, atime: now, lookups: 0, opens: 0, body }
+    }
+
+    pub fn dir(&self) -> Option<&DirData> {
+        match &self.body {
+            Body::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn dir_mut(&mut self) -> Option<&mut DirData> {
+        match &mut self.body {
+            Body::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn file_mut(&mut self) -> Option<&mut FileData> {
+        match &mut self.body {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match &self.body {
+            Body::File(f) => f.size,
+            Body::Symlink(t) => t.len() as u64,
+            Body::Dir(d) => 4096.max(d.children.len() as u64 * 32),
+            Body::Special(_) => 0,
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Storing a mounted tree: dirty files are chunked, changed directories
+//! re-encoded bottom-up (unchanged ones keep their ids), hard links written
+//! in canonical form.
+
+use std::collections::HashMap;
+
+use super::ROOT;
+use super::data::Merged;
+use super::node::{Body, Ino, Node};
+use crate::content::{ChunkCache, Chunker};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{Dir, Entry, EntryKind, Kind, Meta};
+use crate::repo::{ObjectSink, Repository};
+
+pub(crate) struct Writer<'a> {
+    pub repo: &'a Repository,
+    pub cache: &'a ChunkCache,
+    pub sink: &'a ObjectSink<'a>,
+    pub nodes: &'a mut HashMap<Ino, Node>,
+}
+
+/// Path components of a directory inode, from the root.
+pub(crate) fn dir_path(nodes: &HashMap<Ino, Node>, mut ino: Ino) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some((parent, name)) = nodes.get(&ino).and_then(|n| n.parents.first()) {
+        out.push(name.clone());
+        ino = *parent;
+    }
+    out.reverse();
+    out
+}
+
+impl Writer<'_> {
+    /// Writes directory `ino` (and what changed below it); returns its id
+    /// and logical size.
+    pub fn dir(&mut self, ino: Ino) -> Result<(ObjectId, u64)> {
+        let (children, clean) = match self.nodes.get(&ino).map(|n| &n.body) {
+            Some(Body::Dir(d)) => (d.children.clone(), d.clean.map(|id| (id, d.size))),
+            _ => return Err(Error::Aborted),
+        };
+        if let Some(done) = clean {
+            return Ok(done);
+        }
+        let mut entries = Vec::with_capacity(children.len());
+        let mut size = 0;
+        for (name, child) in children {
+            let entry = self.entry(ino, &name, child)?;
+            if let EntryKind::File { size: s, .. } = &entry.kind {
+                size += s;
+            }
+            if let EntryKind::Dir { .. } = &entry.kind {
+                size += self.nodes.get(&child).and_then(Node::dir).map_or(0, |d| d.size);
+            }
+            entries.push(entry);
+        }
+        let id = self.sink.put(Kind::Dir, &Dir { entries, size }.encode())?;
+        if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
+            d.clean = Some(id);
+            d.size = size;
+        }
+        Ok((id, size))
+    }
+
+    fn entry(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<Entry> {
+        let is_dir = matches!(self.nodes.get(&ino).map(|n| &n.body), Some(Body::Dir(_)));
+        if is_dir {
+            let (id, _) = self.dir(ino)?;
+            let meta = self.nodes.get(&ino).map(|n| n.meta.clone()).unwrap_or_default();
+            return Ok(Entry { name: name.to_vec(), kind: EntryKind::Dir { id }, meta });
+        }
+        // Hard links: the first name in pre-order holds the content.
+        if let Some(first) = self.first_link(ino)
+            && first != (parent, name.to_vec())
+        {
+            let mut target = dir_path(self.nodes, first.0);
+            target.push(first.1);
+            return Ok(Entry {
+                name: name.to_vec(),
+                kind: EntryKind::HardLink { target: target.join(&b'/') },
+                meta: Meta::default(),
+            });
+        }
+        let (repo, cache, sink) = (self.repo, self.cache, self.sink);
+        let node = self.nodes.get_mut(&ino).ok_or(Error::Aborted)?;
+        let kind = match &mut node.body {
+            Body::File(f) => {
+                if f.dirty {
+                    let size = f.size;
+                    let mut reader = Merged { repo, cache, file: f, pos: 0 };
+                    let (content, stored) =
+                        Chunker::for_repo(repo).store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
+                    if stored != size {
+                        return Err(Error::Aborted);
+                    }
+                    *f = super::node::FileData::stored(content, size);
+                }
+                EntryKind::File { size: f.size, content: f.base.clone() }
+            }
+            Body::Symlink(target) => EntryKind::Symlink { target: target.clone() },
+            Body::Special(kind) => kind.clone(),
+            Body::Dir(_) => return Err(Error::Aborted),
+        };
+        Ok(Entry { name: name.to_vec(), kind, meta: node.meta.clone() })
+    }
+
+    /// For a node with several names, the first in pre-order.
+    fn first_link(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+        let node = self.nodes.get(&ino)?;
+        if node.parents.len() < 2 {
+            return None;
+        }
+        node.parents
+            .iter()
+            .map(|(p, n)| {
+                let mut path = dir_path(self.nodes, *p);
+                path.push(n.clone());
+                (path, (*p, n.clone()))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, link)| link)
+    }
+}
+
+/// The root directory's id after writing everything that changed.
+pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<ObjectId> {
+    Ok(w.dir(ROOT)?.0)
+}

@@ -1,0 +1,289 @@
+//! Where an image's blobs come from: an OCI image layout directory, an OCI
+//! or `docker save` archive (unpacked to a scratch directory first), or a
+//! registry download cache (see [`crate::pull`]). Every source resolves to
+//! a [`ResolvedImage`]: a verified manifest and config, and a file per
+//! layer.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{sha256_hex, verify_bytes};
+use crate::error::{Error, Result};
+use crate::spec::{self, Descriptor, Index, Manifest, Platform};
+
+/// One layer to apply.
+#[derive(Clone, Debug)]
+pub struct LayerFile {
+    /// Its descriptor; `digest` is empty when the source does not name the
+    /// compressed blob (legacy `docker save` layers, checked by DiffID).
+    pub desc: Descriptor,
+    /// Where its bytes are.
+    pub path: PathBuf,
+}
+
+/// An image ready to import: documents verified, layers located.
+#[derive(Clone, Debug)]
+pub struct ResolvedImage {
+    /// Digest of the manifest (the image's identity).
+    pub manifest_digest: String,
+    /// Digest of the config blob.
+    pub config_digest: String,
+    /// The config blob.
+    pub config: Vec<u8>,
+    /// Layers, bottom first.
+    pub layers: Vec<LayerFile>,
+}
+
+/// The file of blob `digest` in layout `root`.
+pub fn blob_path(root: &Path, digest: &str) -> Result<PathBuf> {
+    let hex = sha256_hex(digest)?;
+    Ok(root.join("blobs").join("sha256").join(hex))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a blob of a layout fully, checking size and digest.
+pub fn read_blob(root: &Path, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
+    let path = blob_path(root, &desc.digest)?;
+    if !path.exists() {
+        return Err(Error::MissingBlob { digest: desc.digest.clone(), path: root.to_owned() });
+    }
+    let bytes = read_file(&path)?;
+    verify_bytes(what, &bytes, &desc.digest, Some(desc.size))?;
+    Ok(bytes)
+}
+
+/// An image layout directory or an archive unpacked into one.
+pub struct ImageDir {
+    /// The directory.
+    pub root: PathBuf,
+    /// What the user named (for messages).
+    pub shown: PathBuf,
+    /// A scratch directory to delete afterwards, for archives.
+    _scratch: Option<Scratch>,
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl ImageDir {
+    /// Opens a layout directory, or unpacks an archive into `scratch_parent`.
+    pub fn open(path: &Path, scratch_parent: &Path) -> Result<ImageDir> {
+        let md = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if md.is_dir() {
+            if !path.join("index.json").is_file() && !path.join("manifest.json").is_file() {
+                return Err(Error::NotAnImage(path.to_owned()));
+            }
+            return Ok(ImageDir { root: path.to_owned(), shown: path.to_owned(), _scratch: None });
+        }
+        std::fs::create_dir_all(scratch_parent).map_err(|e| Error::io(scratch_parent, e))?;
+        let dir = scratch_parent.join(format!("archive-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let scratch = Scratch(dir.clone());
+        let mut head = [0u8; 4];
+        let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader: Box<dyn Read> = if n >= 2 && head[..2] == [0x1f, 0x8b] {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else if n == 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
+            Box::new(zstd::Decoder::new(file).map_err(|e| Error::io(path, e))?)
+        } else {
+            Box::new(file)
+        };
+        let mut ar = tar::Archive::new(reader);
+        // `unpack` refuses entries that would land outside `dir`.
+        ar.unpack(&dir).map_err(|_| Error::NotAnImage(path.to_owned()))?;
+        if !dir.join("index.json").is_file() && !dir.join("manifest.json").is_file() {
+            return Err(Error::NotAnImage(path.to_owned()));
+        }
+        Ok(ImageDir { root: dir, shown: path.to_owned(), _scratch: Some(scratch) })
+    }
+
+    /// Picks the image named `want` (or the only one) for `platform`.
+    pub fn resolve(&self, want: Option<&str>, platform: &Platform) -> Result<ResolvedImage> {
+        if self.root.join("index.json").is_file() {
+            let index: Index = spec::parse("index.json", &read_file(&self.root.join("index.json"))?)?;
+            if !index.manifests.is_empty() {
+                return self.resolve_layout(&index, want, platform);
+            }
+        }
+        if self.root.join("manifest.json").is_file() {
+            return self.resolve_docker(want);
+        }
+        Err(Error::NotAnImage(self.shown.clone()))
+    }
+
+    fn resolve_layout(&self, index: &Index, want: Option<&str>, platform: &Platform) -> Result<ResolvedImage> {
+        let names: Vec<String> =
+            index.manifests.iter().filter_map(|d| d.annotations.get(spec::REF_NAME).cloned()).collect();
+        let chosen: Vec<&Descriptor> = match want {
+            Some(w) => index
+                .manifests
+                .iter()
+                .filter(|d| {
+                    d.annotations.get(spec::REF_NAME).is_some_and(|n| n == w)
+                        || d.annotations.get("io.containerd.image.name").is_some_and(|n| n == w)
+                })
+                .collect(),
+            None => index.manifests.iter().collect(),
+        };
+        let desc = match chosen.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::NoSuchRef {
+                    path: self.shown.clone(),
+                    name: want.unwrap_or_default().to_owned(),
+                    refs: names,
+                });
+            }
+            _ if want.is_none() => {
+                return Err(Error::AmbiguousRef { path: self.shown.clone(), refs: names });
+            }
+            [first, ..] => *first,
+        };
+        let (manifest_digest, manifest) = self.manifest_for(desc, platform, 0)?;
+        let config = read_blob(&self.root, &manifest.config, "image config")?;
+        let mut layers = Vec::new();
+        for l in &manifest.layers {
+            spec::layer_compression(&format!("layer {}", l.digest), &l.media_type)?;
+            let path = blob_path(&self.root, &l.digest)?;
+            if !path.exists() {
+                return Err(Error::MissingBlob { digest: l.digest.clone(), path: self.shown.clone() });
+            }
+            layers.push(LayerFile { desc: l.clone(), path });
+        }
+        Ok(ResolvedImage { manifest_digest, config_digest: manifest.config.digest.clone(), config, layers })
+    }
+
+    /// Follows indexes down to the manifest for `platform`.
+    fn manifest_for(&self, desc: &Descriptor, platform: &Platform, depth: u32) -> Result<(String, Manifest)> {
+        if depth > 4 {
+            return Err(Error::invalid(format!("index {}", desc.digest), "indexes nested too deeply"));
+        }
+        let what = format!("manifest {}", desc.digest);
+        let bytes = read_blob(&self.root, desc, &what)?;
+        if spec::is_index(&desc.media_type, &bytes) {
+            let index: Index = spec::parse(&what, &bytes)?;
+            let next = select_platform(&index, platform, &self.shown.display().to_string())?;
+            return self.manifest_for(&next, platform, depth + 1);
+        }
+        spec::check_manifest_type(&what, &desc.media_type)?;
+        let manifest: Manifest = spec::parse(&what, &bytes)?;
+        if let Some(mt) = &manifest.media_type {
+            spec::check_manifest_type(&what, mt)?;
+        }
+        Ok((desc.digest.clone(), manifest))
+    }
+
+    /// A `docker save` archive: `manifest.json` lists config and layer
+    /// files; layers are plain tars named by DiffID.
+    fn resolve_docker(&self, want: Option<&str>) -> Result<ResolvedImage> {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            #[serde(rename = "Config")]
+            config: String,
+            #[serde(rename = "RepoTags", default)]
+            repo_tags: Option<Vec<String>>,
+            #[serde(rename = "Layers", default)]
+            layers: Vec<String>,
+        }
+        let raw = read_file(&self.root.join("manifest.json"))?;
+        let items: Vec<Item> = spec::parse("manifest.json", &raw)?;
+        let names: Vec<String> = items.iter().flat_map(|i| i.repo_tags.clone().unwrap_or_default()).collect();
+        let chosen: Vec<&Item> = match want {
+            Some(w) => items
+                .iter()
+                .filter(|i| {
+                    i.repo_tags.as_ref().is_some_and(|t| t.iter().any(|t| t == w || t == &format!("{w}:latest")))
+                })
+                .collect(),
+            None => items.iter().collect(),
+        };
+        let item = match chosen.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::NoSuchRef {
+                    path: self.shown.clone(),
+                    name: want.unwrap_or_default().to_owned(),
+                    refs: names,
+                });
+            }
+            _ if want.is_none() => return Err(Error::AmbiguousRef { path: self.shown.clone(), refs: names }),
+            [first, ..] => *first,
+        };
+        let inside = |rel: &str| -> Result<PathBuf> {
+            if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+                return Err(Error::invalid("manifest.json", format!("path '{rel}' leaves the archive")));
+            }
+            Ok(self.root.join(rel))
+        };
+        let config = read_file(&inside(&item.config)?)?;
+        let config_digest = crate::digest::sha256_of(&config);
+        let mut layers = Vec::new();
+        for l in &item.layers {
+            let path = inside(l)?;
+            let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            // Newer docker versions name layers by their blob digest.
+            let digest = match l.strip_prefix("blobs/sha256/") {
+                Some(hex) if sha256_hex(&format!("sha256:{hex}")).is_ok() => format!("sha256:{hex}"),
+                _ => String::new(),
+            };
+            let desc = Descriptor {
+                media_type: sniff_media_type(&path)?.to_owned(),
+                digest,
+                size,
+                platform: None,
+                annotations: Default::default(),
+            };
+            layers.push(LayerFile { desc, path });
+        }
+        let manifest_digest = crate::digest::sha256_of(&raw);
+        Ok(ResolvedImage { manifest_digest, config_digest, config, layers })
+    }
+}
+
+fn sniff_media_type(path: &Path) -> Result<&'static str> {
+    let mut head = [0u8; 4];
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
+    Ok(if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else if n == 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    })
+}
+
+/// The index entry for `platform`, or an error listing what there is.
+pub fn select_platform(index: &Index, platform: &Platform, image: &str) -> Result<Descriptor> {
+    let found = index.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)));
+    if let Some(d) = found {
+        return Ok(d.clone());
+    }
+    // An index without platforms (umoci, some layouts) with one manifest.
+    if let [one] = index.manifests.as_slice()
+        && one.platform.is_none()
+    {
+        return Ok(one.clone());
+    }
+    Err(Error::NoPlatform {
+        image: image.to_owned(),
+        platform: platform.to_string(),
+        available: index.manifests.iter().filter_map(|d| d.platform.as_ref().map(|p| p.to_string())).collect(),
+    })
+}
+
+/// A process-unique counter for scratch names.
+pub(crate) fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
