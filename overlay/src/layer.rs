@@ -4,8 +4,10 @@
 //! of the *lower* layers only: an entry of the same layer survives them in
 //! whichever order the tar lists them. Entries are validated before they
 //! touch the tree: absolute paths, `..` components, hard links that point
-//! outside the root and paths that pass through a symlink are rejected with
-//! an error naming the layer and the entry. Ownership, modes, mtimes (with
+//! outside the root and paths that pass through a symlink leading out of
+//! the root (absolute, or climbing above it) are rejected with an error
+//! naming the layer and the entry; relative parent symlinks inside the root
+//! are followed, as umoci does. Ownership, modes, mtimes (with
 //! PAX sub-second precision) and `SCHILY.xattr.*` records are kept as
 //! metadata, so no privileges are needed.
 
@@ -111,28 +113,55 @@ impl Applier<'_, '_> {
         Ok(parts.join(&b'/'))
     }
 
-    /// Every ancestor of `path` must be a directory or absent: a symlink on
-    /// the way would redirect the entry (possibly out of the root).
-    fn check_parents(&mut self, raw: &[u8], path: &[u8]) -> Result<()> {
-        let mut end = 0;
-        let ancestors: Vec<usize> = path.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| i).collect();
-        for i in ancestors {
-            let prefix = &path[..i];
-            end = i;
-            if self.known_dirs.contains(prefix) {
+    /// Resolves symlinks among the ancestors of `path` inside the tree, as
+    /// `umoci` and Docker do for `bin -> usr/bin` style links (the last
+    /// component is never followed: an entry replaces a symlink). A parent
+    /// symlink with an absolute target, or one whose target climbs above
+    /// the root, is refused: a naive extractor would write outside.
+    fn resolve_parents(&mut self, raw: &[u8], path: &[u8]) -> Result<Vec<u8>> {
+        let mut parts: Vec<Vec<u8>> = path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+        let mut hops = 0;
+        let mut i = 0;
+        while i + 1 < parts.len() {
+            let prefix = parts[..=i].join(&b'/');
+            if self.known_dirs.contains(&prefix) {
+                i += 1;
                 continue;
             }
-            match self.ed.get(prefix).map_err(|e| self.tree(raw, e))? {
-                Some(e) if matches!(e.kind, EntryKind::Symlink { .. }) => {
-                    return Err(self.escape(raw, "a parent directory is a symlink"));
+            match self.ed.get(&prefix).map_err(|e| self.tree(raw, e))? {
+                Some(monofs::object::Entry { kind: EntryKind::Symlink { target }, .. }) => {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(self.bad(raw, "too many levels of symbolic links"));
+                    }
+                    if target.first() == Some(&b'/') {
+                        return Err(self.escape(raw, "a parent directory is a symlink to an absolute path"));
+                    }
+                    let mut base: Vec<Vec<u8>> = parts[..i].to_vec();
+                    for c in target.split(|&b| b == b'/') {
+                        match c {
+                            b"" | b"." => {}
+                            b".." => {
+                                if base.pop().is_none() {
+                                    return Err(
+                                        self.escape(raw, "a parent directory is a symlink leading out of the root")
+                                    );
+                                }
+                            }
+                            c => base.push(c.to_vec()),
+                        }
+                    }
+                    base.extend(parts.drain(i + 1..));
+                    parts = base;
+                    i = 0;
                 }
                 _ => {
-                    self.known_dirs.insert(prefix.to_vec());
+                    self.known_dirs.insert(prefix);
+                    i += 1;
                 }
             }
         }
-        let _ = end;
-        Ok(())
+        Ok(parts.join(&b'/'))
     }
 
     fn note_added(&mut self, path: &[u8], dir: bool) {
@@ -160,14 +189,14 @@ impl Applier<'_, '_> {
 
     fn entry<R: Read>(&mut self, sink: &ObjectSink<'_>, mut entry: tar::Entry<'_, R>) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
-        let path = self.normalize(&raw)?;
+        let mut path = self.normalize(&raw)?;
+        if !path.is_empty() {
+            path = self.resolve_parents(&raw, &path)?;
+        }
         let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (path[..i].to_vec(), path[i + 1..].to_vec()),
             None => (Vec::new(), path.clone()),
         };
-        if !path.is_empty() {
-            self.check_parents(&raw, &path)?;
-        }
         if name == OPAQUE {
             return self.opaque(&raw, &parent);
         }
@@ -207,6 +236,7 @@ impl Applier<'_, '_> {
             T::Link => {
                 let target = entry.link_name_bytes().ok_or_else(|| self.bad(&raw, "hard link without a target"))?;
                 let target = match self.normalize(&target) {
+                    Ok(t) if !t.is_empty() => self.resolve_parents(&raw, &t)?,
                     Ok(t) => t,
                     Err(_) => return Err(self.escape(&raw, "hard link target outside the root")),
                 };
@@ -240,10 +270,11 @@ impl Applier<'_, '_> {
     fn meta<R: Read>(&self, raw: &[u8], entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let h = entry.header();
         let bad = |what: &str| self.bad(raw, format!("invalid {what} in tar header"));
-        let mode = h.mode().map_err(|_| bad("mode"))? & 0o7777;
-        let mut uid = u32::try_from(h.uid().map_err(|_| bad("uid"))?).map_err(|_| bad("uid"))?;
-        let mut gid = u32::try_from(h.gid().map_err(|_| bad("gid"))?).map_err(|_| bad("gid"))?;
-        let mut mtime = Timestamp { sec: i64::try_from(h.mtime().map_err(|_| bad("mtime"))?).unwrap_or(0), nsec: 0 };
+        // Empty (all-NUL) numeric fields read as 0, as GNU tar and Go read them.
+        let mode = h.mode().unwrap_or(0) & 0o7777;
+        let mut uid = u32::try_from(h.uid().unwrap_or(0)).map_err(|_| bad("uid"))?;
+        let mut gid = u32::try_from(h.gid().unwrap_or(0)).map_err(|_| bad("gid"))?;
+        let mut mtime = Timestamp { sec: i64::try_from(h.mtime().unwrap_or(0)).map_err(|_| bad("mtime"))?, nsec: 0 };
         let mut xattrs = Vec::new();
         if let Some(pax) =
             entry.pax_extensions().map_err(|source| Error::Layer { layer: self.layer.to_owned(), source })?
@@ -337,6 +368,105 @@ fn parse_pax_time(s: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monofs::InitOptions;
+
+    fn tar(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            match data {
+                Some(d) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(d.len() as u64);
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                }
+            }
+            h.set_mode(0o755);
+            h.set_path(path).expect("path");
+            h.set_cksum();
+            b.append(&h, data.unwrap_or_default()).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    fn apply(repo: &Repository, base: Option<&ObjectId>, bytes: &[u8]) -> Result<ObjectId> {
+        let (r, tx, _) = repo.write_objects(|sink| Ok(apply_layer(repo, sink, base, "test", &mut &bytes[..])))?;
+        let (root, _) = r?;
+        tx.commit().map_err(monofs::Error::from)?;
+        Ok(root)
+    }
+
+    /// Every path below `root`, sorted.
+    fn paths(repo: &Repository, root: &ObjectId) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), *root)];
+        while let Some((prefix, id)) = stack.pop() {
+            for e in repo.read_dir(&id).expect("dir").entries {
+                let p = format!("{prefix}{}", String::from_utf8_lossy(&e.name));
+                if let EntryKind::Dir { id } = e.kind {
+                    stack.push((format!("{p}/"), id));
+                }
+                out.push(p);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn opaque_keeps_same_layer_entries_in_merged_subdirectories() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let lower = apply(&repo, None, &tar(&[("d/sub/old", Some(b"1")), ("d/keep-not", Some(b"2"))])).expect("lower");
+        // The marker comes last: entries before it in this layer survive.
+        let upper = tar(&[("d/sub/new", Some(b"3")), ("d/top", Some(b"4")), ("d/.wh..wh..opq", Some(b""))]);
+        let root = apply(&repo, Some(&lower), &upper).expect("upper");
+        assert_eq!(paths(&repo, &root), vec!["d", "d/sub", "d/sub/new", "d/top"]);
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_entries_only() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let lower =
+            apply(&repo, None, &tar(&[("a/x", Some(b"1")), ("b", Some(b"2")), ("c/y", Some(b"3"))])).expect("lower");
+        let upper = tar(&[("b", Some(b"new")), (".wh.b", Some(b"")), (".wh.c", Some(b"")), ("a/.wh.x", Some(b""))]);
+        let root = apply(&repo, Some(&lower), &upper).expect("upper");
+        assert_eq!(paths(&repo, &root), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn relative_parent_symlinks_inside_the_root_are_followed() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_path("bin").expect("path");
+        h.set_link_name("usr/bin").expect("link");
+        h.set_cksum();
+        b.append(&h, &[][..]).expect("append");
+        let lower = apply(&repo, None, &b.into_inner().expect("tar")).expect("lower");
+        let root = apply(&repo, Some(&lower), &tar(&[("bin/tool", Some(b"x"))])).expect("upper");
+        assert_eq!(paths(&repo, &root), vec!["bin", "usr", "usr/bin", "usr/bin/tool"]);
+    }
+
+    #[test]
+    fn entries_through_a_lower_symlink_are_refused() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_path("etc").expect("path");
+        h.set_link_name("/host-etc").expect("link");
+        h.set_cksum();
+        b.append(&h, &[][..]).expect("append");
+        let lower = apply(&repo, None, &b.into_inner().expect("tar")).expect("lower");
+        let err = apply(&repo, Some(&lower), &tar(&[("etc/passwd", Some(b"x"))])).expect_err("refused");
+        assert!(matches!(err, Error::Escape { ref entry, .. } if entry == "etc/passwd"), "{err}");
+    }
 
     #[test]
     fn pax_times_parse() {

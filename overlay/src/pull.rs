@@ -285,6 +285,7 @@ impl ImageStore {
         let platform = opts.platform.clone().unwrap_or_else(Platform::host);
 
         // Manifest, through an index if needed.
+        self.step(&format!("{full}: fetching manifest"));
         let (mut bytes, mut digest) = remote.manifest(&reference, None).await?;
         let mut depth = 0;
         let manifest: Manifest = loop {
@@ -351,6 +352,13 @@ impl ImageStore {
             if i >= start {
                 let present = std::fs::metadata(&path).map(|m| m.len() == l.size).unwrap_or(false);
                 if !present {
+                    self.step(&format!(
+                        "layer {}/{}: downloading {} ({} bytes)",
+                        i + 1,
+                        manifest.layers.len(),
+                        crate::store::short(&l.digest),
+                        l.size
+                    ));
                     summary.bytes_fetched += remote.blob_to_file(&reference, l, &path).await?;
                     summary.blobs_fetched += 1;
                 }

@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use monofs::edit::TreeEditor;
-use monofs::object::{Content, EntryKind, Kind, Revision, Timestamp};
+use monofs::object::{Content, EntryKind, Revision, Timestamp};
 use monofs::store::Table;
 use monofs::{InitOptions, ObjectId, Repository};
 use serde::{Deserialize, Serialize};
@@ -127,10 +127,15 @@ pub struct ImportSummary {
     pub logical_bytes: u64,
 }
 
+/// Receives one-line descriptions of the step a long operation is at
+/// (`layer 2/3 sha256:...: applying`); the CLI shows them on a terminal.
+pub type StepFn = dyn Fn(&str) + Send + Sync;
+
 /// The image store of one `MONOCORE_HOME`.
 pub struct ImageStore {
     home: PathBuf,
     repo: Repository,
+    step: Option<Box<StepFn>>,
 }
 
 /// `$MONOCORE_HOME`, or `~/.monocore`.
@@ -151,7 +156,18 @@ impl ImageStore {
         } else {
             Repository::init(&path, InitOptions::default())?
         };
-        Ok(ImageStore { home: home.to_owned(), repo })
+        Ok(ImageStore { home: home.to_owned(), repo, step: None })
+    }
+
+    /// Reports the steps of imports and pulls to `f`.
+    pub fn on_step(&mut self, f: Box<StepFn>) {
+        self.step = Some(f);
+    }
+
+    pub(crate) fn step(&self, msg: &str) {
+        if let Some(f) = &self.step {
+            f(msg);
+        }
     }
 
     /// The monofs repository (for `monofs diff/checkout` style access).
@@ -336,6 +352,7 @@ impl ImageStore {
                 summary.layers_reused += 1;
                 continue;
             }
+            self.step(&format!("layer {}/{}: applying {}", i + 1, image.layers.len(), short(&layer.desc.digest)));
             let (root, size, stats) = self.apply(layer, diff_id, chain_id, base.map(|b| b.0))?;
             summary.layers_applied += 1;
             summary.new_objects += stats.0;
@@ -474,13 +491,19 @@ impl ImageStore {
 
     /// Materialises an image's root file system into `dir` (missing or
     /// empty), as `umoci unpack` does.
-    pub fn unpack(&self, name: &str, dir: &Path) -> Result<monofs::restore::RestoreSummary> {
+    pub fn unpack(
+        &self,
+        name: &str,
+        dir: &Path,
+        progress: &dyn monofs::Progress,
+    ) -> Result<monofs::restore::RestoreSummary> {
         let img = self.image(name)?;
-        Ok(self.repo.restore(&img.root, dir, false, &monofs::NoProgress)?)
+        Ok(self.repo.restore(&img.root, dir, false, progress)?)
     }
+}
 
-    /// Whether any object the tree needs is missing (for diagnostics).
-    pub fn has_tree(&self, root: &ObjectId) -> Result<bool> {
-        Ok(self.repo.has_object(root)? && self.repo.read(root, Kind::Dir).is_ok())
-    }
+/// The first hex digits of a digest, for messages.
+pub(crate) fn short(digest: &str) -> &str {
+    let end = digest.len().min("sha256:".len() + 12);
+    &digest[..end]
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod mount;
 mod workflow;
 
 use std::path::{Path, PathBuf};

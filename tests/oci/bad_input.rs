@@ -5,7 +5,8 @@ use monofs_fixtures::oci::{self, RawLayer};
 use super::{Env, assert_absent};
 
 fn layout_with(env: &Env, name: &str, tar: Vec<u8>) -> std::path::PathBuf {
-    oci::write_layout(&env.path(name), name, &[RawLayer { tar, gzip: true, media_type: None }]).0
+    oci::write_layout(&env.path(name), name, &[RawLayer { tar, compression: oci::Compression::Gzip, media_type: None }])
+        .0
 }
 
 fn tar_of(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
@@ -71,8 +72,11 @@ fn damaged_blobs_are_clear_errors_and_leave_nothing() {
     let tar = oci::one_file_tar("f", &monofs_fixtures::Rng::new(3).bytes(50_000));
 
     // Same length, one byte changed.
-    let (layout, blobs) =
-        oci::write_layout(&env.path("flip"), "x", &[RawLayer { tar: tar.clone(), gzip: false, media_type: None }]);
+    let (layout, blobs) = oci::write_layout(
+        &env.path("flip"),
+        "x",
+        &[RawLayer { tar: tar.clone(), compression: oci::Compression::None, media_type: None }],
+    );
     let mut bytes = std::fs::read(&blobs[0]).expect("read");
     bytes[20_000] ^= 0xff;
     std::fs::write(&blobs[0], &bytes).expect("write");
@@ -80,8 +84,11 @@ fn damaged_blobs_are_clear_errors_and_leave_nothing() {
     assert!(err.contains("digest mismatch") && err.contains("layer sha256:"), "{err}");
 
     // Truncated.
-    let (layout, blobs) =
-        oci::write_layout(&env.path("cut"), "x", &[RawLayer { tar: tar.clone(), gzip: true, media_type: None }]);
+    let (layout, blobs) = oci::write_layout(
+        &env.path("cut"),
+        "x",
+        &[RawLayer { tar: tar.clone(), compression: oci::Compression::Gzip, media_type: None }],
+    );
     let bytes = std::fs::read(&blobs[0]).expect("read");
     std::fs::write(&blobs[0], &bytes[..bytes.len() / 2]).expect("write");
     let err = env.fails(&[&"import", &layout, &"--tag", &"cut"]);
@@ -91,13 +98,21 @@ fn damaged_blobs_are_clear_errors_and_leave_nothing() {
     let (layout, _) = oci::write_layout(
         &env.path("mt"),
         "x",
-        &[RawLayer { tar: tar.clone(), gzip: false, media_type: Some("application/vnd.example.weird".into()) }],
+        &[RawLayer {
+            tar: tar.clone(),
+            compression: oci::Compression::None,
+            media_type: Some("application/vnd.example.weird".into()),
+        }],
     );
     let err = env.fails(&[&"import", &layout, &"--tag", &"mt"]);
     assert!(err.contains("unknown media type 'application/vnd.example.weird'"), "{err}");
 
     // Missing blob.
-    let (layout, blobs) = oci::write_layout(&env.path("gone"), "x", &[RawLayer { tar, gzip: false, media_type: None }]);
+    let (layout, blobs) = oci::write_layout(
+        &env.path("gone"),
+        "x",
+        &[RawLayer { tar, compression: oci::Compression::None, media_type: None }],
+    );
     std::fs::remove_file(&blobs[0]).expect("rm");
     let err = env.fails(&[&"import", &layout, &"--tag", &"gone"]);
     assert!(err.contains("missing"), "{err}");
@@ -118,8 +133,8 @@ fn a_layer_that_fails_halfway_leaves_no_image_and_the_next_import_works() {
         &env.path("l"),
         "x",
         &[
-            RawLayer { tar: good.clone(), gzip: true, media_type: None },
-            RawLayer { tar: oci::one_file_tar("../bad", b"x"), gzip: true, media_type: None },
+            RawLayer { tar: good.clone(), compression: oci::Compression::Gzip, media_type: None },
+            RawLayer { tar: oci::one_file_tar("../bad", b"x"), compression: oci::Compression::Gzip, media_type: None },
         ],
     );
     env.fails(&[&"import", &layout, &"--tag", &"half"]);
@@ -128,8 +143,8 @@ fn a_layer_that_fails_halfway_leaves_no_image_and_the_next_import_works() {
         &env.path("l2"),
         "x",
         &[
-            RawLayer { tar: good, gzip: true, media_type: None },
-            RawLayer { tar: oci::one_file_tar("more", b"y"), gzip: true, media_type: None },
+            RawLayer { tar: good, compression: oci::Compression::Gzip, media_type: None },
+            RawLayer { tar: oci::one_file_tar("more", b"y"), compression: oci::Compression::Gzip, media_type: None },
         ],
     );
     let s = super::json(&env.ok(&[&"import", &layout, &"--tag", &"whole", &"--json"]));
@@ -144,7 +159,7 @@ fn invalid_names_are_refused() {
     let (layout, _) = oci::write_layout(
         &env.path("l"),
         "x",
-        &[RawLayer { tar: oci::one_file_tar("f", b"1"), gzip: false, media_type: None }],
+        &[RawLayer { tar: oci::one_file_tar("f", b"1"), compression: oci::Compression::None, media_type: None }],
     );
     for bad in ["", "a b", "../x", "-x"] {
         let err = env.fails(&[&"import", &layout, &format!("--tag={bad}")]);

@@ -50,6 +50,9 @@ fn multilayer_image_equals_umoci_unpack_with_whiteouts_opaque_dirs_and_links() {
     assert!(!out.join("opaque/old1").exists() && !out.join("opaque/sub").exists());
     assert_eq!(std::fs::read(out.join("opaque/new")).expect("new"), b"fresh\n");
     assert!(!out.join("opaque/.wh..wh..opq").exists());
+    // An entry through a relative symlink lands where the symlink points.
+    assert_eq!(std::fs::read(out.join("usr/bin/tool")).expect("tool"), b"via symlink\n");
+    assert!(std::fs::symlink_metadata(out.join("ubin")).expect("ubin").file_type().is_symlink());
     // A hard link whose first name was whited out keeps the content.
     assert!(!out.join("var/lib/data.bin").exists());
     assert_eq!(std::fs::metadata(out.join("var/lib/data-link")).expect("link").len(), 300_000);
@@ -154,7 +157,11 @@ fn lookup_is_local_first_as_given_then_latest() {
     let (layout, _) = oci::write_layout(
         &env.path("l"),
         "x",
-        &[oci::RawLayer { tar: oci::one_file_tar("f", b"local\n"), gzip: true, media_type: None }],
+        &[oci::RawLayer {
+            tar: oci::one_file_tar("f", b"local\n"),
+            compression: oci::Compression::Gzip,
+            media_type: None,
+        }],
     );
     // Names that would otherwise go to a registry resolve locally, with no
     // network: a closed port and Docker Hub.
@@ -178,7 +185,11 @@ fn rmi_removes_the_image_and_unused_layer_chains() {
     let (layout, _) = oci::write_layout(
         &env.path("l"),
         "x",
-        &[oci::RawLayer { tar: oci::one_file_tar("f", b"data\n"), gzip: false, media_type: None }],
+        &[oci::RawLayer {
+            tar: oci::one_file_tar("f", b"data\n"),
+            compression: oci::Compression::None,
+            media_type: None,
+        }],
     );
     env.ok(&[&"import", &layout, &"--tag", &"one"]);
     env.ok(&[&"import", &layout, &"--tag", &"two"]);
@@ -187,10 +198,36 @@ fn rmi_removes_the_image_and_unused_layer_chains() {
     assert!(listed[0]["stored_bytes"].as_u64().expect("stored") > 0);
     env.ok(&[&"rmi", &"one"]);
     assert_eq!(env.image_names(), vec!["two"]);
+    // `monofs gc` keeps what the remaining image needs.
+    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_monofs")).arg("gc").arg(env.store()).output().expect("gc");
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    env.ok(&[&"unpack", &"two", &env.path("after-gc")]);
+    assert_eq!(std::fs::read(env.path("after-gc/f")).expect("f"), b"data\n");
     let err = env.fails(&[&"rmi", &"one"]);
     assert!(err.contains("no image 'one'"), "{err}");
     env.ok(&[&"rmi", &"two"]);
     assert!(env.image_names().is_empty());
     let store = monofs_overlay::ImageStore::open(&env.home()).expect("store");
     assert!(store.repo().refs_with_prefix("chains/").expect("refs").is_empty());
+}
+
+#[test]
+fn gzip_zstd_and_plain_layers_stack() {
+    let env = Env::new();
+    let layers = [
+        oci::RawLayer { tar: oci::one_file_tar("a", b"gzip\n"), compression: oci::Compression::Gzip, media_type: None },
+        oci::RawLayer { tar: oci::one_file_tar("b", b"zstd\n"), compression: oci::Compression::Zstd, media_type: None },
+        oci::RawLayer {
+            tar: oci::one_file_tar("c", b"plain\n"),
+            compression: oci::Compression::None,
+            media_type: None,
+        },
+    ];
+    let (layout, _) = oci::write_layout(&env.path("l"), "x", &layers);
+    let s = json(&env.ok(&[&"import", &layout, &"--tag", &"mixed", &"--json"]));
+    assert_eq!(s["layers_applied"], 3);
+    env.ok(&[&"unpack", &"mixed", &env.path("out")]);
+    for (f, want) in [("a", "gzip\n"), ("b", "zstd\n"), ("c", "plain\n")] {
+        assert_eq!(std::fs::read_to_string(env.path("out").join(f)).expect("read"), want);
+    }
 }

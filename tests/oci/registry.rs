@@ -262,3 +262,65 @@ fn registry_with_basic_auth_needs_credentials() {
     env.ok(&[&"unpack", &name, &env.path("out")]);
     monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "t", &env.path("ref")), &env.path("out"));
 }
+
+#[test]
+fn transient_server_errors_are_retried_then_reported_in_one_line() {
+    // A fake registry that answers every request with 503.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            if String::from_utf8_lossy(&buf).contains("/manifests/") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let body = "busy";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let env = Env::new();
+    let err = env.fails(&[&"pull", &"--insecure", &format!("{addr}/busy/img:1")]);
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4, "one try and three retries");
+    assert!(env.image_names().is_empty());
+}
+
+#[test]
+fn a_killed_pull_leaves_no_image_and_the_next_pull_completes() {
+    let test = "a_killed_pull_leaves_no_image_and_the_next_pull_completes";
+    let Some(reg) = registry(test) else { return };
+    let env = Env::new();
+    let (layout, _) = oci::two_versions_layout(env.dir.path());
+    let name = format!("{}/{}:2", reg.addr, unique("killed"));
+    push(&layout, "v2", &name);
+    for delay in [20u64, 80, 200] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+            .env("MONOCORE_HOME", env.home())
+            .args(["pull", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        let names = env.image_names();
+        // Either the pull finished before the kill, or nothing is visible.
+        assert!(status.success() || names.is_empty(), "after kill at {delay} ms: {names:?}");
+        if !names.is_empty() {
+            break;
+        }
+    }
+    env.ok(&[&"pull", &name]);
+    env.ok(&[&"unpack", &name, &env.path("out")]);
+    monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "v2", &env.path("ref")), &env.path("out"));
+}

@@ -284,7 +284,7 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
     if let Some(pid) = owner {
         let pid = nix::unistd::Pid::from_raw(pid);
         for _ in 0..600 {
-            if nix::sys::signal::kill(pid, None).is_err() {
+            if !alive(pid) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -292,6 +292,14 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
     }
     note!(ctx, "detached {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a process runs (a zombie waiting for its parent does not).
+fn alive(pid: nix::unistd::Pid) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
 /// `monofs tmp`.

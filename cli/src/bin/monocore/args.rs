@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// OCI images as monofs trees.
 #[derive(Parser, Debug)]
-#[command(name = "monocore", version, about)]
+#[command(
+    name = "monocore",
+    version,
+    about = "monocore: OCI images as monofs trees (pull, import, images, rmi, unpack)"
+)]
 pub struct Cli {
     /// Image store location (default: ~/.monocore).
     #[arg(long, env = "MONOCORE_HOME", global = true, value_name = "DIR")]

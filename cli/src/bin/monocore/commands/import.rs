@@ -5,10 +5,13 @@ use monofs_overlay::ImageStore;
 
 use crate::args::ImportArgs;
 
-pub fn run(a: ImportArgs, store: &ImageStore) -> anyhow::Result<ExitCode> {
+pub fn run(a: ImportArgs, store: &mut ImageStore) -> anyhow::Result<ExitCode> {
+    let spinner = super::progress::Spinner::new();
+    spinner.attach(store);
     let s = store
         .import_path(&a.path, &a.tag, a.reference.as_deref())
         .with_context(|| format!("importing {}", a.path.display()))?;
+    spinner.finish();
     if a.json {
         super::print_json(&s)?;
     } else {

@@ -2,6 +2,7 @@
 
 mod images;
 mod import;
+mod progress;
 mod pull;
 mod rmi;
 mod unpack;
@@ -16,13 +17,14 @@ use crate::args::{Cli, Command};
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = cli.home.filter(|h| !h.as_os_str().is_empty()).unwrap_or_else(monofs_overlay::default_home);
-    let store = ImageStore::open(&home).with_context(|| format!("opening the image store in {}", home.display()))?;
+    let mut store =
+        ImageStore::open(&home).with_context(|| format!("opening the image store in {}", home.display()))?;
     match cli.command {
-        Command::Pull(a) => pull::run(a, &store),
-        Command::Import(a) => import::run(a, &store),
+        Command::Pull(a) => pull::run(a, &mut store),
+        Command::Import(a) => import::run(a, &mut store),
         Command::Images(a) => images::run(a, &store),
         Command::Rmi(a) => rmi::run(a, &store),
-        Command::Unpack(a) => unpack::run(a, &store),
+        Command::Unpack(a) => unpack::run(a, &mut store),
     }
 }
 

@@ -8,7 +8,9 @@ use monofs_overlay::spec::Platform;
 
 use crate::args::PullArgs;
 
-pub fn run(a: PullArgs, store: &ImageStore) -> anyhow::Result<ExitCode> {
+pub fn run(a: PullArgs, store: &mut ImageStore) -> anyhow::Result<ExitCode> {
+    let spinner = super::progress::Spinner::new();
+    spinner.attach(store);
     let credentials = match (&a.username, a.password_stdin) {
         (Some(user), true) => {
             let mut pw = String::new();
@@ -20,6 +22,7 @@ pub fn run(a: PullArgs, store: &ImageStore) -> anyhow::Result<ExitCode> {
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let opts = PullOptions { insecure: a.insecure, platform, credentials };
     let s = store.pull(&a.image, &opts).with_context(|| format!("pulling {}", a.image))?;
+    spinner.finish();
     if a.json {
         super::print_json(&s)?;
     } else if s.up_to_date {

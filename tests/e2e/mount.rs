@@ -1,0 +1,303 @@
+//! Real FUSE mounts through the kernel: bytes and metadata read back,
+//! commands while mounted, checkout under a mount, detach, remount, kill -9,
+//! corruption, and a randomized comparison against a plain directory.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use monofs_fixtures::{Rng, assert_same_tree, make_tree, write};
+
+use super::{Scratch, fails, init, monofs, ok};
+
+/// Whether this machine can mount FUSE file systems; CI must.
+fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists() && monofs_fixtures::is_root();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "CI must be able to mount FUSE (root and /dev/fuse)");
+        eprintln!("skipping: FUSE mounts need root and /dev/fuse");
+    }
+    ok
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = mnt.to_string_lossy().into_owned();
+    info.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+}
+
+/// A `monofs mount` process, detached on drop.
+struct Mount {
+    child: Child,
+    mnt: PathBuf,
+}
+
+impl Mount {
+    fn start(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+        // A stale mount point cannot even be stat'ed; the mount cleans it.
+        let _ = std::fs::create_dir_all(mnt);
+        let child = monofs()
+            .arg("mount")
+            .arg(repo)
+            .arg(mnt)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mount");
+        let mut m = Mount { child, mnt: std::path::absolute(mnt).expect("absolute") };
+        for _ in 0..200 {
+            // A stale mount left by a killed process is listed too, but
+            // cannot be stat'ed.
+            if is_mounted(&m.mnt) && std::fs::metadata(&m.mnt).is_ok() {
+                return m;
+            }
+            if let Ok(Some(status)) = m.child.try_wait() {
+                panic!("mount exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mount did not come up");
+    }
+
+    fn detach(mut self) {
+        ok(&[&"detach", &self.mnt]);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "mount process exited with {status}");
+        assert!(!is_mounted(&self.mnt));
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = monofs().arg("detach").arg("--force").arg(&self.mnt).output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sh(cmd: &str) {
+    let status = std::process::Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
+    assert!(status.success(), "{cmd}");
+}
+
+#[test]
+fn drive_round_trip_commit_checkout_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt, data) = (s.path("repo"), s.path("mnt"), s.path("data"));
+    make_tree(&data);
+    init(&repo);
+    let m = Mount::start(&repo, &mnt, &[]);
+    sh(&format!("cp -a {}/. {}/", data.display(), m.mnt.display()));
+    assert_same_tree(&data, &m.mnt);
+    let first = ok(&[&"commit", &repo, &"-m", &"copied in"]);
+    assert_eq!(first.trim().len(), 64);
+    // Edits through the kernel, then a commit from another process.
+    std::fs::rename(m.mnt.join("hello.txt"), m.mnt.join("hi.txt")).expect("rename");
+    std::fs::remove_file(m.mnt.join("a/b/random.bin")).expect("unlink");
+    sh(&format!("echo more >> {}/a/lines.txt", m.mnt.display()));
+    let big = Rng::new(3).bytes(20 << 20);
+    std::fs::write(m.mnt.join("big"), &big).expect("write big");
+    assert!(std::fs::read(m.mnt.join("big")).expect("read big") == big);
+    ok(&[&"commit", &repo, &"-m", &"edits"]);
+    let diff = ok(&[&"diff", &repo, &"HEAD~1", &"HEAD"]);
+    for line in ["A big", "M a/lines.txt", "D a/b/random.bin", "A hi.txt", "D hello.txt"] {
+        assert!(diff.lines().any(|l| l == line), "missing {line:?} in\n{diff}");
+    }
+    let ino_before = std::fs::metadata(m.mnt.join("a/lines.txt")).expect("stat").ino();
+    // checkout moves the mounted view at once.
+    ok(&[&"checkout", &repo, &"HEAD~1"]);
+    assert!(m.mnt.join("hello.txt").exists() && m.mnt.join("a/b/random.bin").exists());
+    assert!(!m.mnt.join("big").exists());
+    assert_same_tree(&data, &m.mnt);
+    m.detach();
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
+    // Remount: same tree, same inode numbers.
+    let m = Mount::start(&repo, &mnt, &[]);
+    assert_same_tree(&data, &m.mnt);
+    assert_eq!(std::fs::metadata(m.mnt.join("a/lines.txt")).expect("stat").ino(), ino_before);
+    m.detach();
+}
+
+#[test]
+fn killed_mount_is_cleaned_up_and_loses_only_unflushed_data() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
+    init(&repo);
+    let mut m = Mount::start(&repo, &mnt, &[]);
+    write(&m.mnt.join("kept/file"), b"flushed before the kill");
+    ok(&[&"commit", &repo, &"-m", &"one"]);
+    write(&m.mnt.join("after-commit"), b"flushed by the timer");
+    std::thread::sleep(Duration::from_millis(4500));
+    m.child.kill().expect("kill -9");
+    m.child.wait().expect("wait");
+    assert!(!m.mnt.join("kept").exists(), "a dead mount still answers");
+    // The next mount notices the stale one and cleans it up.
+    let m2 = Mount::start(&repo, &mnt, &[]);
+    assert_eq!(std::fs::read(m2.mnt.join("kept/file")).expect("read"), b"flushed before the kill");
+    assert_eq!(std::fs::read(m2.mnt.join("after-commit")).expect("read"), b"flushed by the timer");
+    m2.detach();
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
+    assert_eq!(ok(&[&"log", &repo]).lines().count(), 1);
+    drop(m);
+}
+
+#[test]
+fn mount_errors_are_clear() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
+    init(&repo);
+    let err = fails(&[&"mount", &repo, &s.path("missing")], &[]);
+    assert!(err.contains("missing"), "{err}");
+    write(&s.path("full/x"), b"x");
+    let err = fails(&[&"mount", &repo, &s.path("full")], &[]);
+    assert!(err.contains("not empty"), "{err}");
+    let m = Mount::start(&repo, &mnt, &[]);
+    std::fs::create_dir(s.path("mnt2")).expect("mkdir");
+    let err = fails(&[&"mount", &repo, &s.path("mnt2")], &[]);
+    assert!(err.contains("locked by PID"), "{err}");
+    let err = fails(&[&"gc", &repo], &[]);
+    assert!(err.contains("detach"), "{err}");
+    // A busy mount names its users; --force detaches lazily.
+    let mut user = std::process::Command::new("sleep").arg("30").current_dir(&m.mnt).spawn().expect("spawn");
+    let err = fails(&[&"detach", &m.mnt], &[]);
+    assert!(err.contains(&format!("{} (sleep)", user.id())), "{err}");
+    let _ = user.kill();
+    let _ = user.wait();
+    m.detach();
+    let err = fails(&[&"detach", &mnt], &[]);
+    assert!(err.contains("not mounted"), "{err}");
+}
+
+#[test]
+fn corrupt_chunk_reads_as_eio_never_wrong_bytes() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt, data) = (s.path("repo"), s.path("mnt"), s.path("data"));
+    write(&data.join("victim"), &Rng::new(9).bytes(200_000));
+    write(&data.join("fine"), b"fine");
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"x"]);
+    {
+        let r = monofs::Repository::open(&repo, &mut || Ok(Vec::new())).expect("open");
+        let root = r.read_dir(&r.worktree().expect("wt")).expect("root");
+        let monofs::object::EntryKind::File { content, size } = &root.get(b"victim").expect("entry").kind else {
+            panic!("not a file")
+        };
+        let (_, chunk, _) = r.layout(content, *size).expect("layout")[0];
+        let mut stored = r.store().get(monofs::store::Table::Objects, chunk.as_bytes()).expect("get").expect("some");
+        let n = stored.len();
+        stored[n - 1] ^= 1;
+        let mut tx = r.begin().expect("tx");
+        tx.put(monofs::store::Table::Objects, chunk.as_bytes(), &stored).expect("put");
+        tx.commit().expect("commit");
+    }
+    let m = Mount::start(&repo, &mnt, &[]);
+    let err = std::fs::read(m.mnt.join("victim")).expect_err("corrupt data was returned");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EIO));
+    assert_eq!(std::fs::read(m.mnt.join("fine")).expect("read"), b"fine");
+    m.detach();
+}
+
+#[test]
+fn random_operations_match_a_plain_directory() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::default();
+    let (repo, mnt, plain) = (s.path("repo"), s.path("mnt"), s.path("plain"));
+    init(&repo);
+    std::fs::create_dir(&plain).expect("mkdir");
+    let m = Mount::start(&repo, &mnt, &[]);
+    let mut rng = Rng::new(2024);
+    let names = ["a", "b", "c", "d/e", "d/f", "g/h/i"];
+    for step in 0..400 {
+        let pick = |rng: &mut Rng| names[(rng.next_u64() % names.len() as u64) as usize];
+        let (op, name) = (rng.next_u64() % 9, pick(&mut rng));
+        let other = pick(&mut rng);
+        let size = (rng.next_u64() % 200_000) as usize;
+        let offset = rng.next_u64() % 150_000;
+        let data = rng.bytes(size % 70_000);
+        let mode = [0o644, 0o600, 0o755][(rng.next_u64() % 3) as usize];
+        for root in [&plain, &m.mnt] {
+            let p = root.join(name);
+            let q = root.join(other);
+            let _ = std::fs::create_dir_all(p.parent().expect("parent"));
+            let _ = std::fs::create_dir_all(q.parent().expect("parent"));
+            let r: std::io::Result<()> = match op {
+                0 => std::fs::write(&p, &data),
+                1 => std::fs::OpenOptions::new().append(true).open(&p).and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(&data)
+                }),
+                2 => std::fs::OpenOptions::new().write(true).open(&p).and_then(|f| {
+                    use std::os::unix::fs::FileExt;
+                    f.write_all_at(&data, offset)
+                }),
+                3 => std::fs::OpenOptions::new().write(true).open(&p).and_then(|f| f.set_len(size as u64)),
+                4 => std::fs::rename(&p, &q),
+                5 => std::fs::remove_file(&p),
+                6 => std::fs::hard_link(&p, &q),
+                7 => std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)),
+                _ => std::os::unix::fs::symlink(other, &p),
+            };
+            let _ = r;
+        }
+        if step % 50 == 49 {
+            compare(&plain, &m.mnt);
+        }
+    }
+    compare(&plain, &m.mnt);
+    ok(&[&"commit", &repo, &"-m", &"random"]);
+    m.detach();
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    compare(&plain, &s.path("out"));
+}
+
+/// Type, mode, size, bytes, link target and link count of every path.
+fn compare(a: &Path, b: &Path) {
+    let describe = |root: &Path| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("read_dir") {
+                let p = e.expect("entry").path();
+                let md = std::fs::symlink_metadata(&p).expect("lstat");
+                let rel = p.strip_prefix(root).expect("rel").display().to_string();
+                if md.is_dir() {
+                    out.push(format!("{rel} dir {:o}", md.mode()));
+                    stack.push(p);
+                } else if md.file_type().is_symlink() {
+                    out.push(format!("{rel} -> {}", std::fs::read_link(&p).expect("readlink").display()));
+                } else {
+                    let bytes = std::fs::read(&p).expect("read");
+                    let sum = bytes.iter().fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(u64::from(x)));
+                    out.push(format!("{rel} file {:o} {} {} {sum:x}", md.mode(), md.len(), md.nlink()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let (da, db) = (describe(a), describe(b));
+    assert!(
+        da == db,
+        "trees differ:\n{}",
+        da.iter().zip(&db).filter(|(x, y)| x != y).map(|(x, y)| format!("  {x}\n  {y}\n")).collect::<String>()
+            + &format!("{} vs {} entries", da.len(), db.len())
+    );
+}
