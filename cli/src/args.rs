@@ -41,6 +41,8 @@ pub enum Command {
     Detach(DetachArgs),
     /// Mount a throwaway repository until Ctrl-C, then remove it.
     Tmp(TmpArgs),
+    /// Serve the working tree (or a revision) over NFSv3.
+    Serve(ServeArgs),
 }
 
 impl Command {
@@ -56,7 +58,9 @@ impl Command {
             Command::Gc(a) => &a.repo,
             Command::Fsck(a) => &a.repo,
             Command::Stats(a) => &a.repo,
-            Command::Init(_) | Command::Mount(_) | Command::Detach(_) | Command::Tmp(_) => return None,
+            Command::Init(_) | Command::Mount(_) | Command::Detach(_) | Command::Tmp(_) | Command::Serve(_) => {
+                return None;
+            }
         })
     }
 
@@ -93,6 +97,7 @@ impl Command {
                 fix(&mut a.mountpoint);
             }
             Command::Detach(a) => fix(&mut a.mountpoint),
+            Command::Serve(a) => fix(&mut a.repo),
             Command::Tmp(a) => {
                 if let Some(m) = &mut a.mountpoint {
                     fix(m);
@@ -250,6 +255,22 @@ pub struct MountArgs {
     /// Commit the working tree this often when it changed (e.g. 5m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub autocommit: Option<std::time::Duration>,
+    /// Mount over NFSv3 instead of FUSE: serve on ADDR (IP:PORT) and run mount -t nfs.
+    #[arg(long, value_name = "ADDR")]
+    pub nfs: Option<String>,
+}
+
+/// `monofs serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Serve over NFSv3 on ADDR (IP:PORT; port 0 picks one). Loopback unless you say otherwise.
+    #[arg(long, value_name = "ADDR")]
+    pub nfs: Option<String>,
+    /// Serve this revision read-only instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 /// `monofs detach`.

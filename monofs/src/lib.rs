@@ -17,6 +17,7 @@ pub mod fsck;
 pub mod fuse;
 pub mod gc;
 pub mod id;
+pub mod nfs;
 pub mod object;
 pub mod parallel;
 pub mod progress;

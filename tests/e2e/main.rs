@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod mount;
+mod nfs;
 mod workflow;
 
 use std::path::{Path, PathBuf};

@@ -107,6 +107,7 @@ pub fn run(command: Command, ctx: &mut Ctx<'_>) -> anyhow::Result<ExitCode> {
         Command::Mount(a) => mount::mount(a),
         Command::Detach(a) => mount::detach(a, ctx),
         Command::Tmp(a) => mount::tmp(a),
+        Command::Serve(a) => mount::serve_nfs(a),
     }
 }
 

@@ -14,7 +14,7 @@ use monofs::vfs::Vfs;
 use monofs::{CommitOptions, Repository};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::args::{DetachArgs, MountArgs, TmpArgs};
+use crate::args::{DetachArgs, MountArgs, ServeArgs, TmpArgs};
 use crate::control;
 use crate::served::Served;
 
@@ -136,6 +136,9 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
 /// `monofs mount`.
 pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
     check_mountpoint(&a.mountpoint)?;
+    if let Some(addr) = &a.nfs {
+        return mount_nfs(&a, addr);
+    }
     if a.daemon {
         return daemonize(&a);
     }
@@ -191,14 +194,11 @@ fn serve(
 
     let session = fuser::Session::new(FuseFs::new(vfs.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
-    let served = Arc::new(Served { vfs: vfs.clone(), notifier: Mutex::new(Some(session.notifier())) });
-
+    let served = start_services(&vfs, repo_path, autocommit)?;
+    if let Ok(mut n) = served.notifier.lock() {
+        *n = Some(session.notifier());
+    }
     let socket = control::socket_path(repo_path);
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).with_context(|| format!("control socket {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let server = served.clone();
-    std::thread::spawn(move || control::serve(listener, server));
 
     let mp = mountpoint.clone();
     std::thread::spawn(move || {
@@ -210,7 +210,27 @@ fn serve(
         }
     });
 
-    if !read_only {
+    eprintln!("mounted {} on {}", repo_path.display(), mountpoint.display());
+    let result = session.run();
+    let _ = std::fs::remove_file(&socket);
+    let flushed = vfs.flush();
+    result.with_context(|| format!("serving {}", mountpoint.display()))?;
+    flushed.context("final flush")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts what every served tree needs: the control socket (commands from
+/// other processes run here) and the flusher (edits reach the repository
+/// within [`FLUSH_EVERY`]; `autocommit` makes revisions of them).
+fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, autocommit: Option<Duration>) -> anyhow::Result<Arc<Served>> {
+    let served = Arc::new(Served { vfs: vfs.clone(), notifier: Mutex::new(None) });
+    let socket = control::socket_path(repo_path);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("control socket {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let server = served.clone();
+    std::thread::spawn(move || control::serve(listener, server));
+    if !vfs.is_read_only() {
         let flusher = vfs.clone();
         std::thread::spawn(move || {
             let mut since_commit = Duration::ZERO;
@@ -235,13 +255,103 @@ fn serve(
             }
         });
     }
+    Ok(served)
+}
 
-    eprintln!("mounted {} on {}", repo_path.display(), mountpoint.display());
-    let result = session.run();
-    let _ = std::fs::remove_file(&socket);
-    let flushed = vfs.flush();
-    result.with_context(|| format!("serving {}", mountpoint.display()))?;
-    flushed.context("final flush")?;
+/// `monofs serve`: the working tree (or a revision) over NFSv3 until
+/// SIGINT/SIGTERM.
+pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let addr = a.nfs.as_deref().context("nothing to serve: pass --nfs ADDR")?;
+    let repo = Arc::new(crate::commands::open(&a.repo)?);
+    let root = match &a.rev {
+        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
+        None => None,
+    };
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block()?;
+    let vfs = Arc::new(Vfs::new(repo, root)?);
+    start_services(&vfs, &a.repo, None)?;
+    let (listener, port) = bind_nfs(addr, vfs.clone())?;
+    println!(
+        "serving {} over NFSv3 on {}:{port} (nfs://{}/?nfsport={port}&mountport={port}&version=3)",
+        a.repo.display(),
+        host(addr),
+        host(addr)
+    );
+    let socket = control::socket_path(&a.repo);
+    let done = vfs.clone();
+    std::thread::spawn(move || {
+        if signals.wait().is_ok() {
+            let _ = std::fs::remove_file(&socket);
+            if let Err(e) = done.flush() {
+                eprintln!("error: final flush: {e}");
+                std::process::exit(1);
+            }
+            std::process::exit(0);
+        }
+    });
+    listener.join().map_err(|_| anyhow::anyhow!("the NFS server thread panicked"))??;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn host(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+/// Binds the NFS server on its own thread and runtime; returns the thread
+/// and the port it listens on.
+fn bind_nfs(addr: &str, vfs: Arc<Vfs>) -> anyhow::Result<(std::thread::JoinHandle<anyhow::Result<()>>, u16)> {
+    use nfsserve::tcp::NFSTcp as _;
+    let ip: std::net::IpAddr = host(addr).parse().with_context(|| format!("bad address '{addr}': use IP:PORT"))?;
+    if !ip.is_loopback() {
+        tracing::warn!(
+            "serving on {addr}: NFSv3 has no authentication of its own; anyone who reaches it can read and write"
+        );
+        eprintln!(
+            "warning: NFSv3 on {addr} has no authentication: anyone who can reach it can read and write the tree"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
+    let listener = runtime
+        .block_on(nfsserve::tcp::NFSTcpListener::bind(addr, monofs::nfs::NfsFs::new(vfs)))
+        .with_context(|| format!("binding the NFS server to {addr}"))?;
+    let port = listener.get_listen_port();
+    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        runtime.block_on(listener.handle_forever())?;
+        Ok(())
+    });
+    Ok((thread, port))
+}
+
+/// `monofs mount --nfs`: serve over NFS and mount with the kernel's client.
+fn mount_nfs(a: &MountArgs, addr: &str) -> anyhow::Result<ExitCode> {
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems.lines().any(|l| l.split_whitespace().last() == Some("nfs")) {
+        bail!(
+            "this kernel has no NFS client; serve the tree with `monofs serve {} --nfs {addr}` and use a user-space client (libnfs: nfs-ls, nfs-cp)",
+            a.repo.display()
+        );
+    }
+    let repo = Arc::new(crate::commands::open(&a.repo)?);
+    let root = match &a.rev {
+        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
+        None => None,
+    };
+    let vfs = Arc::new(Vfs::new(repo, root)?);
+    start_services(&vfs, &a.repo, a.autocommit)?;
+    let (server, port) = bind_nfs(addr, vfs.clone())?;
+    let status = std::process::Command::new("mount")
+        .args(["-t", "nfs", "-o"])
+        .arg(format!("vers=3,tcp,port={port},mountport={port},nolock"))
+        .arg(format!("{}:/", host(addr)))
+        .arg(&a.mountpoint)
+        .status()
+        .context("running mount(8)")?;
+    anyhow::ensure!(status.success(), "mount -t nfs failed ({status})");
+    eprintln!("mounted {} on {} over NFSv3 (port {port})", a.repo.display(), a.mountpoint.display());
+    server.join().map_err(|_| anyhow::anyhow!("the NFS server thread panicked"))??;
     Ok(ExitCode::SUCCESS)
 }
 

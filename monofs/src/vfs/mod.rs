@@ -468,6 +468,23 @@ impl Vfs {
         Ok(attr_of(ino, node))
     }
 
+    /// Looks `name` up in `parent` without taking a reference (NFS has no
+    /// forget).
+    pub fn resolve(&self, parent: Ino, name: &[u8]) -> VResult<Attr> {
+        let st = self.lock()?;
+        let ino = match name {
+            b"." => parent,
+            b".." => st.node(parent)?.parents.first().map_or(ROOT, |p| p.0),
+            _ => st.child(parent, name)?,
+        };
+        Ok(attr_of(ino, st.node(ino)?))
+    }
+
+    /// Whether the tree is a read-only revision.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Drops `n` kernel references.
     pub fn forget(&self, ino: Ino, n: u64) {
         if let Ok(mut st) = self.lock() {

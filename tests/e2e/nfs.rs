@@ -1,0 +1,93 @@
+//! `monofs serve --nfs` with the real libnfs client: write, read back and
+//! list through NFS, restart the server, then commit and check out.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use monofs_fixtures::Rng;
+
+use super::{Scratch, init, monofs, ok};
+
+fn have_libnfs() -> bool {
+    let ok = Command::new("nfs-ls").arg("--help").output().is_ok();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "CI must install libnfs-utils");
+        eprintln!("skipping: needs libnfs-utils (nfs-cp, nfs-ls)");
+    }
+    ok
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url(port: u16, path: &str) -> String {
+    format!("nfs://127.0.0.1/{path}?nfsport={port}&mountport={port}&version=3")
+}
+
+fn nfs(args: &[&str]) -> std::process::Output {
+    Command::new(args[0]).args(&args[1..]).output().expect("run libnfs tool")
+}
+
+fn start(repo: &Path, port: u16) -> Server {
+    let child = monofs()
+        .arg("serve")
+        .arg(repo)
+        .arg("--nfs")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    for _ in 0..100 {
+        if nfs(&["nfs-ls", &url(port, "")]).status.success() {
+            return Server { child };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the NFS server did not answer");
+}
+
+#[test]
+fn libnfs_client_round_trip_restart_commit() {
+    if !have_libnfs() {
+        return;
+    }
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let server = start(&repo, port);
+    let blob = Rng::new(11).bytes(3_000_000);
+    std::fs::write(s.path("blob"), &blob).expect("write");
+    let put = nfs(&["nfs-cp", &s.path("blob").display().to_string(), &url(port, "/blob")]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let get = nfs(&["nfs-cp", &url(port, "/blob"), &s.path("back").display().to_string()]);
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    assert!(std::fs::read(s.path("back")).expect("read") == blob);
+    let listing = String::from_utf8_lossy(&nfs(&["nfs-ls", &url(port, "")]).stdout).into_owned();
+    assert!(listing.contains("blob"), "{listing}");
+    std::fs::write(s.path("small"), b"small file").expect("write");
+    assert!(nfs(&["nfs-cp", &s.path("small").display().to_string(), &url(port, "/small")]).status.success());
+    // Commands still work while the server owns the repository.
+    ok(&[&"commit", &repo, &"-m", &"via nfs"]);
+    // Restart: the data is still there.
+    drop(server);
+    let server = start(&repo, port);
+    let cat = nfs(&["nfs-cat", &url(port, "/blob")]);
+    assert!(cat.status.success() && cat.stdout == blob, "read after restart");
+    drop(server);
+    let log = ok(&[&"log", &repo]);
+    assert!(log.contains("via nfs"), "{log}");
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    assert!(std::fs::read(s.path("out/blob")).expect("read") == blob);
+    assert_eq!(std::fs::read(s.path("out/small")).expect("read"), b"small file");
+}
