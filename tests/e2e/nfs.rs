@@ -38,18 +38,20 @@ fn nfs(args: &[&str]) -> std::process::Output {
 }
 
 fn start(repo: &Path, port: u16) -> Server {
-    let child = monofs()
-        .arg("serve")
-        .arg(repo)
-        .arg("--nfs")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
+    let server = Server {
+        child: monofs()
+            .arg("serve")
+            .arg(repo)
+            .arg("--nfs")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve"),
+    };
     for _ in 0..100 {
         if nfs(&["nfs-ls", &url(port, "")]).status.success() {
-            return Server { child };
+            return server;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
