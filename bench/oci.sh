@@ -25,7 +25,7 @@ secs() { /usr/bin/time -f %e -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat
 umoci init --layout L >/dev/null; umoci new --image L:v1 >/dev/null; umoci unpack --image L:v1 B >/dev/null
 mkdir -p B/rootfs/usr/lib B/rootfs/usr/share
 cp -a /usr/lib/python3.11 /usr/lib/gcc B/rootfs/usr/lib/; cp -a /usr/share/perl B/rootfs/usr/share/ 2>/dev/null || true
-SIZE=$(du -sb B/rootfs | cut -f1)
+SIZE=$(du -sb B/rootfs | cut -f1); FILES=$(find B/rootfs -type f | wc -l)
 umoci repack --image L:v1 B >/dev/null; rm -rf B
 umoci unpack --image L:v1 B >/dev/null
 CHANGED=0
@@ -35,7 +35,7 @@ done
 head -c 5000000 /dev/urandom > B/rootfs/usr/share/new-data.bin; CHANGED=$((CHANGED + 5000000))
 umoci repack --image L:v2 B >/dev/null; rm -rf B
 
-echo "image: $((SIZE / 1000000)) MB in $(find L/blobs -type f | wc -l) blobs"
+echo "image: $((SIZE / 1000000)) MB, $FILES files, one gzip layer (v2 adds one)"
 T_MONO=$(secs env MONOCORE_HOME="$WORK/h1" "$MONOCORE" import L --tag big --ref v1)
 T_SK=$(secs skopeo copy --quiet oci:L:v1 oci:L2:v1)
 T_UM=$(secs umoci unpack --image L2:v1 U1)

@@ -16,3 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The POSIX conformance suite run against the FUSE mount
+# (tests/e2e/pjdfstest.rs) and the user it switches to.
+if [ "$(id -u)" -eq 0 ]; then
+  id tests >/dev/null 2>&1 || useradd -M -U tests
+  [ -x /opt/pjdfstest/bin/pjdfstest ] ||
+    cargo install --quiet --locked pjdfstest --version 0.2.2 --root /opt/pjdfstest
+fi

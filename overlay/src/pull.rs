@@ -185,7 +185,8 @@ struct Remote {
 
 impl Remote {
     async fn manifest(&self, reference: &Reference, expected: Option<&Descriptor>) -> Result<(Vec<u8>, String)> {
-        let (bytes, digest) = retry(&self.registry, &format!("manifest of {}", self.shown), || {
+        // The digest is computed here, not taken from the registry's header.
+        let (bytes, _) = retry(&self.registry, &format!("manifest of {}", self.shown), || {
             self.client.pull_manifest_raw(reference, &self.auth, &spec::MANIFEST_TYPES)
         })
         .await?;
@@ -202,7 +203,6 @@ impl Remote {
                 actual,
             });
         }
-        let _ = digest;
         Ok((bytes, actual))
     }
 

@@ -2,8 +2,9 @@
 
 mod bad_input;
 mod crash;
-mod mount;
+pub mod mount;
 mod nfs;
+mod pjdfstest;
 mod workflow;
 
 use std::path::{Path, PathBuf};

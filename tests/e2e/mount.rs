@@ -28,13 +28,15 @@ fn is_mounted(mnt: &Path) -> bool {
 }
 
 /// A `monofs mount` process, detached on drop.
-struct Mount {
+pub struct Mount {
     child: Child,
-    mnt: PathBuf,
+    /// The mount point.
+    pub mnt: PathBuf,
 }
 
 impl Mount {
-    fn start(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+    /// Mounts `repo` on `mnt` and waits until the mount answers.
+    pub fn start(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
         // A stale mount point cannot even be stat'ed; the mount cleans it.
         let _ = std::fs::create_dir_all(mnt);
         let child = monofs()
@@ -61,7 +63,8 @@ impl Mount {
         panic!("mount did not come up");
     }
 
-    fn detach(mut self) {
+    /// Detaches and checks the mount process ended well.
+    pub fn detach(mut self) {
         ok(&[&"detach", &self.mnt]);
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "mount process exited with {status}");

@@ -130,6 +130,15 @@ fn pull_from_a_local_registry_equals_umoci_and_second_pull_fetches_nothing() {
     assert_eq!(second["blobs_fetched"], 0);
     assert_eq!(second["manifest_digest"], first["manifest_digest"]);
     assert!(env.image_names().contains(&name));
+
+    // By digest: a separate name, every layer stack already stored.
+    let digest = first["manifest_digest"].as_str().expect("digest");
+    let by_digest = format!("{}@{digest}", name.rsplit_once(':').expect("tag").0);
+    let third = json(&env.ok(&[&"pull", &by_digest, &"--json"]));
+    assert_eq!(third["blobs_fetched"], 1, "only the config: {third}");
+    assert_eq!(third["import"]["layers_reused"], 3);
+    env.ok(&[&"unpack", &by_digest, &env.path("out-digest")]);
+    monofs_fixtures::assert_same_tree(&env.path("out"), &env.path("out-digest"));
 }
 
 #[test]
@@ -261,6 +270,16 @@ fn registry_with_basic_auth_needs_credentials() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     env.ok(&[&"unpack", &name, &env.path("out")]);
     monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "t", &env.path("ref")), &env.path("out"));
+
+    // Credentials from ~/.docker/config.json (`docker login`).
+    let other = Env::new();
+    let docker = other.path("user-home/.docker");
+    std::fs::create_dir_all(&docker).expect("mkdir");
+    // base64("tester:monocore-secret")
+    let config = format!(r#"{{"auths":{{"{}":{{"auth":"dGVzdGVyOm1vbm9jb3JlLXNlY3JldA=="}}}}}}"#, reg.addr);
+    std::fs::write(docker.join("config.json"), config).expect("write");
+    other.ok(&[&"pull", &"--insecure", &name]);
+    assert_eq!(other.image_names(), vec![name.clone()]);
 }
 
 #[test]
@@ -323,4 +342,94 @@ fn a_killed_pull_leaves_no_image_and_the_next_pull_completes() {
     env.ok(&[&"pull", &name]);
     env.ok(&[&"unpack", &name, &env.path("out")]);
     monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "v2", &env.path("ref")), &env.path("out"));
+}
+
+/// A minimal registry in a thread that serves one layout as `img:1` and
+/// demands a bearer token from its token endpoint (the Docker Hub flow).
+/// Returns its address and the number of tokens handed out.
+fn bearer_registry(layout: &Path) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issued = tokens.clone();
+    let layout = layout.to_owned();
+    let realm = format!("http://{addr}/token");
+    std::thread::spawn(move || {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+        let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest").to_owned();
+        let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).ok();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req).into_owned();
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let authed = text.lines().any(|l| l.eq_ignore_ascii_case("authorization: bearer tok-123"));
+            let (status, ctype, body, extra): (&str, &str, Vec<u8>, String) = if path.starts_with("/token") {
+                issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ("200 OK", "application/json", br#"{"token":"tok-123"}"#.to_vec(), String::new())
+            } else if !authed {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\",scope=\"repository:img:pull\"\r\n"
+                );
+                (
+                    "401 Unauthorized",
+                    "application/json",
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}"#.to_vec(),
+                    challenge,
+                )
+            } else if path == "/v2/" {
+                ("200 OK", "application/json", b"{}".to_vec(), String::new())
+            } else if let Some(r) = path.strip_prefix("/v2/img/manifests/") {
+                let d = if r == "1" { manifest_digest.clone() } else { r.to_owned() };
+                match blob(&d) {
+                    Some(b) => (
+                        "200 OK",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        b,
+                        format!("Docker-Content-Digest: {d}\r\n"),
+                    ),
+                    None => ("404 Not Found", "application/json", b"{}".to_vec(), String::new()),
+                }
+            } else if let Some(d) = path.strip_prefix("/v2/img/blobs/") {
+                match blob(d) {
+                    Some(b) => ("200 OK", "application/octet-stream", b, String::new()),
+                    None => ("404 Not Found", "application/json", b"{}".to_vec(), String::new()),
+                }
+            } else {
+                ("404 Not Found", "application/json", b"{}".to_vec(), String::new())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    (addr, tokens)
+}
+
+#[test]
+fn bearer_token_challenge_is_followed() {
+    if !have_tools("bearer_token_challenge_is_followed") {
+        return;
+    }
+    let env = Env::new();
+    let layout = oci::busybox_layout(env.dir.path());
+    let (addr, tokens) = bearer_registry(&layout);
+    let name = format!("{addr}/img:1");
+    let s = json(&env.ok(&[&"pull", &"--insecure", &name, &"--json"]));
+    assert_eq!(s["blobs_fetched"], 2);
+    assert!(tokens.load(std::sync::atomic::Ordering::SeqCst) >= 1, "no token was requested");
+    env.ok(&[&"unpack", &name, &env.path("out")]);
+    monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "t", &env.path("ref")), &env.path("out"));
 }

@@ -195,7 +195,8 @@ fn kind_of(node: &Node) -> FileKind {
 fn attr_of(ino: Ino, node: &Node) -> Attr {
     let nlink = match &node.body {
         Body::Dir(d) => 2 + d.children.len() as u32,
-        _ => node.parents.len().max(1) as u32,
+        // An unlinked file still open reports 0 links, as POSIX says.
+        _ => node.parents.len() as u32,
     };
     let rdev = match &node.body {
         Body::Special(EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor }) => {
@@ -244,6 +245,9 @@ impl State {
     }
 
     fn child(&self, parent: Ino, name: &[u8]) -> VResult<Ino> {
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG.into());
+        }
         self.dir(parent)?.children.get(name).copied().ok_or(VfsError::Errno(Errno::ENOENT))
     }
 
