@@ -120,6 +120,13 @@ fn bytes(name: &OsStr) -> &[u8] {
 }
 
 impl fuser::Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Fewer, larger requests; the kernel clamps to what it supports.
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
     fn destroy(&mut self) {
         if let Err(e) = self.vfs.flush() {
             tracing::error!("final flush failed: {e}");
@@ -222,8 +229,10 @@ impl fuser::Filesystem for FuseFs {
         let acc = flags.0 & nix::libc::O_ACCMODE;
         let write = acc != nix::libc::O_RDONLY;
         let truncate = flags.0 & nix::libc::O_TRUNC != 0;
+        // The page cache stays valid across opens: only this process changes
+        // the tree, and a checkout invalidates what it replaces.
         match self.vfs.open(ino.0, write, truncate) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }
