@@ -8,6 +8,9 @@
 #   MONOFS_BIN      monofs binary (default: target/release/monofs of this repo)
 #   KERNEL_TARBALL  source tarball (default: /usr/src/linux-source-6.1.tar.xz)
 #   DIFF_RUNS       hyperfine runs for the diff measurement (default: 30)
+#   WAIT_QUIET_MAX  before each timed command, wait up to this many seconds
+#                   for the machine to be idle (default: 300; 0 = don't wait)
+#   BENCH_PASSPHRASE  passphrase for both tools (default: a fixed string)
 #
 # Needs: restic, hyperfine, GNU time (/usr/bin/time), rsync, jq, GNU diff.
 # Everything is written under WORK_DIR; WORK_DIR/linux (the extracted tree)
@@ -176,6 +179,8 @@ if [[ ! -d $WORK/linux2 ]]; then
     mv "$WORK/linux2.tmp" "$WORK/linux2"
 fi
 
+[[ -f $WORK/changed-files.txt ]] ||
+    (cd "$WORK/linux" && find . -type f | sort | awk 'NR % 100 == 0' >"$WORK/changed-files.txt")
 FILES=$(find "$WORK/linux" -type f | wc -l)
 CHANGED=$(wc -l <"$WORK/changed-files.txt")
 TREE_BYTES=$(size_of "$WORK/linux")
