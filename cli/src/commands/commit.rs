@@ -13,7 +13,7 @@ fn default_author() -> String {
 }
 
 pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let repo = ctx.open(&a.repo)?;
+    let mut repo = ctx.open(&a.repo)?;
     let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
     let started = std::time::Instant::now();
     let summary = match &a.from {
@@ -25,6 +25,10 @@ pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> 
         }
         None => repo.commit_worktree(&opts)?,
     };
+    // A mount process keeps its store to itself; it compacts at gc.
+    if let super::RepoRef::Own(own) = &mut repo {
+        own.compact_if_sparse()?;
+    }
     if a.json {
         style::print_json(
             &mut *ctx.out,

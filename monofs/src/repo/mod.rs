@@ -219,6 +219,19 @@ impl Repository {
         Ok(self.store.compact()?)
     }
 
+    /// Compacts when the store file has grown well past what it holds
+    /// (redb doubles a small file when it needs room, and pages freed by
+    /// copy-on-write stay in the file), so that a repository's size on disk,
+    /// apparent or real, follows its content. Returns whether it compacted.
+    pub fn compact_if_sparse(&mut self) -> Result<bool> {
+        let (used, length) = (self.store.size_on_disk()?, self.store.apparent_size()?);
+        if length <= used + used / 2 + (8 << 20) {
+            return Ok(false);
+        }
+        self.compact()?;
+        Ok(true)
+    }
+
     /// Whether an object is stored.
     pub fn has_object(&self, id: &ObjectId) -> Result<bool> {
         Ok(self.store.has(Table::Objects, id.as_bytes())?)

@@ -80,6 +80,11 @@ pub trait Store: Send + Sync {
     /// Bytes the store occupies on disk (or in memory).
     fn size_on_disk(&self) -> StoreResult<u64>;
 
+    /// Length of the store's files, counting space reserved ahead of need.
+    fn apparent_size(&self) -> StoreResult<u64> {
+        self.size_on_disk()
+    }
+
     /// Gives freed space back to the file system, where the backend can.
     fn compact(&mut self) -> StoreResult<()> {
         Ok(())

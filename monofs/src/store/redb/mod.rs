@@ -215,6 +215,10 @@ impl Store for RedbStore {
         Ok(std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&self.path).map_err(err)?) * 512)
     }
 
+    fn apparent_size(&self) -> StoreResult<u64> {
+        Ok(std::fs::metadata(&self.path).map_err(err)?.len())
+    }
+
     fn compact(&mut self) -> StoreResult<()> {
         let tx = self.db.begin_write().map_err(err)?;
         let mut txn = RedbTxn { tx, packs: PackWriter::default() };
