@@ -4,7 +4,7 @@
 # and the same with encryption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p monofs-cli
+cargo build --release --locked -q -p monofs-cli --bins
 monofs() { "$PWD/target/release/monofs" "$@"; }
 W=$(mktemp -d /tmp/monofs-demo.XXXXXX)
 trap 'rm -rf "$W"' EXIT
@@ -44,5 +44,35 @@ step "grep -r 'fn extra' secret  # finds nothing: names and content are sealed"
 grep -r -q 'fn extra' "$W/secret" && echo "plaintext found!" || echo "no plaintext in the encrypted repository"
 step MONOFS_PASSPHRASE=wrong monofs log secret
 MONOFS_PASSPHRASE=wrong monofs log "$W/secret" || true
+unset MONOFS_PASSPHRASE
+
+if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
+  mkdir -p "$W/drive"
+  step "monofs mount repo drive --daemon   # the working tree as a drive"
+  monofs mount "$W/repo" "$W/drive" --daemon
+  trap 'monofs detach "$W/drive" >/dev/null 2>&1; rm -rf "$W"' EXIT
+  step "echo 'written through FUSE' > drive/notes.txt; rm drive/src/f1.rs"
+  echo 'written through FUSE' > "$W/drive/notes.txt"; rm "$W/drive/src/f1.rs"
+  step "monofs commit repo -m 'edited in the drive'   # while mounted"
+  monofs commit "$W/repo" -m "edited in the drive"
+  step monofs diff repo HEAD~1 HEAD;     monofs diff "$W/repo" HEAD~1 HEAD
+  step "monofs checkout repo HEAD~1; ls drive   # the mount switches at once"
+  monofs checkout "$W/repo" HEAD~1; ls "$W/drive"
+  step monofs detach drive;              monofs detach "$W/drive"
+fi
+
+if command -v umoci >/dev/null && [ -x /bin/busybox ]; then
+  export MONOCORE_HOME="$W/monocore"
+  monocore() { "$PWD/target/release/monocore" "$@"; }
+  L="$W/layout"; B="$W/bundle"
+  umoci init --layout "$L" && umoci new --image "$L:bb" && umoci unpack --image "$L:bb" "$B" >/dev/null
+  mkdir -p "$B/rootfs/bin" && cp /bin/busybox "$B/rootfs/bin/" && ln -s busybox "$B/rootfs/bin/sh"
+  umoci repack --image "$L:bb" "$B" >/dev/null
+  step "monocore import layout --tag bb   # an OCI image becomes a monofs tree"
+  monocore import "$L" --tag bb
+  step monocore images;                  monocore images
+  step "monocore unpack bb rootfs; ls rootfs/bin"
+  monocore unpack bb "$W/rootfs"; ls "$W/rootfs/bin"
+fi
 echo
 echo "demo finished"
