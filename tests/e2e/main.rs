@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 pub mod mount;
 mod nfs;
+mod nfs_client;
 mod pjdfstest;
 mod workflow;
 

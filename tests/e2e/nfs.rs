@@ -23,8 +23,10 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM: the server flushes what clients wrote, then exits.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

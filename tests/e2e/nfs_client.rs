@@ -1,0 +1,176 @@
+//! A long-lived Rust NFSv3 client (the `nfs3_client` crate) against
+//! `monofs serve`: create, write, mkdir, rename, read back; restart the
+//! server and keep using the same file handles; forged handles are refused;
+//! then `monofs commit` and `diff` show what the client did.
+
+use nfs3_client::Nfs3Client;
+use nfs3_client::Nfs3ConnectionBuilder;
+use nfs3_client::tokio::{TokioConnector, TokioIo};
+use nfs3_types::nfs3::{
+    CREATE3args, GETATTR3args, LOOKUP3args, MKDIR3args, Nfs3Option, Nfs3Result, READ3args, RENAME3args, WRITE3args,
+    createhow3, diropargs3, filename3, nfs_fh3, nfsstat3, sattr3, stable_how,
+};
+use nfs3_types::xdr_codec::Opaque;
+
+use super::{Scratch, init, monofs, ok};
+
+fn res<T, E: std::fmt::Debug>(r: Nfs3Result<T, E>, what: &str) -> T {
+    match r {
+        Nfs3Result::Ok(v) => v,
+        Nfs3Result::Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+fn name(n: &'static str) -> filename3<'static> {
+    filename3(Opaque::borrowed(n.as_bytes()))
+}
+
+fn fh(h: Nfs3Option<nfs_fh3>) -> nfs_fh3 {
+    match h {
+        Nfs3Option::Some(h) => h,
+        Nfs3Option::None => panic!("no handle returned"),
+    }
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    /// SIGTERM: the server flushes what clients wrote, then exits.
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(repo: &std::path::Path, port: u16) -> Server {
+    let server = Server(
+        monofs()
+            .arg("serve")
+            .arg(repo)
+            .arg("--nfs")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn serve"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("server did not listen");
+}
+
+async fn reconnect(port: u16) -> Nfs3Client<TokioIo<tokio::net::TcpStream>> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    Nfs3Client::new(TokioIo::new(stream))
+}
+
+async fn read_all(client: &mut Nfs3Client<TokioIo<tokio::net::TcpStream>>, file: &nfs_fh3) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .read(&READ3args { file: file.clone(), offset: out.len() as u64, count: 64 << 10 })
+            .await
+            .expect("read rpc");
+        let ok = res(r, "read");
+        out.extend_from_slice(&ok.data.0);
+        if ok.eof || ok.data.0.is_empty() {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn rust_client_survives_server_restart_with_its_handles() {
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 30000 + (std::process::id() % 20000) as u16;
+    let server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let data = monofs_fixtures::Rng::new(5).bytes(300_000);
+    let (file, dir) = runtime.block_on(async {
+        let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", "/")
+            .connect_from_privileged_port(false)
+            .mount_port(port)
+            .nfs3_port(port)
+            .mount()
+            .await
+            .expect("mount");
+        let root = conn.root_nfs_fh3();
+        let mut client = conn.into_nfs3_client();
+        let created = client
+            .create(&CREATE3args {
+                where_: diropargs3 { dir: root.clone(), name: name("a") },
+                how: createhow3::UNCHECKED(sattr3::default()),
+            })
+            .await
+            .expect("create rpc");
+        let file = fh(res(created, "create").obj);
+        for (i, part) in data.chunks(100_000).enumerate() {
+            let w = client
+                .write(&WRITE3args {
+                    file: file.clone(),
+                    offset: (i * 100_000) as u64,
+                    count: part.len() as u32,
+                    stable: stable_how::FILE_SYNC,
+                    data: Opaque::borrowed(part),
+                })
+                .await
+                .expect("write rpc");
+            res(w, "write");
+        }
+        let made = client
+            .mkdir(&MKDIR3args {
+                where_: diropargs3 { dir: root.clone(), name: name("d") },
+                attributes: sattr3::default(),
+            })
+            .await
+            .expect("mkdir rpc");
+        let dir = fh(res(made, "mkdir").obj);
+        let moved = client
+            .rename(&RENAME3args {
+                from: diropargs3 { dir: root.clone(), name: name("a") },
+                to: diropargs3 { dir: dir.clone(), name: name("b") },
+            })
+            .await
+            .expect("rename rpc");
+        res(moved, "rename");
+        let found = client
+            .lookup(&LOOKUP3args { what: diropargs3 { dir: dir.clone(), name: name("b") } })
+            .await
+            .expect("lookup rpc");
+        assert_eq!(res(found, "lookup").object, file, "rename changed the handle");
+        assert!(read_all(&mut client, &file).await == data);
+        (file, dir)
+    });
+    // Restart the server; the old handles keep working on a new connection.
+    drop(server);
+    let server = serve(&repo, port);
+    runtime.block_on(async {
+        let mut client = reconnect(port).await;
+        assert!(read_all(&mut client, &file).await == data, "bytes after restart");
+        let attr = client.getattr(&GETATTR3args { object: dir.clone() }).await.expect("getattr rpc");
+        res(attr, "getattr of the directory handle after restart");
+        // A handle from elsewhere, and one for an inode that does not exist.
+        let mut forged = file.data.0.to_vec();
+        forged[0] ^= 0xff;
+        let bad = client.getattr(&GETATTR3args { object: nfs_fh3 { data: Opaque::owned(forged) } }).await.expect("rpc");
+        assert!(matches!(bad, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))), "{bad:?}");
+        let mut gone = file.data.0.to_vec();
+        gone[8..].copy_from_slice(&u64::MAX.to_le_bytes());
+        let stale = client.getattr(&GETATTR3args { object: nfs_fh3 { data: Opaque::owned(gone) } }).await.expect("rpc");
+        assert!(matches!(stale, Nfs3Result::Err((nfsstat3::NFS3ERR_STALE, _))), "{stale:?}");
+    });
+    ok(&[&"commit", &repo, &"-m", &"by the rust client"]);
+    drop(server);
+    let diff = ok(&[&"diff", &repo, &"HEAD"]);
+    assert!(diff.is_empty(), "working tree differs after commit: {diff}");
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    assert!(std::fs::read(s.path("out/d/b")).expect("read") == data);
+    assert!(!s.path("out/a").exists());
+}
