@@ -225,7 +225,7 @@ impl Repository {
     /// apparent or real, follows its content. Returns whether it compacted.
     pub fn compact_if_sparse(&mut self) -> Result<bool> {
         let (used, length) = (self.store.size_on_disk()?, self.store.apparent_size()?);
-        if length <= used + used / 2 + (8 << 20) {
+        if length <= used + (used / 16).max(4 << 20) {
             return Ok(false);
         }
         self.compact()?;
