@@ -101,6 +101,17 @@ fn check_mountpoint(mountpoint: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the repository to serve, and the root of `rev` when a revision
+/// (read-only) rather than the working tree is served.
+fn open_tree(path: &Path, rev: Option<&str>) -> anyhow::Result<(Arc<Repository>, Option<monofs::ObjectId>)> {
+    let repo = Arc::new(crate::commands::open(path)?);
+    let root = match rev {
+        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
+        None => None,
+    };
+    Ok((repo, root))
+}
+
 /// Re-runs this command in the background and waits until it has mounted.
 fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
     let log_path = a.repo.join("mount.log");
@@ -142,11 +153,7 @@ pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
     if a.daemon {
         return daemonize(&a);
     }
-    let repo = Arc::new(crate::commands::open(&a.repo)?);
-    let root = match &a.rev {
-        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
-        None => None,
-    };
+    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     serve(repo, &a.repo, &a.mountpoint, root, &a.options, a.autocommit)
 }
 
@@ -262,11 +269,7 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, autocommit: Option<Duration>
 /// SIGINT/SIGTERM.
 pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = a.nfs.as_deref().context("nothing to serve: pass --nfs ADDR")?;
-    let repo = Arc::new(crate::commands::open(&a.repo)?);
-    let root = match &a.rev {
-        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
-        None => None,
-    };
+    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
@@ -334,11 +337,7 @@ fn mount_nfs(a: &MountArgs, addr: &str) -> anyhow::Result<ExitCode> {
             a.repo.display()
         );
     }
-    let repo = Arc::new(crate::commands::open(&a.repo)?);
-    let root = match &a.rev {
-        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
-        None => None,
-    };
+    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     let vfs = Arc::new(Vfs::new(repo, root)?);
     start_services(&vfs, &a.repo, a.autocommit)?;
     let (server, port) = bind_nfs(addr, vfs.clone())?;
