@@ -11,7 +11,7 @@ use crate::object::{ChunkList, ChunkRef, Content, Kind, MAX_FANOUT};
 use crate::repo::{ChunkerParams, ObjectSink, Repository};
 
 /// Files up to this size are stored inside their directory entry.
-pub const INLINE_MAX: usize = 2048;
+pub const INLINE_MAX: usize = 256;
 
 /// Bytes read from a file per round; chunks inside a round are sealed in
 /// parallel.
