@@ -112,6 +112,9 @@ pub enum Error {
     /// A tag name is not acceptable.
     #[error("invalid tag name '{0}'")]
     InvalidTagName(String),
+    /// A named working tree does not exist.
+    #[error("no working tree named '{0}'")]
+    NoSuchWorktree(String),
     /// A path in a tree (such as a hard-link target) points nowhere valid.
     #[error("invalid path in tree: {0}")]
     InvalidTreePath(String),

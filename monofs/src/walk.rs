@@ -1,5 +1,5 @@
 //! Visits every object reachable from the repository's roots: every
-//! revision ever made, every ref and the working tree. Shared by gc, fsck
+//! revision ever made, every ref and the working trees. Shared by gc, fsck
 //! and stats.
 
 use std::collections::HashSet;
@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{EntryKind, Kind};
-use crate::repo::{Repository, WORKTREE};
+use crate::repo::{Repository, WORKTREE, WORKTREES_PREFIX};
 use crate::store::Table;
 
 /// Receives what a walk finds.
@@ -30,11 +30,11 @@ impl Repository {
     /// Every revision (indexed or named by a ref) and the working tree.
     pub(crate) fn walk_reachable(&self, visitor: &mut dyn Visitor) -> Result<()> {
         let mut revisions = self.all_revisions()?;
-        let mut worktree = None;
+        let mut trees = Vec::new();
         self.store().scan(Table::Refs, b"", &mut |k, v| {
             if let Some(id) = ObjectId::from_slice(v) {
-                if k == WORKTREE.as_bytes() {
-                    worktree = Some(id);
+                if k == WORKTREE.as_bytes() || k.starts_with(WORKTREES_PREFIX.as_bytes()) {
+                    trees.push(id);
                 } else {
                     revisions.push(id);
                 }
@@ -45,7 +45,7 @@ impl Repository {
         for rev in revisions {
             walk.revision(&rev)?;
         }
-        if let Some(root) = worktree {
+        for root in trees {
             walk.dir(&root, "")?;
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ChunkerParams, Config, FORMAT_VERSION};
 pub use lock::RepoLock;
-pub use refs::{HEAD, WORKTREE, tag_ref, validate_tag_name};
+pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_tag_name, worktree_ref};
 pub use sink::{ObjectSink, WriteStats};
 
 use crate::crypto::{Codec, KdfParams, KeyFile, Keys};

@@ -11,6 +11,13 @@ pub const HEAD: &str = "HEAD";
 /// Root directory of the mutable working tree.
 pub const WORKTREE: &str = "WORKTREE";
 const TAG_PREFIX: &str = "tags/";
+/// Named working trees: `worktrees/NAME` -> root directory.
+pub const WORKTREES_PREFIX: &str = "worktrees/";
+
+/// The ref of named working tree `name`.
+pub fn worktree_ref(name: &str) -> String {
+    format!("{WORKTREES_PREFIX}{name}")
+}
 
 /// The ref key of tag `name`.
 pub fn tag_ref(name: &str) -> String {
@@ -83,6 +90,46 @@ impl Repository {
             true
         })?;
         Ok(out)
+    }
+
+    /// Creates named working tree `name` on top of directory `base` (an
+    /// image's tree, a revision's root): a copy-on-write branch that costs
+    /// one ref, whatever the size of `base`. Serve it with
+    /// `Vfs::serve(repo, Tree::Named(name))`; its objects are kept from gc.
+    pub fn create_worktree(&self, name: &str, base: &ObjectId) -> Result<()> {
+        if name.is_empty() || name.contains('\0') || name.contains('/') {
+            return Err(Error::InvalidTagName(name.to_owned()));
+        }
+        if self.get_ref(&worktree_ref(name))?.is_some() {
+            return Err(Error::TagExists(name.to_owned()));
+        }
+        self.read_dir(base)?;
+        let mut tx = self.begin()?;
+        self.set_ref(tx.as_mut(), &worktree_ref(name), base)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Root directory of named working tree `name`.
+    pub fn named_worktree(&self, name: &str) -> Result<ObjectId> {
+        self.get_ref(&worktree_ref(name))?.ok_or_else(|| Error::NoSuchWorktree(name.to_owned()))
+    }
+
+    /// Removes named working tree `name` and its inode numbers; what only
+    /// it used goes at the next gc.
+    pub fn delete_worktree(&self, name: &str) -> Result<()> {
+        self.named_worktree(name)?;
+        let ns = crate::vfs::named_namespace(name);
+        let mut keys = Vec::new();
+        self.store().scan(Table::Inodes, &ns, &mut |k, _| {
+            keys.push(k.to_vec());
+            true
+        })?;
+        let mut tx = self.begin()?;
+        tx.delete(Table::Refs, worktree_ref(name).as_bytes())?;
+        for k in keys {
+            tx.delete(Table::Inodes, &k)?;
+        }
+        Ok(tx.commit()?)
     }
 
     /// Removes a ref inside a transaction.

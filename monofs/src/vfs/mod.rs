@@ -26,7 +26,7 @@ use crate::content::ChunkCache;
 use crate::error::Error;
 use crate::id::ObjectId;
 use crate::object::{EntryKind, Meta, Timestamp, valid_name};
-use crate::repo::{Repository, WORKTREE};
+use crate::repo::{Repository, WORKTREE, worktree_ref};
 use crate::store::Table;
 
 /// The root directory's inode number.
@@ -174,6 +174,50 @@ pub struct Vfs {
     cache: ChunkCache,
     state: Mutex<State>,
     read_only: bool,
+    /// The ref the tree is flushed to (none when read-only).
+    tree_ref: Option<String>,
+    /// Prefix of this tree's keys in the inode table.
+    ns: Vec<u8>,
+}
+
+/// First byte of the inode keys of a named working tree.
+const NAMED_TREE_TAG: u8 = 0xff;
+
+/// Which tree a [`Vfs`] serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tree {
+    /// The repository's working tree (`WORKTREE`).
+    Worktree,
+    /// A named working tree (`worktrees/NAME`), such as a sandbox's
+    /// copy-on-write branch of an image; see [`Repository::create_worktree`].
+    Named(String),
+    /// A revision's tree, read-only.
+    Revision(ObjectId),
+}
+
+impl Tree {
+    fn ref_name(&self) -> Option<String> {
+        match self {
+            Tree::Worktree => Some(WORKTREE.to_owned()),
+            Tree::Named(name) => Some(worktree_ref(name)),
+            Tree::Revision(_) => None,
+        }
+    }
+
+    fn inode_namespace(&self) -> Vec<u8> {
+        match self {
+            Tree::Named(name) => named_namespace(name),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Inode-table prefix of named tree `name`.
+pub(crate) fn named_namespace(name: &str) -> Vec<u8> {
+    let mut ns = vec![NAMED_TREE_TAG];
+    ns.extend_from_slice(name.as_bytes());
+    ns.push(0);
+    ns
 }
 
 fn now() -> Timestamp {
@@ -349,10 +393,19 @@ impl State {
 impl Vfs {
     /// Mounts the working tree of `repo` (read-only: a revision's tree).
     pub fn new(repo: Arc<Repository>, read_only_root: Option<ObjectId>) -> Result<Vfs, Error> {
+        Self::serve(repo, read_only_root.map_or(Tree::Worktree, Tree::Revision))
+    }
+
+    /// Mounts `tree` of `repo`.
+    pub fn serve(repo: Arc<Repository>, tree: Tree) -> Result<Vfs, Error> {
+        let ns = tree.inode_namespace();
         let mut table = HashMap::new();
-        repo.store().scan(Table::Inodes, b"", &mut |k, v| {
-            if let Ok(bytes) = <[u8; 8]>::try_from(v) {
-                table.insert(k.to_vec(), u64::from_le_bytes(bytes));
+        repo.store().scan(Table::Inodes, &ns, &mut |k, v| {
+            // The main working tree's keys start with a parent inode, never
+            // with a named tree's 0xff prefix.
+            let own = !ns.is_empty() || k.first() != Some(&NAMED_TREE_TAG);
+            if own && let Ok(bytes) = <[u8; 8]>::try_from(v) {
+                table.insert(k[ns.len()..].to_vec(), u64::from_le_bytes(bytes));
             }
             true
         })?;
@@ -370,15 +423,20 @@ impl Vfs {
             changed: false,
             dirty_bytes: 0,
         };
+        let root = match &tree {
+            Tree::Revision(root) => *root,
+            Tree::Worktree => repo.worktree()?,
+            Tree::Named(name) => {
+                repo.get_ref(&worktree_ref(name))?.ok_or_else(|| Error::NoSuchWorktree(name.clone()))?
+            }
+        };
         let vfs = Vfs {
             repo,
             cache: ChunkCache::new(256 << 20),
             state: Mutex::new(state),
-            read_only: read_only_root.is_some(),
-        };
-        let root = match read_only_root {
-            Some(root) => root,
-            None => vfs.repo.worktree()?,
+            read_only: matches!(tree, Tree::Revision(_)),
+            tree_ref: tree.ref_name(),
+            ns,
         };
         vfs.load(&root)?;
         Ok(vfs)
@@ -436,21 +494,28 @@ impl Vfs {
         Ok((old_names, old_inodes))
     }
 
-    /// Stores every change and points `WORKTREE` at the result; returns
-    /// the root id. Cheap when nothing changed.
+    /// Stores every change and points the tree's ref (`WORKTREE` or
+    /// `worktrees/NAME`) at the result; returns the root id. Cheap when
+    /// nothing changed.
     pub fn flush(&self) -> Result<ObjectId, Error> {
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         if self.read_only || !st.changed {
             drop(st);
-            return self.repo.worktree();
+            return match &self.tree_ref {
+                Some(name) => self.repo.get_ref(name)?.ok_or(Error::Aborted),
+                None => Err(Error::Aborted),
+            };
         }
         let st = &mut *st;
         let (root, mut tx, _) = self.repo.write_objects(|sink| {
             let mut w = persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes: &mut st.nodes };
             persist::write_root(&mut w)
         })?;
-        self.repo.set_ref(tx.as_mut(), WORKTREE, &root)?;
+        if let Some(name) = &self.tree_ref {
+            self.repo.set_ref(tx.as_mut(), name, &root)?;
+        }
         for (key, ino) in st.table_changes.drain() {
+            let key = [self.ns.as_slice(), &key].concat();
             match ino {
                 Some(ino) => tx.put(Table::Inodes, &key, &ino.to_le_bytes())?,
                 None => tx.delete(Table::Inodes, &key)?,
