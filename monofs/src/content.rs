@@ -228,6 +228,11 @@ impl ChunkCache {
         ChunkCache { inner: std::sync::Mutex::new(CacheInner::default()), capacity }
     }
 
+    /// Whether the chunk is cached.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.inner.lock().is_ok_and(|inner| inner.map.contains_key(id))
+    }
+
     /// The chunk, from the cache or read (and verified) from `repo`.
     pub fn get(&self, repo: &Repository, id: &ObjectId) -> Result<std::sync::Arc<Vec<u8>>> {
         if let Some(hit) = self.inner.lock().map_err(|_| Error::Aborted)?.map.get(id) {

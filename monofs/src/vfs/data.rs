@@ -8,7 +8,7 @@ use crate::content::ChunkCache;
 use crate::error::Result;
 use crate::repo::Repository;
 
-fn ensure_layout(repo: &Repository, f: &mut FileData) -> Result<Arc<crate::content::Layout>> {
+pub(crate) fn ensure_layout(repo: &Repository, f: &mut FileData) -> Result<Arc<crate::content::Layout>> {
     if f.layout.is_none() {
         f.layout = Some(Arc::new(repo.layout(&f.base, f.base_len)?));
     }
@@ -119,4 +119,33 @@ impl std::io::Read for Merged<'_> {
         self.pos += bytes.len() as u64;
         Ok(bytes.len())
     }
+}
+
+/// What a read of stored bytes needs, taken under the state lock so the
+/// chunk I/O can run without it.
+pub(crate) struct CleanRead {
+    pub base: crate::object::Content,
+    pub layout: Arc<crate::content::Layout>,
+    /// Bytes to read (clamped to the file and to stored bytes).
+    pub len: usize,
+}
+
+/// A plan for reading `len` bytes at `offset` when no dirty block overlaps
+/// the range and it lies within the stored bytes; `None` otherwise.
+pub(crate) fn clean_read(repo: &Repository, f: &mut FileData, offset: u64, len: usize) -> Result<Option<CleanRead>> {
+    if offset >= f.size {
+        return Ok(Some(CleanRead { base: f.base.clone(), layout: Arc::default(), len: 0 }));
+    }
+    let end = (offset + len as u64).min(f.size);
+    if end > f.base_size || f.blocks.range(offset / BLOCK..=(end - 1) / BLOCK).next().is_some() {
+        return Ok(None);
+    }
+    let layout = ensure_layout(repo, f)?;
+    Ok(Some(CleanRead { base: f.base.clone(), layout, len: (end - offset) as usize }))
+}
+
+/// Chunks of `layout` that start within `ahead` bytes after `end`.
+pub(crate) fn following_chunks(layout: &crate::content::Layout, end: u64, ahead: u64) -> Vec<crate::id::ObjectId> {
+    let first = layout.partition_point(|(off, _, len)| off + len <= end);
+    layout[first..].iter().take_while(|(off, _, _)| *off < end + ahead).map(|(_, id, _)| *id).collect()
 }

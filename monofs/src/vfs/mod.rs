@@ -32,6 +32,9 @@ use crate::store::Table;
 /// The root directory's inode number.
 pub const ROOT: Ino = 1;
 
+/// How far ahead of a read stored chunks are fetched.
+const READ_AHEAD: u64 = 4 << 20;
+
 /// Dirty file bytes held in memory before a write forces a flush.
 const MAX_DIRTY: u64 = 512 << 20;
 
@@ -171,7 +174,7 @@ struct State {
 /// The working tree of a repository as a file system.
 pub struct Vfs {
     repo: Arc<Repository>,
-    cache: ChunkCache,
+    cache: Arc<ChunkCache>,
     state: Mutex<State>,
     read_only: bool,
     /// The ref the tree is flushed to (none when read-only).
@@ -432,7 +435,7 @@ impl Vfs {
         };
         let vfs = Vfs {
             repo,
-            cache: ChunkCache::new(256 << 20),
+            cache: Arc::new(ChunkCache::new(256 << 20)),
             state: Mutex::new(state),
             read_only: matches!(tree, Tree::Revision(_)),
             tree_ref: tree.ref_name(),
@@ -805,7 +808,31 @@ impl Vfs {
             Body::Dir(_) => return Err(Errno::EISDIR.into()),
             _ => return Err(Errno::EINVAL.into()),
         };
-        Ok(data::read(&self.repo, &self.cache, f, offset, len)?)
+        let Some(plan) = data::clean_read(&self.repo, f, offset, len)? else {
+            // Dirty blocks in the range: read under the lock.
+            return Ok(data::read(&self.repo, &self.cache, f, offset, len)?);
+        };
+        drop(st);
+        // Stored bytes: chunk reads, decryption and verification run without
+        // the state lock, so requests proceed in parallel, and the chunks
+        // that follow are fetched ahead for sequential readers.
+        let mut out = vec![0u8; plan.len];
+        let n = self.repo.read_at(&plan.base, &plan.layout, &self.cache, offset, &mut out)?;
+        out.truncate(n);
+        self.prefetch(&plan.layout, offset + n as u64);
+        Ok(out)
+    }
+
+    /// Warms the chunk cache with what follows `end` (up to [`READ_AHEAD`]).
+    fn prefetch(&self, layout: &Arc<crate::content::Layout>, end: u64) {
+        let ids: Vec<ObjectId> =
+            data::following_chunks(layout, end, READ_AHEAD).into_iter().filter(|id| !self.cache.contains(id)).collect();
+        for id in ids {
+            let (repo, cache) = (self.repo.clone(), self.cache.clone());
+            crate::parallel::io_pool().spawn(move || {
+                let _ = cache.get(&repo, &id);
+            });
+        }
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
