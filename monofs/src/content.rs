@@ -270,6 +270,43 @@ impl Repository {
         Ok(out)
     }
 
+    /// Up to `len` bytes at `offset` of a file with `layout` (or inline
+    /// `content`), built from the chunks without zero-filling a buffer
+    /// first (the hot path of mounted reads).
+    pub fn read_range(
+        &self,
+        content: &Content,
+        layout: &Layout,
+        cache: &ChunkCache,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        if let Content::Inline(data) = content {
+            let start = (offset as usize).min(data.len());
+            out.extend_from_slice(&data[start..(start + len).min(data.len())]);
+            return Ok(out);
+        }
+        let first = layout.partition_point(|(off, _, len)| off + len <= offset);
+        for (off, id, size) in &layout[first..] {
+            if out.len() == len {
+                break;
+            }
+            let chunk = cache.get(self, id)?;
+            if chunk.len() as u64 != *size {
+                return Err(Error::Malformed {
+                    id: *id,
+                    kind: Kind::Chunk,
+                    source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: *size },
+                });
+            }
+            let at = (offset + out.len() as u64 - off) as usize;
+            let n = (chunk.len() - at).min(len - out.len());
+            out.extend_from_slice(&chunk[at..at + n]);
+        }
+        Ok(out)
+    }
+
     /// Reads up to `buf.len()` bytes at `offset` of a file with `layout`
     /// (or inline `content`), touching only the chunks the range covers.
     /// Returns the bytes read (short only at the end of the content).

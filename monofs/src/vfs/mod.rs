@@ -816,10 +816,8 @@ impl Vfs {
         // Stored bytes: chunk reads, decryption and verification run without
         // the state lock, so requests proceed in parallel, and the chunks
         // that follow are fetched ahead for sequential readers.
-        let mut out = vec![0u8; plan.len];
-        let n = self.repo.read_at(&plan.base, &plan.layout, &self.cache, offset, &mut out)?;
-        out.truncate(n);
-        self.prefetch(&plan.layout, offset + n as u64);
+        let out = self.repo.read_range(&plan.base, &plan.layout, &self.cache, offset, plan.len)?;
+        self.prefetch(&plan.layout, offset + out.len() as u64);
         Ok(out)
     }
 
