@@ -304,3 +304,38 @@ fn compare(a: &Path, b: &Path) {
             + &format!("{} vs {} entries", da.len(), db.len())
     );
 }
+
+#[test]
+fn autocommit_and_files_past_4_gib() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let s = Scratch::default();
+    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
+    init(&repo);
+    let m = Mount::start(&repo, &mnt, &["--autocommit", "1s"]);
+    // One byte past 5 GiB: a sparse file whose hole reads as zeros.
+    let f = std::fs::File::create(m.mnt.join("sparse")).expect("create");
+    f.write_all_at(b"x", 5 << 30).expect("write past 4 GiB");
+    drop(f);
+    let f = std::fs::File::open(m.mnt.join("sparse")).expect("open");
+    assert_eq!(f.metadata().expect("stat").len(), (5 << 30) + 1);
+    let mut buf = [1u8; 4];
+    f.read_exact_at(&mut buf, (5 << 30) - 3).expect("read across the hole");
+    assert_eq!(buf, [0, 0, 0, b'x']);
+    drop(f);
+    // The autocommit timer turns the change into a revision by itself.
+    let mut log = String::new();
+    for _ in 0..60 {
+        log = ok(&[&"log", &repo]);
+        if log.contains("autocommit") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(log.contains("autocommit"), "no autocommit revision: {log}");
+    m.detach();
+    let stats: serde_json::Value = serde_json::from_str(&ok(&[&"log", &repo, &"--json"])).expect("json");
+    assert_eq!(stats[0]["size"], (5u64 << 30) + 1);
+}
