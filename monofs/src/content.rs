@@ -308,8 +308,8 @@ impl Repository {
     }
 
     /// Reads up to `buf.len()` bytes at `offset` of a file with `layout`
-    /// (or inline `content`), touching only the chunks the range covers.
-    /// Returns the bytes read (short only at the end of the content).
+    /// into `buf`; returns the bytes read (short only at the end of the
+    /// content).
     pub fn read_at(
         &self,
         content: &Content,
@@ -318,31 +318,8 @@ impl Repository {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
-        if let Content::Inline(data) = content {
-            let start = (offset as usize).min(data.len());
-            let n = buf.len().min(data.len() - start);
-            buf[..n].copy_from_slice(&data[start..start + n]);
-            return Ok(n);
-        }
-        let first = layout.partition_point(|(off, _, len)| off + len <= offset);
-        let mut done = 0;
-        for (off, id, len) in &layout[first..] {
-            if done == buf.len() {
-                break;
-            }
-            let chunk = cache.get(self, id)?;
-            if chunk.len() as u64 != *len {
-                return Err(Error::Malformed {
-                    id: *id,
-                    kind: Kind::Chunk,
-                    source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: *len },
-                });
-            }
-            let at = (offset + done as u64 - off) as usize;
-            let n = (chunk.len() - at).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&chunk[at..at + n]);
-            done += n;
-        }
-        Ok(done)
+        let bytes = self.read_range(content, layout, cache, offset, buf.len())?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        Ok(bytes.len())
     }
 }
