@@ -265,8 +265,9 @@ pub struct MountArgs {
 pub struct ServeArgs {
     /// Repository directory.
     pub repo: PathBuf,
-    /// Serve over NFSv3 on ADDR (IP:PORT; port 0 picks one). Loopback unless you say otherwise.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve over NFSv3 on ADDR (IP:PORT; port 0 picks one and prints it). Without ADDR:
+    /// 127.0.0.1 on a free port. Other addresses get a warning: NFSv3 has no authentication.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     pub nfs: Option<String>,
     /// Serve this revision read-only instead of the working tree.
     #[arg(long, value_name = "REV")]
