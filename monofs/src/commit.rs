@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{Kind, Revision, Timestamp};
+use crate::object::{Kind, Meta, Revision, Timestamp};
 use crate::repo::{HEAD, Repository, WORKTREE};
 use crate::store::Transaction;
 
@@ -54,6 +54,7 @@ impl Repository {
         tx: &mut dyn Transaction,
         root: ObjectId,
         size: u64,
+        root_meta: Meta,
         opts: &CommitOptions,
     ) -> Result<ObjectId> {
         let rev = Revision {
@@ -63,6 +64,7 @@ impl Repository {
             author: opts.author.clone(),
             message: opts.message.clone(),
             size,
+            root_meta,
         };
         let id = self.write_revision(tx, &rev)?;
         self.set_ref(tx, HEAD, &id)?;
@@ -77,8 +79,14 @@ impl Repository {
             return Err(Error::NothingToCommit);
         }
         let size = self.read_dir(&root)?.size;
+        // The working tree's root keeps the metadata of the revision it
+        // came from.
+        let root_meta = match self.head()? {
+            Some(head) => self.read_revision(&head)?.root_meta,
+            None => Meta { mode: 0o755, ..Meta::default() },
+        };
         let mut tx = self.begin()?;
-        let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
+        let revision = self.record_commit(tx.as_mut(), root, size, root_meta, opts)?;
         tx.commit()?;
         Ok(CommitSummary { revision, root, size, files: 0, reused_files: 0, new_objects: 1, new_bytes: 0 })
     }

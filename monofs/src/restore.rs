@@ -49,6 +49,21 @@ struct Ctx<'a> {
 }
 
 impl Repository {
+    /// Writes revision `rev` into `target` (see [`Repository::restore`]) and
+    /// gives `target` itself the metadata of the revision's root.
+    pub fn restore_revision(
+        &self,
+        rev: &ObjectId,
+        target: &Path,
+        force: bool,
+        progress: &dyn Progress,
+    ) -> Result<RestoreSummary> {
+        let rev = self.read_revision(rev)?;
+        let summary = self.restore(&rev.root, target, force, progress)?;
+        apply_meta(target, &rev.root_meta, false, nix::unistd::geteuid().is_root())?;
+        Ok(summary)
+    }
+
     /// Writes the tree of directory object `root` into `target`, which must
     /// be missing or empty unless `force` (then existing files are
     /// replaced and unrelated ones left alone).

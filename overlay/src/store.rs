@@ -388,6 +388,7 @@ impl ImageStore {
             author: "monocore".to_owned(),
             message,
             size,
+            root_meta: image_root_meta(),
         };
         let mut tx = self.repo.begin()?;
         let id = self.repo.write_revision(tx.as_mut(), &rev)?;
@@ -460,6 +461,7 @@ impl ImageStore {
             author: "monocore".to_owned(),
             message: format!("layer {name}\nchain {chain_id}"),
             size,
+            root_meta: image_root_meta(),
         };
         let id = self.repo.write_revision(tx.as_mut(), &rev)?;
         self.repo.set_ref(tx.as_mut(), &format!("{CHAIN_PREFIX}{chain_id}"), &id)?;
@@ -506,4 +508,10 @@ impl ImageStore {
 pub(crate) fn short(digest: &str) -> &str {
     let end = digest.len().min("sha256:".len() + 12);
     &digest[..end]
+}
+
+/// Metadata of an image's root directory: root-owned, 0755, as `umoci
+/// unpack` leaves a rootfs.
+fn image_root_meta() -> monofs::object::Meta {
+    monofs::object::Meta { mode: 0o755, ..Default::default() }
 }

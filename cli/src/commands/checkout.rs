@@ -8,9 +8,8 @@ pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode
     let rev = repo.resolve(&a.rev)?;
     match &a.to {
         Some(dir) => {
-            let root = repo.read_revision(&rev)?.root;
             let bar = crate::progress::Bar::new("checkout");
-            let result = repo.restore(&root, dir, a.force, &bar);
+            let result = repo.restore_revision(&rev, dir, a.force, &bar);
             bar.finish();
             let summary = result?;
             note!(

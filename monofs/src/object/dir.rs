@@ -56,6 +56,43 @@ pub struct Meta {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Meta {
+    /// Mode, uid, gid, mtime, then the sorted xattrs.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.varint(u64::from(self.mode));
+        w.varint(u64::from(self.uid));
+        w.varint(u64::from(self.gid));
+        self.mtime.encode(w);
+        w.varint(self.xattrs.len() as u64);
+        for (k, v) in &self.xattrs {
+            w.bytes(k);
+            w.bytes(v);
+        }
+    }
+
+    /// Parses [`Meta::encode`] output, checking the mode range and that
+    /// xattrs are strictly sorted.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Meta, DecodeError> {
+        let mode = r.varint_u32("mode")?;
+        if mode > 0o7777 {
+            return Err(DecodeError::Invalid { what: "mode", value: u64::from(mode) });
+        }
+        let uid = r.varint_u32("uid")?;
+        let gid = r.varint_u32("gid")?;
+        let mtime = Timestamp::decode(r)?;
+        let nx = r.count()?;
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(nx);
+        for _ in 0..nx {
+            let (k, v) = (r.bytes()?.to_vec(), r.bytes()?.to_vec());
+            if xattrs.last().is_some_and(|(prev, _)| *prev >= k) {
+                return Err(DecodeError::Unsorted);
+            }
+            xattrs.push((k, v));
+        }
+        Ok(Meta { mode, uid, gid, mtime, xattrs })
+    }
+}
+
 /// Where a regular file's bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
@@ -187,15 +224,7 @@ impl Dir {
                 w.bytes(target);
                 continue;
             }
-            w.varint(u64::from(e.meta.mode));
-            w.varint(u64::from(e.meta.uid));
-            w.varint(u64::from(e.meta.gid));
-            e.meta.mtime.encode(&mut w);
-            w.varint(e.meta.xattrs.len() as u64);
-            for (k, v) in &e.meta.xattrs {
-                w.bytes(k);
-                w.bytes(v);
-            }
+            e.meta.encode(&mut w);
             match &e.kind {
                 EntryKind::File { size, content } => {
                     w.varint(*size);
@@ -248,22 +277,7 @@ impl Dir {
                 entries.push(Entry { name, kind: EntryKind::HardLink { target }, meta: Meta::default() });
                 continue;
             }
-            let mode = r.varint_u32("mode")?;
-            if mode > 0o7777 {
-                return Err(DecodeError::Invalid { what: "mode", value: u64::from(mode) });
-            }
-            let uid = r.varint_u32("uid")?;
-            let gid = r.varint_u32("gid")?;
-            let mtime = Timestamp::decode(&mut r)?;
-            let nx = r.count()?;
-            let mut xattrs = Vec::with_capacity(nx);
-            for _ in 0..nx {
-                let (k, v) = (r.bytes()?.to_vec(), r.bytes()?.to_vec());
-                if xattrs.last().is_some_and(|(prev, _): &(Vec<u8>, Vec<u8>)| *prev >= k) {
-                    return Err(DecodeError::Unsorted);
-                }
-                xattrs.push((k, v));
-            }
+            let meta = Meta::decode(&mut r)?;
             let kind = match code {
                 1 => {
                     let size = r.varint()?;
@@ -296,7 +310,7 @@ impl Dir {
                     return Err(DecodeError::Invalid { what: "entry type", value: u64::from(t) });
                 }
             };
-            entries.push(Entry { name, kind, meta: Meta { mode, uid, gid, mtime, xattrs } });
+            entries.push(Entry { name, kind, meta });
         }
         let size = r.varint()?;
         r.finish()?;

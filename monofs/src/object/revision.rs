@@ -1,6 +1,6 @@
 //! A revision (commit): a root directory and where it came from.
 
-use super::{BODY_VERSION, Timestamp, check_version};
+use super::{BODY_VERSION, Meta, Timestamp, check_version};
 use crate::encoding::{DecodeError, Reader, Writer};
 use crate::id::ObjectId;
 
@@ -19,6 +19,8 @@ pub struct Revision {
     pub message: String,
     /// Logical bytes of file content in the tree.
     pub size: u64,
+    /// Metadata of the root directory itself (its entries carry their own).
+    pub root_meta: Meta,
 }
 
 impl Revision {
@@ -36,6 +38,7 @@ impl Revision {
         w.bytes(self.author.as_bytes());
         w.bytes(self.message.as_bytes());
         w.varint(self.size);
+        self.root_meta.encode(&mut w);
         w.into_bytes()
     }
 
@@ -53,8 +56,9 @@ impl Revision {
         let author = String::from_utf8_lossy(r.bytes()?).into_owned();
         let message = String::from_utf8_lossy(r.bytes()?).into_owned();
         let size = r.varint()?;
+        let root_meta = Meta::decode(&mut r)?;
         r.finish()?;
-        Ok(Revision { root, parents, time, author, message, size })
+        Ok(Revision { root, parents, time, author, message, size, root_meta })
     }
 }
 
@@ -71,6 +75,7 @@ mod tests {
             author: "root@host".into(),
             message: "first\nbody".into(),
             size: 42,
+            root_meta: Meta { mode: 0o750, uid: 1, gid: 2, mtime: Timestamp { sec: 3, nsec: 4 }, xattrs: vec![] },
         };
         assert_eq!(Revision::decode(&rev.encode()).expect("decodes"), rev);
     }

@@ -77,7 +77,7 @@ impl Repository {
         for (key, record) in &updates {
             tx.put(Table::StatCache, key, record)?;
         }
-        let revision = self.record_commit(tx.as_mut(), root, size, opts)?;
+        let revision = self.record_commit(tx.as_mut(), root, size, tree.meta.clone(), opts)?;
         tx.commit()?;
         tracing::debug!(elapsed = ?clock.elapsed(), "committed");
         Ok(CommitSummary {

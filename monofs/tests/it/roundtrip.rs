@@ -117,3 +117,22 @@ proptest! {
         prop_assert_eq!(again.root, repo.read_revision(&rev).expect("rev").root);
     }
 }
+
+#[test]
+fn checkout_restores_the_root_directory_itself() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let src = tempfile::tempdir().expect("tempdir");
+    let tree = src.path().join("t");
+    write(&tree.join("f"), b"x");
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    set_mtime(&tree, 1_234_567_890, 42);
+    let repo = memory_repo();
+    let rev = commit(&repo, &tree, "root meta");
+    let out = tempfile::tempdir().expect("tempdir");
+    let target = out.path().join("t");
+    repo.restore_revision(&rev, &target, false, &NoProgress).expect("restore");
+    let (a, b) = (std::fs::metadata(&tree).expect("stat"), std::fs::metadata(&target).expect("stat"));
+    assert_eq!(b.mode() & 0o7777, 0o750);
+    assert_eq!((b.mtime(), b.mtime_nsec()), (a.mtime(), a.mtime_nsec()));
+    assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()));
+}
