@@ -23,12 +23,74 @@ const TTL: Duration = Duration::from_secs(1);
 /// A [`Vfs`] served to the kernel.
 pub struct FuseFs {
     vfs: Arc<Vfs>,
+    ids: IdShift,
 }
 
 impl FuseFs {
-    /// Serves `vfs`.
+    /// Serves `vfs` with the stored owners as they are.
     pub fn new(vfs: Arc<Vfs>) -> FuseFs {
-        FuseFs { vfs }
+        FuseFs { vfs, ids: IdShift::NONE }
+    }
+
+    /// Serves `vfs` with owners shifted by `ids`: for a root file system
+    /// used from a user namespace whose ids map to a host range, so that a
+    /// file stored as owned by root is owned by the namespace's root.
+    pub fn with_id_shift(vfs: Arc<Vfs>, ids: IdShift) -> FuseFs {
+        FuseFs { vfs, ids }
+    }
+
+    /// The stored owner of what `req` creates.
+    fn owner(&self, req: &Request) -> (u32, u32) {
+        (self.ids.stored_uid(req.uid()), self.ids.stored_gid(req.gid()))
+    }
+}
+
+/// A block of stored ids `0..count` presented to the kernel as
+/// `uid..uid+count` (and `gid..gid+count`), as a user namespace's
+/// `uid_map` line `0 uid count` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdShift {
+    /// Host uid of stored uid 0.
+    pub uid: u32,
+    /// Host gid of stored gid 0.
+    pub gid: u32,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
+/// What ids outside the mapped block become (the kernel's overflow id).
+const OVERFLOW_ID: u32 = 65534;
+
+impl IdShift {
+    /// Every id as it is.
+    pub const NONE: IdShift = IdShift { uid: 0, gid: 0, count: u32::MAX };
+
+    fn shift_out(base: u32, count: u32, id: u32) -> u32 {
+        if id < count { id.saturating_add(base) } else { OVERFLOW_ID }
+    }
+
+    fn shift_in(base: u32, count: u32, host: u32) -> u32 {
+        host.checked_sub(base).filter(|id| *id < count).unwrap_or(OVERFLOW_ID)
+    }
+
+    /// The host uid of stored uid `id`.
+    pub fn host_uid(&self, id: u32) -> u32 {
+        Self::shift_out(self.uid, self.count, id)
+    }
+
+    /// The host gid of stored gid `id`.
+    pub fn host_gid(&self, id: u32) -> u32 {
+        Self::shift_out(self.gid, self.count, id)
+    }
+
+    /// The stored uid of host uid `host`.
+    pub fn stored_uid(&self, host: u32) -> u32 {
+        Self::shift_in(self.uid, self.count, host)
+    }
+
+    /// The stored gid of host gid `host`.
+    pub fn stored_gid(&self, host: u32) -> u32 {
+        Self::shift_in(self.gid, self.count, host)
     }
 }
 
@@ -74,7 +136,7 @@ fn file_type(k: FileKind) -> FileType {
     }
 }
 
-fn file_attr(a: &Attr) -> FileAttr {
+fn file_attr(a: &Attr, ids: IdShift) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -86,8 +148,8 @@ fn file_attr(a: &Attr) -> FileAttr {
         kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
+        uid: ids.host_uid(a.uid),
+        gid: ids.host_gid(a.gid),
         rdev: a.rdev,
         blksize: 4096,
         flags: 0,
@@ -101,9 +163,9 @@ fn errno<T>(r: &VResult<T>) -> Errno {
     }
 }
 
-fn entry(reply: ReplyEntry, r: VResult<Attr>) {
+fn entry(reply: ReplyEntry, r: VResult<Attr>, ids: IdShift) {
     match r {
-        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Ok(a) => reply.entry(&TTL, &file_attr(&a, ids), Generation(0)),
         Err(_) => reply.error(errno(&r)),
     }
 }
@@ -134,7 +196,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(reply, self.vfs.lookup(parent.0, bytes(name)));
+        entry(reply, self.vfs.lookup(parent.0, bytes(name)), self.ids);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -143,7 +205,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.vfs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&TTL, &file_attr(&a, self.ids)),
             Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }
@@ -166,9 +228,10 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let (uid, gid) = (uid.map(|u| self.ids.stored_uid(u)), gid.map(|g| self.ids.stored_gid(g)));
         let set = SetAttr { mode, uid, gid, size, atime: atime.map(time_or_now), mtime: mtime.map(time_or_now) };
         match self.vfs.setattr(ino.0, set) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&TTL, &file_attr(&a, self.ids)),
             Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }
@@ -181,12 +244,14 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let (uid, gid) = self.owner(req);
         let mode = mode & !umask | (mode & nix::libc::S_IFMT);
-        entry(reply, self.vfs.mknod(parent.0, bytes(name), mode, u64::from(rdev), req.uid(), req.gid()));
+        entry(reply, self.vfs.mknod(parent.0, bytes(name), mode, u64::from(rdev), uid, gid), self.ids);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        entry(reply, self.vfs.mkdir(parent.0, bytes(name), mode & !umask, req.uid(), req.gid()));
+        let (uid, gid) = self.owner(req);
+        entry(reply, self.vfs.mkdir(parent.0, bytes(name), mode & !umask, uid, gid), self.ids);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -198,7 +263,8 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        entry(reply, self.vfs.symlink(parent.0, bytes(link_name), target.as_os_str().as_bytes(), req.uid(), req.gid()));
+        let (uid, gid) = self.owner(req);
+        entry(reply, self.vfs.symlink(parent.0, bytes(link_name), target.as_os_str().as_bytes(), uid, gid), self.ids);
     }
 
     fn rename(
@@ -222,7 +288,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        entry(reply, self.vfs.link(ino.0, newparent.0, bytes(newname)));
+        entry(reply, self.vfs.link(ino.0, newparent.0, bytes(newname)), self.ids);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -369,8 +435,9 @@ impl fuser::Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.vfs.create(parent.0, bytes(name), mode & !umask, req.uid(), req.gid()) {
-            Ok(a) => reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(0), FopenFlags::empty()),
+        let (uid, gid) = self.owner(req);
+        match self.vfs.create(parent.0, bytes(name), mode & !umask, uid, gid) {
+            Ok(a) => reply.created(&TTL, &file_attr(&a, self.ids), Generation(0), FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }

@@ -175,6 +175,12 @@ impl ImageStore {
         &self.repo
     }
 
+    /// Closes the image store, handing over its repository (a sandbox
+    /// serves its root file system from it for as long as it runs).
+    pub fn into_repo(self) -> Repository {
+        self.repo
+    }
+
     /// `MONOCORE_HOME`.
     pub fn home(&self) -> &Path {
         &self.home

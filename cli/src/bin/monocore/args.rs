@@ -6,11 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// OCI images as monofs trees.
 #[derive(Parser, Debug)]
-#[command(
-    name = "monocore",
-    version,
-    about = "monocore: OCI images as monofs trees (pull, import, images, rmi, unpack)"
-)]
+#[command(name = "monocore", version, about = "monocore: OCI images as monofs trees, run as throwaway sandboxes")]
 pub struct Cli {
     /// Image store location (default: ~/.monocore).
     #[arg(long, env = "MONOCORE_HOME", global = true, value_name = "DIR")]
@@ -33,6 +29,104 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Materialise an image's root file system into a directory.
     Unpack(UnpackArgs),
+    /// Run a command in a throwaway sandbox of an image (like `docker run --rm`).
+    Tmp(Box<TmpArgs>),
+    /// List running sandboxes.
+    Ps(PsArgs),
+    /// Stop a sandbox: SIGTERM, then SIGKILL after a grace period.
+    Stop(StopArgs),
+    /// Release what sandboxes whose monocore process was killed left behind.
+    Clean(CleanArgs),
+    /// Show what a sandbox kept with `--keep` changed against its image.
+    Diff(DiffArgs),
+}
+
+/// `monocore tmp`.
+#[derive(Args, Debug)]
+pub struct TmpArgs {
+    /// Image name (pulled when not in the store).
+    pub image: String,
+    /// Command and arguments (after `--`); default: the image's entrypoint and cmd.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Set an environment variable (`K=V`, or `K` to pass the host's value).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of `K=V` lines.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the sandbox.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: `name|uid[:group|gid]`.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Bind a host path: `HOST:GUEST[:ro]`.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Network reach: none (loopback only), local, public or any.
+    #[arg(long, default_value = "none")]
+    pub scope: String,
+    /// Isolation: namespace or microvm.
+    #[arg(long, default_value = "namespace")]
+    pub isolation: String,
+    /// Memory limit (`512m`, `2g`); the command is killed beyond it.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores (`0.5`, `2`).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Most processes and threads.
+    #[arg(long)]
+    pub pids: Option<String>,
+    /// Stop the sandbox after this long (`30s`, `5m`); exit status 124.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Give the command a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open (it always is; accepted for Docker compatibility).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Keep the sandbox's changes as a revision (see `monocore diff ID`).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `monocore ps`.
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monocore stop`.
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Sandbox id (or an unambiguous prefix).
+    pub id: String,
+    /// Seconds between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    pub time: u64,
+}
+
+/// `monocore clean`.
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// Print what was released as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monocore diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Id of a sandbox run with `--keep`.
+    pub id: String,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `monocore pull`.

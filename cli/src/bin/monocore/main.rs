@@ -1,5 +1,6 @@
 //! The `monocore` command: OCI images as monofs trees (pull, import,
-//! images, rmi, unpack), a thin layer over `monofs-overlay`.
+//! images, rmi, unpack) and throwaway sandboxes of them (tmp, ps, stop,
+//! clean, diff), a thin layer over `monofs-overlay` and `monocore-sandbox`.
 
 mod args;
 mod commands;
@@ -10,6 +11,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A namespace sandbox's init is this binary, started by `monocore tmp`.
+    if std::env::args_os().nth(1).is_some_and(|a| a == monocore_sandbox::init::INIT_ARG) {
+        monocore_sandbox::init::main();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MONOCORE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -38,7 +43,12 @@ fn report(err: &anyhow::Error) {
         .chain()
         .find_map(|e| e.downcast_ref::<monofs_overlay::Error>())
         .and_then(monofs_overlay::Error::hint)
-        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint));
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint))
+        .or_else(|| {
+            err.chain()
+                .find_map(|e| e.downcast_ref::<monocore_sandbox::Error>())
+                .and_then(monocore_sandbox::Error::hint)
+        });
     if let Some(hint) = hint {
         let _ = writeln!(stderr, "hint: {hint}");
     }

@@ -1,10 +1,15 @@
 //! One module per subcommand.
 
+mod clean;
+mod diff;
 mod images;
 mod import;
 mod progress;
+mod ps;
 mod pull;
 mod rmi;
+mod stop;
+mod tmp;
 mod unpack;
 
 use std::process::ExitCode;
@@ -17,14 +22,19 @@ use crate::args::{Cli, Command};
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = cli.home.filter(|h| !h.as_os_str().is_empty()).unwrap_or_else(monofs_overlay::default_home);
-    let mut store =
-        ImageStore::open(&home).with_context(|| format!("opening the image store in {}", home.display()))?;
+    let open = || ImageStore::open(&home).with_context(|| format!("opening the image store in {}", home.display()));
     match cli.command {
-        Command::Pull(a) => pull::run(a, &mut store),
-        Command::Import(a) => import::run(a, &mut store),
-        Command::Images(a) => images::run(a, &store),
-        Command::Rmi(a) => rmi::run(a, &store),
-        Command::Unpack(a) => unpack::run(a, &mut store),
+        Command::Pull(a) => pull::run(a, &mut open()?),
+        Command::Import(a) => import::run(a, &mut open()?),
+        Command::Images(a) => images::run(a, &open()?),
+        Command::Rmi(a) => rmi::run(a, &open()?),
+        Command::Unpack(a) => unpack::run(a, &mut open()?),
+        Command::Tmp(a) => tmp::run(*a, open()?),
+        Command::Diff(a) => diff::run(a, &open()?),
+        // These work while a sandbox holds the image store.
+        Command::Ps(a) => ps::run(a, &home),
+        Command::Stop(a) => stop::run(a, &home),
+        Command::Clean(a) => clean::run(a, &home),
     }
 }
 

@@ -1,0 +1,49 @@
+//! The one interface every isolation level implements; `monocore tmp
+//! --isolation` picks the implementation, the rest of the crate does not care.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use monofs::vfs::Vfs;
+
+use crate::cgroup::Cgroup;
+use crate::error::Result;
+use crate::net::Network;
+use crate::spec::RunSpec;
+
+/// What a runtime gets to start one sandbox.
+pub struct Start<'a> {
+    /// Sandbox id.
+    pub id: &'a str,
+    /// The command and its view of the host.
+    pub spec: &'a RunSpec,
+    /// The sandbox's copy-on-write root file system.
+    pub vfs: Arc<Vfs>,
+    /// Limits and accounting, when the host has cgroups.
+    pub cgroup: Option<&'a Cgroup>,
+    /// The network to attach for scopes other than `none`.
+    pub network: Option<&'a Network>,
+    /// Standard input, output and error of the command.
+    pub stdio: [Stdio; 3],
+}
+
+/// A running sandbox.
+pub trait Instance: Send {
+    /// Host pid that signals for the command are sent to.
+    fn pid(&self) -> u32;
+    /// Waits until the command ends; its shell-style status (128+N when
+    /// killed by signal N).
+    fn wait(&mut self) -> Result<i32>;
+    /// Releases what the runtime set up (mounts, devices); after `wait`.
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// An isolation level.
+pub trait Runtime {
+    /// `namespace`, `microvm`.
+    fn name(&self) -> &'static str;
+    /// Fails with a clear reason when this host cannot run it.
+    fn check(&self) -> Result<()>;
+    /// Starts `start.spec`.
+    fn start(&self, start: Start<'_>) -> Result<Box<dyn Instance>>;
+}

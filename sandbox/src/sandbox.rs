@@ -1,0 +1,541 @@
+//! One sandbox from start to nothing left: the image's tree becomes a new
+//! copy-on-write working tree, a runtime runs the command on it, and every
+//! resource made for it (working tree, mount, cgroup, network, state
+//! directory) is released when the command ends, fails to start, or is
+//! interrupted. `--keep` turns the tree into a revision first.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use monofs::object::Revision;
+use monofs::vfs::{Tree, Vfs};
+use monofs::{ObjectId, Repository};
+use monofs_overlay::ImageStore;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cgroup::{Cgroup, Layout};
+use crate::error::{Error, Result};
+use crate::namespace::NamespaceRuntime;
+use crate::net::Network;
+use crate::runtime::{Instance, Runtime, Start};
+use crate::spec::{self, IdRange, Limits, RunSpec, Scope, Volume};
+use crate::state::{self, Process, Record};
+use crate::tty::Pty;
+
+/// Ref prefix of kept sandboxes: `sandboxes/ID` is a revision whose parent
+/// is the image's revision.
+pub const KEPT_PREFIX: &str = "sandboxes/";
+
+/// Name prefix of sandbox working trees (`worktrees/sandbox-ID`).
+pub const WORKTREE_PREFIX: &str = "sandbox-";
+
+/// Time between SIGTERM and SIGKILL when a sandbox is stopped or times out.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// Status reported for a sandbox stopped by `--timeout` (as timeout(1)).
+pub const EXIT_TIMEOUT: i32 = 124;
+
+/// How the sandbox is isolated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Linux namespaces and cgroups.
+    #[default]
+    Namespace,
+    /// A virtual machine.
+    Microvm,
+}
+
+impl Isolation {
+    /// Parses `namespace|microvm`.
+    pub fn parse(s: &str) -> Result<Isolation> {
+        match s {
+            "namespace" => Ok(Isolation::Namespace),
+            "microvm" => Ok(Isolation::Microvm),
+            _ => Err(Error::BadOption {
+                option: "--isolation".into(),
+                value: s.into(),
+                why: "expected namespace or microvm".into(),
+            }),
+        }
+    }
+
+    fn runtime(self) -> Result<Box<dyn Runtime>> {
+        match self {
+            Isolation::Namespace => Ok(Box::new(NamespaceRuntime)),
+            Isolation::Microvm => Err(Error::RuntimeUnavailable {
+                runtime: "microvm".into(),
+                why: "this build of monocore has no microVM runtime yet; use --isolation namespace".into(),
+            }),
+        }
+    }
+}
+
+/// Everything `monocore tmp` takes.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Image name (must be in the store).
+    pub image: String,
+    /// Command replacing the image's `Cmd` (empty: the image's).
+    pub command: Vec<String>,
+    /// `-e` entries.
+    pub env: Vec<String>,
+    /// `--env-file` files, applied before `-e`.
+    pub env_files: Vec<PathBuf>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-v`.
+    pub volumes: Vec<Volume>,
+    /// `--scope`.
+    pub scope: Scope,
+    /// `--memory`, `--cpus`, `--pids`.
+    pub limits: Limits,
+    /// `--isolation`.
+    pub isolation: Isolation,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+    /// `-t`.
+    pub tty: bool,
+    /// `--keep`.
+    pub keep: bool,
+}
+
+/// Why the sandbox ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The command exited (or was killed by a signal it got).
+    Exited,
+    /// `--timeout` passed.
+    TimedOut,
+    /// The memory limit was hit and the kernel killed the command.
+    OutOfMemory,
+}
+
+/// The result of [`run`].
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Sandbox id.
+    pub id: String,
+    /// Shell-style status: the exit code, 128+N when killed by signal N,
+    /// [`EXIT_TIMEOUT`] on timeout.
+    pub status: i32,
+    /// Why it ended.
+    pub ending: Ending,
+    /// The revision `--keep` made.
+    pub kept: Option<ObjectId>,
+    /// Most memory the sandbox used (when cgroups account it).
+    pub memory_peak: Option<u64>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Setup(format!("random id: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Releases what was made for a sandbox, in reverse order, whatever
+/// happened; `run` disarms nothing, so an early return cleans up too.
+struct Teardown<'a> {
+    home: PathBuf,
+    record: Record,
+    repo: &'a Repository,
+    worktree: bool,
+    cgroup: Option<Cgroup>,
+    network: Option<Network>,
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if let Some(net) = &self.network {
+            net.detach();
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.remove()
+        {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = crate::namespace::release_run_dir(&self.record.id) {
+            tracing::warn!("{e}");
+        }
+        if self.worktree
+            && let Err(e) = self.repo.delete_worktree(&self.record.worktree)
+        {
+            tracing::warn!("removing the sandbox's working tree: {e}");
+        }
+        if let Err(e) = self.record.remove(&self.home) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Signals the supervisor passes to the sandbox.
+const RELAYED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH];
+
+/// Forwards the supervisor's signals to the sandbox's process once there
+/// is one (before that, they cancel the start). A third SIGINT kills, as
+/// Docker's third Ctrl-C does.
+struct Relay {
+    target: Arc<AtomicU32>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Blocks the relayed signals in this thread (and so in every thread it
+    /// starts later) and starts the relaying thread.
+    fn start(pty: Option<Arc<Pty>>) -> Result<Relay> {
+        let mut set = SigSet::empty();
+        for s in RELAYED {
+            set.add(s);
+        }
+        set.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
+        let target = Arc::new(AtomicU32::new(0));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (t, c) = (target.clone(), cancelled.clone());
+        std::thread::spawn(move || {
+            let mut interrupts = 0;
+            while let Ok(sig) = set.wait() {
+                if sig == Signal::SIGWINCH {
+                    if let Some(p) = &pty {
+                        p.resize();
+                    }
+                    continue;
+                }
+                let pid = t.load(Ordering::SeqCst);
+                if pid == 0 {
+                    c.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                interrupts += usize::from(sig == Signal::SIGINT);
+                let sig = if interrupts >= 3 { Signal::SIGKILL } else { sig };
+                let _ = kill(Pid::from_raw(pid as i32), sig);
+            }
+        });
+        Ok(Relay { target, cancelled })
+    }
+}
+
+/// Stops process `pid` after `after` unless `done` fires first: SIGTERM,
+/// then SIGKILL after [`GRACE`].
+fn arm_timeout(pid: u32, after: Duration, fired: Arc<AtomicBool>) -> mpsc::Sender<()> {
+    let (done, wait) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if wait.recv_timeout(after) != Err(mpsc::RecvTimeoutError::Timeout) {
+            return;
+        }
+        fired.store(true, Ordering::SeqCst);
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        if wait.recv_timeout(GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    });
+    done
+}
+
+/// Runs `opts.command` (or the image's) in a new sandbox of `opts.image`,
+/// which must be in `store`; returns once the sandbox is gone.
+pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
+    let runtime = opts.isolation.runtime()?;
+    runtime.check()?;
+    if opts.scope != Scope::None {
+        Network::check()?;
+    }
+    let layout = match Layout::detect() {
+        Ok(l) => Some(l),
+        Err(e) if opts.limits.any() => return Err(e),
+        Err(_) => None,
+    };
+    let pty = if opts.tty { Some(Pty::open()?) } else { None };
+    let (pty, stdio) = match pty {
+        Some((p, streams)) => (Some(Arc::new(p)), streams),
+        None => {
+            (None, [std::process::Stdio::inherit(), std::process::Stdio::inherit(), std::process::Stdio::inherit()])
+        }
+    };
+    let relay = Relay::start(pty.clone())?;
+
+    let home = store.home().to_owned();
+    let image = store.image(&opts.image)?;
+    let config = &image.record.config;
+    let argv = spec::command_line(config, &opts.command)?;
+    let mut overrides = Vec::new();
+    for f in &opts.env_files {
+        overrides.extend(spec::read_env_file(f)?);
+    }
+    overrides.extend(opts.env.iter().cloned());
+    let id = random_id()?;
+    let hostname = id[..12].to_owned();
+    let env = spec::environment(config, &overrides, &hostname, opts.tty)?;
+    let repo = Arc::new(store.into_repo());
+    let (records, _) = state::list(&home);
+    remove_stale_worktrees(&repo, &records)?;
+    let slot = state::free_slot(&records);
+    let record = Record {
+        id: id.clone(),
+        image: opts.image.clone(),
+        command: argv.clone(),
+        created: now_secs(),
+        isolation: runtime.name().into(),
+        scope: opts.scope,
+        slot,
+        supervisor: Process::current().ok_or_else(|| Error::Setup("cannot read /proc/self/stat".into()))?,
+        init: None,
+        worktree: format!("{WORKTREE_PREFIX}{id}"),
+    };
+    record.create(&home)?;
+    let mut teardown =
+        Teardown { home: home.clone(), record, repo: &repo, worktree: false, cgroup: None, network: None };
+    repo.create_worktree(&teardown.record.worktree, &image.root)?;
+    teardown.worktree = true;
+    if let Some(layout) = &layout {
+        match Cgroup::create(layout, &id, &opts.limits) {
+            Ok(cg) => teardown.cgroup = Some(cg),
+            Err(e) if opts.limits.any() => return Err(e),
+            Err(e) => tracing::info!("no cgroup for the sandbox: {e}"),
+        }
+    }
+    let mut binds = Vec::new();
+    if opts.scope != Scope::None {
+        let resolv = teardown.record.dir(&home).join("resolv.conf");
+        std::fs::write(&resolv, Network::resolv_conf()).map_err(|e| Error::io("writing resolv.conf", e))?;
+        binds.push((resolv, "/etc/resolv.conf".to_owned()));
+        teardown.network = Some(Network::new(&id, slot, opts.scope));
+    }
+    let spec = RunSpec {
+        argv,
+        env,
+        workdir: opts
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+        user: opts.user.clone().or_else(|| config.user.clone()).unwrap_or_default(),
+        hostname,
+        tty: opts.tty,
+        volumes: opts.volumes.clone(),
+        scope: opts.scope,
+        ids: IdRange::for_slot(slot),
+        rootfs: PathBuf::new(),
+        binds,
+    };
+    let vfs = Arc::new(Vfs::serve(repo.clone(), Tree::Named(teardown.record.worktree.clone()))?);
+    if relay.cancelled.load(Ordering::SeqCst) {
+        return Err(Error::Setup("interrupted".into()));
+    }
+    let mut instance = runtime.start(Start {
+        id: &id,
+        spec: &spec,
+        vfs: vfs.clone(),
+        cgroup: teardown.cgroup.as_ref(),
+        network: teardown.network.as_ref(),
+        stdio,
+    })?;
+    let output = match &pty {
+        Some(p) => {
+            p.raw();
+            Some(p.relay()?)
+        }
+        None => None,
+    };
+    let pid = instance.pid();
+    relay.target.store(pid, Ordering::SeqCst);
+    if relay.cancelled.load(Ordering::SeqCst) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    teardown.record.init = Process::of(pid);
+    teardown.record.save(&home)?;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let timer = opts.timeout.map(|t| arm_timeout(pid, t, timed_out.clone()));
+    let waited = instance.wait();
+    relay.target.store(0, Ordering::SeqCst);
+    drop(timer);
+    if let Some(out) = output {
+        let _ = out.join();
+    }
+    drop(pty);
+    let mut status = waited?;
+    let oom = teardown.cgroup.as_ref().map_or(0, Cgroup::oom_kills) > 0;
+    let ending = if timed_out.load(Ordering::SeqCst) {
+        status = EXIT_TIMEOUT;
+        Ending::TimedOut
+    } else if oom && status == 128 + Signal::SIGKILL as i32 {
+        Ending::OutOfMemory
+    } else {
+        Ending::Exited
+    };
+    let memory_peak = teardown.cgroup.as_ref().and_then(Cgroup::memory_peak);
+    close(instance)?;
+    let kept = if opts.keep { Some(keep(&repo, &vfs, &teardown.record, &image.revision, opts)?) } else { None };
+    drop(teardown);
+    Ok(Outcome { id, status, ending, kept, memory_peak })
+}
+
+fn close(instance: Box<dyn Instance>) -> Result<()> {
+    instance.close()
+}
+
+/// Stores the sandbox's tree as revision `sandboxes/ID` on top of the image's.
+fn keep(repo: &Repository, vfs: &Vfs, record: &Record, image_rev: &ObjectId, opts: &Options) -> Result<ObjectId> {
+    let root = vfs.flush()?;
+    let base = repo.read_revision(image_rev)?;
+    let rev = Revision {
+        root,
+        parents: vec![*image_rev],
+        time: monofs::object::Timestamp::now(),
+        author: "monocore".into(),
+        message: format!("sandbox {} of {}: {}", record.id, opts.image, record.command.join(" ")),
+        size: repo.read_dir(&root)?.size,
+        root_meta: base.root_meta,
+    };
+    let mut tx = repo.begin()?;
+    let id = repo.write_revision(tx.as_mut(), &rev)?;
+    repo.set_ref(tx.as_mut(), &format!("{KEPT_PREFIX}{}", record.id), &id)?;
+    tx.commit().map_err(monofs::Error::from)?;
+    Ok(id)
+}
+
+/// Deletes sandbox working trees that no running sandbox owns (their
+/// supervisor was killed).
+fn remove_stale_worktrees(repo: &Repository, records: &[Record]) -> Result<usize> {
+    let mut removed = 0;
+    for (name, _) in repo.refs_with_prefix(monofs::repo::WORKTREES_PREFIX)? {
+        let owned = records.iter().any(|r| r.worktree == name && r.running());
+        if name.starts_with(WORKTREE_PREFIX) && !owned {
+            repo.delete_worktree(&name)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// What [`clean`] released.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Cleaned {
+    /// Sandboxes whose leftovers were released.
+    pub sandboxes: Vec<String>,
+    /// Working trees deleted from the image store.
+    pub worktrees: usize,
+    /// Why the image store could not be cleaned (it is in use).
+    pub store_busy: Option<String>,
+}
+
+/// Releases what sandboxes whose supervisor died left behind: processes,
+/// mounts, cgroups, network, working trees, state directories.
+pub fn clean(home: &Path) -> Result<Cleaned> {
+    let mut cleaned = Cleaned::default();
+    let (records, orphans) = state::list(home);
+    let layout = Layout::detect().ok();
+    for r in records.iter().filter(|r| !r.running()) {
+        release(home, r, layout.as_ref())?;
+        cleaned.sandboxes.push(r.id.clone());
+    }
+    for id in orphans {
+        crate::namespace::release_run_dir(&id)?;
+        if let Some(l) = &layout {
+            Cgroup::of(l, &id).remove()?;
+        }
+        let dir = state::sandboxes_dir(home).join(&id);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        cleaned.sandboxes.push(id);
+    }
+    if let Some(l) = &layout {
+        for id in l.sandbox_ids() {
+            if !records.iter().any(|r| r.id == id && r.running()) {
+                Cgroup::of(l, &id).remove()?;
+                if !cleaned.sandboxes.contains(&id) {
+                    cleaned.sandboxes.push(id);
+                }
+            }
+        }
+    }
+    match ImageStore::open(home) {
+        Ok(store) => cleaned.worktrees = remove_stale_worktrees(store.repo(), &state::list(home).0)?,
+        Err(e) => cleaned.store_busy = Some(e.to_string()),
+    }
+    Ok(cleaned)
+}
+
+fn release(home: &Path, r: &Record, layout: Option<&Layout>) -> Result<()> {
+    if let Some(init) = r.init.filter(Process::alive) {
+        let _ = kill(Pid::from_raw(init.pid as i32), Signal::SIGKILL);
+    }
+    if let Some(l) = layout {
+        Cgroup::of(l, &r.id).remove()?;
+    }
+    if r.scope != Scope::None {
+        Network::new(&r.id, r.slot, r.scope).detach();
+    }
+    crate::namespace::release_run_dir(&r.id)?;
+    r.remove(home)
+}
+
+/// Stops sandbox `id` (an unambiguous prefix): SIGTERM to its command, then
+/// SIGKILL after `grace`; returns once its supervisor has cleaned up.
+pub fn stop(home: &Path, id: &str, grace: Duration) -> Result<String> {
+    let r = state::find(home, id)?;
+    if !r.running() {
+        release(home, &r, Layout::detect().ok().as_ref())?;
+        return Ok(r.id);
+    }
+    let signal = |p: Process, s: Signal| {
+        if p.alive() {
+            let _ = kill(Pid::from_raw(p.pid as i32), s);
+        }
+    };
+    let gone = |limit: Duration| {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if !r.supervisor.alive() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !r.supervisor.alive()
+    };
+    signal(r.supervisor, Signal::SIGTERM);
+    if !gone(grace) {
+        if let Some(init) = r.init {
+            signal(init, Signal::SIGKILL);
+        }
+        if !gone(Duration::from_secs(5)) {
+            signal(r.supervisor, Signal::SIGKILL);
+            gone(Duration::from_secs(2));
+            release(home, &r, Layout::detect().ok().as_ref())?;
+        }
+    }
+    Ok(r.id)
+}
+
+/// A running sandbox, for `monocore ps`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Listed {
+    /// Its record.
+    #[serde(flatten)]
+    pub record: Record,
+    /// `running`, or `dead` when its supervisor is gone (see `monocore clean`).
+    pub status: &'static str,
+    /// Memory its processes use now.
+    pub memory: Option<u64>,
+}
+
+/// Every sandbox under `home`.
+pub fn list(home: &Path) -> Vec<Listed> {
+    let layout = Layout::detect().ok();
+    state::list(home)
+        .0
+        .into_iter()
+        .map(|record| {
+            let running = record.running();
+            let memory = layout.as_ref().filter(|_| running).and_then(|l| Cgroup::of(l, &record.id).memory_current());
+            Listed { status: if running { "running" } else { "dead" }, memory, record }
+        })
+        .collect()
+}

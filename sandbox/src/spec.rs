@@ -1,0 +1,300 @@
+//! What a sandbox runs and under which limits: the options of `monocore
+//! tmp`, parsed and checked before anything is created.
+
+use std::path::PathBuf;
+
+use monofs_overlay::spec::RunConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The command, its environment and the view of the host it gets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Program and arguments (`argv[0]` is looked up in the sandbox's `PATH`).
+    pub argv: Vec<String>,
+    /// `NAME=value` entries, in order.
+    pub env: Vec<String>,
+    /// Working directory inside the sandbox.
+    pub workdir: String,
+    /// `user[:group]`, names or numbers, resolved in the sandbox's `/etc`.
+    pub user: String,
+    /// Host name inside the sandbox.
+    pub hostname: String,
+    /// Give the command a terminal.
+    pub tty: bool,
+    /// Host paths bound into the sandbox.
+    pub volumes: Vec<Volume>,
+    /// Network reach.
+    pub scope: Scope,
+    /// The host ids the sandbox's ids map to.
+    pub ids: IdRange,
+    /// Where the root file system is mounted on the host (set by the runtime).
+    pub rootfs: PathBuf,
+    /// Host files bound read-only over sandbox paths (`/etc/resolv.conf`, ...).
+    pub binds: Vec<(PathBuf, String)>,
+}
+
+/// `-v HOST:GUEST[:ro]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Volume {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub guest: String,
+    /// Bound read-only.
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// Parses `HOST:GUEST[:ro|:rw]`; HOST must exist.
+    pub fn parse(s: &str) -> Result<Volume> {
+        let bad = |why: &str| Error::BadOption { option: "-v".into(), value: s.into(), why: why.into() };
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, guest, read_only) = match parts.as_slice() {
+            [h, g] => (*h, *g, false),
+            [h, g, "ro"] => (*h, *g, true),
+            [h, g, "rw"] => (*h, *g, false),
+            [_, _, _] => return Err(bad("the mode must be ro or rw")),
+            _ => return Err(bad("expected HOST:GUEST[:ro]")),
+        };
+        if !guest.starts_with('/') || guest.split('/').any(|c| c == "..") {
+            return Err(bad("GUEST must be an absolute path without '..'"));
+        }
+        if guest.trim_end_matches('/').is_empty() {
+            return Err(bad("GUEST cannot be the sandbox's root"));
+        }
+        let host = std::fs::canonicalize(host).map_err(|e| bad(&format!("HOST: {e}")))?;
+        Ok(Volume { host, guest: guest.trim_end_matches('/').to_owned(), read_only })
+    }
+}
+
+/// How far the sandbox's network reaches.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Scope {
+    /// Loopback only.
+    #[default]
+    None,
+    /// The host and private networks (10/8, 172.16/12, 192.168/16).
+    Local,
+    /// Public addresses only, not the host's private networks.
+    Public,
+    /// Everything the host reaches.
+    Any,
+}
+
+impl Scope {
+    /// Parses `none|local|public|any`.
+    pub fn parse(s: &str) -> Result<Scope> {
+        match s {
+            "none" => Ok(Scope::None),
+            "local" => Ok(Scope::Local),
+            "public" => Ok(Scope::Public),
+            "any" => Ok(Scope::Any),
+            _ => Err(Error::BadOption {
+                option: "--scope".into(),
+                value: s.into(),
+                why: "expected none, local, public or any".into(),
+            }),
+        }
+    }
+}
+
+/// The host ids `first..first+count` that the sandbox's ids `0..count` are.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdRange {
+    /// Host id of the sandbox's root.
+    pub first: u32,
+    /// How many ids.
+    pub count: u32,
+}
+
+impl IdRange {
+    /// The range of sandbox `slot`: 65536 ids from 100000 on, as rootless
+    /// Podman's default subordinate ranges, one block per running sandbox so
+    /// two sandboxes never share an owner on the host.
+    pub fn for_slot(slot: u32) -> IdRange {
+        IdRange { first: 100_000 + slot * 65_536, count: 65_536 }
+    }
+}
+
+/// Resource limits (cgroups).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Memory in bytes.
+    pub memory: Option<u64>,
+    /// CPUs (1.5 = one and a half cores of time).
+    pub cpus: Option<f64>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
+}
+
+impl Limits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// Parses `512m`, `1g`, `1.5GiB`, `1048576` (bytes; k/m/g/t are powers of 1024 as Docker's).
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let bad = |why: &str| Error::BadOption { option: "--memory".into(), value: s.into(), why: why.into() };
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match lower.char_indices().last() {
+        Some((i, 'k')) => (&lower[..i], 1u64 << 10),
+        Some((i, 'm')) => (&lower[..i], 1 << 20),
+        Some((i, 'g')) => (&lower[..i], 1 << 30),
+        Some((i, 't')) => (&lower[..i], 1 << 40),
+        _ => (lower, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad("expected a size such as 512m or 2g"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad("must be positive"));
+    }
+    let bytes = (n * mult as f64) as u64;
+    if bytes < 4 << 20 {
+        return Err(bad("must be at least 4m"));
+    }
+    Ok(bytes)
+}
+
+/// Parses `--cpus` (a positive number of cores, at most this host's).
+pub fn parse_cpus(s: &str) -> Result<f64> {
+    let bad = |why: String| Error::BadOption { option: "--cpus".into(), value: s.into(), why };
+    let n: f64 = s.trim().parse().map_err(|_| bad("expected a number of CPUs such as 0.5 or 2".into()))?;
+    let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    if !n.is_finite() || n < 0.01 {
+        return Err(bad("must be at least 0.01".into()));
+    }
+    if n > host {
+        return Err(bad(format!("this host has {host} CPUs")));
+    }
+    Ok(n)
+}
+
+/// Parses `--pids` (at least 1).
+pub fn parse_pids(s: &str) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::BadOption {
+            option: "--pids".into(),
+            value: s.into(),
+            why: "expected a positive integer".into(),
+        }),
+    }
+}
+
+/// Builds the command line Docker would run: `cmd` replaces the image's
+/// `Cmd` and keeps its `Entrypoint`.
+pub fn command_line(config: &RunConfig, cmd: &[String]) -> Result<Vec<String>> {
+    let mut argv = config.entrypoint.clone().unwrap_or_default();
+    if cmd.is_empty() {
+        argv.extend(config.cmd.clone().unwrap_or_default());
+    } else {
+        argv.extend(cmd.iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    Ok(argv)
+}
+
+/// The image's environment with `overrides` (`K=V`, or `K` to take the
+/// host's value) applied, plus defaults for `PATH`, `HOME` and `HOSTNAME`.
+pub fn environment(config: &RunConfig, overrides: &[String], hostname: &str, tty: bool) -> Result<Vec<String>> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |entry: String| {
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    };
+    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    set(format!("HOSTNAME={hostname}"));
+    if tty {
+        set("TERM=xterm".into());
+    }
+    for e in config.env.iter().flatten() {
+        set(e.clone());
+    }
+    for o in overrides {
+        let entry = match o.split_once('=') {
+            Some((k, _)) if !k.is_empty() => o.clone(),
+            Some(_) => {
+                return Err(Error::BadOption { option: "-e".into(), value: o.clone(), why: "empty name".into() });
+            }
+            None => match std::env::var(o) {
+                Ok(v) => format!("{o}={v}"),
+                Err(_) => continue,
+            },
+        };
+        set(entry);
+    }
+    Ok(env)
+}
+
+/// Reads `--env-file`: `K=V` lines; blank lines and `#` comments skipped.
+pub fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io { what: format!("reading {}", path.display()), source: e })?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512m").ok(), Some(512 << 20));
+        assert_eq!(parse_memory("1g").ok(), Some(1 << 30));
+        assert_eq!(parse_memory("1.5GiB").ok(), Some(3 << 29));
+        assert_eq!(parse_memory("8388608").ok(), Some(8 << 20));
+        for bad in ["", "x", "-1m", "0", "1k", "nanm"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpus_and_pids() {
+        assert_eq!(parse_cpus("0.5").ok(), Some(0.5));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("100000").is_err());
+        assert!(parse_cpus("two").is_err());
+        assert_eq!(parse_pids("64").ok(), Some(64));
+        assert!(parse_pids("0").is_err());
+    }
+
+    #[test]
+    fn volumes() {
+        let v = Volume::parse("/tmp:/data:ro").expect("parses");
+        assert_eq!((v.guest.as_str(), v.read_only), ("/data", true));
+        assert!(Volume::parse("/tmp:data").is_err());
+        assert!(Volume::parse("/tmp:/").is_err());
+        assert!(Volume::parse("/tmp:/a/../b").is_err());
+        assert!(Volume::parse("/tmp:/a:rx").is_err());
+        assert!(Volume::parse("/does/not/exist:/a").is_err());
+    }
+
+    #[test]
+    fn docker_command_semantics() {
+        let config = RunConfig {
+            entrypoint: Some(vec!["/bin/ep".into()]),
+            cmd: Some(vec!["default".into()]),
+            ..RunConfig::default()
+        };
+        assert_eq!(command_line(&config, &[]).ok(), Some(vec!["/bin/ep".into(), "default".into()]));
+        assert_eq!(command_line(&config, &["x".into()]).ok(), Some(vec!["/bin/ep".into(), "x".into()]));
+        assert!(command_line(&RunConfig::default(), &[]).is_err());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let config = RunConfig { env: Some(vec!["PATH=/bin".into(), "A=1".into()]), ..RunConfig::default() };
+        let env = environment(&config, &["A=2".into(), "B=3".into()], "h", false).expect("env");
+        assert!(env.contains(&"PATH=/bin".to_owned()));
+        assert!(env.contains(&"A=2".to_owned()) && !env.contains(&"A=1".to_owned()));
+        assert!(env.contains(&"B=3".to_owned()) && env.contains(&"HOSTNAME=h".to_owned()));
+        assert!(environment(&config, &["=x".into()], "h", false).is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! What is running: one directory per sandbox under
+//! `MONOCORE_HOME/sandboxes/ID`, holding `state.json`. `ps`, `stop` and `clean` read these; a record whose
+//! supervisor is gone marks resources that `clean` must release.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::Scope;
+
+const STATE_FILE: &str = "state.json";
+
+/// One sandbox's record.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Sandbox id (hex).
+    pub id: String,
+    /// Image name as given.
+    pub image: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Unix time it was created.
+    pub created: u64,
+    /// Isolation level.
+    pub isolation: String,
+    /// Network scope.
+    pub scope: Scope,
+    /// Id-range and address slot.
+    pub slot: u32,
+    /// The supervising `monocore` process.
+    pub supervisor: Process,
+    /// The sandbox's outermost process, once started.
+    pub init: Option<Process>,
+    /// Named working tree holding the root file system.
+    pub worktree: String,
+}
+
+/// A process, identified beyond its pid by its start time so a reused pid
+/// is never mistaken for it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Process {
+    /// Host pid.
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start: u64,
+}
+
+impl Process {
+    /// The process `pid`, if it runs.
+    pub fn of(pid: u32) -> Option<Process> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold anything.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let start = rest.split(' ').nth(19)?.parse().ok()?;
+        Some(Process { pid, start })
+    }
+
+    /// This process.
+    pub fn current() -> Option<Process> {
+        Process::of(std::process::id())
+    }
+
+    /// Whether it still runs (and is not a zombie of it).
+    pub fn alive(&self) -> bool {
+        Process::of(self.pid) == Some(*self)
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.starts_with(" Z")))
+                .unwrap_or(true)
+    }
+}
+
+/// `MONOCORE_HOME/sandboxes`.
+pub fn sandboxes_dir(home: &Path) -> PathBuf {
+    home.join("sandboxes")
+}
+
+impl Record {
+    /// The sandbox's directory.
+    pub fn dir(&self, home: &Path) -> PathBuf {
+        sandboxes_dir(home).join(&self.id)
+    }
+
+    /// Whether its supervisor still runs.
+    pub fn running(&self) -> bool {
+        self.supervisor.alive()
+    }
+
+    /// Creates the sandbox's directory (private to root) and writes the record.
+    pub fn create(&self, home: &Path) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self.dir(home);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        self.save(home)
+    }
+
+    /// Rewrites the record (atomically: a reader never sees half of it).
+    pub fn save(&self, home: &Path) -> Result<()> {
+        let dir = self.dir(home);
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Setup(e.to_string()))?;
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(STATE_FILE)))
+            .map_err(|e| Error::io(format!("writing {}", dir.join(STATE_FILE).display()), e))
+    }
+
+    /// Removes the sandbox's directory.
+    pub fn remove(&self, home: &Path) -> Result<()> {
+        let dir = self.dir(home);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+}
+
+/// Every sandbox record under `home`, oldest first. Directories without a
+/// readable record (a supervisor killed while creating one) come back as
+/// bare ids in the second list.
+pub fn list(home: &Path) -> (Vec<Record>, Vec<String>) {
+    let (mut records, mut orphans) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(sandboxes_dir(home)).into_iter().flatten().flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        match std::fs::read(entry.path().join(STATE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            Some(r) => records.push(r),
+            None => orphans.push(id),
+        }
+    }
+    records.sort_by(|a: &Record, b: &Record| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    (records, orphans)
+}
+
+/// The running sandbox whose id starts with `prefix`.
+pub fn find(home: &Path, prefix: &str) -> Result<Record> {
+    let (records, _) = list(home);
+    let mut matches = records.into_iter().filter(|r| !prefix.is_empty() && r.id.starts_with(prefix));
+    match (matches.next(), matches.next()) {
+        (Some(r), None) => Ok(r),
+        (Some(_), Some(_)) => Err(Error::BadOption {
+            option: "ID".into(),
+            value: prefix.into(),
+            why: "matches several sandboxes; give more of it".into(),
+        }),
+        (None, _) => Err(Error::NoSuchSandbox(prefix.into())),
+    }
+}
+
+/// The lowest slot no live sandbox uses.
+pub fn free_slot(records: &[Record]) -> u32 {
+    (0..).find(|s| !records.iter().any(|r| r.slot == *s && r.running())).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, slot: u32, supervisor: Process) -> Record {
+        Record {
+            id: id.into(),
+            image: "bb".into(),
+            command: vec!["true".into()],
+            created: 1,
+            isolation: "namespace".into(),
+            scope: Scope::None,
+            slot,
+            supervisor,
+            init: None,
+            worktree: format!("sandbox-{id}"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_resolve_by_prefix() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let me = Process::current().expect("own stat");
+        assert!(me.alive());
+        let a = record("abc123", 0, me);
+        let b = record("abd456", 1, Process { pid: me.pid, start: me.start + 1 });
+        a.create(home.path()).expect("create a");
+        b.create(home.path()).expect("create b");
+        std::fs::create_dir_all(sandboxes_dir(home.path()).join("half")).expect("mkdir");
+        let (records, orphans) = list(home.path());
+        assert_eq!(records.len(), 2);
+        assert_eq!(orphans, vec!["half".to_owned()]);
+        assert_eq!(find(home.path(), "abc").expect("abc").id, "abc123");
+        assert!(find(home.path(), "ab").is_err());
+        assert!(find(home.path(), "zz").is_err());
+        assert!(!records.iter().find(|r| r.id == "abd456").expect("b").running(), "a reused pid is not the supervisor");
+        assert_eq!(free_slot(&records), 1);
+        a.remove(home.path()).expect("remove");
+        assert!(!a.dir(home.path()).exists());
+    }
+}

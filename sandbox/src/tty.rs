@@ -1,0 +1,85 @@
+//! `-t`: the command gets a pseudo-terminal whose other end the supervisor
+//! relays to its own terminal, put in raw mode so keys (Ctrl-C included)
+//! reach the sandbox as typed.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::Stdio;
+use std::thread::JoinHandle;
+
+use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The supervisor's end of a sandbox's terminal.
+pub struct Pty {
+    master: OwnedFd,
+    saved: std::sync::Mutex<Option<Termios>>,
+}
+
+impl Pty {
+    /// Opens a terminal sized as ours; returns it and the command's three
+    /// standard streams on its other end.
+    pub fn open() -> Result<(Pty, [Stdio; 3])> {
+        let stdin = std::io::stdin();
+        let size = sys::window_size(stdin.as_raw_fd());
+        let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| Error::sys("opening a pseudo-terminal", e))?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicating the terminal", e));
+        let streams = [Stdio::from(dup(&pty.slave)?), Stdio::from(dup(&pty.slave)?), Stdio::from(pty.slave)];
+        Ok((Pty { master: pty.master, saved: std::sync::Mutex::new(None) }, streams))
+    }
+
+    /// Puts our terminal (if stdin is one) in raw mode until dropped.
+    pub fn raw(&self) {
+        let stdin = std::io::stdin();
+        if let Ok(saved) = tcgetattr(stdin.as_fd()) {
+            let mut raw = saved.clone();
+            cfmakeraw(&mut raw);
+            if tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).is_ok()
+                && let Ok(mut slot) = self.saved.lock()
+            {
+                *slot = Some(saved);
+            }
+        }
+    }
+
+    /// Copies our terminal's size to the sandbox's (on SIGWINCH).
+    pub fn resize(&self) {
+        if let Some(ws) = sys::window_size(std::io::stdin().as_raw_fd()) {
+            let _ = sys::set_window_size(self.master.as_raw_fd(), &ws);
+        }
+    }
+
+    /// Starts copying stdin to the terminal (a detached thread: a read of
+    /// our stdin cannot be interrupted) and the terminal to stdout; join the
+    /// returned thread to get all output once the command has ended.
+    pub fn relay(&self) -> Result<JoinHandle<()>> {
+        let clone = || self.master.try_clone().map_err(|e| Error::io("duplicating the terminal", e));
+        let mut input = std::fs::File::from(clone()?);
+        let mut output = std::fs::File::from(clone()?);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut input);
+        });
+        Ok(std::thread::spawn(move || {
+            let mut stdout = std::io::stdout();
+            let mut buf = [0u8; 8192];
+            // EIO once every holder of the other end has closed it.
+            while let Ok(n) = output.read(&mut buf) {
+                if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Ok(slot) = self.saved.lock()
+            && let Some(saved) = slot.as_ref()
+        {
+            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
+        }
+    }
+}
