@@ -10,8 +10,10 @@
 //! command. The keeper relays signals to pid 1 and passes its status on.
 
 use std::ffi::CString;
-use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -20,6 +22,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
+use crate::channel;
 use crate::spec::RunSpec;
 use crate::sys;
 use crate::user;
@@ -54,13 +57,19 @@ fn fail(code: i32, msg: &str) -> ! {
 
 /// Runs the init. Never returns: exits with the command's status.
 pub fn main() -> ! {
-    let mut json = Vec::new();
-    if let Err(e) = sys::take_spec_fd().read_to_end(&mut json) {
-        fail(EXIT_SETUP, &format!("reading the sandbox spec: {e}"));
-    }
-    let spec: RunSpec = match serde_json::from_slice(&json) {
+    let mut channel = sys::take_channel();
+    let spec = match channel::recv_spec(&mut channel) {
         Ok(s) => s,
-        Err(e) => fail(EXIT_SETUP, &format!("bad sandbox spec: {e}")),
+        Err(e) => fail(EXIT_SETUP, &format!("reading the sandbox spec: {e}")),
+    };
+    let volumes = if spec.volumes.is_empty() {
+        Vec::new()
+    } else {
+        match channel::recv_fds(&channel, spec.volumes.len()) {
+            Ok(fds) if fds.len() == spec.volumes.len() => fds,
+            Ok(fds) => fail(EXIT_SETUP, &format!("got {} of {} volumes", fds.len(), spec.volumes.len())),
+            Err(e) => fail(EXIT_SETUP, &format!("receiving the volumes: {e}")),
+        }
     };
     let mut signals = SigSet::empty();
     for s in FORWARDED {
@@ -74,7 +83,7 @@ pub fn main() -> ! {
         fail(EXIT_SETUP, &format!("creating the pid namespace: {e}"));
     }
     match sys::fork() {
-        Ok(ForkResult::Child) => pid1(&spec, &signals),
+        Ok(ForkResult::Child) => pid1(&spec, &signals, channel, &volumes),
         Ok(ForkResult::Parent { child }) => std::process::exit(relay(child, &signals)),
         Err(e) => fail(EXIT_SETUP, &format!("fork: {e}")),
     }
@@ -105,7 +114,7 @@ fn relay(child: Pid, signals: &SigSet) -> i32 {
     }
 }
 
-fn pid1(spec: &RunSpec, signals: &SigSet) -> ! {
+fn pid1(spec: &RunSpec, signals: &SigSet, channel: UnixStream, volumes: &[OwnedFd]) -> ! {
     // If the keeper dies (the supervisor was killed), take the sandbox down.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if let Err(e) = nix::unistd::sethostname(&spec.hostname) {
@@ -115,9 +124,14 @@ fn pid1(spec: &RunSpec, signals: &SigSet) -> ! {
         fail(EXIT_SETUP, &format!("bringing up loopback: {e}"));
     }
     let root = Path::new(&spec.rootfs);
-    if let Err(e) = crate::mounts::enter(root, &spec.volumes, &spec.binds) {
+    if let Err(e) = crate::mounts::enter(root, &spec.volumes, volumes, &spec.binds) {
         fail(EXIT_SETUP, &e);
     }
+    let terminal = match spec.tty.then(|| open_terminal(&channel)).transpose() {
+        Ok(t) => t,
+        Err(e) => fail(EXIT_SETUP, &e),
+    };
+    drop(channel);
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let creds = match user::resolve(&spec.user, &read("/etc/passwd"), &read("/etc/group")) {
         Ok(c) => c,
@@ -135,8 +149,12 @@ fn pid1(spec: &RunSpec, signals: &SigSet) -> ! {
         Err((code, msg)) => fail(code, &msg),
     };
     match sys::fork() {
-        Ok(ForkResult::Child) => exec_command(spec, &creds, &program, &env),
-        Ok(ForkResult::Parent { child }) => std::process::exit(relay(child, signals)),
+        Ok(ForkResult::Child) => exec_command(spec, &creds, &program, &env, terminal),
+        Ok(ForkResult::Parent { child }) => {
+            // The supervisor sees the terminal close once the command's copies go.
+            drop(terminal);
+            std::process::exit(relay(child, signals))
+        }
         Err(e) => fail(EXIT_SETUP, &format!("fork: {e}")),
     }
 }
@@ -165,11 +183,76 @@ fn find_program(argv0: &str, path: &str) -> Result<CString, (i32, String)> {
     }
 }
 
-fn exec_command(spec: &RunSpec, creds: &user::Credentials, program: &CString, env: &[String]) -> ! {
+/// Opens a terminal in the sandbox's own `/dev/pts`, sends its master to
+/// the supervisor and returns the other end for the command.
+fn open_terminal(channel: &UnixStream) -> Result<OwnedFd, String> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).and_then(|()| nix::pty::unlockpt(&master)).map_err(|e| format!("unlocking the terminal: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("naming the terminal: {e}"))?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(&name)
+        .map_err(|e| format!("opening {name}: {e}"))?;
+    channel::send_fds(channel, &[master.as_fd()]).map_err(|e| format!("passing the terminal: {e}"))?;
+    Ok(OwnedFd::from(slave))
+}
+
+/// Capabilities the command keeps: Docker's default set. Without
+/// CAP_SYS_ADMIN and friends the sandbox's root cannot undo its mounts
+/// (read-only volumes stay read-only), load modules or reach the hardware.
+const KEPT_CAPS: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+fn drop_capabilities() -> Result<(), String> {
+    for cap in caps::all() {
+        if !KEPT_CAPS.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
+            caps::drop(None, caps::CapSet::Inheritable, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
+        }
+    }
+    caps::clear(None, caps::CapSet::Ambient).map_err(|e| format!("clearing ambient capabilities: {e}"))
+}
+
+fn exec_command(
+    spec: &RunSpec,
+    creds: &user::Credentials,
+    program: &CString,
+    env: &[String],
+    terminal: Option<OwnedFd>,
+) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    sys::close_from(sys::SPEC_FD);
+    if let Some(t) = terminal {
+        let step = nix::unistd::dup2_stdin(&t)
+            .and_then(|()| nix::unistd::dup2_stdout(&t))
+            .and_then(|()| nix::unistd::dup2_stderr(&t));
+        if let Err(e) = step {
+            fail(EXIT_SETUP, &format!("attaching the terminal: {e}"));
+        }
+    }
+    sys::close_from(sys::CHANNEL_FD);
     if nix::unistd::setsid().is_ok() && spec.tty {
         let _ = sys::set_controlling_terminal(0);
+    }
+    if let Err(e) = drop_capabilities() {
+        fail(EXIT_SETUP, &e);
     }
     let groups: Vec<Gid> = creds.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let step = nix::unistd::setgroups(&groups)

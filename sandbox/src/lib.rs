@@ -8,6 +8,7 @@
 //! [`sandbox::list`] serve `monocore clean`, `stop` and `ps`.
 
 pub mod cgroup;
+pub mod channel;
 pub mod error;
 pub mod init;
 pub mod mounts;

@@ -8,7 +8,9 @@ use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::fstat;
 use nix::sys::statvfs::{FsFlags, statvfs};
+use std::os::fd::OwnedFd;
 
 use crate::spec::Volume;
 
@@ -188,7 +190,7 @@ fn mount_sys(root: &Path) -> Result<()> {
 
 /// Builds the sandbox's mounts under `root` (the monofs tree) and makes it
 /// the root directory of this mount namespace.
-pub fn enter(root: &Path, volumes: &[Volume], binds: &[(PathBuf, String)]) -> Result<()> {
+pub fn enter(root: &Path, volumes: &[Volume], trees: &[OwnedFd], binds: &[(PathBuf, String)]) -> Result<()> {
     // Nothing done here may propagate back to the host.
     mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     // pivot_root wants a mount of this namespace's own as the new root, not
@@ -205,14 +207,12 @@ pub fn enter(root: &Path, volumes: &[Volume], binds: &[(PathBuf, String)]) -> Re
     )?;
     mount_sys(root)?;
     mount_dev(root)?;
-    for v in volumes {
+    // Volumes arrive as detached mounts the supervisor prepared.
+    for (v, tree) in volumes.iter().zip(trees) {
         let target = resolve_in_root(root, &v.guest)?;
-        if v.host.is_dir() {
-            ensure_dir(&target)?
-        } else {
-            ensure_file(&target)?
-        }
-        bind(&v.host, &target, v.read_only).map_err(|e| format!("volume {}: {e}", v.guest))?;
+        let is_dir = fstat(tree).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR).unwrap_or(true);
+        if is_dir { ensure_dir(&target)? } else { ensure_file(&target)? }
+        crate::sys::attach_mount(tree, &target).map_err(|e| format!("volume {}: {e}", v.guest))?;
     }
     for (host, guest) in binds {
         let target = resolve_in_root(root, guest)?;

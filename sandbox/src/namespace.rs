@@ -6,16 +6,19 @@
 //! The supervisor starts `monocore __sandbox-init` (see [`crate::init`]):
 //! between fork and exec the child unshares its namespaces and waits while
 //! a supervisor thread writes its id maps, moves it into its cgroup and
-//! attaches its network; the spec reaches it through a pipe.
+//! attaches its network and prepares its volumes; the spec and the
+//! volumes reach it through a socket ([`crate::channel`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 
+use crate::channel;
 use crate::error::{Error, Result};
 use crate::init::INIT_ARG;
 use crate::rootfs::Rootfs;
@@ -38,11 +41,17 @@ struct Running {
     id: String,
     child: Child,
     rootfs: Option<Rootfs>,
+    channel: UnixStream,
 }
 
 impl Instance for Running {
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn terminal(&mut self) -> Result<OwnedFd> {
+        let mut fds = channel::recv_fds(&self.channel, 1).map_err(|e| Error::io("receiving the terminal", e))?;
+        fds.pop().ok_or_else(|| Error::Setup("the sandbox init sent no terminal".into()))
     }
 
     fn wait(&mut self) -> Result<i32> {
@@ -85,29 +94,26 @@ impl Runtime for NamespaceRuntime {
         let rootfs = Rootfs::mount(start.vfs.clone(), &rootfs_path, start.id, start.spec.ids)?;
         let mut spec = start.spec.clone();
         spec.rootfs = rootfs_path;
-        // The init runs as an unprivileged host user who may not enter the
-        // volumes' parent directories: they are bound into the run
-        // directory first (read-only ones read-only, which the sandbox then
-        // cannot undo).
-        for (i, v) in spec.volumes.iter_mut().enumerate() {
-            let target = dir.join(format!("volume{i}"));
-            crate::mounts::bind_host(&v.host, &target, v.read_only).map_err(Error::Setup)?;
-            v.host = target;
-        }
+        let (mut channel, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the init's channel", e))?;
+        channel::send_spec(&mut channel, &spec).map_err(|e| Error::io("passing the spec", e))?;
         let [stdin, stdout, stderr] = start.stdio;
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg(INIT_ARG).env_clear().stdin(stdin).stdout(stdout).stderr(stderr);
-        let json = serde_json::to_vec(&spec).map_err(|e| Error::Setup(e.to_string()))?;
-        let child = spawn(&mut cmd, &json, spec.ids, &|pid| {
+        let child = spawn(&mut cmd, theirs, spec.ids, &|pid| {
             if let Some(cg) = start.cgroup {
                 cg.add(pid)?;
             }
             if let Some(net) = start.network {
                 net.attach(pid)?;
             }
+            if !spec.volumes.is_empty() {
+                let mounts = volume_mounts(pid, &spec.volumes)?;
+                let fds: Vec<_> = mounts.iter().map(std::os::fd::AsFd::as_fd).collect();
+                channel::send_fds(&channel, &fds).map_err(|e| Error::io("passing the volumes", e))?;
+            }
             Ok(())
         })?;
-        Ok(Box::new(Running { id: start.id.to_owned(), child, rootfs: Some(rootfs) }))
+        Ok(Box::new(Running { id: start.id.to_owned(), child, rootfs: Some(rootfs), channel }))
     }
 }
 
@@ -120,6 +126,26 @@ pub fn run_dir(id: &str) -> PathBuf {
 
 /// Host directory for all sandboxes' mounts.
 pub const RUN_DIR: &str = "/run/monocore";
+
+/// Each volume's host tree as a detached mount whose owners are mapped into
+/// the user namespace of process `pid` (so the sandbox's root owns what the
+/// host's root owns, as Podman's `:idmap`), read-only where asked. File
+/// systems that cannot be idmapped are bound as they are.
+fn volume_mounts(pid: u32, volumes: &[crate::spec::Volume]) -> Result<Vec<OwnedFd>> {
+    let ns_path = format!("/proc/{pid}/ns/user");
+    let userns = std::fs::File::open(&ns_path).map_err(|e| Error::io(format!("opening {ns_path}"), e))?;
+    volumes
+        .iter()
+        .map(|v| {
+            sys::clone_mount(&v.host, Some(&userns), v.read_only)
+                .or_else(|e| {
+                    tracing::info!("{}: no idmapped mount ({e}); binding it as it is", v.host.display());
+                    sys::clone_mount(&v.host, None, v.read_only)
+                })
+                .map_err(|e| Error::io(format!("preparing volume {}", v.host.display()), e))
+        })
+        .collect()
+}
 
 /// A directory that only root and the sandbox's root group can enter.
 fn make_private_dir(path: &Path, ids: IdRange) -> Result<()> {
@@ -172,17 +198,18 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Starts `cmd` in new namespaces: once the child has unshared them, maps
-/// its ids to `ids`, runs `prepare` with its pid, then lets it exec; `spec`
-/// is readable on its [`sys::SPEC_FD`].
-fn spawn(cmd: &mut Command, spec: &[u8], ids: IdRange, prepare: &(dyn Fn(u32) -> Result<()> + Sync)) -> Result<Child> {
+/// its ids to `ids`, runs `prepare` with its pid, then lets it exec with
+/// `channel` as its [`sys::CHANNEL_FD`].
+fn spawn(
+    cmd: &mut Command,
+    channel: UnixStream,
+    ids: IdRange,
+    prepare: &(dyn Fn(u32) -> Result<()> + Sync),
+) -> Result<Child> {
     let (unshared_r, unshared_w) = pipe()?;
     let (mapped_r, mapped_w) = pipe()?;
-    let (spec_r, spec_w) = pipe()?;
-    // The spec fits the pipe's buffer; writing it now means no ordering
-    // between the handshake and the spec.
-    std::fs::File::from(spec_w).write_all(spec).map_err(|e| Error::io("passing the spec", e))?;
     let handshake =
-        Handshake { unshared: unshared_w.as_raw_fd(), mapped: mapped_r.as_raw_fd(), spec: spec_r.as_raw_fd() };
+        Handshake { unshared: unshared_w.as_raw_fd(), mapped: mapped_r.as_raw_fd(), channel: channel.as_raw_fd() };
     sys::unshare_before_exec(cmd, NAMESPACES, handshake);
     std::thread::scope(|scope| {
         let helper = scope.spawn(move || -> Result<()> {
@@ -204,7 +231,7 @@ fn spawn(cmd: &mut Command, spec: &[u8], ids: IdRange, prepare: &(dyn Fn(u32) ->
         // EOF if the child died before reporting.
         drop(unshared_w);
         drop(mapped_r);
-        drop(spec_r);
+        drop(channel);
         let helped = helper.join().unwrap_or_else(|_| Err(Error::Setup("namespace helper panicked".into())));
         match (spawned, helped) {
             (Ok(child), Ok(())) => Ok(child),

@@ -31,6 +31,8 @@ pub struct Start<'a> {
 pub trait Instance: Send {
     /// Host pid that signals for the command are sent to.
     fn pid(&self) -> u32;
+    /// With `-t`: waits for the master side of the command's terminal.
+    fn terminal(&mut self) -> Result<std::os::fd::OwnedFd>;
     /// Waits until the command ends; its shell-style status (128+N when
     /// killed by signal N).
     fn wait(&mut self) -> Result<i32>;

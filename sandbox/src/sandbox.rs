@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monofs::object::Revision;
@@ -190,7 +191,7 @@ struct Relay {
 impl Relay {
     /// Blocks the relayed signals in this thread (and so in every thread it
     /// starts later) and starts the relaying thread.
-    fn start(pty: Option<Arc<Pty>>) -> Result<Relay> {
+    fn start(pty: Arc<OnceLock<Pty>>) -> Result<Relay> {
         let mut set = SigSet::empty();
         for s in RELAYED {
             set.add(s);
@@ -203,7 +204,7 @@ impl Relay {
             let mut interrupts = 0;
             while let Ok(sig) = set.wait() {
                 if sig == Signal::SIGWINCH {
-                    if let Some(p) = &pty {
+                    if let Some(p) = pty.get() {
                         p.resize();
                     }
                     continue;
@@ -252,13 +253,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         Err(e) if opts.limits.any() => return Err(e),
         Err(_) => None,
     };
-    let pty = if opts.tty { Some(Pty::open()?) } else { None };
-    let (pty, stdio) = match pty {
-        Some((p, streams)) => (Some(Arc::new(p)), streams),
-        None => {
-            (None, [std::process::Stdio::inherit(), std::process::Stdio::inherit(), std::process::Stdio::inherit()])
-        }
-    };
+    let pty = Arc::new(OnceLock::new());
     let relay = Relay::start(pty.clone())?;
 
     let home = store.home().to_owned();
@@ -336,14 +331,24 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         vfs: vfs.clone(),
         cgroup: teardown.cgroup.as_ref(),
         network: teardown.network.as_ref(),
-        stdio,
+        stdio: [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
     })?;
-    let output = match &pty {
-        Some(p) => {
-            p.raw();
-            Some(p.relay()?)
+    // With -t the command's streams are a terminal its init makes; errors
+    // before that still reach ours.
+    let output = if opts.tty {
+        match instance.terminal() {
+            Ok(master) => {
+                let p = pty.get_or_init(|| Pty::new(master));
+                p.raw();
+                Some(p.relay()?)
+            }
+            Err(e) => {
+                tracing::debug!("{e}");
+                None
+            }
         }
-        None => None,
+    } else {
+        None
     };
     let pid = instance.pid();
     relay.target.store(pid, Ordering::SeqCst);
@@ -360,6 +365,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     if let Some(out) = output {
         let _ = out.join();
     }
+    // Restores our terminal's mode.
     drop(pty);
     let mut status = waited?;
     let oom = teardown.cgroup.as_ref().map_or(0, Cgroup::oom_kills) > 0;

@@ -1,10 +1,15 @@
 //! The few system calls that need `unsafe`: code run between fork and exec,
-//! fork itself, and ioctls nix has no safe wrapper for. Everything else in
-//! the crate uses nix's safe API.
+//! fork itself, descriptors received from another process, the new mount
+//! API (idmapped mounts) and ioctls nix has no safe wrapper for. Everything
+//! else in the crate uses nix's safe API.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use nix::errno::Errno;
@@ -14,10 +19,10 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Gid, Uid};
 
-/// The file descriptor the sandbox's init reads its [`crate::spec::RunSpec`] from.
-pub const SPEC_FD: RawFd = 3;
+/// The sandbox init's end of its channel to the supervisor (see [`crate::channel`]).
+pub const CHANNEL_FD: RawFd = 3;
 
-/// Where the spec's descriptor is parked between fork and exec.
+/// Where the channel's descriptor is parked between fork and exec.
 const HIGH_FD: RawFd = 64;
 
 /// Pipes of the id-mapping handshake, seen from the child.
@@ -27,8 +32,8 @@ pub struct Handshake {
     pub unshared: RawFd,
     /// The child waits for one byte here: its uid and gid maps are written.
     pub mapped: RawFd,
-    /// Read end of the pipe carrying the spec; becomes [`SPEC_FD`].
-    pub spec: RawFd,
+    /// The child's end of the channel; becomes [`CHANNEL_FD`].
+    pub channel: RawFd,
 }
 
 /// Makes `cmd` start in new namespaces (`flags`, which include a user
@@ -55,13 +60,13 @@ pub fn unshare_before_exec(cmd: &mut Command, flags: CloneFlags, handshake: Hand
         step(nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))?;
         step(nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
         step(nix::unistd::setsid().map(drop))?;
-        // Park the spec's pipe above SPEC_FD first: it may sit on SPEC_FD's
+        // Park the channel above CHANNEL_FD first: it may sit on that
         // number, which dup2 would otherwise close.
         // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; the copy closes at exec.
-        let parked = unsafe { libc::fcntl(handshake.spec, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+        let parked = unsafe { libc::fcntl(handshake.channel, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
         // SAFETY: dup2 onto a fixed descriptor number that nothing else in the
         // child uses between fork and exec; the source is open.
-        if parked < 0 || unsafe { libc::dup2(parked, SPEC_FD) } < 0 {
+        if parked < 0 || unsafe { libc::dup2(parked, CHANNEL_FD) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
@@ -123,14 +128,109 @@ pub fn set_window_size(fd: RawFd, ws: &Winsize) -> nix::Result<()> {
     Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws) }).map(drop)
 }
 
-/// Takes ownership of [`SPEC_FD`], which the supervisor set up for the
-/// sandbox's init; reading it to the end and dropping it closes it, so the
-/// command does not inherit it.
-pub fn take_spec_fd() -> std::fs::File {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: SPEC_FD was placed by `unshare_before_exec` for this process and
-    // nothing else in it owns or closes that descriptor.
-    std::fs::File::from(unsafe { OwnedFd::from_raw_fd(SPEC_FD) })
+/// Takes ownership of [`CHANNEL_FD`], which the supervisor set up for the
+/// sandbox's init.
+pub fn take_channel() -> UnixStream {
+    // SAFETY: CHANNEL_FD was placed by `unshare_before_exec` for this process
+    // and nothing else in it owns or closes that descriptor.
+    UnixStream::from(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) })
+}
+
+/// Receives one message of up to `max` descriptors (and a byte) on `sock`.
+pub fn recv_fds(sock: &UnixStream, max: usize) -> std::io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let payload = (max.max(1) * std::mem::size_of::<RawFd>()) as libc::c_uint;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let mut space = vec![0u8; unsafe { libc::CMSG_SPACE(payload) } as usize];
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    if msg.bytes == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the other side closed the channel"));
+    }
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS hands this process new descriptors that
+            // nothing else owns; each is wrapped exactly once.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok(fds)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// A detached copy of the mount tree at `source` whose owners are mapped
+/// through user namespace `userns` (an open `/proc/PID/ns/user`) when given,
+/// and read-only if asked; attach it with [`attach_mount`].
+pub fn clone_mount(source: &Path, userns: Option<&std::fs::File>, read_only: bool) -> std::io::Result<OwnedFd> {
+    let path = CString::new(source.as_os_str().as_bytes())?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree reads a NUL-terminated path we own; on success it
+    // returns a new descriptor that we wrap once.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is the new descriptor open_tree returned.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let mut attr = MountAttr { attr_set: 0, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    if let Some(ns) = userns {
+        attr.attr_set |= MOUNT_ATTR_IDMAP;
+        attr.userns_fd = ns.as_raw_fd() as u64;
+    }
+    if read_only {
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    }
+    if attr.attr_set != 0 {
+        let empty = c"";
+        // SAFETY: mount_setattr reads `attr` (size passed) and the empty
+        // path; tree and the namespace descriptor are open.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(tree)
+}
+
+/// Attaches detached mount `tree` on `target`.
+pub fn attach_mount(tree: &OwnedFd, target: &Path) -> std::io::Result<()> {
+    let to = CString::new(target.as_os_str().as_bytes())?;
+    let empty = c"";
+    // SAFETY: move_mount reads two NUL-terminated paths we own; tree is open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Closes every descriptor from `first` up, so the command inherits none of

@@ -1,10 +1,10 @@
-//! `-t`: the command gets a pseudo-terminal whose other end the supervisor
-//! relays to its own terminal, put in raw mode so keys (Ctrl-C included)
-//! reach the sandbox as typed.
+//! `-t`: the command gets a pseudo-terminal of the sandbox's own `/dev/pts`
+//! (made by its init); the supervisor relays the master side to its own
+//! terminal, put in raw mode so keys (Ctrl-C included) reach the sandbox as
+//! typed.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::Stdio;
 use std::thread::JoinHandle;
 
 use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
@@ -19,15 +19,12 @@ pub struct Pty {
 }
 
 impl Pty {
-    /// Opens a terminal sized as ours; returns it and the command's three
-    /// standard streams on its other end.
-    pub fn open() -> Result<(Pty, [Stdio; 3])> {
-        let stdin = std::io::stdin();
-        let size = sys::window_size(stdin.as_raw_fd());
-        let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| Error::sys("opening a pseudo-terminal", e))?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("duplicating the terminal", e));
-        let streams = [Stdio::from(dup(&pty.slave)?), Stdio::from(dup(&pty.slave)?), Stdio::from(pty.slave)];
-        Ok((Pty { master: pty.master, saved: std::sync::Mutex::new(None) }, streams))
+    /// Relays `master`, the terminal the sandbox made for its command,
+    /// sized as ours.
+    pub fn new(master: OwnedFd) -> Pty {
+        let pty = Pty { master, saved: std::sync::Mutex::new(None) };
+        pty.resize();
+        pty
     }
 
     /// Puts our terminal (if stdin is one) in raw mode until dropped.

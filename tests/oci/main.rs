@@ -6,6 +6,7 @@
 mod bad_input;
 mod import;
 mod registry;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

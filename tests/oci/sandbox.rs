@@ -1,0 +1,351 @@
+//! `monocore tmp` end to end, as root: real user/mount/pid/net namespaces,
+//! cgroups and a FUSE root file system. Each test has its own
+//! `MONOCORE_HOME` and a busybox image built offline.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Env, have_tools};
+
+/// An environment with image `bb` imported, or `None` when the test cannot
+/// run here (not root, or tools missing outside CI).
+fn sandbox_env(test: &str) -> Option<Env> {
+    if !monofs_fixtures::is_root() {
+        assert!(std::env::var("CI").is_err(), "{test}: CI runs as root");
+        eprintln!("SKIP {test}: needs root");
+        return None;
+    }
+    if !have_tools(test) {
+        return None;
+    }
+    let env = Env::new();
+    let layout = monofs_fixtures::oci::busybox_layout(env.dir.path());
+    env.ok(&[&"import", &layout, &"--tag", &"bb"]);
+    Some(env)
+}
+
+fn tmp(env: &Env, args: &[&str]) -> Output {
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"tmp"];
+    for a in args {
+        all.push(a);
+    }
+    env.run(&all)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a shell command line in a sandbox of `bb`; asserts success; stdout.
+fn sh(env: &Env, extra: &[&str], script: &str) -> String {
+    let mut args = extra.to_vec();
+    args.extend(["bb", "--", "/bin/sh", "-c", script]);
+    let out = tmp(env, &args);
+    assert!(out.status.success(), "{script}: {:?}\n{}{}", out.status, stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// Everything a sandbox of `env` could leave behind on the host.
+fn leftovers(env: &Env) -> Vec<String> {
+    let mut found = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let sandboxes: Vec<String> = std::fs::read_dir(env.home().join("sandboxes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for id in &sandboxes {
+        found.push(format!("state dir {id}"));
+    }
+    for id in sandboxes.iter().chain(owned_ids(env).iter()) {
+        if mounts.contains(&format!("/run/monocore/{id}")) {
+            found.push(format!("mount of {id}"));
+        }
+        if Path::new("/run/monocore").join(id).exists() {
+            found.push(format!("run dir {id}"));
+        }
+        for c in ["memory", "pids", "cpu"] {
+            if Path::new("/sys/fs/cgroup").join(c).join(format!("monocore-{id}")).exists() {
+                found.push(format!("cgroup {c} of {id}"));
+            }
+        }
+    }
+    let out = env.ok(&[&"ps", &"--json"]);
+    if super::json(&out).as_array().is_some_and(|a| !a.is_empty()) {
+        found.push(format!("ps lists {out}"));
+    }
+    found
+}
+
+/// Ids of sandboxes this environment started (recorded by `started`).
+fn owned_ids(env: &Env) -> Vec<String> {
+    std::fs::read_to_string(env.path("ids")).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+/// Starts `monocore tmp bb -- ARGS` in the background and waits until `ps`
+/// shows it; returns the child and the sandbox id.
+fn started(env: &Env, args: &[&str]) -> (Child, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_monocore"));
+    c.env("MONOCORE_HOME", env.home()).args(["tmp", "bb", "--"]).args(args);
+    let child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ps = super::json(&env.ok(&[&"ps", &"--json"]));
+        if let Some(id) = ps.as_array().and_then(|a| a.first()).and_then(|s| s["id"].as_str()) {
+            let mut ids = owned_ids(env);
+            ids.push(id.to_owned());
+            std::fs::write(env.path("ids"), ids.join("\n")).expect("record id");
+            // The command runs once the init is recorded.
+            if ps[0]["init"].is_object() {
+                return (child, id.to_owned());
+            }
+        }
+        assert!(Instant::now() < deadline, "sandbox did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn exit_status_and_separate_streams_pass_through() {
+    let Some(env) = sandbox_env("exit_status_and_separate_streams_pass_through") else { return };
+    let out = tmp(&env, &["bb", "--", "/bin/sh", "-c", "echo to-out; echo to-err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "to-out\n");
+    assert_eq!(stderr(&out), "to-err\n");
+    let killed = tmp(&env, &["bb", "--", "/bin/sh", "-c", "kill -9 $$"]);
+    assert_eq!(killed.status.code(), Some(137), "a signal death is 128+N");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+        .env("MONOCORE_HOME", env.home())
+        .args(["tmp", "bb", "--", "/bin/sh", "-c", "read line; echo got:$line"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"piped\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "got:piped\n");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+#[test]
+fn image_config_and_options_shape_the_process() {
+    let Some(env) = sandbox_env("image_config_and_options_shape_the_process") else { return };
+    assert_eq!(sh(&env, &[], "echo $FROM_IMAGE $(pwd) $(id -u):$(id -g)"), "yes /tmp 0:0\n");
+    // The image's default command is its cmd (/bin/sh, reading stdin).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+        .env("MONOCORE_HOME", env.home())
+        .args(["tmp", "bb"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"echo from-default-cmd\n").expect("write");
+    assert_eq!(stdout(&child.wait_with_output().expect("wait")), "from-default-cmd\n");
+    std::fs::write(env.path("envfile"), "# comment\nFROM_FILE=f1\nFROM_IMAGE=overridden-by-e\n").expect("envfile");
+    let envfile = env.path("envfile");
+    let out = sh(
+        &env,
+        &["--env-file", envfile.to_str().expect("utf-8"), "-e", "FROM_IMAGE=cli", "-w", "/work/dir", "-u", "1234:55"],
+        "echo $FROM_IMAGE $FROM_FILE $(pwd) $(id -u):$(id -g) $HOME",
+    );
+    assert_eq!(out, "cli f1 /work/dir 1234:55 /\n");
+    let host = sh(&env, &[], "hostname");
+    assert_eq!(host.trim().len(), 12, "the hostname is the sandbox id: {host}");
+}
+
+#[test]
+fn the_sandbox_is_isolated_from_the_host() {
+    let Some(env) = sandbox_env("the_sandbox_is_isolated_from_the_host") else { return };
+    let secret = env.path("host-secret");
+    std::fs::write(&secret, "x").expect("secret");
+    let seen = sh(&env, &[], &format!("[ -e {} ] && echo seen || echo hidden", secret.display()));
+    assert_eq!(seen, "hidden\n");
+    // Own pid namespace: pid 1 is the sandbox's init, few processes.
+    let ps = sh(&env, &[], "ps -o pid,comm");
+    assert!(ps.lines().count() <= 4, "{ps}");
+    assert!(ps.lines().any(|l| l.trim_start().starts_with("1 ")), "{ps}");
+    // No route out with --scope none; loopback works.
+    let net = sh(&env, &[], "ip route; ip -o link | grep -c LOOPBACK; ip -o addr show lo | grep -c 127.0.0.1");
+    assert!(!net.contains("default"), "{net}");
+    assert_eq!(net.lines().collect::<Vec<_>>(), ["1", "1"], "{net}");
+    // Root inside is an unprivileged host id.
+    let map = sh(&env, &[], "cat /proc/self/uid_map");
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields[0], "0");
+    assert!(fields[1].parse::<u32>().expect("host id") >= 100_000, "{map}");
+    // Files owned by root in the image are root's inside.
+    assert_eq!(sh(&env, &[], "stat -c %u:%g /etc/marker /bin/busybox"), "0:0\n0:0\n");
+    // /sys is read-only; no new privileges.
+    assert!(sh(&env, &[], "touch /sys/x 2>&1; grep NoNewPrivs /proc/self/status").contains("NoNewPrivs:\t1"));
+    let dev = sh(&env, &[], "ls /dev | tr '\\n' ' '; echo; echo x > /dev/null && head -c 4 /dev/zero | wc -c");
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"] {
+        assert!(dev.split_whitespace().any(|n| n == d), "/dev lacks {d}: {dev}");
+    }
+    assert!(dev.ends_with("4\n"), "{dev}");
+}
+
+#[test]
+fn writes_are_thrown_away_unless_kept() {
+    let Some(env) = sandbox_env("writes_are_thrown_away_unless_kept") else { return };
+    sh(&env, &[], "echo hi > /etc/written; rm /etc/marker");
+    assert_eq!(sh(&env, &[], "cat /etc/marker; [ -e /etc/written ] && echo kept || echo gone"), "image-file\ngone\n");
+    let out = tmp(&env, &["--keep", "bb", "--", "/bin/sh", "-c", "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let id = err.split_whitespace().skip_while(|w| *w != "sandbox").nth(1).expect("kept id in message").to_owned();
+    let diff = env.ok(&[&"diff", &id]);
+    let mut lines: Vec<&str> = diff.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["A f", "A newdir", "A tmp/t", "D etc/marker"], "{diff}");
+    assert!(env.fails(&[&"diff", &"ffffffff"]).contains("no kept sandbox"));
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+#[test]
+fn volumes_bind_host_paths_and_read_only_means_it() {
+    let Some(env) = sandbox_env("volumes_bind_host_paths_and_read_only_means_it") else { return };
+    let vol = env.path("vol");
+    std::fs::create_dir(&vol).expect("vol");
+    std::fs::write(vol.join("file"), "host data\n").expect("file");
+    let ro = format!("{}:/data:ro", vol.display());
+    let out = sh(&env, &["-v", &ro], "cat /data/file; echo y > /data/new 2>/dev/null && echo wrote || echo refused; mount -o remount,rw /data 2>/dev/null && echo remounted || echo stuck");
+    assert_eq!(out, "host data\nrefused\nstuck\n");
+    assert!(!vol.join("new").exists());
+    let rw = format!("{}:/data", vol.display());
+    sh(&env, &["-v", &rw], "echo from-sandbox > /data/new");
+    assert_eq!(std::fs::read_to_string(vol.join("new")).expect("written through the volume"), "from-sandbox\n");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+#[test]
+fn limits_are_enforced_and_reported() {
+    let Some(env) = sandbox_env("limits_are_enforced_and_reported") else { return };
+    let out = tmp(&env, &["--memory", "16m", "bb", "--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("survived"));
+    assert!(stderr(&out).contains("out of memory"), "{}", stderr(&out));
+    let forks = tmp(&env, &["--pids", "4", "bb", "--", "/bin/sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"]);
+    assert!(stderr(&forks).contains("can't fork"), "{}", stderr(&forks));
+    let start = Instant::now();
+    let slow = tmp(&env, &["--timeout", "1s", "bb", "--", "sleep", "30"]);
+    assert_eq!(slow.status.code(), Some(124));
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(stderr(&slow).contains("--timeout"), "{}", stderr(&slow));
+    sh(&env, &["--cpus", "0.5"], "true");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_leaves_nothing() {
+    let Some(env) = sandbox_env("bad_input_is_one_clear_line_and_leaves_nothing") else { return };
+    for (args, says) in [
+        (vec!["--memory", "lots", "bb", "--", "true"], "invalid --memory"),
+        (vec!["--cpus", "0", "bb", "--", "true"], "invalid --cpus"),
+        (vec!["--scope", "galaxy", "bb", "--", "true"], "invalid --scope"),
+        (vec!["--isolation", "container", "bb", "--", "true"], "invalid --isolation"),
+        (vec!["-v", "/nonexistent-host-path:/x", "bb", "--", "true"], "invalid -v"),
+        (vec!["-v", "/tmp:relative", "bb", "--", "true"], "invalid -v"),
+        (vec!["-u", "ghost", "bb", "--", "true"], "no user 'ghost'"),
+    ] {
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"tmp"];
+        for a in &args {
+            all.push(a);
+        }
+        if says.starts_with("invalid") {
+            assert!(env.fails(&all).contains(says), "{args:?}");
+        } else {
+            let out = env.run(&all);
+            assert_eq!(out.status.code(), Some(125), "{args:?}");
+            assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        }
+    }
+    let missing = tmp(&env, &["bb", "--", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("no-such-command"));
+    assert!(env.fails(&[&"tmp", &"no-such-image-here.invalid/x", &"--", &"true"]).contains("no-such-image-here"));
+    let microvm = env.fails(&[&"tmp", &"--isolation", &"microvm", &"bb", &"--", &"true"]);
+    assert!(microvm.contains("microvm"), "{microvm}");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+#[test]
+fn interrupt_stop_and_clean_leave_nothing_behind() {
+    let Some(env) = sandbox_env("interrupt_stop_and_clean_leave_nothing_behind") else { return };
+    // Ctrl-C (SIGINT to monocore) reaches the command; everything goes.
+    let (mut child, _) = started(&env, &["sleep", "1000"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("kill");
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("monocore exits after SIGINT");
+    assert_eq!(status.code(), Some(130));
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+
+    // `stop` ends one that ignores SIGTERM after the grace period.
+    let (mut child, id) = started(&env, &["/bin/sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]);
+    let out = env.ok(&[&"stop", &"--time", &"1", &&id[..6]]);
+    assert_eq!(out.trim(), id);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some());
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+    assert!(env.fails(&[&"stop", &"0000000"]).contains("no sandbox"));
+
+    // kill -9 of monocore: its sandbox dies with it; `clean` releases the rest.
+    let (mut child, id) = started(&env, &["sleep", "1000"]);
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new("/sys/fs/cgroup/pids").join(format!("monocore-{id}")).exists()
+        && std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids").join(format!("monocore-{id}/cgroup.procs")))
+            .is_ok_and(|p| !p.trim().is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = super::json(&env.ok(&[&"ps", &"--json"]));
+    assert_eq!(listed[0]["status"], "dead", "{listed}");
+    let cleaned = super::json(&env.ok(&[&"clean", &"--json"]));
+    assert_eq!(cleaned["sandboxes"][0], id.as_str(), "{cleaned}");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+    // The image store is intact and usable afterwards.
+    assert_eq!(sh(&env, &[], "cat /etc/marker"), "image-file\n");
+}
+
+#[test]
+fn a_terminal_gives_an_interactive_shell() {
+    let Some(env) = sandbox_env("a_terminal_gives_an_interactive_shell") else { return };
+    // util-linux `script` puts monocore on a terminal and types for us.
+    let cmd = format!("{} tmp -t bb -- /bin/sh", env!("CARGO_BIN_EXE_monocore"));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("MONOCORE_HOME", env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"tty; echo sum=$((40+2)); exit 3\n").expect("type");
+    let out = child.wait_with_output().expect("wait");
+    let text = stdout(&out);
+    assert!(text.contains("sum=42"), "{text}");
+    assert!(text.contains("/dev/pts/0"), "the terminal is the sandbox's own: {text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    drop(stdin);
+}

@@ -1,1 +1,0 @@
-//! End-to-end tests of `monocore tmp`: real namespaces, cgroups and FUSE root filesystems.
