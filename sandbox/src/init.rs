@@ -124,7 +124,7 @@ fn pid1(spec: &RunSpec, signals: &SigSet, channel: UnixStream, volumes: &[OwnedF
         fail(EXIT_SETUP, &format!("bringing up loopback: {e}"));
     }
     let root = Path::new(&spec.rootfs);
-    if let Err(e) = crate::mounts::enter(root, &spec.volumes, volumes, &spec.binds) {
+    if let Err(e) = crate::mounts::enter(root, &spec.volumes, volumes, &spec.files) {
         fail(EXIT_SETUP, &e);
     }
     let terminal = match spec.tty.then(|| open_terminal(&channel)).transpose() {
@@ -189,7 +189,9 @@ fn open_terminal(channel: &UnixStream) -> Result<OwnedFd, String> {
     use nix::fcntl::OFlag;
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
-    nix::pty::grantpt(&master).and_then(|()| nix::pty::unlockpt(&master)).map_err(|e| format!("unlocking the terminal: {e}"))?;
+    nix::pty::grantpt(&master)
+        .and_then(|()| nix::pty::unlockpt(&master))
+        .map_err(|e| format!("unlocking the terminal: {e}"))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| format!("naming the terminal: {e}"))?;
     let slave = std::fs::OpenOptions::new()
         .read(true)

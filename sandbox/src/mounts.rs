@@ -12,7 +12,7 @@ use nix::sys::stat::fstat;
 use nix::sys::statvfs::{FsFlags, statvfs};
 use std::os::fd::OwnedFd;
 
-use crate::spec::Volume;
+use crate::spec::{GivenFile, Volume};
 
 /// Host device nodes bound into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -190,7 +190,7 @@ fn mount_sys(root: &Path) -> Result<()> {
 
 /// Builds the sandbox's mounts under `root` (the monofs tree) and makes it
 /// the root directory of this mount namespace.
-pub fn enter(root: &Path, volumes: &[Volume], trees: &[OwnedFd], binds: &[(PathBuf, String)]) -> Result<()> {
+pub fn enter(root: &Path, volumes: &[Volume], trees: &[OwnedFd], files: &[GivenFile]) -> Result<()> {
     // Nothing done here may propagate back to the host.
     mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     // pivot_root wants a mount of this namespace's own as the new root, not
@@ -211,11 +211,16 @@ pub fn enter(root: &Path, volumes: &[Volume], trees: &[OwnedFd], binds: &[(PathB
     for (v, tree) in volumes.iter().zip(trees) {
         let target = resolve_in_root(root, &v.guest)?;
         let is_dir = fstat(tree).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR).unwrap_or(true);
-        if is_dir { ensure_dir(&target)? } else { ensure_file(&target)? }
+        if is_dir {
+            ensure_dir(&target)?
+        } else {
+            ensure_file(&target)?
+        }
         crate::sys::attach_mount(tree, &target).map_err(|e| format!("volume {}: {e}", v.guest))?;
     }
-    for (host, guest) in binds {
-        let target = resolve_in_root(root, guest)?;
+    for f in files {
+        let Some(host) = &f.host else { return Err(format!("{}: not prepared by the runtime", f.path)) };
+        let target = resolve_in_root(root, &f.path)?;
         ensure_file(&target)?;
         bind(host, &target, true)?;
     }

@@ -11,8 +11,8 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use nix::fcntl::OFlag;
@@ -94,6 +94,13 @@ impl Runtime for NamespaceRuntime {
         let rootfs = Rootfs::mount(start.vfs.clone(), &rootfs_path, start.id, start.spec.ids)?;
         let mut spec = start.spec.clone();
         spec.rootfs = rootfs_path;
+        // Given files go in the run directory, which the init can enter.
+        for (i, f) in spec.files.iter_mut().enumerate() {
+            let path = dir.join(format!("file{i}"));
+            std::fs::write(&path, f.contents.as_bytes())
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            f.host = Some(path);
+        }
         let (mut channel, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the init's channel", e))?;
         channel::send_spec(&mut channel, &spec).map_err(|e| Error::io("passing the spec", e))?;
         let [stdin, stdout, stderr] = start.stdio;

@@ -5,8 +5,8 @@
 //! interrupted. `--keep` turns the tree into a revision first.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::namespace::NamespaceRuntime;
 use crate::net::Network;
 use crate::runtime::{Instance, Runtime, Start};
-use crate::spec::{self, IdRange, Limits, RunSpec, Scope, Volume};
+use crate::spec::{self, GivenFile, IdRange, Limits, RunSpec, Scope, Volume};
 use crate::state::{self, Process, Record};
 use crate::tty::Pty;
 
@@ -296,11 +296,9 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
             Err(e) => tracing::info!("no cgroup for the sandbox: {e}"),
         }
     }
-    let mut binds = Vec::new();
+    let mut files = Vec::new();
     if opts.scope != Scope::None {
-        let resolv = teardown.record.dir(&home).join("resolv.conf");
-        std::fs::write(&resolv, Network::resolv_conf()).map_err(|e| Error::io("writing resolv.conf", e))?;
-        binds.push((resolv, "/etc/resolv.conf".to_owned()));
+        files.push(GivenFile { path: "/etc/resolv.conf".into(), contents: Network::resolv_conf(), host: None });
         teardown.network = Some(Network::new(&id, slot, opts.scope));
     }
     let spec = RunSpec {
@@ -319,7 +317,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         scope: opts.scope,
         ids: IdRange::for_slot(slot),
         rootfs: PathBuf::new(),
-        binds,
+        files,
     };
     let vfs = Arc::new(Vfs::serve(repo.clone(), Tree::Named(teardown.record.worktree.clone()))?);
     if relay.cancelled.load(Ordering::SeqCst) {

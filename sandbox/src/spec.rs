@@ -31,8 +31,20 @@ pub struct RunSpec {
     pub ids: IdRange,
     /// Where the root file system is mounted on the host (set by the runtime).
     pub rootfs: PathBuf,
-    /// Host files bound read-only over sandbox paths (`/etc/resolv.conf`, ...).
-    pub binds: Vec<(PathBuf, String)>,
+    /// Files given to the sandbox read-only, such as `/etc/resolv.conf`;
+    /// the image's own file, if any, is covered, not changed.
+    pub files: Vec<GivenFile>,
+}
+
+/// A file the supervisor gives the sandbox.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GivenFile {
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    /// What it holds.
+    pub contents: String,
+    /// Where the runtime put it on the host for the sandbox to bind.
+    pub host: Option<PathBuf>,
 }
 
 /// `-v HOST:GUEST[:ro]`.

@@ -208,7 +208,10 @@ fn writes_are_thrown_away_unless_kept() {
     let Some(env) = sandbox_env("writes_are_thrown_away_unless_kept") else { return };
     sh(&env, &[], "echo hi > /etc/written; rm /etc/marker");
     assert_eq!(sh(&env, &[], "cat /etc/marker; [ -e /etc/written ] && echo kept || echo gone"), "image-file\ngone\n");
-    let out = tmp(&env, &["--keep", "bb", "--", "/bin/sh", "-c", "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t"]);
+    let out = tmp(
+        &env,
+        &["--keep", "bb", "--", "/bin/sh", "-c", "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     let id = err.split_whitespace().skip_while(|w| *w != "sandbox").nth(1).expect("kept id in message").to_owned();
@@ -227,7 +230,11 @@ fn volumes_bind_host_paths_and_read_only_means_it() {
     std::fs::create_dir(&vol).expect("vol");
     std::fs::write(vol.join("file"), "host data\n").expect("file");
     let ro = format!("{}:/data:ro", vol.display());
-    let out = sh(&env, &["-v", &ro], "cat /data/file; echo y > /data/new 2>/dev/null && echo wrote || echo refused; mount -o remount,rw /data 2>/dev/null && echo remounted || echo stuck");
+    let out = sh(
+        &env,
+        &["-v", &ro],
+        "cat /data/file; echo y > /data/new 2>/dev/null && echo wrote || echo refused; mount -o remount,rw /data 2>/dev/null && echo remounted || echo stuck",
+    );
     assert_eq!(out, "host data\nrefused\nstuck\n");
     assert!(!vol.join("new").exists());
     let rw = format!("{}:/data", vol.display());
@@ -239,11 +246,23 @@ fn volumes_bind_host_paths_and_read_only_means_it() {
 #[test]
 fn limits_are_enforced_and_reported() {
     let Some(env) = sandbox_env("limits_are_enforced_and_reported") else { return };
-    let out = tmp(&env, &["--memory", "16m", "bb", "--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]);
+    let out = tmp(
+        &env,
+        &[
+            "--memory",
+            "16m",
+            "bb",
+            "--",
+            "/bin/sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert!(!stdout(&out).contains("survived"));
     assert!(stderr(&out).contains("out of memory"), "{}", stderr(&out));
-    let forks = tmp(&env, &["--pids", "4", "bb", "--", "/bin/sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"]);
+    let forks =
+        tmp(&env, &["--pids", "4", "bb", "--", "/bin/sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"]);
     assert!(stderr(&forks).contains("can't fork"), "{}", stderr(&forks));
     let start = Instant::now();
     let slow = tmp(&env, &["--timeout", "1s", "bb", "--", "sleep", "30"]);
@@ -293,7 +312,8 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
     let Some(env) = sandbox_env("interrupt_stop_and_clean_leave_nothing_behind") else { return };
     // Ctrl-C (SIGINT to monocore) reaches the command; everything goes.
     let (mut child, _) = started(&env, &["sleep", "1000"]);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("kill");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("kill");
     let status = wait_exit(&mut child, Duration::from_secs(20)).expect("monocore exits after SIGINT");
     assert_eq!(status.code(), Some(130));
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
@@ -348,4 +368,33 @@ fn a_terminal_gives_an_interactive_shell() {
     assert!(text.contains("/dev/pts/0"), "the terminal is the sandbox's own: {text}");
     assert_eq!(out.status.code(), Some(3), "{text}");
     drop(stdin);
+}
+
+#[test]
+fn network_scopes_reach_what_they_say() {
+    let Some(env) = sandbox_env("network_scopes_reach_what_they_say") else { return };
+    // A host service the sandbox may reach through its veth pair; only
+    // sandbox addresses get an answer.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            if conn.peer_addr().is_ok_and(|a| a.to_string().starts_with("10.200.")) {
+                use std::io::Write;
+                let _ = conn.write_all(b"pong\n");
+            }
+        }
+    });
+    let probe = format!(
+        "ip route | grep -q default && echo routed || echo unrouted; gw=$(ip route | grep default | cut -d' ' -f3); \
+         [ -n \"$gw\" ] && busybox nc -w 3 $gw {port} </dev/null || echo no-answer"
+    );
+    assert_eq!(sh(&env, &[], &probe), "unrouted\nno-answer\n");
+    assert_eq!(sh(&env, &["--scope", "local"], &probe), "routed\npong\n");
+    assert_eq!(sh(&env, &["--scope", "any"], &probe), "routed\npong\n");
+    // Public scope: the internet only, not the host or private networks.
+    assert_eq!(sh(&env, &["--scope", "public"], &probe), "routed\nno-answer\n");
+    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    assert!(!stdout(&tables).contains("monocore_"), "leftover nftables table: {}", stdout(&tables));
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
