@@ -2,7 +2,7 @@
 # Installs the system packages the tests and demos use (Debian 12, as root).
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
-packages=(attr fuse3 libnfs-utils xz-utils curl umoci busybox-static skopeo docker-registry)
+packages=(attr fuse3 libnfs-utils xz-utils curl umoci busybox-static skopeo docker-registry iproute2 nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
