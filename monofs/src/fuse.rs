@@ -24,19 +24,27 @@ const TTL: Duration = Duration::from_secs(1);
 pub struct FuseFs {
     vfs: Arc<Vfs>,
     ids: IdShift,
+    flush_on_unmount: bool,
 }
 
 impl FuseFs {
     /// Serves `vfs` with the stored owners as they are.
     pub fn new(vfs: Arc<Vfs>) -> FuseFs {
-        FuseFs { vfs, ids: IdShift::NONE }
+        FuseFs { vfs, ids: IdShift::NONE, flush_on_unmount: true }
     }
 
     /// Serves `vfs` with owners shifted by `ids`: for a root file system
     /// used from a user namespace whose ids map to a host range, so that a
     /// file stored as owned by root is owned by the namespace's root.
     pub fn with_id_shift(vfs: Arc<Vfs>, ids: IdShift) -> FuseFs {
-        FuseFs { vfs, ids }
+        FuseFs { vfs, ids, flush_on_unmount: true }
+    }
+
+    /// Leaves unflushed edits unflushed at unmount: for a throwaway tree,
+    /// whose owner flushes explicitly if it wants to keep it.
+    pub fn without_flush_on_unmount(mut self) -> FuseFs {
+        self.flush_on_unmount = false;
+        self
     }
 
     /// The stored owner of what `req` creates.
@@ -190,6 +198,9 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn destroy(&mut self) {
+        if !self.flush_on_unmount {
+            return;
+        }
         if let Err(e) = self.vfs.flush() {
             tracing::error!("final flush failed: {e}");
         }
@@ -449,5 +460,26 @@ fn xattr_reply(reply: ReplyXattr, size: u32, r: VResult<Vec<u8>>) {
         Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
         Ok(v) => reply.data(&v),
         Err(e) => reply.error(Errno::from_i32(e.errno())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdShift;
+
+    #[test]
+    fn id_shift_maps_a_block_and_overflows_outside_it() {
+        let s = IdShift { uid: 100_000, gid: 200_000, count: 65_536 };
+        assert_eq!((s.host_uid(0), s.host_gid(0)), (100_000, 200_000));
+        assert_eq!(s.host_uid(65_535), 165_535);
+        assert_eq!(s.host_uid(65_536), 65_534, "beyond the block: the overflow id");
+        assert_eq!((s.stored_uid(100_005), s.stored_gid(200_007)), (5, 7));
+        assert_eq!(s.stored_uid(0), 65_534, "host root is nobody inside");
+        assert_eq!(s.stored_uid(165_536), 65_534);
+        for id in [0, 1, 1000, 65_535] {
+            assert_eq!(s.stored_uid(s.host_uid(id)), id);
+        }
+        let none = IdShift::NONE;
+        assert_eq!((none.host_uid(0), none.stored_uid(4242), none.host_gid(u32::MAX - 1)), (0, 4242, u32::MAX - 1));
     }
 }

@@ -24,6 +24,8 @@ pub struct Rootfs {
 
 impl Rootfs {
     /// Mounts `vfs` on `mountpoint` for a sandbox whose ids are `ids`.
+    /// Unmounting does not flush: a kept sandbox flushes explicitly, a
+    /// thrown-away one writes nothing it does not have to.
     pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, name: &str, ids: IdRange) -> Result<Rootfs> {
         let mut config = fuser::Config::default();
         config.mount_options = vec![
@@ -37,9 +39,10 @@ impl Rootfs {
         config.acl = SessionACL::All;
         config.n_threads = Some(FUSE_THREADS);
         let shift = IdShift { uid: ids.first, gid: ids.first, count: ids.count };
-        let session = fuser::Session::new(FuseFs::with_id_shift(vfs, shift), mountpoint, &config)
-            .and_then(fuser::Session::spawn)
-            .map_err(|e| Error::io(format!("mounting the root file system on {}", mountpoint.display()), e))?;
+        let session =
+            fuser::Session::new(FuseFs::with_id_shift(vfs, shift).without_flush_on_unmount(), mountpoint, &config)
+                .and_then(fuser::Session::spawn)
+                .map_err(|e| Error::io(format!("mounting the root file system on {}", mountpoint.display()), e))?;
         Ok(Rootfs { session: Some(session), mountpoint: mountpoint.to_owned() })
     }
 

@@ -320,6 +320,8 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
 
     // `stop` ends one that ignores SIGTERM after the grace period.
     let (mut child, id) = started(&env, &["/bin/sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]);
+    let busy = env.fails(&[&"tmp", &"bb", &"--", &"true"]);
+    assert!(busy.contains(&format!("in use by sandbox {id}")), "{busy}");
     let out = env.ok(&[&"stop", &"--time", &"1", &&id[..6]]);
     assert_eq!(out.trim(), id);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some());

@@ -22,7 +22,7 @@ use crate::args::{Cli, Command};
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = cli.home.filter(|h| !h.as_os_str().is_empty()).unwrap_or_else(monofs_overlay::default_home);
-    let open = || ImageStore::open(&home).with_context(|| format!("opening the image store in {}", home.display()));
+    let open = || open_store(&home);
     match cli.command {
         Command::Pull(a) => pull::run(a, &mut open()?),
         Command::Import(a) => import::run(a, &mut open()?),
@@ -35,6 +35,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(a) => ps::run(a, &home),
         Command::Stop(a) => stop::run(a, &home),
         Command::Clean(a) => clean::run(a, &home),
+    }
+}
+
+/// Opens the image store; when a sandbox holds it, says which.
+fn open_store(home: &std::path::Path) -> anyhow::Result<ImageStore> {
+    match ImageStore::open(home) {
+        Ok(store) => Ok(store),
+        Err(monofs_overlay::Error::Monofs(monofs::Error::Locked { pid, .. })) => {
+            let holder = monocore_sandbox::sandbox::list(home)
+                .into_iter()
+                .find(|s| s.status == "running" && s.record.supervisor.pid.to_string() == pid);
+            match holder {
+                Some(s) => anyhow::bail!(
+                    "the image store in {} is in use by sandbox {} (pid {pid}); one sandbox runs per MONOCORE_HOME \
+                     at a time for now: wait for it, `monocore stop {}`, or set another MONOCORE_HOME",
+                    home.display(),
+                    s.record.id,
+                    s.record.id
+                ),
+                None => anyhow::bail!(
+                    "the image store in {} is in use by another monocore process (pid {pid}); wait for it to finish",
+                    home.display()
+                ),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("opening the image store in {}", home.display())),
     }
 }
 

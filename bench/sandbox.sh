@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sandbox start-up and cleanliness, side by side with crun and bwrap on the
+# same busybox image (issue: monocore tmp). Run as root from the project root:
+#   bash bench/sandbox.sh            # release build, 30 runs each
+# Prints a Markdown table for docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+RUNS=${RUNS:-30}
+apt_need() { for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq "$@" >/dev/null; return; }; done; }
+apt_need crun bubblewrap hyperfine umoci busybox-static
+cargo build --release -q --bins
+M=$PWD/target/release/monocore
+W=$(mktemp -d /var/tmp/bench-sandbox.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+export MONOCORE_HOME=$W/home
+
+log "building a busybox image offline"
+L=$W/layout B=$W/bundle
+umoci init --layout "$L" && umoci new --image "$L:t" && umoci unpack --image "$L:t" "$B" >/dev/null
+mkdir -p "$B"/rootfs/{bin,etc,tmp,proc,dev,sys,root}
+cp /bin/busybox "$B/rootfs/bin/"
+for a in sh true echo cat sleep; do ln -s busybox "$B/rootfs/bin/$a"; done
+umoci repack --image "$L:t" "$B" >/dev/null
+umoci config --image "$L:t" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
+$M import "$L" --tag bb >/dev/null
+
+# The peer's bundle: the same image unpacked, running /bin/true without a terminal.
+umoci unpack --image "$L:t" "$W/crun" >/dev/null
+python3 - "$W/crun/config.json" <<'EOF'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]; c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+EOF
+ROOT=$W/crun/rootfs
+
+log "start-up: $RUNS runs each"
+wait_quiet
+hyperfine -N -w 3 -r "$RUNS" --export-json "$W/h.json" \
+  -n monocore "$M tmp bb -- /bin/true" \
+  -n crun "crun run --bundle $W/crun bench-crun" \
+  -n bwrap "bwrap --unshare-all --bind $ROOT / --proc /proc --dev /dev /bin/true" >&2
+read -r mono crun bwrap < <(python3 -c "
+import json; r = {x['command']: x['median'] for x in json.load(open('$W/h.json'))['results']}
+print(r['monocore'] * 1000, r['crun'] * 1000, r['bwrap'] * 1000)")
+
+log "100 sandboxes that write a file: leaks"
+count() {
+  echo "$(wc -l </proc/mounts) $(find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d | wc -l)" \
+       "$(ps -e --no-headers | wc -l) $(ls /run/monocore 2>/dev/null | wc -l) $(ls "$MONOCORE_HOME/sandboxes" 2>/dev/null | wc -l)"
+}
+before=$(count)
+for i in $(seq 100); do $M tmp bb -- sh -c 'echo hi > /f'; done
+sleep 1
+after=$(count)
+# `clean` removes (and counts) sandbox working trees nobody owns: there should be none.
+worktrees=$($M clean --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["worktrees"])')
+
+log "memory of one idle sandbox"
+$M tmp bb -- sleep 30 & sleep 2
+id=$($M ps --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+sup=$(pgrep -f "monocore tmp bb -- sleep 30" | head -1)
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+sup_kb=$(rss "$sup")
+inside_kb=$(( $(cat "/sys/fs/cgroup/memory/monocore-$id/memory.usage_in_bytes" 2>/dev/null || echo 0) / 1024 ))
+$M stop --time 1 "$id" >/dev/null; wait
+
+ratio=$(python3 -c "print(f'{$mono / $crun:.2f}')")
+cat <<EOF
+
+| command (median of $RUNS, busybox image, \`/bin/true\`) | wall time |
+|---|---|
+| \`monocore tmp bb -- /bin/true\` | $(printf %.1f "$mono") ms |
+| \`crun run\` (umoci-unpacked bundle) | $(printf %.1f "$crun") ms |
+| \`bwrap --unshare-all\` | $(printf %.1f "$bwrap") ms |
+| monocore / crun | ${ratio}x (target ≤ 1.5x) |
+
+100 × \`monocore tmp bb -- sh -c 'echo hi > /f'\`: mounts, cgroup dirs, processes, run dirs, state dirs before \`$before\`, after \`$after\`; sandbox working trees left in the store: $worktrees.
+
+One idle sandbox (\`sleep 30\`): supervisor RSS $((sup_kb / 1024)) MiB (FUSE server and store cache included), processes inside (cgroup memory) $((inside_kb / 1024)) MiB.
+EOF
