@@ -35,6 +35,12 @@ step diff -r restored project;         diff -r "$W/restored" "$W/project" || tru
 step monofs checkout repo v1;          monofs checkout "$W/repo" v1
 step monofs stats repo;                monofs stats "$W/repo"
 step monofs fsck repo;                 monofs fsck "$W/repo"
+step monofs clone repo backup;         monofs clone "$W/repo" "$W/backup"
+step "monofs commit repo -m more; monofs sync repo backup   # sends only what changed"
+echo "more" > "$W/project/more.txt"
+monofs commit "$W/repo" --from "$W/project" -m more >/dev/null
+monofs sync "$W/repo" "$W/backup"
+step monofs log backup;                monofs log "$W/backup"
 
 export MONOFS_PASSPHRASE=demo-passphrase
 step monofs init secret --encrypt;     monofs init "$W/secret" --encrypt

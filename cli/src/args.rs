@@ -41,8 +41,14 @@ pub enum Command {
     Detach(DetachArgs),
     /// Mount a throwaway repository until Ctrl-C, then remove it.
     Tmp(TmpArgs),
-    /// Serve the working tree (or a revision) over NFSv3.
+    /// Serve the working tree over NFSv3, or the repository over HTTP for clone and sync.
     Serve(ServeArgs),
+    /// Copy a repository (path or http(s):// URL) with every revision, tag and working tree.
+    Clone(CloneArgs),
+    /// Send revisions and tags another replica lacks (or fetch them with --pull).
+    Sync(SyncArgs),
+    /// Name other replicas: add, list, remove.
+    Remote(RemoteArgs),
 }
 
 impl Command {
@@ -58,7 +64,14 @@ impl Command {
             Command::Gc(a) => &a.repo,
             Command::Fsck(a) => &a.repo,
             Command::Stats(a) => &a.repo,
-            Command::Init(_) | Command::Mount(_) | Command::Detach(_) | Command::Tmp(_) | Command::Serve(_) => {
+            Command::Init(_)
+            | Command::Mount(_)
+            | Command::Detach(_)
+            | Command::Tmp(_)
+            | Command::Serve(_)
+            | Command::Clone(_)
+            | Command::Sync(_)
+            | Command::Remote(_) => {
                 return None;
             }
         })
@@ -98,6 +111,13 @@ impl Command {
             }
             Command::Detach(a) => fix(&mut a.mountpoint),
             Command::Serve(a) => fix(&mut a.repo),
+            Command::Clone(a) => fix(&mut a.dst),
+            Command::Sync(a) => fix(&mut a.repo),
+            Command::Remote(a) => match &mut a.action {
+                RemoteAction::Add { repo, .. }
+                | RemoteAction::List { repo, .. }
+                | RemoteAction::Remove { repo, .. } => fix(repo),
+            },
             Command::Tmp(a) => {
                 if let Some(m) = &mut a.mountpoint {
                     fix(m);
@@ -269,9 +289,121 @@ pub struct ServeArgs {
     /// 127.0.0.1 on a free port. Other addresses get a warning: NFSv3 has no authentication.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     pub nfs: Option<String>,
-    /// Serve this revision read-only instead of the working tree.
-    #[arg(long, value_name = "REV")]
+    /// Serve this revision read-only instead of the working tree (NFS).
+    #[arg(long, value_name = "REV", conflicts_with = "http")]
     pub rev: Option<String>,
+    /// Serve objects and refs over HTTP on ADDR (IP:PORT; default 127.0.0.1:7420) for clone and
+    /// sync. Needs no passphrase: encrypted objects are served sealed.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7420", conflicts_with = "nfs")]
+    pub http: Option<String>,
+    /// Bearer token clients must send: read from FILE, or a new one written there (mode 0600).
+    /// Default: REPO/http-token.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// How a client reaches a server.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Read the server's access token from FILE (default: the MONOFS_TOKEN variable).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Trust this PEM certificate (a self-signed server) besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `monofs clone`.
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// Repository directory, or http(s)://HOST:PORT of a `monofs serve --http`.
+    pub src: String,
+    /// New repository directory (absent or empty; an unfinished clone of SRC is resumed).
+    pub dst: PathBuf,
+    /// Server access.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Replication modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Send what the other side lacks and fast-forward its refs.
+    Backup,
+    /// Replicate through a Raft cluster (not available yet).
+    Raft,
+    /// Merge divergent replicas (not available yet).
+    Crdt,
+}
+
+/// `monofs sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// The other replica: a directory, an http(s):// URL or a remote name.
+    pub remote: String,
+    /// Replication mode.
+    #[arg(long, value_enum, default_value = "backup")]
+    pub mode: SyncMode,
+    /// Fetch from REMOTE into REPO instead of sending.
+    #[arg(long)]
+    pub pull: bool,
+    /// Server access.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `monofs remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RemoteAction,
+}
+
+/// `monofs remote` actions.
+#[derive(Debug, Subcommand)]
+pub enum RemoteAction {
+    /// Name a replica (a directory or an http(s):// URL).
+    Add {
+        /// Repository directory.
+        repo: PathBuf,
+        /// The name.
+        name: String,
+        /// Directory or URL.
+        url: String,
+        /// Replace an existing remote of that name.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List named replicas.
+    List {
+        /// Repository directory.
+        repo: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a named replica.
+    Remove {
+        /// Repository directory.
+        repo: PathBuf,
+        /// The name.
+        name: String,
+    },
 }
 
 /// `monofs detach`.

@@ -56,7 +56,7 @@ impl Error {
         match self {
             Error::NoCommand => Some("give one after --, e.g. `monocore tmp IMAGE -- /bin/sh`"),
             Error::NoNamespaces(_) => {
-                Some("run as root, or allow user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
+                Some("run as root; if root is refused, allow user namespaces (sysctl user.max_user_namespaces)")
             }
             Error::NoSuchSandbox(_) => Some("see `monocore ps`"),
             Error::Image(e) => e.hint(),

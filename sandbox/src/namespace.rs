@@ -74,6 +74,12 @@ impl Runtime for NamespaceRuntime {
     }
 
     fn check(&self) -> Result<()> {
+        // Mapping a sandbox's ids to a host range, mounting through FUSE for
+        // other users and making cgroups all need root (rootless operation
+        // would go through newuidmap and subordinate ids).
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NoNamespaces("the namespace runtime needs root (run monocore with sudo)".into()));
+        }
         if !Path::new("/proc/self/ns/user").exists() {
             return Err(Error::NoNamespaces("this kernel has no user namespaces".into()));
         }

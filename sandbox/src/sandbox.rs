@@ -240,14 +240,21 @@ fn arm_timeout(pid: u32, after: Duration, fired: Arc<AtomicBool>) -> mpsc::Sende
     done
 }
 
-/// Runs `opts.command` (or the image's) in a new sandbox of `opts.image`,
-/// which must be in `store`; returns once the sandbox is gone.
-pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
+/// Fails with a clear reason when this host cannot run `opts` (no root,
+/// no FUSE, no `nft`, no microVM runtime): before anything is made.
+pub fn preflight(opts: &Options) -> Result<Box<dyn Runtime>> {
     let runtime = opts.isolation.runtime()?;
     runtime.check()?;
     if opts.scope != Scope::None {
         Network::check()?;
     }
+    Ok(runtime)
+}
+
+/// Runs `opts.command` (or the image's) in a new sandbox of `opts.image`,
+/// which must be in `store`; returns once the sandbox is gone.
+pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
+    let runtime = preflight(opts)?;
     let layout = match Layout::detect() {
         Ok(l) => Some(l),
         Err(e) if opts.limits.any() => return Err(e),

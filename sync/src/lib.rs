@@ -1,2 +1,26 @@
 //! Replication of monofs repositories: clone and backup sync between a local
 //! repository and another one, on a local path or behind `monofs serve --http`.
+//!
+//! The pieces: an [`Endpoint`] is one side (a [`Local`] repository or an
+//! [`HttpRemote`]); [`clone`] copies a whole repository as stored (sealed
+//! objects stay sealed); [`sync`] sends what the other side lacks, walking
+//! the DAG when the key is at hand, and fast-forwards refs; [`serve`] puts a
+//! repository behind HTTP(S). The protocol is in docs/SYNC.md.
+
+mod endpoint;
+mod error;
+mod http;
+pub mod remotes;
+mod server;
+pub mod token;
+mod transfer;
+pub mod wire;
+
+pub use endpoint::{Endpoint, LOCK_WAIT, Local, RefChange, RefState, Update};
+pub use error::{Result, SyncError};
+pub use http::{HttpRemote, is_url};
+pub use server::{ServeOptions, Server, serve};
+pub use transfer::{Direction, Mode, NoProgress, Progress, Summary, clone, sync};
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@ pub mod mount;
 mod nfs;
 mod nfs_client;
 mod pjdfstest;
+mod sync;
 mod workflow;
 
 use std::path::{Path, PathBuf};

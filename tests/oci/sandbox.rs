@@ -88,12 +88,24 @@ fn owned_ids(env: &Env) -> Vec<String> {
     std::fs::read_to_string(env.path("ids")).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
+/// A background `monocore tmp`, killed if the test fails before it ends.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `monocore tmp bb -- ARGS` in the background and waits until `ps`
-/// shows it; returns the child and the sandbox id.
-fn started(env: &Env, args: &[&str]) -> (Child, String) {
+/// shows it; returns the process and the sandbox id.
+fn started(env: &Env, args: &[&str]) -> (Background, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_monocore"));
     c.env("MONOCORE_HOME", env.home()).args(["tmp", "bb", "--"]).args(args);
-    let child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let child = Background(c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ps = super::json(&env.ok(&[&"ps", &"--json"]));
@@ -111,10 +123,10 @@ fn started(env: &Env, args: &[&str]) -> (Child, String) {
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+fn wait_exit(child: &mut Background, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Ok(Some(s)) = child.try_wait() {
+        if let Ok(Some(s)) = child.0.try_wait() {
             return Some(s);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -302,6 +314,23 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
     assert!(stderr(&missing).contains("no-such-command"));
     assert!(env.fails(&[&"tmp", &"no-such-image-here.invalid/x", &"--", &"true"]).contains("no-such-image-here"));
+    // Not root: said before anything is touched.
+    let nobody = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_monocore"),
+            "tmp",
+            "bb",
+            "--",
+            "true",
+        ])
+        .env("MONOCORE_HOME", env.home())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(stderr(&nobody).contains("needs root"), "{}", stderr(&nobody));
     let microvm = env.fails(&[&"tmp", &"--isolation", &"microvm", &"bb", &"--", &"true"]);
     assert!(microvm.contains("microvm"), "{microvm}");
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
@@ -312,7 +341,7 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
     let Some(env) = sandbox_env("interrupt_stop_and_clean_leave_nothing_behind") else { return };
     // Ctrl-C (SIGINT to monocore) reaches the command; everything goes.
     let (mut child, _) = started(&env, &["sleep", "1000"]);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGINT)
         .expect("kill");
     let status = wait_exit(&mut child, Duration::from_secs(20)).expect("monocore exits after SIGINT");
     assert_eq!(status.code(), Some(130));
@@ -330,8 +359,8 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
 
     // kill -9 of monocore: its sandbox dies with it; `clean` releases the rest.
     let (mut child, id) = started(&env, &["sleep", "1000"]);
-    child.kill().expect("kill -9");
-    let _ = child.wait();
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new("/sys/fs/cgroup/pids").join(format!("monocore-{id}")).exists()
         && std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids").join(format!("monocore-{id}/cgroup.procs")))

@@ -24,6 +24,7 @@ mod init;
 mod log;
 mod maintenance;
 pub mod mount;
+mod sync;
 mod tag;
 
 use std::ops::Deref;
@@ -107,7 +108,11 @@ pub fn run(command: Command, ctx: &mut Ctx<'_>) -> anyhow::Result<ExitCode> {
         Command::Mount(a) => mount::mount(a),
         Command::Detach(a) => mount::detach(a, ctx),
         Command::Tmp(a) => mount::tmp(a),
+        Command::Serve(a) if a.http.is_some() => sync::serve(a),
         Command::Serve(a) => mount::serve_nfs(a),
+        Command::Clone(a) => sync::clone(a, ctx),
+        Command::Sync(a) => sync::sync(a, ctx),
+        Command::Remote(a) => sync::remote(a, ctx),
     }
 }
 

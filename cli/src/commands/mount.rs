@@ -268,7 +268,7 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, autocommit: Option<Duration>
 /// `monofs serve`: the working tree (or a revision) over NFSv3 until
 /// SIGINT/SIGTERM.
 pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let addr = a.nfs.as_deref().context("nothing to serve: pass --nfs ADDR")?;
+    let addr = a.nfs.as_deref().context("nothing to serve: pass --nfs ADDR or --http ADDR")?;
     let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);

@@ -54,3 +54,52 @@ fn check_version(r: &mut crate::encoding::Reader<'_>) -> Result<(), crate::encod
         v => Err(crate::encoding::DecodeError::Invalid { what: "object body version", value: u64::from(v) }),
     }
 }
+
+/// The objects that the object of `kind` with plaintext `plain` refers to,
+/// with their kinds: a revision's root directory and parents, a directory's
+/// subdirectories, file chunks and chunk lists, a chunk list's entries. A
+/// chunk refers to nothing. Lets a walker outside this crate (replication)
+/// follow the DAG one object at a time.
+pub fn links(kind: Kind, plain: &[u8]) -> Result<Vec<(crate::ObjectId, Kind)>, crate::encoding::DecodeError> {
+    Ok(match kind {
+        Kind::Chunk => Vec::new(),
+        Kind::ChunkList => {
+            let list = ChunkList::decode(plain)?;
+            let child = if list.level == 0 { Kind::Chunk } else { Kind::ChunkList };
+            list.entries.iter().map(|e| (e.id, child)).collect()
+        }
+        Kind::Dir => {
+            let dir = Dir::decode(plain)?;
+            let mut out = Vec::new();
+            for e in &dir.entries {
+                match &e.kind {
+                    EntryKind::Dir { id } => out.push((*id, Kind::Dir)),
+                    EntryKind::File { content: Content::Chunk(id), .. } => out.push((*id, Kind::Chunk)),
+                    EntryKind::File { content: Content::List(id), .. } => out.push((*id, Kind::ChunkList)),
+                    _ => {}
+                }
+            }
+            out
+        }
+        Kind::Revision => {
+            let rev = Revision::decode(plain)?;
+            let mut out = vec![(rev.root, Kind::Dir)];
+            out.extend(rev.parents.iter().map(|p| (*p, Kind::Revision)));
+            out
+        }
+    })
+}
+
+#[cfg(test)]
+mod links_tests {
+    use super::*;
+    use crate::ObjectId;
+
+    #[test]
+    fn links_follow_every_reference() {
+        let list = ChunkList { level: 0, entries: vec![ChunkRef { id: ObjectId([1; 32]), size: 5 }] };
+        assert_eq!(links(Kind::ChunkList, &list.encode()).expect("decodes"), [(ObjectId([1; 32]), Kind::Chunk)]);
+        assert!(links(Kind::Chunk, b"anything").expect("chunks").is_empty());
+        assert!(links(Kind::Dir, b"\xff").is_err());
+    }
+}

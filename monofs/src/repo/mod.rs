@@ -2,6 +2,7 @@
 
 mod config;
 mod lock;
+mod raw;
 mod refs;
 mod revspec;
 mod sink;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ChunkerParams, Config, FORMAT_VERSION};
 pub use lock::RepoLock;
+pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_tag_name, worktree_ref};
 pub use sink::{ObjectSink, WriteStats};
 
@@ -57,6 +59,14 @@ pub(crate) fn check_size(kind: Kind, plain: &[u8]) -> Result<()> {
         return Err(Error::ObjectTooLarge { kind, size });
     }
     Ok(())
+}
+
+/// Parses the config record of the repository at `path`.
+fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
+    Config::decode(raw).map_err(|(version, source)| match version {
+        Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
+        _ => Error::BadMetadata { what: "repository config", source },
+    })
 }
 
 fn is_empty_dir(path: &Path) -> Result<bool> {
@@ -171,10 +181,7 @@ impl Repository {
         let Some(raw) = store.get(Table::Meta, META_CONFIG)? else {
             return Ok((None, None));
         };
-        let config = Config::decode(&raw).map_err(|(version, source)| match version {
-            Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
-            _ => Error::BadMetadata { what: "repository config", source },
-        })?;
+        let config = decode_config(path, &raw)?;
         let keys = if config.encrypted {
             let raw = store.get(Table::Meta, META_KEY)?.ok_or_else(|| Error::BadMetadata {
                 what: "key file",

@@ -53,6 +53,22 @@ pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
 /// Short alias for backend results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One entry of the objects table, as listed by [`Store::list_objects`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The object id.
+    pub key: Vec<u8>,
+    /// Length of its stored frame.
+    pub len: u64,
+    /// Whether it was stored as metadata (see [`Transaction::put_object`]);
+    /// `false` from backends that do not keep the distinction.
+    pub metadata: bool,
+}
+
+/// Receives objects read in a batch: key, stored frame, metadata flag;
+/// returns whether to go on.
+pub type ObjectVisitor<'a> = dyn FnMut(&[u8], &[u8], bool) -> bool + 'a;
+
 /// An ordered key-value store with a fixed set of tables.
 pub trait Store: Send + Sync {
     /// The value under `key`, as of the last committed transaction.
@@ -71,6 +87,32 @@ pub trait Store: Send + Sync {
     /// backends know without reading the value.
     fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
         self.scan(table, prefix, &mut |k, v| f(k, v.len() as u64))
+    }
+
+    /// Every object, in the order the backend stores them (so that reading
+    /// them in this order reads the store sequentially). Used to copy a
+    /// whole repository.
+    fn list_objects(&self) -> StoreResult<Vec<ObjectEntry>> {
+        let mut out = Vec::new();
+        self.scan_lengths(Table::Objects, b"", &mut |k, len| {
+            out.push(ObjectEntry { key: k.to_vec(), len, metadata: false });
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Reads several objects at once: calls `f(key, stored frame, metadata)`
+    /// for each of `keys` that exists, in storage order rather than the
+    /// order given, until it returns `false`. Absent keys are skipped.
+    fn get_objects(&self, keys: &[&[u8]], f: &mut ObjectVisitor<'_>) -> StoreResult<()> {
+        for key in keys {
+            if let Some(v) = self.get(Table::Objects, key)?
+                && !f(key, &v, false)
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Starts the one write transaction; changes become visible at once and
@@ -144,9 +186,55 @@ mod tests {
         assert!(!store.has(Table::Refs, b"b").expect("has"));
     }
 
+    fn batch_reads(store: &dyn Store) {
+        let mut tx = store.begin().expect("begin");
+        tx.put_object(b"k1", b"data one", false).expect("put");
+        tx.put_object(b"k2", b"meta two", true).expect("put");
+        tx.put_object(b"k3", b"data three", false).expect("put");
+        tx.commit().expect("commit");
+        let listed = store.list_objects().expect("list");
+        let mut keys: Vec<&[u8]> = listed.iter().map(|e| e.key.as_slice()).collect();
+        keys.sort();
+        assert_eq!(keys, [b"k1".as_slice(), b"k2", b"k3"]);
+        assert!(
+            listed
+                .iter()
+                .all(|e| e.len == store.get(Table::Objects, &e.key).expect("get").expect("present").len() as u64)
+        );
+        let mut got = Vec::new();
+        store
+            .get_objects(&[b"k3", b"absent", b"k2"], &mut |k, v, _| {
+                got.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .expect("get_objects");
+        got.sort();
+        assert_eq!(got, [(b"k2".to_vec(), b"meta two".to_vec()), (b"k3".to_vec(), b"data three".to_vec())]);
+    }
+
     #[test]
     fn memory_store_semantics() {
         exercise(&MemoryStore::default());
+        batch_reads(&MemoryStore::default());
+    }
+
+    #[test]
+    fn redb_batch_reads_keep_the_metadata_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::create(&dir.path().join("s.redb")).expect("create");
+        batch_reads(&store);
+        let meta: Vec<bool> =
+            store.list_objects().expect("list").iter().filter(|e| e.key == b"k2").map(|e| e.metadata).collect();
+        assert_eq!(meta, [true]);
+        let mut flags = Vec::new();
+        store
+            .get_objects(&[b"k1", b"k2"], &mut |k, _, m| {
+                flags.push((k.to_vec(), m));
+                true
+            })
+            .expect("get_objects");
+        flags.sort();
+        assert_eq!(flags, [(b"k1".to_vec(), false), (b"k2".to_vec(), true)]);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
 };
 
-use super::{Store, StoreError, StoreResult, Table, Transaction};
-use packs::{Location, PackWriter, Stream};
+use super::{ObjectEntry, ObjectVisitor, Store, StoreError, StoreResult, Table, Transaction};
+use packs::{Location, METADATA_BIT, PackWriter, Stream};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -166,6 +166,55 @@ fn scan_lengths_in(
     Ok(())
 }
 
+/// The objects table's entries with their locations, in pack order.
+fn locations(tx: &ReadTransaction) -> StoreResult<Vec<(Vec<u8>, Location)>> {
+    let t = tx.open_table(def(Table::Objects)).map_err(err)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        let loc = Location::decode(v.value()).ok_or_else(|| corrupt("bad object location"))?;
+        out.push((k.value().to_vec(), loc));
+    }
+    out.sort_by_key(|(_, l)| (l.pack, l.offset));
+    Ok(out)
+}
+
+fn list_objects_in(db: &impl ReadableDatabase) -> StoreResult<Vec<ObjectEntry>> {
+    let tx = db.begin_read().map_err(err)?;
+    Ok(locations(&tx)?
+        .into_iter()
+        .map(|(key, loc)| ObjectEntry { key, len: u64::from(loc.len), metadata: loc.pack & METADATA_BIT != 0 })
+        .collect())
+}
+
+/// Reads each pack once for all the objects asked for in it.
+fn get_objects_in(db: &impl ReadableDatabase, keys: &[&[u8]], f: &mut ObjectVisitor<'_>) -> StoreResult<()> {
+    let tx = db.begin_read().map_err(err)?;
+    let index = tx.open_table(def(Table::Objects)).map_err(err)?;
+    let mut found: Vec<(&[u8], Location)> = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(v) = index.get(*key).map_err(err)? {
+            found.push((key, Location::decode(v.value()).ok_or_else(|| corrupt("bad object location"))?));
+        }
+    }
+    found.sort_by_key(|(_, l)| (l.pack, l.offset));
+    let packs = tx.open_table(PACKS).map_err(err)?;
+    let mut i = 0;
+    while i < found.len() {
+        let pack_id = found[i].1.pack;
+        let pack = packs.get(found[i].1.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"))?;
+        while i < found.len() && found[i].1.pack == pack_id {
+            let (key, loc) = found[i];
+            let bytes = loc.slice(pack.value()).ok_or_else(|| corrupt("object outside its pack"))?;
+            if !f(key, bytes, pack_id & METADATA_BIT != 0) {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 impl Store for ReadOnlyStore {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         get_in(&self.db, table, key)
@@ -203,6 +252,14 @@ impl Store for RedbStore {
 
     fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
         scan_lengths_in(&self.db, table, prefix, f)
+    }
+
+    fn list_objects(&self) -> StoreResult<Vec<ObjectEntry>> {
+        list_objects_in(&self.db)
+    }
+
+    fn get_objects(&self, keys: &[&[u8]], f: &mut ObjectVisitor<'_>) -> StoreResult<()> {
+        get_objects_in(&self.db, keys, f)
     }
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {

@@ -54,7 +54,7 @@ impl Location {
 }
 
 /// Set in the id of every pack that holds metadata.
-const METADATA_BIT: u64 = 1 << 63;
+pub(super) const METADATA_BIT: u64 = 1 << 63;
 
 /// Which open pack an object goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

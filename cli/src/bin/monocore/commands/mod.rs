@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(a) => images::run(a, &open()?),
         Command::Rmi(a) => rmi::run(a, &open()?),
         Command::Unpack(a) => unpack::run(a, &mut open()?),
-        Command::Tmp(a) => tmp::run(*a, open()?),
+        Command::Tmp(a) => tmp::run(*a, &home),
         Command::Diff(a) => diff::run(a, &open()?),
         // These work while a sandbox holds the image store.
         Command::Ps(a) => ps::run(a, &home),
@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the image store; when a sandbox holds it, says which.
-fn open_store(home: &std::path::Path) -> anyhow::Result<ImageStore> {
+pub fn open_store(home: &std::path::Path) -> anyhow::Result<ImageStore> {
     match ImageStore::open(home) {
         Ok(store) => Ok(store),
         Err(monofs_overlay::Error::Monofs(monofs::Error::Locked { pid, .. })) => {

@@ -1,9 +1,9 @@
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use monocore_sandbox::sandbox::{self, Ending, Isolation, Options};
 use monocore_sandbox::spec::{self, Limits, Scope, Volume};
-use monofs_overlay::ImageStore;
 use monofs_overlay::pull::PullOptions;
 
 use crate::args::TmpArgs;
@@ -30,8 +30,10 @@ fn options(a: TmpArgs) -> anyhow::Result<Options> {
     })
 }
 
-pub fn run(a: TmpArgs, mut store: ImageStore) -> anyhow::Result<ExitCode> {
+pub fn run(a: TmpArgs, home: &Path) -> anyhow::Result<ExitCode> {
     let opts = options(a)?;
+    sandbox::preflight(&opts)?;
+    let mut store = super::open_store(home)?;
     if store.lookup(&opts.image)?.is_none() {
         let spinner = super::progress::Spinner::new();
         spinner.attach(&mut store);

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Sync benchmark (issue 8): clone over loopback HTTP vs rsync of the
+# repository directory from an rsync daemon on 127.0.0.1; backup sync after
+# a ~1% change; a second sync with nothing new; restic copy between two
+# restic repositories of the same data. Side by side in one run.
+#
+#   bash bench/sync.sh [WORK_DIR]        (default WORK_DIR: /var/tmp/bench)
+#
+# Data: WORK_DIR/linux (Linux 6.1 source) and WORK_DIR/linux2 (the same
+# with ~1% of files changed), as bench/core.sh leaves them; run core.sh once
+# first if they are missing. Everything else goes to WORK_DIR/sync (made
+# afresh); results on stdout and in WORK_DIR/sync/results.md.
+#
+# Environment: MONOFS_BIN (default target/release/monofs), WAIT_QUIET_MAX
+# (see lib.sh), BENCH_PASSPHRASE. Needs: restic, rsync, jq, GNU time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${1:-/var/tmp/bench}
+WORK=$(cd "$WORK" && pwd -P)
+MONOFS_BIN=$(readlink -f "${MONOFS_BIN:-$ROOT/target/release/monofs}")
+TIME=/usr/bin/time
+for tool in restic rsync jq; do
+    command -v "$tool" >/dev/null || { echo "sync.sh: $tool is not installed" >&2; exit 2; }
+done
+[[ -x $TIME && -x $MONOFS_BIN ]] || { echo "sync.sh: needs $TIME and $MONOFS_BIN" >&2; exit 2; }
+[[ -d $WORK/linux && -d $WORK/linux2 ]] || { echo "sync.sh: run bench/core.sh first (needs $WORK/linux and $WORK/linux2)" >&2; exit 2; }
+
+. "$ROOT/bench/lib.sh"
+PASS=${BENCH_PASSPHRASE:-monofs-bench-passphrase}
+export MONOFS_PASSPHRASE=$PASS RESTIC_PASSWORD=$PASS RESTIC_FROM_PASSWORD=$PASS LC_ALL=C
+S=$WORK/sync
+rm -rf "$S"
+mkdir -p "$S/logs"
+export RESTIC_CACHE_DIR=$S/restic-cache
+declare -A WALL
+mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+
+# timed LABEL CMD...: wall seconds into WALL[LABEL]; output in logs/.
+timed() {
+    local label=$1; shift
+    sync; wait_quiet
+    "$TIME" -f '%e' -o "$S/logs/$label.time" "$@" >"$S/logs/$label.out" 2>"$S/logs/$label.err" ||
+        { log "FAILED: $label"; tail -n 5 "$S/logs/$label.err" >&2; exit 1; }
+    WALL[$label]=$(tail -n1 "$S/logs/$label.time")
+    log "$label: ${WALL[$label]} s"
+}
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+serve() {  # serve REPO: starts monofs serve --http, sets URL
+    local p; p=$(port)
+    "$MONOFS_BIN" serve "$1" --http "127.0.0.1:$p" --token-file "$S/token" >"$S/logs/serve-$p.log" 2>&1 &
+    PIDS+=($!); SERVER=$!
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+    URL=http://127.0.0.1:$p
+}
+
+A=$S/a B=$S/b C=$S/c
+log "making the source repository (encrypted) with the kernel tree"
+"$MONOFS_BIN" init "$A" --encrypt >/dev/null
+"$MONOFS_BIN" commit "$A" --from "$WORK/linux" -m one >/dev/null
+STORED=$(du -sb "$A/monofs.redb" | awk '{print $1}')
+
+serve "$A"
+timed clone_http env -u MONOFS_PASSPHRASE "$MONOFS_BIN" clone "$URL" "$B" --token-file "$S/token" --json
+kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+
+RP=$(port)
+cat >"$S/rsyncd.conf" <<CONF
+use chroot = no
+[bench]
+path = $S
+read only = yes
+CONF
+rsync --daemon --no-detach --config="$S/rsyncd.conf" --address=127.0.0.1 --port="$RP" --log-file="$S/logs/rsyncd.log" &
+PIDS+=($!)
+sleep 1
+timed rsync_daemon rsync -a "rsync://127.0.0.1:$RP/bench/a/" "$C/"
+
+log "second revision: ~1% of files changed"
+"$MONOFS_BIN" commit "$A" --from "$WORK/linux2" -m two --json >"$S/logs/commit2.json"
+NEW_BYTES=$(jq .new_bytes "$S/logs/commit2.json")
+serve "$B"
+timed sync_1pct "$MONOFS_BIN" sync "$A" "$URL" --token-file "$S/token" --json
+timed sync_noop "$MONOFS_BIN" sync "$A" "$URL" --token-file "$S/token" --json
+kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+SENT=$(jq .bytes_sent "$S/logs/sync_1pct.out"); WIRE=$(jq .wire_bytes "$S/logs/sync_1pct.out")
+NOOP_WIRE=$(jq .wire_bytes "$S/logs/sync_noop.out")
+
+log "restic: two repositories, copy between them"
+R1=$S/restic1 R2=$S/restic2
+restic init -q --repo "$R1" >/dev/null
+restic init -q --repo "$R2" --from-repo "$R1" --copy-chunker-params >/dev/null
+restic backup -q --repo "$R1" "$WORK/linux" >/dev/null
+timed restic_copy_full restic copy -q --from-repo "$R1" --repo "$R2"
+restic backup -q --repo "$R1" "$WORK/linux2" >/dev/null
+timed restic_copy_1pct restic copy -q --from-repo "$R1" --repo "$R2"
+
+{
+echo "| step | monofs | comparison |"
+echo "| --- | --- | --- |"
+echo "| full copy of the repository ($(mib "$STORED") store file) | clone over HTTP: ${WALL[clone_http]} s | rsync -a from rsyncd: ${WALL[rsync_daemon]} s; restic copy: ${WALL[restic_copy_full]} s |"
+echo "| after ~1% change (new stored objects: $(mib "$NEW_BYTES")) | sync: ${WALL[sync_1pct]} s, objects $(mib "$SENT"), on the wire $(mib "$WIRE") ($(ratio "$WIRE" "$NEW_BYTES")x) | restic copy: ${WALL[restic_copy_1pct]} s |"
+echo "| nothing new | sync: ${WALL[sync_noop]} s, $NOOP_WIRE bytes on the wire | |"
+} | tee "$S/results.md"

@@ -1,0 +1,194 @@
+//! `clone`, `sync`, `remote` and `serve --http`: replication, over the
+//! `monofs-sync` library.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use monofs_sync::{Direction, Endpoint, HttpRemote, LOCK_WAIT, Local, Summary, remotes, token};
+
+use crate::args::{ClientArgs, CloneArgs, RemoteAction, RemoteArgs, ServeArgs, SyncArgs, SyncMode};
+use crate::progress::TransferBar;
+use crate::style;
+
+/// The other side of a transfer.
+enum Other {
+    Path(Box<Local>),
+    Http(Box<HttpRemote>),
+}
+
+impl Other {
+    fn endpoint(&self) -> &dyn Endpoint {
+        match self {
+            Other::Path(l) => l.as_ref(),
+            Other::Http(h) => h.as_ref(),
+        }
+    }
+
+    fn wire_bytes(&self) -> Option<u64> {
+        match self {
+            Other::Path(_) => None,
+            Other::Http(h) => Some(h.wire_bytes()),
+        }
+    }
+}
+
+fn connect(spec: &str, client: &ClientArgs) -> anyhow::Result<Other> {
+    if monofs_sync::is_url(spec) {
+        let token = token::client(client.token_file.as_deref())?;
+        return Ok(Other::Http(Box::new(HttpRemote::new(spec, token, client.ca_cert.as_deref())?)));
+    }
+    let local = Local::open(Path::new(spec), LOCK_WAIT).with_context(|| format!("opening {spec}"))?;
+    Ok(Other::Path(Box::new(local)))
+}
+
+fn report(ctx: &mut super::Ctx<'_>, s: &Summary, other: &str, wire: Option<u64>, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(s)?;
+        if let Some(w) = wire {
+            v["wire_bytes"] = w.into();
+        }
+        v["remote"] = other.into();
+        return style::print_json(&mut *ctx.out, &v);
+    }
+    let verb = match s.direction {
+        Direction::Clone => "cloned",
+        Direction::Push => "sent",
+        Direction::Pull => "fetched",
+    };
+    let refs = if s.refs_updated.is_empty() { "none".to_owned() } else { s.refs_updated.join(", ") };
+    say!(
+        ctx,
+        "{verb} {} objects ({}) in {:.2} s; refs updated: {refs}",
+        s.objects_sent,
+        style::bytes(s.bytes_sent),
+        s.duration_ms as f64 / 1000.0
+    );
+    if s.worktree_kept {
+        note!(
+            ctx,
+            "note: the receiving working tree was left as it was (it has changes of its own, or the key is not at hand)"
+        );
+    }
+    Ok(())
+}
+
+/// `monofs clone`.
+pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let src = connect(&a.src, &a.client)?;
+    let bar = TransferBar::new("cloning");
+    let result = monofs_sync::clone(src.endpoint(), &a.dst, &bar);
+    bar.finish();
+    let (summary, _) = result.with_context(|| {
+        let resumable = a.dst.join(monofs::repo::STORE_FILE).exists();
+        let hint = if resumable { " (run the same command again to resume)" } else { "" };
+        format!("cloning {} into {}{hint}", a.src, a.dst.display())
+    })?;
+    report(ctx, &summary, &a.src, src.wire_bytes(), a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unlocks an encrypted repository when a passphrase is at hand, so the
+/// sync can walk the DAG; otherwise it compares object ids.
+fn try_unlock(local: &mut Local, repo: &Path) -> anyhow::Result<()> {
+    if !local.repo().config().encrypted {
+        return Ok(());
+    }
+    if std::env::var_os("MONOFS_PASSPHRASE").is_some() || std::io::stdin().is_terminal() {
+        let pw = crate::passphrase::existing(repo)?;
+        local.unlock(&pw)?;
+    }
+    Ok(())
+}
+
+/// `monofs sync`.
+pub fn sync(a: SyncArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    if a.mode != SyncMode::Backup {
+        bail!("sync mode {:?} is not available yet; use --mode backup", a.mode);
+    }
+    let mut local = Local::open(&a.repo, LOCK_WAIT)?;
+    try_unlock(&mut local, &a.repo)?;
+    let target = match remotes::get(local.repo(), &a.remote)? {
+        Some(url) if !Path::new(&a.remote).exists() => url,
+        _ => a.remote.clone(),
+    };
+    if !monofs_sync::is_url(&target) && std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&a.repo).ok() {
+        bail!("{} and {target} are the same repository", a.repo.display());
+    }
+    let mut other = connect(&target, &a.client)?;
+    if let Other::Path(l) = &mut other {
+        l.set_codec(local.codec().cloned());
+    }
+    let codec = local.codec().cloned();
+    let (src, dst, direction, verb) = if a.pull {
+        (other.endpoint(), &local as &dyn Endpoint, Direction::Pull, "fetching")
+    } else {
+        (&local as &dyn Endpoint, other.endpoint(), Direction::Push, "sending")
+    };
+    let bar = TransferBar::new(verb);
+    let result = monofs_sync::sync(src, dst, codec.as_ref(), direction, &bar);
+    bar.finish();
+    let summary = result.with_context(|| {
+        if a.pull {
+            format!("syncing {target} into {}", a.repo.display())
+        } else {
+            format!("syncing {} to {target}", a.repo.display())
+        }
+    })?;
+    report(ctx, &summary, &target, other.wire_bytes(), a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monofs remote`.
+pub fn remote(a: RemoteArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    let open =
+        |repo: &Path| monofs::repo::RawRepository::open(repo).with_context(|| format!("opening {}", repo.display()));
+    match a.action {
+        RemoteAction::Add { repo, name, url, force } => {
+            let url = if monofs_sync::is_url(&url) {
+                url
+            } else {
+                std::path::absolute(&url).with_context(|| url.clone())?.display().to_string()
+            };
+            remotes::add(&open(&repo)?, &name, &url, force)?;
+        }
+        RemoteAction::Remove { repo, name } => remotes::remove(&open(&repo)?, &name)?,
+        RemoteAction::List { repo, json } => {
+            let list = remotes::list(&open(&repo)?)?;
+            if json {
+                let v: Vec<_> = list.iter().map(|(n, u)| serde_json::json!({"name": n, "url": u})).collect();
+                style::print_json(&mut *ctx.out, &serde_json::Value::Array(v))?;
+            } else {
+                for (n, u) in list {
+                    say!(ctx, "{n}\t{u}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `monofs serve --http`: until the process is stopped.
+pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let addr_s = a.http.as_deref().unwrap_or("127.0.0.1:7420");
+    let addr: std::net::SocketAddr = addr_s.parse().with_context(|| format!("bad address '{addr_s}': use IP:PORT"))?;
+    let token_file: PathBuf = a.token_file.clone().unwrap_or_else(|| a.repo.join("http-token"));
+    let local = Local::open(&a.repo, std::time::Duration::ZERO)?;
+    let (token, created) = token::server(&token_file)?;
+    if created {
+        eprintln!("wrote a new access token to {}", token_file.display());
+    }
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: serving on {addr}, reachable from other machines; anyone with the token can read and write{}",
+            if a.tls_cert.is_none() { ", and without --tls-cert the token and data travel in clear text" } else { "" }
+        );
+    }
+    let tls = a.tls_cert.clone().zip(a.tls_key.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = monofs_sync::serve(local, monofs_sync::ServeOptions { addr, token, tls })?;
+    println!("serving {} on {scheme}://{} (token in {})", a.repo.display(), server.addr, token_file.display());
+    server.wait()?;
+    Ok(ExitCode::SUCCESS)
+}

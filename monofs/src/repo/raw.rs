@@ -1,0 +1,214 @@
+//! A repository opened without unwrapping its key: stored frames, refs and
+//! settings as bytes. Replication copies encrypted repositories this way,
+//! so their objects stay sealed and no passphrase is needed.
+
+use std::path::{Path, PathBuf};
+
+use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, decode_config, is_empty_dir};
+use crate::crypto::{Codec, KeyFile};
+use crate::error::{Error, Result};
+use crate::repo::{Config, RepoLock};
+use crate::store::{MemoryStore, RedbStore, Store, Table};
+
+/// What makes two stores the same repository: the config record and the
+/// wrapped key file, byte for byte. A copy made with the same settings
+/// opens with the same passphrase and derives the same object ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoMeta {
+    /// The encoded [`Config`].
+    pub config: Vec<u8>,
+    /// The encoded key file, for an encrypted repository.
+    pub key: Option<Vec<u8>>,
+}
+
+/// A repository whose objects are handled as stored frames. It has a
+/// [`Codec`] (to verify and read objects) only when the repository is
+/// unencrypted or after [`RawRepository::unlock`]. Holds the repository lock
+/// until dropped.
+pub struct RawRepository {
+    path: PathBuf,
+    store: Box<dyn Store>,
+    config: Config,
+    codec: Option<Codec>,
+    _lock: Option<RepoLock>,
+}
+
+impl std::fmt::Debug for RawRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRepository").field("path", &self.path).field("keyed", &self.codec.is_some()).finish()
+    }
+}
+
+fn read_meta(store: &dyn Store) -> Result<RepoMeta> {
+    let config = store
+        .get(Table::Meta, META_CONFIG)?
+        .ok_or(Error::BadMetadata { what: "repository config", source: crate::encoding::DecodeError::Truncated })?;
+    Ok(RepoMeta { config, key: store.get(Table::Meta, META_KEY)? })
+}
+
+impl RawRepository {
+    /// Opens the repository at `path` without asking for a passphrase.
+    pub fn open(path: &Path) -> Result<RawRepository> {
+        if !path.exists() {
+            return Err(Error::NoSuchRepository(path.to_owned()));
+        }
+        let file = path.join(STORE_FILE);
+        if !file.is_file() {
+            return Err(Error::NotARepository(path.to_owned()));
+        }
+        let lock = RepoLock::acquire(path)?;
+        let store = RedbStore::open(&file)?;
+        let raw = store.get(Table::Meta, META_CONFIG)?.ok_or_else(|| Error::NotARepository(path.to_owned()))?;
+        let config = decode_config(path, &raw)?;
+        Ok(Self::assemble(path.to_owned(), Box::new(store), config, Some(lock)))
+    }
+
+    /// Creates a repository at `path` (absent or an empty directory) with
+    /// the settings and key file of another one, and nothing else: no
+    /// objects, no refs. Objects and refs are copied in afterwards.
+    pub fn create(path: &Path, meta: &RepoMeta) -> Result<RawRepository> {
+        if path.join(STORE_FILE).exists() {
+            return Err(Error::AlreadyARepository(path.to_owned()));
+        }
+        if path.exists() {
+            if !is_empty_dir(path)? {
+                return Err(Error::NotEmpty(path.to_owned()));
+            }
+        } else {
+            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        }
+        let lock = RepoLock::acquire(path)?;
+        let store = RedbStore::create(&path.join(STORE_FILE))?;
+        Self::create_in(path.to_owned(), Box::new(store), meta, Some(lock))
+    }
+
+    /// [`RawRepository::create`] in memory, for tests.
+    pub fn in_memory(meta: &RepoMeta) -> Result<RawRepository> {
+        Self::create_in(PathBuf::from("<memory>"), Box::<MemoryStore>::default(), meta, None)
+    }
+
+    fn create_in(path: PathBuf, store: Box<dyn Store>, meta: &RepoMeta, lock: Option<RepoLock>) -> Result<Self> {
+        let config = decode_config(&path, &meta.config)?;
+        if config.encrypted {
+            let key = meta
+                .key
+                .as_deref()
+                .ok_or(Error::BadMetadata { what: "key file", source: crate::encoding::DecodeError::Truncated })?;
+            KeyFile::decode(key).map_err(|source| Error::BadMetadata { what: "key file", source })?;
+        }
+        let mut tx = store.begin()?;
+        tx.put(Table::Meta, META_CONFIG, &meta.config)?;
+        if let Some(key) = &meta.key {
+            tx.put(Table::Meta, META_KEY, key)?;
+        }
+        tx.commit()?;
+        Ok(Self::assemble(path, store, config, lock))
+    }
+
+    fn assemble(path: PathBuf, store: Box<dyn Store>, config: Config, lock: Option<RepoLock>) -> RawRepository {
+        let codec = (!config.encrypted).then(|| Codec::new(None, config.zstd_level));
+        RawRepository { path, store, config, codec, _lock: lock }
+    }
+
+    /// Unwraps the key with `passphrase` so that objects can be verified
+    /// and read; a no-op for an unencrypted repository.
+    pub fn unlock(&mut self, passphrase: &[u8]) -> Result<()> {
+        if self.codec.is_some() {
+            return Ok(());
+        }
+        let raw = self
+            .store
+            .get(Table::Meta, META_KEY)?
+            .ok_or(Error::BadMetadata { what: "key file", source: crate::encoding::DecodeError::Truncated })?;
+        let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata { what: "key file", source })?;
+        let keys = keyfile.unwrap(passphrase).map_err(|_| Error::WrongPassphrase(self.path.clone()))?;
+        self.codec = Some(Codec::new(Some(keys), self.config.zstd_level));
+        Ok(())
+    }
+
+    /// The config record and key file, as stored.
+    pub fn meta(&self) -> Result<RepoMeta> {
+        read_meta(self.store.as_ref())
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Settings fixed at creation.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The codec, when objects can be opened: unencrypted, or unlocked.
+    pub fn codec(&self) -> Option<&Codec> {
+        self.codec.as_ref()
+    }
+}
+
+impl Repository {
+    /// The same open repository, handled as stored frames (keeps the lock
+    /// and the key).
+    pub fn into_raw(self) -> RawRepository {
+        let Repository { path, store, codec, config, _lock } = self;
+        RawRepository { path, store, config, codec: Some(codec), _lock }
+    }
+
+    /// The config record and key file, as stored.
+    pub fn meta(&self) -> Result<RepoMeta> {
+        read_meta(self.store())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InitOptions;
+    use crate::crypto::KdfParams;
+
+    fn encrypted_opts() -> InitOptions {
+        InitOptions {
+            passphrase: Some(b"pw".to_vec()),
+            kdf: KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 },
+            chunker: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_of_the_meta_opens_with_the_same_passphrase() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Repository::init(&dir.path().join("src"), encrypted_opts()).expect("init");
+        let meta = src.meta().expect("meta");
+        let src_codec = src.codec().clone();
+        drop(src);
+        let mut raw = RawRepository::open(&dir.path().join("src")).expect("open raw");
+        assert!(raw.codec().is_none(), "no key without the passphrase");
+        assert_eq!(raw.meta().expect("meta"), meta);
+        assert!(matches!(raw.unlock(b"wrong"), Err(Error::WrongPassphrase(_))));
+        raw.unlock(b"pw").expect("unlock");
+        let plain = b"x";
+        let kind = crate::object::Kind::Chunk;
+        assert_eq!(raw.codec().expect("codec").id(kind, plain), src_codec.id(kind, plain));
+        drop(raw);
+        let copy = RawRepository::create(&dir.path().join("copy"), &meta).expect("create");
+        assert!(copy.config().encrypted);
+        drop(copy);
+        assert!(RawRepository::create(&dir.path().join("copy"), &meta).is_err(), "never over a repository");
+        let opened = Repository::open(&dir.path().join("copy"), &mut || Ok(b"pw".to_vec())).expect("opens");
+        assert_eq!(opened.codec().id(kind, plain), src_codec.id(kind, plain));
+    }
+
+    #[test]
+    fn plain_repositories_have_a_codec_without_unlocking() {
+        let src = Repository::in_memory(InitOptions::default()).expect("init");
+        let raw = RawRepository::in_memory(&src.meta().expect("meta")).expect("raw");
+        assert!(raw.codec().is_some());
+        assert!(src.into_raw().codec().is_some());
+    }
+}

@@ -1,0 +1,399 @@
+//! One side of a transfer: a repository on a local path, or one behind
+//! `monofs serve --http`. The transfer logic only talks to this trait.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use monofs::ObjectId;
+use monofs::crypto::Codec;
+use monofs::object::Kind;
+use monofs::repo::{RawRepository, RepoMeta};
+use monofs::store::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SyncError};
+use crate::wire::WireObject;
+
+/// Meta key marking a clone that has not finished (value: the source).
+pub const PARTIAL_CLONE: &[u8] = b"sync.partial-clone";
+
+/// The refs of a repository and its index of revisions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefState {
+    /// Every ref (HEAD, WORKTREE, tags/..., worktrees/..., ...).
+    pub refs: BTreeMap<String, ObjectId>,
+    /// Every revision ever made there.
+    pub revisions: BTreeSet<ObjectId>,
+}
+
+/// One ref move, applied only if the ref still has its `old` value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefChange {
+    /// The ref.
+    pub name: String,
+    /// The value it must have now (`None`: absent).
+    #[serde(with = "opt_hex")]
+    pub old: Option<ObjectId>,
+    /// The value it gets.
+    #[serde(with = "hex_id")]
+    pub new: ObjectId,
+}
+
+/// Ref moves and new revision index entries, applied atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// Ref moves.
+    pub refs: Vec<RefChange>,
+    /// Revisions to add to the index.
+    #[serde(with = "hex_ids")]
+    pub revisions: Vec<ObjectId>,
+}
+
+/// A repository that objects and refs can be read from and written to.
+pub trait Endpoint: Send + Sync {
+    /// Path or URL, for messages.
+    fn describe(&self) -> String;
+    /// Config record and key file.
+    fn meta(&self) -> Result<RepoMeta>;
+    /// Refs and revision index.
+    fn state(&self) -> Result<RefState>;
+    /// Which of `ids` are stored.
+    fn has(&self, ids: &[ObjectId]) -> Result<Vec<bool>>;
+    /// Every stored object with its stored length, in storage order.
+    fn list(&self) -> Result<Vec<(ObjectId, u64)>>;
+    /// The stored frames of `ids` (in storage order); every one must exist.
+    fn get(&self, ids: &[ObjectId]) -> Result<Vec<WireObject>>;
+    /// Verifies and stores objects, all in one transaction.
+    fn put(&self, objects: &[WireObject]) -> Result<()>;
+    /// Moves refs (compare-and-swap) and indexes revisions, atomically,
+    /// after checking that every object they name is stored.
+    fn update(&self, update: &Update) -> Result<()>;
+}
+
+/// A repository opened in this process.
+pub struct Local {
+    repo: RawRepository,
+    codec: Option<Codec>,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local").field("repo", &self.repo).finish()
+    }
+}
+
+/// How long to wait for another process to release a repository.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+impl Local {
+    /// Wraps an open repository.
+    pub fn new(repo: RawRepository) -> Local {
+        let codec = repo.codec().cloned();
+        Local { repo, codec }
+    }
+
+    /// Opens the repository at `path` without its key, waiting up to
+    /// `wait` while another process (a concurrent sync) holds it.
+    pub fn open(path: &Path, wait: Duration) -> Result<Local> {
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            match RawRepository::open(path) {
+                Ok(repo) => return Ok(Local::new(repo)),
+                Err(monofs::Error::Locked { pid, .. }) if start.elapsed() < wait => {
+                    if !told {
+                        tracing::warn!("{}: waiting for process {pid} to release the repository", path.display());
+                        eprintln!("waiting for process {pid} to release {}", path.display());
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sets the codec objects are verified with (the key of a replica,
+    /// which is the same key).
+    pub fn set_codec(&mut self, codec: Option<Codec>) {
+        if self.codec.is_none() {
+            self.codec = codec;
+        }
+    }
+
+    /// The codec, when objects can be opened here.
+    pub fn codec(&self) -> Option<&Codec> {
+        self.codec.as_ref()
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &RawRepository {
+        &self.repo
+    }
+
+    /// Unwraps the repository key so objects can be read and verified.
+    pub fn unlock(&mut self, passphrase: &[u8]) -> Result<()> {
+        self.repo.unlock(passphrase)?;
+        self.codec = self.repo.codec().cloned();
+        Ok(())
+    }
+
+    /// Checks an arriving object and returns whether it is metadata.
+    fn verify(&self, o: &WireObject) -> Result<bool> {
+        match &self.codec {
+            Some(codec) => {
+                let (kind, _) =
+                    codec.open(&o.id, &o.bytes).map_err(|e| SyncError::BadObject { id: o.id, why: e.to_string() })?;
+                Ok(kind != Kind::Chunk)
+            }
+            None => {
+                // Sealed and no key: the frame can only be checked for
+                // shape; the transit checksum vouched for the bytes.
+                if o.bytes.first() != Some(&1) || o.bytes.len() < 1 + 24 + 2 + 16 {
+                    return Err(SyncError::BadObject { id: o.id, why: "not a sealed frame".into() });
+                }
+                Ok(o.metadata)
+            }
+        }
+    }
+
+    /// Records `source` as the origin of an unfinished clone.
+    pub fn mark_partial_clone(&self, source: &str) -> Result<()> {
+        let mut tx = self.repo.store().begin()?;
+        tx.put(Table::Meta, PARTIAL_CLONE, source.as_bytes())?;
+        Ok(tx.commit()?)
+    }
+
+    /// Whether this is an unfinished clone (marked, or without any ref).
+    pub fn is_partial_clone(&self) -> Result<bool> {
+        if self.repo.store().has(Table::Meta, PARTIAL_CLONE)? {
+            return Ok(true);
+        }
+        let mut any = false;
+        self.repo.store().scan(Table::Refs, b"", &mut |_, _| {
+            any = true;
+            false
+        })?;
+        Ok(!any)
+    }
+
+    /// Applies `update` and clears the unfinished-clone mark, atomically.
+    pub fn finish_clone(&self, update: &Update) -> Result<()> {
+        self.apply(update, true)
+    }
+
+    fn apply(&self, update: &Update, finish_clone: bool) -> Result<()> {
+        let store = self.repo.store();
+        let side = self.describe();
+        for c in &update.refs {
+            if !store.has(Table::Objects, c.new.as_bytes())? {
+                return Err(SyncError::RefTargetMissing { side, name: c.name.clone(), id: c.new });
+            }
+        }
+        for r in &update.revisions {
+            if !store.has(Table::Objects, r.as_bytes())? {
+                return Err(SyncError::RefTargetMissing { side, name: "(revision index)".into(), id: *r });
+            }
+        }
+        let mut tx = store.begin()?;
+        for c in &update.refs {
+            let now = tx.get(Table::Refs, c.name.as_bytes())?.and_then(|v| ObjectId::from_slice(&v));
+            if now != c.old {
+                return Err(SyncError::RefChanged { side, name: c.name.clone() });
+            }
+            tx.put(Table::Refs, c.name.as_bytes(), c.new.as_bytes())?;
+        }
+        for r in &update.revisions {
+            tx.put(Table::Revisions, r.as_bytes(), &[])?;
+        }
+        if finish_clone {
+            tx.delete(Table::Meta, PARTIAL_CLONE)?;
+        }
+        Ok(tx.commit()?)
+    }
+}
+
+impl Endpoint for Local {
+    fn describe(&self) -> String {
+        self.repo.path().display().to_string()
+    }
+
+    fn meta(&self) -> Result<RepoMeta> {
+        Ok(self.repo.meta()?)
+    }
+
+    fn state(&self) -> Result<RefState> {
+        let store = self.repo.store();
+        let mut state = RefState::default();
+        store.scan(Table::Refs, b"", &mut |k, v| {
+            if let (Ok(name), Some(id)) = (std::str::from_utf8(k), ObjectId::from_slice(v)) {
+                state.refs.insert(name.to_owned(), id);
+            }
+            true
+        })?;
+        store.scan(Table::Revisions, b"", &mut |k, _| {
+            state.revisions.extend(ObjectId::from_slice(k));
+            true
+        })?;
+        Ok(state)
+    }
+
+    fn has(&self, ids: &[ObjectId]) -> Result<Vec<bool>> {
+        let store = self.repo.store();
+        ids.iter().map(|id| Ok(store.has(Table::Objects, id.as_bytes())?)).collect()
+    }
+
+    fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+        Ok(self
+            .repo
+            .store()
+            .list_objects()?
+            .into_iter()
+            .filter_map(|e| Some((ObjectId::from_slice(&e.key)?, e.len)))
+            .collect())
+    }
+
+    fn get(&self, ids: &[ObjectId]) -> Result<Vec<WireObject>> {
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        self.repo.store().get_objects(&keys, &mut |k, v, metadata| {
+            if let Some(id) = ObjectId::from_slice(k) {
+                out.push(WireObject { id, metadata, bytes: v.to_vec() });
+            }
+            true
+        })?;
+        if out.len() != ids.len() {
+            let found: BTreeSet<ObjectId> = out.iter().map(|o| o.id).collect();
+            let id = ids.iter().find(|id| !found.contains(id)).copied().unwrap_or_default();
+            return Err(SyncError::MissingObject { from: self.describe(), id });
+        }
+        Ok(out)
+    }
+
+    fn put(&self, objects: &[WireObject]) -> Result<()> {
+        let store = self.repo.store();
+        let fresh: Vec<&WireObject> = objects.iter().collect();
+        let flags = verify_all(self, &fresh)?;
+        let mut tx = store.begin()?;
+        for (o, metadata) in fresh.iter().zip(flags) {
+            if tx.get(Table::Objects, o.id.as_bytes())?.is_none() {
+                tx.put_object(o.id.as_bytes(), &o.bytes, metadata)?;
+            }
+        }
+        Ok(tx.commit()?)
+    }
+
+    fn update(&self, update: &Update) -> Result<()> {
+        self.apply(update, false)
+    }
+}
+
+/// Verifies objects on both cores when there are many.
+fn verify_all(local: &Local, objects: &[&WireObject]) -> Result<Vec<bool>> {
+    if objects.len() < 8 {
+        return objects.iter().map(|o| local.verify(o)).collect();
+    }
+    let mid = objects.len() / 2;
+    let (a, b) = objects.split_at(mid);
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| a.iter().map(|o| local.verify(o)).collect::<Result<Vec<bool>>>());
+        let rb = b.iter().map(|o| local.verify(o)).collect::<Result<Vec<bool>>>();
+        (h.join(), rb)
+    });
+    let mut ra = ra.map_err(|_| SyncError::Invalid("a verification thread panicked".into()))??;
+    ra.extend(rb?);
+    Ok(ra)
+}
+
+mod hex_id {
+    use monofs::ObjectId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &ObjectId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_hex {
+    use monofs::ObjectId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &Option<ObjectId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_some(&id.to_hex()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ObjectId>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+mod hex_ids {
+    use monofs::ObjectId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[ObjectId], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ids.iter().map(ObjectId::to_hex))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObjectId>, D::Error> {
+        Vec::<String>::deserialize(d)?.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect()
+    }
+}
+
+/// JSON shapes of [`RefState`] and [`RepoMeta`] on the wire.
+pub(crate) mod json {
+    use std::collections::BTreeMap;
+
+    use monofs::repo::RepoMeta;
+    use serde::{Deserialize, Serialize};
+
+    use super::RefState;
+    use crate::error::{Result, SyncError};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct State {
+        pub refs: BTreeMap<String, String>,
+        pub revisions: Vec<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Meta {
+        pub config: String,
+        pub key: Option<String>,
+    }
+
+    pub fn state_to(s: &RefState) -> State {
+        State {
+            refs: s.refs.iter().map(|(k, v)| (k.clone(), v.to_hex())).collect(),
+            revisions: s.revisions.iter().map(|r| r.to_hex()).collect(),
+        }
+    }
+
+    pub fn state_from(s: State, from: &str) -> Result<RefState> {
+        let bad = |_| SyncError::Protocol { from: from.into(), what: "bad id in ref state".into() };
+        Ok(RefState {
+            refs: s.refs.into_iter().map(|(k, v)| Ok((k, v.parse().map_err(bad)?))).collect::<Result<_>>()?,
+            revisions: s.revisions.iter().map(|r| r.parse().map_err(bad)).collect::<Result<_>>()?,
+        })
+    }
+
+    pub fn meta_to(m: &RepoMeta) -> Meta {
+        Meta { config: hex::encode(&m.config), key: m.key.as_ref().map(hex::encode) }
+    }
+
+    pub fn meta_from(m: Meta, from: &str) -> Result<RepoMeta> {
+        let bad = |_| SyncError::Protocol { from: from.into(), what: "bad hex in repository meta".into() };
+        Ok(RepoMeta {
+            config: hex::decode(&m.config).map_err(bad)?,
+            key: m.key.map(|k| hex::decode(k).map_err(bad)).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! What replication can fail with.
+
+use monofs::ObjectId;
+
+/// Every error of this crate, with the object, ref or address concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// A repository operation failed.
+    #[error(transparent)]
+    Repo(#[from] monofs::Error),
+    /// A store operation failed.
+    #[error("store: {0}")]
+    Store(#[from] monofs::store::StoreError),
+    /// The server refused the access token.
+    #[error("{url}: 401 unauthorized: missing or wrong access token (pass --token-file FILE or set MONOFS_TOKEN)")]
+    Unauthorized {
+        /// The server.
+        url: String,
+    },
+    /// The server answered with an error.
+    #[error("{url}: the server answered {status}: {message}")]
+    Remote {
+        /// The server.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Its one-line explanation.
+        message: String,
+    },
+    /// The connection failed or broke off.
+    #[error("{url}: {message}")]
+    Http {
+        /// The server.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A malformed message on the wire (truncated, bad checksum, bad JSON).
+    #[error("bad data from {from}: {what}")]
+    Protocol {
+        /// Who sent it.
+        from: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// An object failed verification on arrival: it does not open or hash
+    /// to its id, or its checksum in transit does not match.
+    #[error("object {id} failed verification: {why}")]
+    BadObject {
+        /// The object.
+        id: ObjectId,
+        /// What was wrong.
+        why: String,
+    },
+    /// The source does not have an object it should have.
+    #[error("{from} lacks object {id}, which its refs need")]
+    MissingObject {
+        /// The side asked.
+        from: String,
+        /// The object.
+        id: ObjectId,
+    },
+    /// The two repositories are not replicas of one another.
+    #[error("{a} and {b} are different repositories (their config or key differ); clone one to make a replica")]
+    NotReplicas {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+    },
+    /// A ref on the receiving side moved in a way that is not a fast-forward.
+    #[error(
+        "{side}: ref '{name}' is at {theirs}, which is not an ancestor of {ours}: the replicas diverged; backup mode only fast-forwards (merging divergent replicas is the crdt mode, not available yet)"
+    )]
+    NotFastForward {
+        /// Where the ref would move.
+        side: String,
+        /// The ref.
+        name: String,
+        /// Its current value there (short id).
+        theirs: String,
+        /// The value it would get (short id).
+        ours: String,
+    },
+    /// A ref changed while the sync ran (another sync won the race).
+    #[error("{side}: ref '{name}' changed during the sync; run it again")]
+    RefChanged {
+        /// Where.
+        side: String,
+        /// The ref.
+        name: String,
+    },
+    /// A ref update names an object the receiver lacks.
+    #[error("{side}: refusing to point '{name}' at {id}, which is not stored there")]
+    RefTargetMissing {
+        /// Where.
+        side: String,
+        /// The ref.
+        name: String,
+        /// The object.
+        id: ObjectId,
+    },
+    /// The clone destination exists and is not an unfinished clone of SRC.
+    #[error("{0}: already exists and is not an unfinished clone of the source")]
+    DestinationExists(std::path::PathBuf),
+    /// A file or network I/O error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A bad address, URL or argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SyncError {
+    /// An I/O error while doing `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> SyncError {
+        SyncError::Io { what: what.into(), source }
+    }
+
+    /// The HTTP status a server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            SyncError::Unauthorized { .. } => 401,
+            SyncError::NotFastForward { .. } | SyncError::RefChanged { .. } => 409,
+            SyncError::BadObject { .. }
+            | SyncError::Protocol { .. }
+            | SyncError::RefTargetMissing { .. }
+            | SyncError::Invalid(_) => 422,
+            _ => 500,
+        }
+    }
+}
+
+/// Short alias.
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;

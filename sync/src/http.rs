@@ -1,0 +1,160 @@
+//! The client side of the HTTP protocol (docs/SYNC.md): an [`Endpoint`]
+//! behind `monofs serve --http`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use monofs::ObjectId;
+use monofs::repo::RepoMeta;
+use reqwest::blocking::Client;
+
+use crate::endpoint::{Endpoint, RefState, Update, json};
+use crate::error::{Result, SyncError};
+use crate::wire::{self, WireObject};
+
+/// Path prefix of every request; bumped on incompatible changes.
+pub const API: &str = "/v1";
+
+/// A repository served over HTTP(S).
+pub struct HttpRemote {
+    base: String,
+    token: Option<String>,
+    client: Client,
+    wire_bytes: AtomicU64,
+}
+
+impl std::fmt::Debug for HttpRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRemote").field("base", &self.base).finish()
+    }
+}
+
+/// Whether `s` names a server rather than a path.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl HttpRemote {
+    /// A client for the server at `url` (`http://host:port` or
+    /// `https://...`), sending `token` as a bearer token; `ca_cert` (PEM) is
+    /// trusted in addition to the system's roots.
+    pub fn new(url: &str, token: Option<String>, ca_cert: Option<&Path>) -> Result<HttpRemote> {
+        if !is_url(url) {
+            return Err(SyncError::Invalid(format!("'{url}' is not an http:// or https:// URL")));
+        }
+        let mut builder = Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(600));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|e| SyncError::io(format!("reading {}", path.display()), e))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| SyncError::Invalid(format!("{}: not a PEM certificate: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| SyncError::Http { url: url.into(), message: chain(&e) })?;
+        Ok(HttpRemote { base: url.trim_end_matches('/').to_owned(), token, client, wire_bytes: AtomicU64::new(0) })
+    }
+
+    /// Bytes sent and received in request and response bodies so far.
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire_bytes.load(Ordering::Relaxed)
+    }
+
+    fn call(&self, post: Option<Vec<u8>>, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{API}{path}", self.base);
+        let mut req = match post {
+            Some(body) => {
+                self.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                self.client.post(&url).body(body)
+            }
+            None => self.client.get(&url),
+        };
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let http = |e: reqwest::Error| SyncError::Http { url: self.base.clone(), message: chain(&e) };
+        let resp = req.send().map_err(http)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().map_err(http)?;
+        self.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        match status {
+            200..=299 => Ok(body.to_vec()),
+            401 => Err(SyncError::Unauthorized { url: self.base.clone() }),
+            _ => Err(SyncError::Remote {
+                url: self.base.clone(),
+                status,
+                message: String::from_utf8_lossy(&body).lines().next().unwrap_or("").to_owned(),
+            }),
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| SyncError::Protocol { from: self.base.clone(), what: e.to_string() })
+    }
+}
+
+impl Endpoint for HttpRemote {
+    fn describe(&self) -> String {
+        self.base.clone()
+    }
+
+    fn meta(&self) -> Result<RepoMeta> {
+        let m: json::Meta = self.json(&self.call(None, "/meta")?)?;
+        json::meta_from(m, &self.base)
+    }
+
+    fn state(&self) -> Result<RefState> {
+        let s: json::State = self.json(&self.call(None, "/state")?)?;
+        json::state_from(s, &self.base)
+    }
+
+    fn has(&self, ids: &[ObjectId]) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bits = self.call(Some(wire::encode_ids(ids)), "/has")?;
+        wire::decode_bitmap(&bits, ids.len(), &self.base)
+    }
+
+    fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+        wire::decode_listing(&self.call(None, "/list")?, &self.base)
+    }
+
+    fn get(&self, ids: &[ObjectId]) -> Result<Vec<WireObject>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let objects = wire::decode_objects(&self.call(Some(wire::encode_ids(ids)), "/get")?, &self.base)?;
+        if objects.len() != ids.len() {
+            let got: std::collections::HashSet<ObjectId> = objects.iter().map(|o| o.id).collect();
+            let id = ids.iter().find(|i| !got.contains(i)).copied().unwrap_or_default();
+            return Err(SyncError::MissingObject { from: self.base.clone(), id });
+        }
+        Ok(objects)
+    }
+
+    fn put(&self, objects: &[WireObject]) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        self.call(Some(wire::encode_objects(objects)), "/put").map(drop)
+    }
+
+    fn update(&self, update: &Update) -> Result<()> {
+        let body = serde_json::to_vec(update).map_err(|e| SyncError::Invalid(e.to_string()))?;
+        self.call(Some(body), "/update").map(drop)
+    }
+}

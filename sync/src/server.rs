@@ -1,0 +1,238 @@
+//! `monofs serve --http`: a repository's objects and refs over HTTP(S),
+//! behind a bearer token (docs/SYNC.md). The server opens the repository
+//! without its key: it stores and hands out sealed frames as they are.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::endpoint::{Endpoint, Local, Update, json};
+use crate::error::{Result, SyncError};
+use crate::http::API;
+use crate::wire;
+
+/// Largest request body: a batch of metadata can be large.
+const BODY_LIMIT: usize = 4 << 30;
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0 picks one).
+    pub addr: SocketAddr,
+    /// The bearer token clients must send.
+    pub token: String,
+    /// PEM certificate chain and private key, for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+struct AppState {
+    local: Local,
+    token: String,
+}
+
+struct Failure(SyncError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!("{}", self.0);
+        } else {
+            tracing::info!("refused: {}", self.0);
+        }
+        (status, format!("{}\n", self.0)).into_response()
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> std::result::Result<(), Failure> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if same_token(t.as_bytes(), state.token.as_bytes()) => Ok(()),
+        _ => Err(Failure(SyncError::Unauthorized { url: "this server".into() })),
+    }
+}
+
+type Reply = std::result::Result<Response, Failure>;
+
+/// Runs `f` on the blocking pool after checking the token.
+async fn blocking<F>(state: Arc<AppState>, headers: HeaderMap, f: F) -> Reply
+where
+    F: FnOnce(&AppState) -> Result<Response> + Send + 'static,
+{
+    authorized(&state, &headers)?;
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(r) => r.map_err(Failure),
+        Err(e) => Err(Failure(SyncError::Invalid(format!("request handler failed: {e}")))),
+    }
+}
+
+fn octets(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+}
+
+fn json_reply<T: serde::Serialize>(v: &T) -> Result<Response> {
+    let body = serde_json::to_vec(v).map_err(|e| SyncError::Invalid(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
+    blocking(s, h, |s| json_reply(&json::meta_to(&s.local.meta()?))).await
+}
+
+async fn ref_state(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
+    blocking(s, h, |s| json_reply(&json::state_to(&s.local.state()?))).await
+}
+
+async fn has(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    blocking(s, h, move |s| {
+        let ids = wire::decode_ids(&body, "the client")?;
+        Ok(octets(wire::encode_bitmap(&s.local.has(&ids)?)))
+    })
+    .await
+}
+
+async fn list(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
+    blocking(s, h, |s| Ok(octets(wire::encode_listing(&s.local.list()?)))).await
+}
+
+async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    blocking(s, h, move |s| {
+        let ids = wire::decode_ids(&body, "the client")?;
+        Ok(octets(wire::encode_objects(&s.local.get(&ids)?)))
+    })
+    .await
+}
+
+async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    blocking(s, h, move |s| {
+        let objects = wire::decode_objects(&body, "the client")?;
+        s.local.put(&objects)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    blocking(s, h, move |s| {
+        let update: Update = serde_json::from_slice(&body)
+            .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
+        s.local.update(&update)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// The routes, for tests that drive them in-process.
+fn router(local: Local, token: String) -> Router {
+    let state = Arc::new(AppState { local, token });
+    Router::new()
+        .route(&format!("{API}/meta"), get(meta))
+        .route(&format!("{API}/state"), get(ref_state))
+        .route(&format!("{API}/list"), get(list))
+        .route(&format!("{API}/has"), post(has))
+        .route(&format!("{API}/get"), post(get_objects))
+        .route(&format!("{API}/put"), post(put))
+        .route(&format!("{API}/update"), post(update))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// A running server.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    handle: axum_server::Handle,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Server {
+    /// Waits until the server stops (it runs until the process ends or
+    /// [`Server::shutdown`]).
+    pub fn wait(mut self) -> Result<()> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(SyncError::Invalid("the HTTP server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting connections and waits for the server to end.
+    pub fn shutdown(self) -> Result<()> {
+        self.handle.shutdown();
+        self.wait()
+    }
+}
+
+/// Starts serving `local` on its own thread and runtime; returns once it
+/// listens.
+pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
+    if opts.token.trim().is_empty() {
+        return Err(SyncError::Invalid("the access token is empty".into()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SyncError::io("starting the HTTP runtime", e))?;
+    let app = router(local, opts.token.trim().to_owned());
+    let handle = axum_server::Handle::new();
+    let tls = match &opts.tls {
+        Some((cert, key)) => {
+            Some(runtime.block_on(axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)).map_err(|e| {
+                SyncError::io(format!("loading TLS certificate {} and key {}", cert.display(), key.display()), e)
+            })?)
+        }
+        None => None,
+    };
+    let addr = opts.addr;
+    let h = handle.clone();
+    let thread = std::thread::spawn(move || -> Result<()> {
+        let service = app.into_make_service();
+        let run = async move {
+            match tls {
+                Some(tls) => axum_server::bind_rustls(addr, tls).handle(h).serve(service).await,
+                None => axum_server::bind(addr).handle(h).serve(service).await,
+            }
+        };
+        runtime.block_on(run).map_err(|e| SyncError::io(format!("serving on {addr}"), e))
+    });
+    let bound = std::thread::scope(|_| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        rt.ok().and_then(|rt| rt.block_on(handle.listening()))
+    });
+    match bound {
+        Some(addr) => Ok(Server { addr, handle, thread: Some(thread) }),
+        None => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(SyncError::Invalid(format!("the HTTP server did not start on {addr}"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abc", b"abd"));
+        assert!(!same_token(b"abc", b"abcd"));
+    }
+}

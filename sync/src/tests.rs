@@ -1,0 +1,204 @@
+//! Transfers between real (temporary) repositories, in-process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use monofs::object::Kind;
+use monofs::{CommitOptions, InitOptions, NoProgress as NoCommitProgress, Repository};
+
+use crate::wire::WireObject;
+use crate::*;
+
+fn opts(msg: &str) -> CommitOptions {
+    CommitOptions { message: msg.into(), author: "t@t".into(), time: None }
+}
+
+/// A tree with a few small files and one file of many chunks.
+fn make_data(dir: &Path, seed: u8) {
+    std::fs::create_dir_all(dir.join("sub/deeper")).expect("mkdir");
+    std::fs::write(dir.join("a.txt"), b"hello").expect("write");
+    std::fs::write(dir.join("sub/b.txt"), vec![seed; 1000]).expect("write");
+    std::fs::write(dir.join("sub/deeper/c.txt"), b"deep").expect("write");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join("big.bin"), big).expect("write");
+}
+
+fn commit(path: &Path, data: &Path, msg: &str) -> monofs::CommitSummary {
+    let repo = Repository::open(path, &mut || Ok(b"pw".to_vec())).expect("open");
+    repo.commit_dir(data, &opts(msg), &NoCommitProgress).expect("commit")
+}
+
+fn local(path: &Path) -> Local {
+    Local::open(path, Duration::from_secs(5)).expect("open")
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    src: std::path::PathBuf,
+    dst: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, dst, data) = (dir.path().join("src"), dir.path().join("dst"), dir.path().join("data"));
+    Repository::init(&src, InitOptions::default()).expect("init");
+    make_data(&data, 1);
+    commit(&src, &data, "one");
+    let (summary, _) = clone(&local(&src), &dst, &NoProgress).expect("clone");
+    assert!(summary.objects_sent > 40, "{summary:?}");
+    Setup { _dir: dir, src, dst, data }
+}
+
+#[test]
+fn negotiation_sends_exactly_the_new_objects() {
+    let s = setup();
+    std::fs::write(s.data.join("sub/b.txt"), b"changed").expect("write");
+    let made = commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let codec = src.codec().cloned();
+    let summary = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
+    assert_eq!(summary.mode, Mode::Walk);
+    assert_eq!(summary.objects_sent, made.new_objects, "{summary:?} vs {made:?}");
+    // The revision object itself is not counted in the commit's bytes.
+    assert!((made.new_bytes..made.new_bytes + 1000).contains(&summary.bytes_sent), "{summary:?} vs {made:?}");
+    assert!(summary.refs_updated.contains(&"HEAD".to_owned()) && !summary.worktree_kept, "{summary:?}");
+    assert_eq!(dst.state().expect("state"), src.state().expect("state"), "refs and index equal after the sync");
+    let again = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
+    assert_eq!((again.objects_sent, again.refs_updated.len()), (0, 0), "{again:?}");
+    drop((src, dst));
+    let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");
+    assert!(repo.fsck().expect("fsck").problems.is_empty());
+    assert_eq!(repo.log(false).expect("log").len(), 2);
+}
+
+#[test]
+fn id_set_mode_reaches_the_same_state() {
+    let s = setup();
+    std::fs::write(s.data.join("a.txt"), b"other").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let summary = sync(&src, &dst, None, Direction::Push, &NoProgress).expect("sync");
+    assert_eq!(summary.mode, Mode::IdSet);
+    assert!(summary.objects_sent >= 2, "{summary:?}");
+    let (a, b) = (src.state().expect("state"), dst.state().expect("state"));
+    assert_eq!(a.revisions, b.revisions);
+    assert_eq!(a.refs.get("HEAD"), b.refs.get("HEAD"));
+}
+
+#[test]
+fn diverged_replicas_are_refused() {
+    let s = setup();
+    std::fs::write(s.data.join("a.txt"), b"on the source").expect("write");
+    commit(&s.src, &s.data, "src-two");
+    std::fs::write(s.data.join("a.txt"), b"on the copy").expect("write");
+    commit(&s.dst, &s.data, "dst-two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let before = dst.state().expect("state");
+    let codec = src.codec().cloned();
+    let err = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect_err("refused");
+    assert!(matches!(err, SyncError::NotFastForward { .. }), "{err}");
+    assert!(err.to_string().contains("crdt"), "{err}");
+    assert_eq!(dst.state().expect("state"), before, "nothing moved");
+    let err = sync(&src, &dst, None, Direction::Push, &NoProgress).expect_err("refused without the key too");
+    assert!(matches!(err, SyncError::NotFastForward { .. }), "{err}");
+}
+
+#[test]
+fn unrelated_repositories_are_refused() {
+    let s = setup();
+    let other = s.src.with_file_name("other");
+    Repository::init(&other, InitOptions::default()).expect("init");
+    let err = sync(&local(&s.src), &local(&other), None, Direction::Push, &NoProgress).expect_err("refused");
+    assert!(matches!(err, SyncError::NotReplicas { .. }), "{err}");
+}
+
+#[test]
+fn tampered_objects_are_rejected_and_nothing_is_stored() {
+    let s = setup();
+    let dst = local(&s.dst);
+    let codec = dst.codec().cloned().expect("plain repository");
+    let plain = b"some chunk".to_vec();
+    let id = codec.id(Kind::Chunk, &plain);
+    let mut bytes = codec.seal(&id, Kind::Chunk, &plain);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let err = dst.put(&[WireObject { id, metadata: false, bytes }]).expect_err("rejected");
+    assert!(matches!(err, SyncError::BadObject { .. }), "{err}");
+    assert_eq!(dst.has(&[id]).expect("has"), [false]);
+}
+
+#[test]
+fn refs_never_point_at_missing_objects() {
+    let s = setup();
+    let dst = local(&s.dst);
+    let update = Update {
+        refs: vec![RefChange { name: "tags/x".into(), old: None, new: monofs::ObjectId([7; 32]) }],
+        revisions: Vec::new(),
+    };
+    assert!(matches!(dst.update(&update), Err(SyncError::RefTargetMissing { .. })));
+}
+
+#[test]
+fn encrypted_clone_needs_no_key_and_opens_with_the_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, dst, data) = (dir.path().join("src"), dir.path().join("dst"), dir.path().join("data"));
+    let init = InitOptions {
+        passphrase: Some(b"pw".to_vec()),
+        kdf: monofs::crypto::KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 },
+        chunker: None,
+    };
+    Repository::init(&src, init).expect("init");
+    make_data(&data, 2);
+    commit(&src, &data, "secret");
+    let source = local(&src);
+    assert!(source.codec().is_none());
+    clone(&source, &dst, &NoProgress).expect("clone");
+    let mut raw = std::fs::read(dst.join(monofs::repo::STORE_FILE)).expect("read");
+    raw.retain(|_| true);
+    assert!(!raw.windows(5).any(|w| w == b"hello"), "plaintext in the clone");
+    assert!(Repository::open(&dst, &mut || Ok(b"wrong".to_vec())).is_err());
+    let repo = Repository::open(&dst, &mut || Ok(b"pw".to_vec())).expect("opens");
+    assert!(repo.fsck().expect("fsck").problems.is_empty());
+}
+
+#[test]
+fn http_clone_sync_and_auth() {
+    let s = setup();
+    let server = serve(
+        local(&s.dst),
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "sekrit".into(), tls: None },
+    )
+    .expect("serve");
+    let url = format!("http://{}", server.addr);
+    let wrong = HttpRemote::new(&url, Some("nope".into()), None).expect("client");
+    assert!(matches!(wrong.state(), Err(SyncError::Unauthorized { .. })));
+    let none = HttpRemote::new(&url, None, None).expect("client");
+    assert!(matches!(none.meta(), Err(SyncError::Unauthorized { .. })));
+
+    std::fs::write(s.data.join("sub/deeper/c.txt"), b"new deep").expect("write");
+    let made = commit(&s.src, &s.data, "two");
+    let remote = HttpRemote::new(&url, Some(" sekrit".trim().into()), None).expect("client");
+    let src = local(&s.src);
+    let codec = src.codec().cloned();
+    let summary = sync(&src, &remote, codec.as_ref(), Direction::Push, &NoProgress).expect("push");
+    assert_eq!(summary.objects_sent, made.new_objects);
+    let before = remote.wire_bytes();
+    let noop = sync(&src, &remote, codec.as_ref(), Direction::Push, &NoProgress).expect("no-op");
+    assert_eq!(noop.objects_sent, 0);
+    assert!(remote.wire_bytes() - before < 64 << 10, "no-op sync moved {} bytes", remote.wire_bytes() - before);
+
+    let copy = s.src.with_file_name("copy");
+    let (summary, _) = clone(&remote, &copy, &NoProgress).expect("http clone");
+    assert!(summary.objects_sent > 40);
+    server.shutdown().expect("shutdown");
+    assert_eq!(local(&copy).state().expect("state"), src.state().expect("state"));
+}

@@ -1,0 +1,301 @@
+//! clone, sync --mode backup, remote and serve --http, driven through the
+//! binary: local and over HTTP on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use monofs_fixtures::{Rng, assert_same_tree, make_tree, write};
+
+use super::{Scratch, fails, init, monofs, ok, ok_env};
+
+/// A `monofs serve --http` on a free loopback port, killed on drop.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(repo: &Path, token_file: &Path) -> Served {
+    let mut child = monofs()
+        .args(["serve"])
+        .arg(repo)
+        .args(["--http", "127.0.0.1:0", "--token-file"])
+        .arg(token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("url in the banner").to_owned();
+    Served { child, url }
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).expect("json summary")
+}
+
+#[test]
+fn local_clone_incremental_sync_and_divergence() {
+    let s = Scratch::default();
+    let (repo, data, copy) = (s.path("repo"), s.path("data"), s.path("copy"));
+    make_tree(&data);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    ok(&[&"tag", &repo, &"v1"]);
+    let summary = json(&ok(&[&"clone", &repo, &copy, &"--json"]));
+    assert!(summary["objects_sent"].as_u64().expect("n") > 10, "{summary}");
+    ok(&[&"checkout", &copy, &"v1", &"--to", &s.path("out1")]);
+    assert_same_tree(&data, &s.path("out1"));
+    assert_eq!(ok(&[&"log", &copy, &"--json"]), ok(&[&"log", &repo, &"--json"]));
+    assert!(ok(&[&"diff", &copy, &"HEAD"]).is_empty(), "the clone's working tree is HEAD's");
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+    let err = fails(&[&"clone", &repo, &copy], &[]);
+    assert!(err.contains("already exists"), "{err}");
+
+    // Incremental: a small change sends a few objects, a second run none.
+    write(&data.join("a/lines.txt"), b"changed\n");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"two"]);
+    ok(&[&"tag", &repo, &"v2"]);
+    ok(&[&"remote", &"add", &repo, &"backup", &copy]);
+    assert!(ok(&[&"remote", &"list", &repo]).contains("backup"));
+    let summary = json(&ok(&[&"sync", &repo, &"backup", &"--mode", &"backup", &"--json"]));
+    assert_eq!(summary["mode"], "walk");
+    let sent = summary["objects_sent"].as_u64().expect("n");
+    assert!((2..=6).contains(&sent), "{summary}");
+    let again = json(&ok(&[&"sync", &repo, &copy, &"--json"]));
+    assert_eq!(again["objects_sent"], 0, "{again}");
+    assert!(ok(&[&"log", &copy]).contains("two"));
+    assert!(ok(&[&"tag", &copy]).contains("v2"));
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out2")]);
+    assert_same_tree(&data, &s.path("out2"));
+    assert!(ok(&[&"diff", &copy, &"HEAD"]).is_empty(), "the working tree followed HEAD");
+
+    // Both sides commit: backup mode refuses, says why, moves nothing.
+    write(&data.join("hello.txt"), b"on the source\n");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"src-three"]);
+    write(&data.join("hello.txt"), b"on the copy\n");
+    ok(&[&"commit", &copy, &"--from", &data, &"-m", &"copy-three"]);
+    let before = ok(&[&"log", &copy, &"--all"]);
+    let err = fails(&[&"sync", &repo, &copy], &[]);
+    assert!(err.contains("not an ancestor") && err.contains("crdt"), "{err}");
+    assert_eq!(ok(&[&"log", &copy, &"--all"]), before);
+
+    // --pull brings the copy's line back only if it is a fast-forward: it is not.
+    let err = fails(&[&"sync", &repo, &copy, &"--pull"], &[]);
+    assert!(err.contains("not an ancestor"), "{err}");
+    ok(&[&"remote", &"remove", &repo, &"backup"]);
+    assert!(ok(&[&"remote", &"list", &repo]).is_empty());
+}
+
+#[test]
+fn http_clone_push_pull_and_tokens() {
+    let s = Scratch::default();
+    let (repo, data, mirror) = (s.path("repo"), s.path("data"), s.path("mirror"));
+    make_tree(&data);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    ok(&[&"clone", &repo, &mirror]);
+    let token = s.path("token");
+    std::fs::write(&token, "  tok-123 \n").expect("token");
+    let server = serve(&mirror, &token);
+
+    let err = fails(&[&"clone", &server.url, &s.path("c0")], &[]);
+    assert!(err.contains("401") && err.contains("token"), "{err}");
+    let err = fails(&[&"clone", &server.url, &s.path("c0")], &[("MONOFS_TOKEN", "wrong")]);
+    assert!(err.contains("401"), "{err}");
+    assert!(!s.path("c0").join("monofs.redb").exists() || fails(&[&"log", &s.path("c0")], &[]).contains("error"));
+
+    // Push over HTTP, token from the environment.
+    write(&data.join("a/new.txt"), b"new file\n");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"pushed-over-http"]);
+    let summary = json(&ok_env(&[&"sync", &repo, &server.url, &"--json"], &[("MONOFS_TOKEN", "tok-123")]));
+    assert!(summary["objects_sent"].as_u64().expect("n") >= 2, "{summary}");
+    let noop = json(&ok_env(&[&"sync", &repo, &server.url, &"--json"], &[("MONOFS_TOKEN", "tok-123")]));
+    assert_eq!(noop["objects_sent"], 0);
+    assert!(noop["wire_bytes"].as_u64().expect("n") < 100_000, "{noop}");
+
+    // Clone over HTTP (the flag wins over a wrong variable), check out.
+    let c1 = s.path("c1");
+    ok_env(&[&"clone", &server.url, &c1, &"--token-file", &token], &[("MONOFS_TOKEN", "wrong")]);
+    ok(&[&"checkout", &c1, &"HEAD", &"--to", &s.path("out")]);
+    assert_same_tree(&data, &s.path("out"));
+    assert!(ok(&[&"log", &c1]).contains("pushed-over-http"));
+
+    // Pull a revision made elsewhere into the first repository.
+    drop(server);
+    write(&data.join("hello.txt"), b"from the mirror\n");
+    ok(&[&"commit", &c1, &"--from", &data, &"-m", &"made-on-c1"]);
+    let server = serve(&c1, &token);
+    ok_env(&[&"sync", &repo, &server.url, &"--pull"], &[("MONOFS_TOKEN", "tok-123")]);
+    assert!(ok(&[&"log", &repo]).contains("made-on-c1"));
+}
+
+#[test]
+fn killed_clone_and_sync_resume_without_resending() {
+    let s = Scratch::default();
+    let (repo, data, copy) = (s.path("repo"), s.path("data"), s.path("copy"));
+    write(&data.join("big.bin"), &Rng::new(7).bytes(40 << 20));
+    write(&data.join("small.txt"), b"small\n");
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"big"]);
+    let killed =
+        monofs().args(["clone"]).arg(&repo).arg(&copy).env("MONOFS_SYNC_TEST_EXIT_AFTER", "1").output().expect("run");
+    assert_eq!(killed.status.code(), Some(3), "{}", String::from_utf8_lossy(&killed.stderr));
+    // Nothing half-visible: the unfinished clone shows no revision.
+    assert!(monofs().arg("log").arg(&copy).output().expect("log").stdout.is_empty());
+    let full = json(&ok(&[&"clone", &s.path("repo"), &s.path("reference"), &"--json"]));
+    let resumed = json(&ok(&[&"clone", &repo, &copy, &"--json"]));
+    let (all, rest) = (full["objects_sent"].as_u64().expect("n"), resumed["objects_sent"].as_u64().expect("n"));
+    assert!(rest < all && rest > 0, "resumed clone sent {rest} of {all}");
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
+    assert_same_tree(&data, &s.path("out"));
+
+    // The same for a sync over HTTP.
+    write(&data.join("big2.bin"), &Rng::new(8).bytes(40 << 20));
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"big2"]);
+    let token = s.path("token");
+    std::fs::write(&token, "t").expect("token");
+    let server = serve(&copy, &token);
+    let killed = monofs()
+        .args(["sync"])
+        .arg(&repo)
+        .arg(&server.url)
+        .arg("--token-file")
+        .arg(&token)
+        .env("MONOFS_SYNC_TEST_EXIT_AFTER", "1")
+        .output()
+        .expect("run");
+    assert_eq!(killed.status.code(), Some(3), "{}", String::from_utf8_lossy(&killed.stderr));
+    let resumed = json(&ok(&[&"sync", &repo, &server.url, &"--token-file", &token, &"--json"]));
+    let rest = resumed["objects_sent"].as_u64().expect("n");
+    assert!(rest > 0 && rest < 600, "resumed sync sent {rest} objects: {resumed}");
+    drop(server);
+    assert!(ok(&[&"log", &copy]).contains("big2"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+}
+
+#[test]
+fn encrypted_clone_stays_sealed_and_opens_with_the_passphrase() {
+    let s = Scratch::default();
+    let (repo, data, copy) = (s.path("repo"), s.path("data"), s.path("copy"));
+    make_tree(&data);
+    let pw = [("MONOFS_PASSPHRASE", "pw")];
+    ok_env(&[&"init", &repo, &"--encrypt"], &pw);
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"secret-rev"], &pw);
+    let out = monofs().arg("clone").arg(&repo).arg(&copy).stdin(Stdio::null()).output().expect("clone");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let raw = std::fs::read(copy.join("monofs.redb")).expect("read");
+    assert!(!raw.windows(12).any(|w| w == b"hello monofs"), "plaintext in the clone");
+    assert!(ok_env(&[&"log", &copy], &pw).contains("secret-rev"));
+    let err = fails(&[&"log", &copy], &[("MONOFS_PASSPHRASE", "wrong")]);
+    assert!(err.contains("passphrase"), "{err}");
+    ok_env(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")], &pw);
+    assert_same_tree(&data, &s.path("out"));
+
+    // Incremental sync of the encrypted pair: with the passphrase it walks,
+    // without it compares ids; both work and stay sealed.
+    write(&data.join("a/more.txt"), b"more secret\n");
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"second"], &pw);
+    let walked = json(&ok_env(&[&"sync", &repo, &copy, &"--json"], &pw));
+    assert_eq!(walked["mode"], "walk");
+    write(&data.join("a/more2.txt"), b"more\n");
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"third"], &pw);
+    let out = monofs().args(["sync", "--json"]).arg(&repo).arg(&copy).stdin(Stdio::null()).output().expect("sync");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["mode"], "id-set");
+    assert!(ok_env(&[&"log", &copy], &pw).contains("third"));
+}
+
+#[test]
+fn tampered_object_is_rejected() {
+    let s = Scratch::default();
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    let random = Rng::new(9).bytes(2_000_000);
+    write(&data.join("random.bin"), &random);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    // Random data is stored raw: flip one byte of it inside the store file.
+    let store = repo.join("monofs.redb");
+    let mut bytes = std::fs::read(&store).expect("read");
+    let needle = &random[500_000..500_064];
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("chunk bytes in the store");
+    bytes[at + 10] ^= 0x55;
+    std::fs::write(&store, &bytes).expect("write");
+    let copy = s.path("copy");
+    let err = fails(&[&"clone", &repo, &copy], &[]);
+    assert!(err.contains("failed verification") || err.contains("corrupt"), "{err}");
+    assert!(monofs().arg("log").arg(&copy).output().expect("log").stdout.is_empty(), "nothing visible");
+}
+
+#[test]
+fn bad_arguments() {
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let err = fails(&[&"sync", &repo, &s.path("nope")], &[]);
+    assert!(err.contains("nope"), "{err}");
+    let err = fails(&[&"sync", &repo, &repo], &[]);
+    assert!(err.contains("same repository"), "{err}");
+    let err = fails(&[&"sync", &repo, &s.path("x"), &"--mode", &"crdt"], &[]);
+    assert!(err.contains("not available"), "{err}");
+    let other = s.path("other");
+    init(&other);
+    let err = fails(&[&"sync", &repo, &other], &[]);
+    assert!(err.contains("different repositories"), "{err}");
+    let err = fails(&[&"clone", &"http://127.0.0.1:1", &s.path("c")], &[("MONOFS_TOKEN", "x")]);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    let _ = Command::new("true").status();
+}
+
+#[test]
+fn https_with_a_self_signed_certificate() {
+    let s = Scratch::default();
+    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|st| st.success()) {
+        eprintln!("SKIP https_with_a_self_signed_certificate: openssl is not installed");
+        return;
+    }
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    write(&data.join("f.txt"), b"over tls\n");
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"tls-rev"]);
+    let token = s.path("token");
+    let mut child = monofs()
+        .arg("serve")
+        .arg(&repo)
+        .args(["--http", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("banner");
+    let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("https url").to_owned();
+    let server = Served { child, url: url.replace("127.0.0.1", "localhost") };
+    assert!(token.exists(), "a token was generated");
+    fails(&[&"clone", &server.url, &s.path("c0"), &"--token-file", &token], &[]);
+    ok(&[&"clone", &server.url, &s.path("c1"), &"--token-file", &token, &"--ca-cert", &cert]);
+    assert!(ok(&[&"log", &s.path("c1")]).contains("tls-rev"));
+}
