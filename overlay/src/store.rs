@@ -151,11 +151,11 @@ impl ImageStore {
     /// Opens (creating on first use) the store under `home`.
     pub fn open(home: &Path) -> Result<ImageStore> {
         let path = home.join("store");
-        let repo = if path.join(monofs::repo::STORE_FILE).exists() {
-            Repository::open(&path, &mut || Ok(Vec::new()))?
-        } else {
-            Repository::init(&path, InitOptions::default())?
-        };
+        // Shared: sandboxes, pulls and listings run at the same time.
+        if !path.join(monofs::repo::STORE_FILE).exists() {
+            drop(Repository::init(&path, InitOptions::default())?);
+        }
+        let repo = Repository::open_shared(&path, &mut || Ok(Vec::new()))?;
         Ok(ImageStore { home: home.to_owned(), repo, step: None })
     }
 

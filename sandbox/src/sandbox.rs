@@ -23,15 +23,12 @@ use crate::namespace::NamespaceRuntime;
 use crate::net::Network;
 use crate::runtime::{Instance, Runtime, Start};
 use crate::spec::{self, GivenFile, IdRange, Limits, RunSpec, Scope, Volume};
-use crate::state::{self, Process, Record};
+use crate::state::{self, Process, Record, Slot};
 use crate::tty::Pty;
 
 /// Ref prefix of kept sandboxes: `sandboxes/ID` is a revision whose parent
 /// is the image's revision.
 pub const KEPT_PREFIX: &str = "sandboxes/";
-
-/// Name prefix of sandbox working trees (`worktrees/sandbox-ID`).
-pub const WORKTREE_PREFIX: &str = "sandbox-";
 
 /// Time between SIGTERM and SIGKILL when a sandbox is stopped or times out.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -144,16 +141,14 @@ fn random_id() -> Result<String> {
 
 /// Releases what was made for a sandbox, in reverse order, whatever
 /// happened; `run` disarms nothing, so an early return cleans up too.
-struct Teardown<'a> {
+struct Teardown {
     home: PathBuf,
     record: Record,
-    repo: &'a Repository,
-    worktree: bool,
     cgroup: Option<Cgroup>,
     network: Option<Network>,
 }
 
-impl Drop for Teardown<'_> {
+impl Drop for Teardown {
     fn drop(&mut self) {
         if let Some(net) = &self.network {
             net.detach();
@@ -165,11 +160,6 @@ impl Drop for Teardown<'_> {
         }
         if let Err(e) = crate::namespace::release_run_dir(&self.record.id) {
             tracing::warn!("{e}");
-        }
-        if self.worktree
-            && let Err(e) = self.repo.delete_worktree(&self.record.worktree)
-        {
-            tracing::warn!("removing the sandbox's working tree: {e}");
         }
         if let Err(e) = self.record.remove(&self.home) {
             tracing::warn!("{e}");
@@ -255,11 +245,11 @@ pub fn preflight(opts: &Options) -> Result<Box<dyn Runtime>> {
 /// which must be in `store`; returns once the sandbox is gone.
 pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     let runtime = preflight(opts)?;
-    let layout = match Layout::detect() {
-        Ok(l) => Some(l),
-        Err(e) if opts.limits.any() => return Err(e),
-        Err(_) => None,
-    };
+    // Joining a cgroup costs the first process an RCU grace period (about
+    // 10 ms on cgroup v1), more than all the rest of a start: a sandbox gets
+    // one only when it has limits. Without, its PID namespace still takes
+    // every process down with it.
+    let layout = if opts.limits.any() { Some(Layout::detect()?) } else { None };
     let pty = Arc::new(OnceLock::new());
     let relay = Relay::start(pty.clone())?;
 
@@ -276,9 +266,9 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     let hostname = id[..12].to_owned();
     let env = spec::environment(config, &overrides, &hostname, opts.tty)?;
     let repo = Arc::new(store.into_repo());
-    let (records, _) = state::list(&home);
-    remove_stale_worktrees(&repo, &records)?;
-    let slot = state::free_slot(&records);
+    let supervisor = Process::current().ok_or_else(|| Error::Setup("cannot read /proc/self/stat".into()))?;
+    let claim = Slot::claim(supervisor)?;
+    let slot = claim.number();
     let record = Record {
         id: id.clone(),
         image: opts.image.clone(),
@@ -287,21 +277,13 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         isolation: runtime.name().into(),
         scope: opts.scope,
         slot,
-        supervisor: Process::current().ok_or_else(|| Error::Setup("cannot read /proc/self/stat".into()))?,
+        supervisor,
         init: None,
-        worktree: format!("{WORKTREE_PREFIX}{id}"),
     };
     record.create(&home)?;
-    let mut teardown =
-        Teardown { home: home.clone(), record, repo: &repo, worktree: false, cgroup: None, network: None };
-    repo.create_worktree(&teardown.record.worktree, &image.root)?;
-    teardown.worktree = true;
+    let mut teardown = Teardown { home: home.clone(), record, cgroup: None, network: None };
     if let Some(layout) = &layout {
-        match Cgroup::create(layout, &id, &opts.limits) {
-            Ok(cg) => teardown.cgroup = Some(cg),
-            Err(e) if opts.limits.any() => return Err(e),
-            Err(e) => tracing::info!("no cgroup for the sandbox: {e}"),
-        }
+        teardown.cgroup = Some(Cgroup::create(layout, &id, &opts.limits)?);
     }
     let mut files = Vec::new();
     if opts.scope != Scope::None {
@@ -326,7 +308,9 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         rootfs: PathBuf::new(),
         files,
     };
-    let vfs = Arc::new(Vfs::serve(repo.clone(), Tree::Named(teardown.record.worktree.clone()))?);
+    // The image's tree, writable, referred to by nothing: copy-on-write
+    // for free, and nothing to delete afterwards unless it is kept.
+    let vfs = Arc::new(Vfs::serve(repo.clone(), Tree::Scratch(image.root))?);
     if relay.cancelled.load(Ordering::SeqCst) {
         return Err(Error::Setup("interrupted".into()));
     }
@@ -386,6 +370,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     close(instance)?;
     let kept = if opts.keep { Some(keep(&repo, &vfs, &teardown.record, &image.revision, opts)?) } else { None };
     drop(teardown);
+    drop(claim);
     Ok(Outcome { id, status, ending, kept, memory_peak })
 }
 
@@ -413,33 +398,16 @@ fn keep(repo: &Repository, vfs: &Vfs, record: &Record, image_rev: &ObjectId, opt
     Ok(id)
 }
 
-/// Deletes sandbox working trees that no running sandbox owns (their
-/// supervisor was killed).
-fn remove_stale_worktrees(repo: &Repository, records: &[Record]) -> Result<usize> {
-    let mut removed = 0;
-    for (name, _) in repo.refs_with_prefix(monofs::repo::WORKTREES_PREFIX)? {
-        let owned = records.iter().any(|r| r.worktree == name && r.running());
-        if name.starts_with(WORKTREE_PREFIX) && !owned {
-            repo.delete_worktree(&name)?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 /// What [`clean`] released.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Cleaned {
     /// Sandboxes whose leftovers were released.
     pub sandboxes: Vec<String>,
-    /// Working trees deleted from the image store.
-    pub worktrees: usize,
-    /// Why the image store could not be cleaned (it is in use).
-    pub store_busy: Option<String>,
 }
 
 /// Releases what sandboxes whose supervisor died left behind: processes,
-/// mounts, cgroups, network, working trees, state directories.
+/// mounts, cgroups, network, state directories (slots free themselves: a
+/// claim whose owner is dead is taken over).
 pub fn clean(home: &Path) -> Result<Cleaned> {
     let mut cleaned = Cleaned::default();
     let (records, orphans) = state::list(home);
@@ -466,10 +434,6 @@ pub fn clean(home: &Path) -> Result<Cleaned> {
                 }
             }
         }
-    }
-    match ImageStore::open(home) {
-        Ok(store) => cleaned.worktrees = remove_stale_worktrees(store.repo(), &state::list(home).0)?,
-        Err(e) => cleaned.store_busy = Some(e.to_string()),
     }
     Ok(cleaned)
 }

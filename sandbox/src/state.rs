@@ -32,8 +32,6 @@ pub struct Record {
     pub supervisor: Process,
     /// The sandbox's outermost process, once started.
     pub init: Option<Process>,
-    /// Named working tree holding the root file system.
-    pub worktree: String,
 }
 
 /// A process, identified beyond its pid by its start time so a reused pid
@@ -150,14 +148,87 @@ pub fn find(home: &Path, prefix: &str) -> Result<Record> {
     }
 }
 
-/// The lowest slot no live sandbox uses.
-pub fn free_slot(records: &[Record]) -> u32 {
-    (0..).find(|s| !records.iter().any(|r| r.slot == *s && r.running())).unwrap_or(0)
+/// Where slot claims live: one file per slot in use on this host, across
+/// every `MONOCORE_HOME`, holding its owner.
+pub const SLOTS_DIR: &str = "/run/monocore/slots";
+
+/// A claimed slot: its id range and network addresses are this sandbox's
+/// alone on this host until it is dropped.
+#[derive(Debug)]
+pub struct Slot {
+    n: u32,
+    path: PathBuf,
 }
+
+impl Slot {
+    /// Claims the lowest free slot for the process `owner`. A claim whose
+    /// owner is gone (killed) is taken over.
+    pub fn claim(owner: Process) -> Result<Slot> {
+        Self::claim_in(Path::new(SLOTS_DIR), owner)
+    }
+
+    fn claim_in(dir: &Path, owner: Process) -> Result<Slot> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let json = serde_json::to_vec(&owner).map_err(|e| Error::Setup(e.to_string()))?;
+        for n in 0..MAX_SLOTS {
+            let path = dir.join(n.to_string());
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(&json).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                    return Ok(Slot { n, path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<Process> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                    // A claim still being written has no owner yet: leave it.
+                    let stale = holder.is_some_and(|p| !p.alive());
+                    if stale {
+                        let _ = std::fs::remove_file(&path);
+                        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                            f.write_all(&json).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                            return Ok(Slot { n, path });
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("claiming {}", path.display()), e)),
+            }
+        }
+        Err(Error::Setup(format!("all {MAX_SLOTS} sandbox slots of this host are in use")))
+    }
+
+    /// The slot's number.
+    pub fn number(&self) -> u32 {
+        self.n
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Sandboxes that can run at once on one host (their id ranges stay below 2^31).
+const MAX_SLOTS: u32 = 16_384;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_exclusive_and_stale_claims_are_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = Process::current().expect("own stat");
+        let a = Slot::claim_in(dir.path(), me).expect("first");
+        let b = Slot::claim_in(dir.path(), me).expect("second");
+        assert_eq!((a.number(), b.number()), (0, 1));
+        drop(a);
+        assert_eq!(Slot::claim_in(dir.path(), me).expect("freed").number(), 0);
+        // A claim whose owner is dead (same pid, other start time) is free.
+        let ghost = Process { pid: me.pid, start: me.start + 1 };
+        std::fs::write(dir.path().join("2"), serde_json::to_vec(&ghost).expect("json")).expect("ghost claim");
+        assert_eq!(Slot::claim_in(dir.path(), me).expect("taken over").number(), 2);
+    }
 
     fn record(id: &str, slot: u32, supervisor: Process) -> Record {
         Record {
@@ -170,7 +241,6 @@ mod tests {
             slot,
             supervisor,
             init: None,
-            worktree: format!("sandbox-{id}"),
         }
     }
 
@@ -191,7 +261,6 @@ mod tests {
         assert!(find(home.path(), "ab").is_err());
         assert!(find(home.path(), "zz").is_err());
         assert!(!records.iter().find(|r| r.id == "abd456").expect("b").running(), "a reused pid is not the supervisor");
-        assert_eq!(free_slot(&records), 1);
         a.remove(home.path()).expect("remove");
         assert!(!a.dir(home.path()).exists());
     }

@@ -172,6 +172,30 @@ impl Repository {
         Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
     }
 
+    /// Opens the repository in directory `path` shared with other processes
+    /// that open it this way: each may read and write (write transactions
+    /// take turns). For stores that several short-lived processes use at
+    /// once, such as monocore's image store; commands that need the
+    /// repository to themselves ([`Repository::open`]) are refused while it
+    /// is open shared.
+    pub fn open_shared(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
+        if !path.exists() {
+            return Err(Error::NoSuchRepository(path.to_owned()));
+        }
+        let file = path.join(STORE_FILE);
+        if !file.is_file() {
+            return Err(Error::NotARepository(path.to_owned()));
+        }
+        let lock = RepoLock::acquire_shared(path)?;
+        let store = RedbStore::open_shared(&file)?;
+        let (config, keys) = match Self::unlock(path, &store, passphrase)? {
+            (Some(config), keys) => (config, keys),
+            (None, _) => return Err(Error::NotARepository(path.to_owned())),
+        };
+        let codec = Codec::new(keys, config.zstd_level);
+        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+    }
+
     /// Reads the config and, when encrypted, unwraps the keys.
     fn unlock(
         path: &Path,

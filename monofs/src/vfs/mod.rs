@@ -169,6 +169,8 @@ struct State {
     /// Something changed since the last flush.
     changed: bool,
     dirty_bytes: u64,
+    /// The stored root as of the last load or flush.
+    root: ObjectId,
 }
 
 /// The working tree of a repository as a file system.
@@ -181,6 +183,8 @@ pub struct Vfs {
     tree_ref: Option<String>,
     /// Prefix of this tree's keys in the inode table.
     ns: Vec<u8>,
+    /// Whether inode numbers are stored (not for a scratch tree).
+    persist_inodes: bool,
 }
 
 /// First byte of the inode keys of a named working tree.
@@ -196,6 +200,10 @@ pub enum Tree {
     Named(String),
     /// A revision's tree, read-only.
     Revision(ObjectId),
+    /// A writable copy of the tree `root` that nothing refers to: flushes
+    /// store its objects but no ref and no inode numbers, so forgetting it
+    /// costs nothing (a throwaway sandbox's root file system).
+    Scratch(ObjectId),
 }
 
 impl Tree {
@@ -203,7 +211,7 @@ impl Tree {
         match self {
             Tree::Worktree => Some(WORKTREE.to_owned()),
             Tree::Named(name) => Some(worktree_ref(name)),
-            Tree::Revision(_) => None,
+            Tree::Revision(_) | Tree::Scratch(_) => None,
         }
     }
 
@@ -403,7 +411,13 @@ impl Vfs {
     pub fn serve(repo: Arc<Repository>, tree: Tree) -> Result<Vfs, Error> {
         let ns = tree.inode_namespace();
         let mut table = HashMap::new();
-        repo.store().scan(Table::Inodes, &ns, &mut |k, v| {
+        let scratch = matches!(tree, Tree::Scratch(_));
+        // A scratch tree numbers its inodes afresh and never stores them.
+        let scan_prefix: &[u8] = if scratch { &[NAMED_TREE_TAG, 0xff] } else { &ns };
+        repo.store().scan(Table::Inodes, scan_prefix, &mut |k, v| {
+            if scratch {
+                return false;
+            }
             // The main working tree's keys start with a parent inode, never
             // with a named tree's 0xff prefix.
             let own = !ns.is_empty() || k.first() != Some(&NAMED_TREE_TAG);
@@ -425,9 +439,11 @@ impl Vfs {
             next_ino,
             changed: false,
             dirty_bytes: 0,
+            // Set by `load` below.
+            root: ObjectId([0; crate::id::ID_LEN]),
         };
         let root = match &tree {
-            Tree::Revision(root) => *root,
+            Tree::Revision(root) | Tree::Scratch(root) => *root,
             Tree::Worktree => repo.worktree()?,
             Tree::Named(name) => {
                 repo.get_ref(&worktree_ref(name))?.ok_or_else(|| Error::NoSuchWorktree(name.clone()))?
@@ -439,6 +455,7 @@ impl Vfs {
             state: Mutex::new(state),
             read_only: matches!(tree, Tree::Revision(_)),
             tree_ref: tree.ref_name(),
+            persist_inodes: !scratch,
             ns,
         };
         vfs.load(&root)?;
@@ -493,6 +510,7 @@ impl Vfs {
         st.table = table;
         st.nodes = nodes;
         st.dirty_bytes = 0;
+        st.root = *root;
         st.changed = !st.table_changes.is_empty();
         Ok((old_names, old_inodes))
     }
@@ -503,11 +521,7 @@ impl Vfs {
     pub fn flush(&self) -> Result<ObjectId, Error> {
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         if self.read_only || !st.changed {
-            drop(st);
-            return match &self.tree_ref {
-                Some(name) => self.repo.get_ref(name)?.ok_or(Error::Aborted),
-                None => Err(Error::Aborted),
-            };
+            return Ok(st.root);
         }
         let st = &mut *st;
         let (root, mut tx, _) = self.repo.write_objects(|sink| {
@@ -517,17 +531,20 @@ impl Vfs {
         if let Some(name) = &self.tree_ref {
             self.repo.set_ref(tx.as_mut(), name, &root)?;
         }
-        for (key, ino) in st.table_changes.drain() {
+        for (key, ino) in st.table_changes.drain().filter(|_| self.persist_inodes) {
             let key = [self.ns.as_slice(), &key].concat();
             match ino {
                 Some(ino) => tx.put(Table::Inodes, &key, &ino.to_le_bytes())?,
                 None => tx.delete(Table::Inodes, &key)?,
             }
         }
-        tx.put(Table::Meta, META_NEXT_INO, &st.next_ino.to_le_bytes())?;
+        if self.persist_inodes {
+            tx.put(Table::Meta, META_NEXT_INO, &st.next_ino.to_le_bytes())?;
+        }
         tx.commit()?;
         st.changed = false;
         st.dirty_bytes = 0;
+        st.root = root;
         Ok(root)
     }
 

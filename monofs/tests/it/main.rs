@@ -5,6 +5,7 @@ mod edit;
 mod history;
 mod hostile;
 mod roundtrip;
+mod shared;
 mod worktrees;
 
 use std::path::Path;

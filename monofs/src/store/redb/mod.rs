@@ -74,7 +74,20 @@ impl RedbStore {
     /// Opens an existing database file, adding tables that a newer build
     /// knows and the file lacks.
     pub fn open(path: &Path) -> StoreResult<RedbStore> {
-        let db = builder().open(path).map_err(err)?;
+        Self::open_with(path, builder())
+    }
+
+    /// Opens an existing database file that other processes may have open
+    /// too, each writing in turn (one write transaction at a time across
+    /// all of them); every process must open it this way.
+    pub fn open_shared(path: &Path) -> StoreResult<RedbStore> {
+        let mut b = builder();
+        b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+        Self::open_with(path, b)
+    }
+
+    fn open_with(path: &Path, builder: redb::Builder) -> StoreResult<RedbStore> {
+        let db = builder.open(path).map_err(err)?;
         let present: Vec<String> =
             db.begin_read().map_err(err)?.list_tables().map_err(err)?.map(|t| t.name().to_owned()).collect();
         if Table::ALL.iter().any(|t| !present.iter().any(|p| p == t.name())) {

@@ -38,30 +38,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens the image store; when a sandbox holds it, says which.
+/// Opens the image store (shared: sandboxes, pulls and listings run side by side).
 pub fn open_store(home: &std::path::Path) -> anyhow::Result<ImageStore> {
-    match ImageStore::open(home) {
-        Ok(store) => Ok(store),
-        Err(monofs_overlay::Error::Monofs(monofs::Error::Locked { pid, .. })) => {
-            let holder = monocore_sandbox::sandbox::list(home)
-                .into_iter()
-                .find(|s| s.status == "running" && s.record.supervisor.pid.to_string() == pid);
-            match holder {
-                Some(s) => anyhow::bail!(
-                    "the image store in {} is in use by sandbox {} (pid {pid}); one sandbox runs per MONOCORE_HOME \
-                     at a time for now: wait for it, `monocore stop {}`, or set another MONOCORE_HOME",
-                    home.display(),
-                    s.record.id,
-                    s.record.id
-                ),
-                None => anyhow::bail!(
-                    "the image store in {} is in use by another monocore process (pid {pid}); wait for it to finish",
-                    home.display()
-                ),
-            }
-        }
-        Err(e) => Err(e).with_context(|| format!("opening the image store in {}", home.display())),
-    }
+    ImageStore::open(home).with_context(|| format!("opening the image store in {}", home.display()))
 }
 
 /// Bytes for people: `12.3 MB`.
