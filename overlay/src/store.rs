@@ -147,14 +147,42 @@ pub fn default_home() -> PathBuf {
     PathBuf::from(home).join(".monocore")
 }
 
+/// Creates the store at `path` whole or not at all: it is made beside it
+/// and renamed into place, so a process killed while creating it leaves no
+/// half-made store, and of two processes creating it at once one wins.
+fn create_store(home: &Path, path: &Path) -> Result<()> {
+    std::fs::create_dir_all(home).map_err(|e| Error::io(home, e))?;
+    let tmp = home.join(format!(".store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    drop(Repository::init(&tmp, InitOptions::default())?);
+    match std::fs::rename(&tmp, path) {
+        Ok(()) => {}
+        Err(_) if path.join(monofs::repo::STORE_FILE).exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Ok(());
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    // Leftovers of creators killed before their rename (not of live ones).
+    for entry in std::fs::read_dir(home).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(".store-")
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
 impl ImageStore {
     /// Opens (creating on first use) the store under `home`.
     pub fn open(home: &Path) -> Result<ImageStore> {
         let path = home.join("store");
-        // Shared: sandboxes, pulls and listings run at the same time.
         if !path.join(monofs::repo::STORE_FILE).exists() {
-            drop(Repository::init(&path, InitOptions::default())?);
+            create_store(home, &path)?;
         }
+        // Shared: sandboxes, pulls and listings run at the same time.
         let repo = Repository::open_shared(&path, &mut || Ok(Vec::new()))?;
         Ok(ImageStore { home: home.to_owned(), repo, step: None })
     }

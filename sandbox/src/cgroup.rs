@@ -80,25 +80,6 @@ impl Layout {
             Layout::V2(root) => vec![(None, root.join(name))],
         }
     }
-
-    /// Ids of the sandboxes that have groups on this host.
-    pub fn sandbox_ids(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        let roots: Vec<PathBuf> = match self {
-            Layout::V1(c) => c.iter().map(|(_, m)| m.clone()).collect(),
-            Layout::V2(root) => vec![root.clone()],
-        };
-        for root in roots {
-            for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-                if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_prefix(PREFIX))
-                    && !ids.iter().any(|i| i == id)
-                {
-                    ids.push(id.to_owned());
-                }
-            }
-        }
-        ids
-    }
 }
 
 /// One sandbox's group (one directory per v1 controller).

@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod channel;
 pub mod error;
 pub mod init;
+pub mod microvm;
 pub mod mounts;
 pub mod namespace;
 pub mod net;

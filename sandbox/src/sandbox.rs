@@ -60,13 +60,10 @@ impl Isolation {
         }
     }
 
-    fn runtime(self) -> Result<Box<dyn Runtime>> {
+    fn runtime(self, opts: &Options) -> Result<Box<dyn Runtime>> {
         match self {
             Isolation::Namespace => Ok(Box::new(NamespaceRuntime)),
-            Isolation::Microvm => Err(Error::RuntimeUnavailable {
-                runtime: "microvm".into(),
-                why: "this build of monocore has no microVM runtime yet; use --isolation namespace".into(),
-            }),
+            Isolation::Microvm => Ok(Box::new(crate::microvm::MicrovmRuntime::new(opts))),
         }
     }
 }
@@ -233,7 +230,7 @@ fn arm_timeout(pid: u32, after: Duration, fired: Arc<AtomicBool>) -> mpsc::Sende
 /// Fails with a clear reason when this host cannot run `opts` (no root,
 /// no FUSE, no `nft`, no microVM runtime): before anything is made.
 pub fn preflight(opts: &Options) -> Result<Box<dyn Runtime>> {
-    let runtime = opts.isolation.runtime()?;
+    let runtime = opts.isolation.runtime(opts)?;
     runtime.check()?;
     if opts.scope != Scope::None {
         Network::check()?;
@@ -425,16 +422,7 @@ pub fn clean(home: &Path) -> Result<Cleaned> {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
         cleaned.sandboxes.push(id);
     }
-    if let Some(l) = &layout {
-        for id in l.sandbox_ids() {
-            if !records.iter().any(|r| r.id == id && r.running()) {
-                Cgroup::of(l, &id).remove()?;
-                if !cleaned.sandboxes.contains(&id) {
-                    cleaned.sandboxes.push(id);
-                }
-            }
-        }
-    }
+    // Only this home's sandboxes: another home's running ones are not ours to judge.
     Ok(cleaned)
 }
 

@@ -179,7 +179,8 @@ impl Slot {
                     return Ok(Slot { n, path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<Process> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                    let holder: Option<Process> =
+                        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
                     // A claim still being written has no owner yet: leave it.
                     let stale = holder.is_some_and(|p| !p.alive());
                     if stale {
@@ -223,7 +224,8 @@ mod tests {
         let b = Slot::claim_in(dir.path(), me).expect("second");
         assert_eq!((a.number(), b.number()), (0, 1));
         drop(a);
-        assert_eq!(Slot::claim_in(dir.path(), me).expect("freed").number(), 0);
+        let again = Slot::claim_in(dir.path(), me).expect("freed");
+        assert_eq!(again.number(), 0);
         // A claim whose owner is dead (same pid, other start time) is free.
         let ghost = Process { pid: me.pid, start: me.start + 1 };
         std::fs::write(dir.path().join("2"), serde_json::to_vec(&ghost).expect("json")).expect("ghost claim");

@@ -240,3 +240,43 @@ pub fn close_from(first: RawFd) {
     // when no Rust object in this process uses them any more.
     unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
 }
+
+/// An all-zero `statvfs64`, to fill in field by field (the struct has
+/// private padding, so it cannot be written as a literal).
+pub fn zeroed_statvfs64() -> libc::statvfs64 {
+    // SAFETY: statvfs64 is a plain C struct of integers and padding; all
+    // zero bits is a valid value of every field.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Makes the child `cmd` starts get SIGKILL when the thread that started it
+/// ends (the supervisor was killed), so a VMM never outlives it, and starts
+/// it with no signal blocked (the supervisor blocks the ones it relays, and
+/// a blocked mask survives exec).
+pub fn kill_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (sigemptyset, sigprocmask, prctl) on a
+    // sigset_t on its own stack; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            if libc::sigemptyset(none.as_mut_ptr()) != 0
+                || libc::sigprocmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Bytes written to stream socket `sock` that its peer has not read yet
+/// (SIOCOUTQ).
+pub fn unread_bytes(sock: &UnixStream) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer,
+    // which points to a live c_int; the descriptor is borrowed from `sock`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n.max(0) as usize) }
+}

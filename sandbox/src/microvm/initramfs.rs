@@ -1,0 +1,370 @@
+//! The guest's initramfs, generated per run: a cpio "newc" archive with a
+//! static busybox, the kernel modules needed to reach the virtio-fs root
+//! (in dependency order), a shell `/init` that mounts the root and runs the
+//! command, and `setids`, a tiny static program that drops to the
+//! command's user.
+//!
+//! Two concatenated archives (the kernel unpacks both): a base part that
+//! depends only on the kernel and busybox, and a small per-run part with
+//! `/run.sh` (the command line, its environment and working directory) and
+//! `setids`.
+
+use std::path::Path;
+
+use super::kernel::Kernel;
+use crate::error::{Error, Result};
+
+/// Modules the guest loads, by name (their dependencies are added):
+/// `virtio_mmio` for `-M microvm`'s transports, `virtiofs` for the root,
+/// `virtio_console` for the stdio and exit ports.
+pub const MODULES: &[&str] = &["virtio_mmio", "virtiofs", "virtio_console"];
+
+/// Where the guest finds busybox and `setids` after `chroot` (on the
+/// guest's devtmpfs, outside the sandbox's tree).
+const TOOLS: &str = "/dev/.monocore";
+
+/// A cpio newc writer.
+#[derive(Default)]
+pub struct Cpio {
+    buf: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn header(&mut self, name: &str, mode: u32, size: usize, rdev: (u32, u32)) {
+        self.ino += 1;
+        let fields = [self.ino, mode, 0, 0, 1, 0, size as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+        self.buf.extend_from_slice(b"070701");
+        for f in fields {
+            self.buf.extend_from_slice(format!("{f:08X}").as_bytes());
+        }
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        self.pad(4);
+    }
+
+    fn pad(&mut self, to: usize) {
+        self.buf.resize(self.buf.len().next_multiple_of(to), 0);
+    }
+
+    /// Adds a directory.
+    pub fn dir(&mut self, name: &str) {
+        self.header(name, 0o040755, 0, (0, 0));
+    }
+
+    /// Adds a regular file.
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.header(name, 0o100000 | perm, data.len(), (0, 0));
+        self.buf.extend_from_slice(data);
+        self.pad(4);
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, name: &str, target: &str) {
+        self.header(name, 0o120777, target.len(), (0, 0));
+        self.buf.extend_from_slice(target.as_bytes());
+        self.pad(4);
+    }
+
+    /// Adds a character device node.
+    pub fn chardev(&mut self, name: &str, major: u32, minor: u32) {
+        self.header(name, 0o020600, 0, (major, minor));
+    }
+
+    /// Ends the archive, padded so that another can follow.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.header("TRAILER!!!", 0, 0, (0, 0));
+        self.pad(512);
+        self.buf
+    }
+}
+
+/// The guest's `/init` (busybox sh). It sources `/run.sh`, which runs the
+/// command; see docs/SANDBOX.md for the steps and the exit-port protocol.
+pub const INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+$B mount -t devtmpfs dev /dev
+$B mount -t proc proc /proc
+$B mount -t sysfs sys /sys
+case " $($B cat /proc/cmdline) " in *" monocore.debug "*) DEBUG=1;; esac
+fail() {
+  echo "monocore-init: $*" >/dev/console
+  if [ -n "$DEBUG" ]; then $B ls -l /sys/bus/virtio/devices/ /dev; $B dmesg | $B tail -40; fi >/dev/console 2>&1
+  [ -c "$PORT_exit" ] && echo "init:$*" >$PORT_exit
+  $B reboot -f
+}
+for m in $($B cat /modules.order); do $B insmod /lib/modules/$m || fail "insmod $m"; done
+$B mount -t virtiofs rootfs /newroot || fail "cannot mount the virtio-fs root"
+for d in proc sys dev; do [ -d /newroot/$d ] || $B mkdir -p /newroot/$d; done
+$B mount -t proc proc /newroot/proc
+$B mount -t sysfs -o ro sys /newroot/sys
+$B mount -t devtmpfs dev /newroot/dev
+$B mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/dev/.monocore
+$B mount -t devpts devpts /newroot/dev/pts
+$B mount -t tmpfs shm /newroot/dev/shm
+$B cp /bin/busybox /setids /newroot/dev/.monocore/
+# Ports by name: their numbering depends on the device index, and there is
+# no udev to make /dev/virtio-ports/NAME.
+n=0; while [ -z "$PORT_exit" ] && [ $n -lt 400 ]; do
+  for p in /sys/class/virtio-ports/*; do [ -e "$p/name" ] && eval "PORT_$($B cat $p/name)=/dev/${p##*/}"; done
+  [ -n "$PORT_exit" ] || $B usleep 5000; n=$((n+1))
+done
+for p in "$PORT_stdin" "$PORT_stdout" "$PORT_stderr" "$PORT_exit"; do [ -c "$p" ] || fail "no virtio port $p"; done
+. /run.sh
+echo "exit:$?" >$PORT_exit
+$B sync
+$B reboot -f
+"#;
+
+/// Quotes `s` for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What the guest runs, resolved on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestCommand {
+    /// argv; `argv[0]` is absolute when the host found it in the image.
+    pub argv: Vec<String>,
+    /// The command's whole environment (`NAME=value`).
+    pub env: Vec<String>,
+    /// Working directory (created when missing, as Docker does).
+    pub workdir: String,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Runs as the command's user, in the sandbox's root: enters the working
+/// directory (`$0`), looks the program up in `PATH` itself (busybox's
+/// shell would prefer its own applets to the image's programs) and execs
+/// it. 126: the directory cannot be entered or the program not run; 127:
+/// no such program.
+const EXEC: &str = r#"cd "$0" || exit 126
+case $1 in */*) exec "$@";; esac
+p=$1; shift; IFS=:
+for d in ${PATH-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}; do
+  [ -f "${d:-.}/$p" ] && [ -x "${d:-.}/$p" ] && exec "${d:-.}/$p" "$@"
+done
+echo "monocore: $p: not found in PATH" >&2; exit 127"#;
+
+/// The per-run script, sourced by `/init`: the command runs chrooted in the
+/// sandbox's tree with exactly its environment, as its user (`setids`),
+/// in its working directory, with the stdio ports as its standard streams.
+pub fn run_script(cmd: &GuestCommand) -> String {
+    let bb = format!("{TOOLS}/busybox");
+    let mut s = format!("$B hostname {}\n", sh_quote(&cmd.hostname));
+    s.push_str(&format!("$B chroot /newroot {bb} mkdir -p {} 2>/dev/null\n", sh_quote(&cmd.workdir)));
+    s.push_str(&format!("$B chroot /newroot {bb} env -i"));
+    for e in &cmd.env {
+        s.push(' ');
+        s.push_str(&sh_quote(e));
+    }
+    s.push_str(&format!(" {TOOLS}/setids {bb} sh -c {} {}", sh_quote(EXEC), sh_quote(&cmd.workdir)));
+    for a in &cmd.argv {
+        s.push(' ');
+        s.push_str(&sh_quote(a));
+    }
+    s.push_str(" <$PORT_stdin >$PORT_stdout 2>$PORT_stderr\n");
+    s
+}
+
+/// The base archive: busybox, the modules, `/init`.
+pub fn base_archive(kernel: &Kernel, busybox: &Path) -> Result<Vec<u8>> {
+    let mut c = Cpio::default();
+    for d in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"] {
+        c.dir(d);
+    }
+    c.chardev("dev/console", 5, 1);
+    let bb = std::fs::read(busybox).map_err(|e| Error::io(format!("reading {}", busybox.display()), e))?;
+    c.file("bin/busybox", 0o755, &bb);
+    c.symlink("bin/sh", "busybox");
+    let order = kernel.module_order(MODULES)?;
+    let mut made = std::collections::HashSet::new();
+    for m in &order {
+        let mut prefix = String::from("lib/modules");
+        let parts: Vec<&str> = m.split('/').collect();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            prefix = format!("{prefix}/{p}");
+            if made.insert(prefix.clone()) {
+                c.dir(&prefix);
+            }
+        }
+        let path = kernel.modules.join(m);
+        let data = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        c.file(&format!("lib/modules/{m}"), 0o644, &data);
+    }
+    c.file("modules.order", 0o644, (order.join("\n") + "\n").as_bytes());
+    c.file("init", 0o755, INIT.as_bytes());
+    Ok(c.finish())
+}
+
+/// The per-run archive: `/run.sh` and `/setids` for `uid`, `gid`, `groups`.
+pub fn run_archive(cmd: &GuestCommand, uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
+    let mut c = Cpio::default();
+    c.file("run.sh", 0o644, run_script(cmd).as_bytes());
+    c.file("setids", 0o755, &setids_elf(uid, gid, groups));
+    c.finish()
+}
+
+/// A static x86-64 Linux program, `setids PROG ARGS...`, that calls
+/// `setgroups(groups)`, `setgid(gid)`, `setuid(uid)` and execs `PROG` with
+/// `ARGS` and its environment; it exits 125 if any of that fails. The ids
+/// are built in, so it parses nothing. (Debian's busybox has no applet that
+/// switches to numeric ids, and the image may not have one either.)
+///
+/// ```text
+///   mov edi, len(groups) ; lea rsi, [rip+groups] ; mov eax, 116 ; syscall   setgroups
+///   test rax, rax ; jnz fail
+///   mov edi, gid ; mov eax, 106 ; syscall ; test rax, rax ; jnz fail       setgid
+///   mov edi, uid ; mov eax, 105 ; syscall ; test rax, rax ; jnz fail       setuid
+///   mov rdi, [rsp+16] ; lea rsi, [rsp+16]                                  argv[1], &argv[1]
+///   mov rcx, [rsp] ; lea rdx, [rsp+rcx*8+16] ; mov eax, 59 ; syscall       envp; execve
+/// fail:
+///   mov edi, 125 ; mov eax, 60 ; syscall                                   exit
+/// groups: u32 * len
+/// ```
+pub fn setids_elf(uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    const HEADERS: usize = 64 + 56;
+    let mut code: Vec<u8> = Vec::new();
+    let mut fail_fixups = Vec::new();
+    let imm = |code: &mut Vec<u8>, op: u8, v: u32| {
+        code.push(op);
+        code.extend_from_slice(&v.to_le_bytes());
+    };
+    // setgroups
+    imm(&mut code, 0xBF, groups.len() as u32);
+    code.extend_from_slice(&[0x48, 0x8D, 0x35]);
+    let groups_fixup = code.len();
+    code.extend_from_slice(&[0; 4]);
+    for (nr, arg) in [(116u32, None), (106, Some(gid)), (105, Some(uid))] {
+        if let Some(a) = arg {
+            imm(&mut code, 0xBF, a);
+        }
+        imm(&mut code, 0xB8, nr);
+        code.extend_from_slice(&[0x0F, 0x05, 0x48, 0x85, 0xC0, 0x0F, 0x85]);
+        fail_fixups.push(code.len());
+        code.extend_from_slice(&[0; 4]);
+    }
+    code.extend_from_slice(&[0x48, 0x8B, 0x7C, 0x24, 0x10]); // mov rdi, [rsp+16]
+    code.extend_from_slice(&[0x48, 0x8D, 0x74, 0x24, 0x10]); // lea rsi, [rsp+16]
+    code.extend_from_slice(&[0x48, 0x8B, 0x0C, 0x24]); // mov rcx, [rsp]
+    code.extend_from_slice(&[0x48, 0x8D, 0x54, 0xCC, 0x10]); // lea rdx, [rsp+rcx*8+16]
+    imm(&mut code, 0xB8, 59);
+    code.extend_from_slice(&[0x0F, 0x05]);
+    let fail = code.len();
+    imm(&mut code, 0xBF, 125);
+    imm(&mut code, 0xB8, 60);
+    code.extend_from_slice(&[0x0F, 0x05]);
+    let groups_at = code.len();
+    for g in groups {
+        code.extend_from_slice(&g.to_le_bytes());
+    }
+    let rel = |from_end: usize, to: usize| (to as i64 - from_end as i64) as i32;
+    let patch = |code: &mut Vec<u8>, at: usize, v: i32| code[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    patch(&mut code, groups_fixup, rel(groups_fixup + 4, groups_at));
+    for at in fail_fixups {
+        patch(&mut code, at, rel(at + 4, fail));
+    }
+
+    let size = (HEADERS + code.len()) as u64;
+    let mut elf = Vec::with_capacity(size as usize);
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&0x3Eu16.to_le_bytes()); // x86-64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + HEADERS as u64).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // program headers
+    elf.extend_from_slice(&0u64.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    for word in [0, BASE, BASE, size, size, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    elf.extend_from_slice(&code);
+    elf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn newc_layout() {
+        let mut c = Cpio::default();
+        c.file("x", 0o644, b"hi");
+        c.chardev("c", 5, 1);
+        let out = c.finish();
+        assert!(out.starts_with(b"070701"));
+        assert_eq!(out.len() % 512, 0);
+        // header (110) + "x\0" = 112; data 2, padded to 4
+        assert_eq!(&out[110..112], b"x\0");
+        assert_eq!(&out[112..114], b"hi");
+        let dev = &out[116..];
+        assert!(dev.starts_with(b"070701"));
+        let field = |i: usize| std::str::from_utf8(&dev[6 + 8 * i..14 + 8 * i]).expect("hex").to_owned();
+        assert_eq!((field(1), field(9), field(10)), ("00002180".into(), "00000005".into(), "00000001".into()));
+        let trailer = out.windows(10).position(|w| w == b"TRAILER!!!").expect("trailer");
+        assert!(trailer > 116);
+    }
+
+    #[test]
+    fn the_run_script_quotes_everything() {
+        let cmd = GuestCommand {
+            argv: vec!["/bin/sh".into(), "-c".into(), "echo 'hi'; exit 7".into()],
+            env: vec!["PATH=/bin".into(), "A=b c".into()],
+            workdir: "/my dir".into(),
+            hostname: "abc".into(),
+        };
+        let s = run_script(&cmd);
+        assert!(s.starts_with("$B hostname 'abc'\n"), "{s}");
+        assert!(s.contains("mkdir -p '/my dir'"), "{s}");
+        assert!(
+            s.contains(" env -i 'PATH=/bin' 'A=b c' /dev/.monocore/setids /dev/.monocore/busybox sh -c 'cd"),
+            "{s}"
+        );
+        assert!(s.contains(r"'/my dir' '/bin/sh' '-c' 'echo '\''hi'\''; exit 7' <$PORT_stdin"), "{s}");
+    }
+
+    #[test]
+    fn setids_is_a_small_static_elf() {
+        let elf = setids_elf(1000, 100, &[100, 10]);
+        assert!(elf.starts_with(b"\x7fELF\x02\x01"));
+        assert!(elf.len() < 300, "{}", elf.len());
+        assert_eq!(&elf[elf.len() - 8..], &[100, 0, 0, 0, 10, 0, 0, 0]);
+    }
+
+    /// Runs the program on this host (x86-64 Linux, as root: setgroups
+    /// needs privilege).
+    #[test]
+    fn setids_switches_ids_and_execs() {
+        use std::os::unix::fs::PermissionsExt;
+        if !cfg!(target_arch = "x86_64") || !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP setids_switches_ids_and_execs: needs root on x86-64");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dir_path = dir.path().to_owned();
+        std::fs::set_permissions(&dir_path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let prog = dir_path.join("setids");
+        std::fs::write(&prog, setids_elf(4242, 4343, &[4343, 12])).expect("write");
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let out = std::process::Command::new(&prog)
+            .args(["/bin/sh", "-c", "echo $(id -u) $(id -g) $(id -G) $X"])
+            .env("X", "kept")
+            .output()
+            .expect("run setids");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "4242 4343 4343 12 kept\n", "{out:?}");
+        let missing = std::process::Command::new(&prog).arg("/nonexistent").status().expect("run");
+        assert_eq!(missing.code(), Some(125));
+    }
+}

@@ -1,0 +1,502 @@
+//! The microVM runtime: the command runs in a QEMU `-M microvm` guest
+//! (Debian's stock kernel, booted through PVH from a decompressed copy),
+//! whose root file system is the sandbox's monofs tree served over
+//! virtio-fs by a vhost-user-fs backend in this process ([`virtiofs`]).
+//!
+//! A generated initramfs ([`initramfs`]) loads the virtio modules, mounts
+//! the root, and runs the command with its standard streams on
+//! virtio-serial ports, which are Unix sockets on the host ([`ports`]); a
+//! fourth port carries the exit status. Everything lives in the run
+//! directory `/run/monocore/ID`, removed on close and by `monocore clean`.
+//! KVM when the host has hardware virtualisation, TCG otherwise
+//! ([`accel`]). See docs/SANDBOX.md.
+
+pub mod accel;
+pub mod initramfs;
+pub mod kernel;
+pub mod ports;
+pub mod qemu;
+pub mod virtiofs;
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use monofs::vfs::{ROOT, Vfs};
+
+use crate::error::{Error, Result};
+use crate::init::EXIT_SETUP;
+use crate::runtime::{Instance, Runtime, Start};
+use crate::sandbox::Options;
+use crate::spec::Scope;
+use crate::sys;
+use accel::Accel;
+use initramfs::GuestCommand;
+use kernel::Kernel;
+
+/// The VMM.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// The static busybox the guest's init runs on.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Guest memory without `--memory`.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+
+/// The least guest memory the stock kernel boots in (its image alone is
+/// 66 MB).
+pub const MIN_MEMORY_MIB: u64 = 128;
+
+/// How long QEMU may take to connect its sockets.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a guest that reported its exit status may take to power off.
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs sandboxes in QEMU microVMs.
+#[derive(Debug)]
+pub struct MicrovmRuntime {
+    memory_mib: u64,
+    cpus: u32,
+    unsupported: Option<&'static str>,
+}
+
+impl MicrovmRuntime {
+    /// The runtime for `opts`: `--memory` is the guest's RAM (and, through
+    /// the sandbox's cgroup, bounds QEMU), `--cpus` its vCPUs.
+    pub fn new(opts: &Options) -> MicrovmRuntime {
+        let unsupported = if opts.tty {
+            Some("-t (a terminal)")
+        } else if !opts.volumes.is_empty() {
+            Some("-v (volumes)")
+        } else if opts.scope != Scope::None {
+            Some("--scope other than none (the VM has no network)")
+        } else {
+            None
+        };
+        MicrovmRuntime {
+            memory_mib: opts.limits.memory.map_or(DEFAULT_MEMORY_MIB, |b| b >> 20),
+            cpus: opts.limits.cpus.map_or(1, |c| c.ceil().max(1.0) as u32),
+            unsupported,
+        }
+    }
+}
+
+fn unavailable(why: impl Into<String>) -> Error {
+    Error::RuntimeUnavailable { runtime: "microvm".into(), why: why.into() }
+}
+
+/// `name` in `PATH`.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+        .or_else(|| ["/usr/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file()))
+}
+
+/// Whether `path` is an ELF program without an interpreter (static).
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(data) = std::fs::read(path) else { return false };
+    let word = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at + n)?;
+        Some(b.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+    };
+    if !data.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (word(32, 8), word(54, 2), word(56, 2)) else { return false };
+    // No PT_INTERP (3) program header.
+    (0..phnum).all(|i| word((phoff + i * phentsize) as usize, 4).is_some_and(|t| t != 3))
+}
+
+impl Runtime for MicrovmRuntime {
+    fn name(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(what) = self.unsupported {
+            return Err(unavailable(format!("{what} is not supported with microvm yet; use --isolation namespace")));
+        }
+        if self.memory_mib < MIN_MEMORY_MIB {
+            return Err(Error::BadOption {
+                option: "--memory".into(),
+                value: format!("{}m", self.memory_mib),
+                why: format!("a microVM needs at least {MIN_MEMORY_MIB}m"),
+            });
+        }
+        if which(QEMU).is_none() {
+            return Err(unavailable(format!("{QEMU} is not installed (apt-get install qemu-system-x86)")));
+        }
+        if Kernel::find(Path::new("/")).is_none() {
+            return Err(unavailable(kernel::NO_KERNEL));
+        }
+        if !is_static_elf(Path::new(BUSYBOX)) {
+            return Err(unavailable(format!(
+                "the guest's init needs a static {BUSYBOX} (apt-get install busybox-static)"
+            )));
+        }
+        accel::detect().map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn start(&self, start: Start<'_>) -> Result<Box<dyn Instance>> {
+        self.check()?;
+        let accel = accel::detect().map_err(unavailable)?;
+        let dir = crate::namespace::run_dir(start.id);
+        make_run_dir(&dir)?;
+        // From here on, an error removes the run directory.
+        let mut cleanup = RunDir(Some(start.id.to_owned()));
+        let spec = start.spec;
+        let read = |p: &str| read_image_file(&start.vfs, p);
+        let creds = crate::user::resolve(&spec.user, &read("etc/passwd"), &read("etc/group")).map_err(Error::Setup)?;
+        let mut env = spec.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", creds.home));
+        }
+        let cmd = GuestCommand {
+            argv: spec.argv.clone(),
+            env,
+            workdir: spec.workdir.clone(),
+            hostname: spec.hostname.clone(),
+        };
+
+        let t = Instant::now();
+        let kernel = Kernel::find(Path::new("/")).ok_or_else(|| unavailable(kernel::NO_KERNEL))?;
+        let vmlinux = kernel::cached_vmlinux(&kernel, &cache_dir())?;
+        let mut initrd = initramfs::base_archive(&kernel, Path::new(BUSYBOX))?;
+        initrd.extend(initramfs::run_archive(&cmd, creds.uid, creds.gid, &creds.groups));
+        let initrd_path = dir.join("initrd.cpio");
+        std::fs::write(&initrd_path, &initrd)
+            .map_err(|e| Error::io(format!("writing {}", initrd_path.display()), e))?;
+        tracing::debug!("microvm: kernel and initramfs ready in {:?}", t.elapsed());
+
+        let server = virtiofs::Server::start(start.vfs.clone(), &dir.join("fs.sock"))?;
+        let port_sockets = qemu::PORTS.map(|p| dir.join(format!("{p}.sock")));
+        let ports = ports::Ports::bind(&port_sockets)?;
+        let config = qemu::VmConfig {
+            kernel: vmlinux,
+            initrd: initrd_path,
+            fs_socket: dir.join("fs.sock"),
+            port_sockets,
+            console_log: dir.join("console.log"),
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            accel,
+            tsc_khz: accel::host_tsc_khz(),
+            debug: std::env::var_os("MONOCORE_MICROVM_DEBUG").is_some(),
+        };
+        let args = config.to_args();
+        tracing::debug!("microvm: {QEMU} {}", args.join(" "));
+        let log_path = dir.join("qemu.log");
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
+        let mut command = Command::new(which(QEMU).ok_or_else(|| unavailable(format!("{QEMU} is not installed")))?);
+        // Own process group: a terminal's Ctrl-C reaches the supervisor,
+        // which relays it, not QEMU directly.
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).process_group(0);
+        sys::kill_with_parent(&mut command);
+        let started = Instant::now();
+        let mut child = command.spawn().map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
+        let connected = start
+            .cgroup
+            .map_or(Ok(()), |cg| cg.add(child.id()))
+            .and_then(|()| ports.accept(&mut child, started + CONNECT_TIMEOUT));
+        let streams = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                server.finish();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(match log.trim() {
+                    "" => e,
+                    log => Error::Setup(format!("{e}: {log}")),
+                });
+            }
+        };
+        let [stdin, stdout, stderr, exit]: [UnixStream; 4] =
+            streams.try_into().map_err(|_| Error::Setup("missing VM port".into()))?;
+        // The command's streams are this process's own (the sandbox layer
+        // gives every runtime inherited stdio).
+        drop(start.stdio);
+        let first = ports::FirstOutput::default();
+        ports::pump_in(std::io::stdin(), stdin);
+        let pumps = vec![
+            ports::pump_out(stdout, std::io::stdout(), first.clone()),
+            ports::pump_out(stderr, std::io::stderr(), first.clone()),
+        ];
+        cleanup.0 = None;
+        Ok(Box::new(Running {
+            id: start.id.to_owned(),
+            dir,
+            qemu: child,
+            server: Some(server),
+            exit: Some(exit),
+            pumps,
+            started,
+            first,
+            accel,
+        }))
+    }
+}
+
+/// Removes a run directory unless disarmed (`.0 = None`).
+struct RunDir(Option<String>);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Some(id) = &self.0
+            && let Err(e) = release_run_dir(id)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+fn make_run_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Removes sandbox `id`'s run directory (sockets, initramfs, logs; all in
+/// one level, so the namespace runtime's release covers it, also after the
+/// supervisor was killed: `monocore clean`). A QEMU whose supervisor died
+/// was killed with it (parent-death signal) or is the record's init, which
+/// `clean` kills.
+pub fn release_run_dir(id: &str) -> Result<()> {
+    crate::namespace::release_run_dir(id)
+}
+
+/// Where the decompressed guest kernel is cached.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("monocore")
+}
+
+/// The contents of `path` (relative to the root, no symbolic links
+/// followed) in `vfs`, or "" when it is not there.
+fn read_image_file(vfs: &Vfs, path: &str) -> String {
+    let mut ino = ROOT;
+    let mut looked_up = Vec::new();
+    let mut found = true;
+    for name in path.split('/').filter(|c| !c.is_empty()) {
+        match vfs.lookup(ino, name.as_bytes()) {
+            Ok(attr) => {
+                ino = attr.ino;
+                looked_up.push(ino);
+            }
+            Err(_) => {
+                found = false;
+                break;
+            }
+        }
+    }
+    let mut data = Vec::new();
+    while found && let Ok(chunk) = vfs.read(ino, data.len() as u64, 1 << 16) {
+        if chunk.is_empty() {
+            break;
+        }
+        data.extend(chunk);
+    }
+    for i in looked_up {
+        vfs.forget(i, 1);
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// A running microVM.
+struct Running {
+    id: String,
+    dir: PathBuf,
+    qemu: Child,
+    server: Option<virtiofs::Server>,
+    exit: Option<UnixStream>,
+    pumps: Vec<JoinHandle<()>>,
+    started: Instant,
+    first: ports::FirstOutput,
+    accel: Accel,
+}
+
+impl Running {
+    /// The last lines of the guest's console and of QEMU's log.
+    fn diagnostics(&self) -> String {
+        let tail = |f: &str, n: usize| {
+            let text = std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!("QEMU: {}\nguest console:\n{}", tail("qemu.log", 5), tail("console.log", 15))
+    }
+
+    fn stop_qemu(&mut self) {
+        if let Ok(None) = self.qemu.try_wait() {
+            let _ = self.qemu.kill();
+        }
+        let _ = self.qemu.wait();
+    }
+}
+
+/// The exit port's line: `exit:N` or `init:MESSAGE`; empty when QEMU closed
+/// the port without one.
+fn read_status(port: &mut UnixStream) -> String {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match port.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                line.extend_from_slice(&buf[..n]);
+                if line.contains(&b'\n') {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&line).lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// QEMU's "terminating on signal N" in its log: it was stopped by signal N.
+fn terminating_signal(log: &str) -> Option<i32> {
+    let rest = &log[log.find("terminating on signal ")? + "terminating on signal ".len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+impl Instance for Running {
+    fn pid(&self) -> u32 {
+        self.qemu.id()
+    }
+
+    fn terminal(&mut self) -> Result<OwnedFd> {
+        Err(unavailable("-t (a terminal) is not supported with microvm yet"))
+    }
+
+    fn wait(&mut self) -> Result<i32> {
+        let status = self.exit.take().map(|mut p| read_status(&mut p)).unwrap_or_default();
+        let reported = Instant::now();
+        let qemu = if status.is_empty() {
+            self.qemu.wait().ok()
+        } else {
+            // The guest powers off after reporting; don't wait forever.
+            loop {
+                match self.qemu.try_wait() {
+                    Ok(Some(s)) => break Some(s),
+                    Ok(None) if reported.elapsed() < POWEROFF_TIMEOUT => std::thread::sleep(Duration::from_millis(10)),
+                    _ => {
+                        self.stop_qemu();
+                        break None;
+                    }
+                }
+            }
+        };
+        for p in self.pumps.drain(..) {
+            let _ = p.join();
+        }
+        if let Some(s) = self.server.take() {
+            s.finish();
+        }
+        if std::env::var_os("MONOCORE_MICROVM_TIMINGS").is_some() {
+            let first = self.first.lock().ok().and_then(|f| *f).map(|t| t - self.started);
+            eprintln!(
+                "[microvm] accel={:?} first_output={first:?} status_after={:?}",
+                self.accel,
+                reported - self.started
+            );
+        }
+        if let Some(code) = status.strip_prefix("exit:") {
+            return code.parse().map_err(|_| Error::Setup(format!("the guest reported a bad status '{code}'")));
+        }
+        if let Some(msg) = status.strip_prefix("init:") {
+            eprintln!("monocore: the microVM's init failed: {msg}\n{}", self.diagnostics());
+            return Ok(EXIT_SETUP);
+        }
+        if let Some(sig) = qemu.and_then(|s| s.signal()) {
+            return Ok(128 + sig);
+        }
+        let log = std::fs::read_to_string(self.dir.join("qemu.log")).unwrap_or_default();
+        if let Some(sig) = terminating_signal(&log) {
+            return Ok(128 + sig);
+        }
+        Err(Error::Setup(format!("the VM stopped without an exit status\n{}", self.diagnostics())))
+    }
+
+    fn close(mut self: Box<Self>) -> Result<()> {
+        self.stop_qemu();
+        if let Some(s) = self.server.take() {
+            s.finish();
+        }
+        release_run_dir(&self.id)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop_qemu();
+    }
+}
+
+/// Whether this host can run microVMs, without starting one: `None` when
+/// it can, else why not (for tests and `check`).
+pub fn unavailable_reason() -> Option<String> {
+    MicrovmRuntime { memory_mib: DEFAULT_MEMORY_MIB, cpus: 1, unsupported: None }.check().err().map(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_signal_deaths_are_read_from_its_log() {
+        let log = "qemu-system-x86_64: terminating on signal 15 from pid 4242 (monocore)\n";
+        assert_eq!(terminating_signal(log), Some(15));
+        assert_eq!(terminating_signal("qemu-system-x86_64: terminating on signal 2\n"), Some(2));
+        assert_eq!(terminating_signal("something else"), None);
+    }
+
+    #[test]
+    fn unsupported_options_are_refused_up_front() {
+        let opts = Options { tty: true, ..Options::default() };
+        let err = MicrovmRuntime::new(&opts).check().expect_err("tty");
+        assert!(err.to_string().contains("not supported with microvm yet"), "{err}");
+        let opts = Options { scope: Scope::Any, ..Options::default() };
+        assert!(MicrovmRuntime::new(&opts).check().is_err());
+        let mut small = Options::default();
+        small.limits.memory = Some(64 << 20);
+        let err = MicrovmRuntime::new(&small).check().expect_err("64m");
+        assert!(err.to_string().contains("at least 128m"), "{err}");
+        let mut big = Options::default();
+        big.limits.memory = Some(1 << 30);
+        big.limits.cpus = Some(1.5);
+        let rt = MicrovmRuntime::new(&big);
+        assert_eq!((rt.memory_mib, rt.cpus), (1024, 2));
+    }
+
+    #[test]
+    fn static_programs_are_told_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("setids");
+        std::fs::write(&p, initramfs::setids_elf(0, 0, &[])).expect("write");
+        assert!(is_static_elf(&p));
+        std::fs::write(&p, "#!/bin/sh\n").expect("write");
+        assert!(!is_static_elf(&p));
+        if let Ok(exe) = std::env::current_exe() {
+            assert!(!is_static_elf(&exe), "a Rust test binary links libc dynamically");
+        }
+    }
+}
