@@ -64,11 +64,14 @@ after=$(count)
 
 log "memory of one idle sandbox"
 $M tmp bb -- sleep 30 & sleep 2
-id=$($M ps --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
-sup=$(pgrep -f "monocore tmp bb -- sleep 30" | head -1)
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-sup_kb=$(rss "$sup")
-inside_kb=$(( $(cat "/sys/fs/cgroup/memory/monocore-$id/memory.usage_in_bytes" 2>/dev/null || echo 0) / 1024 ))
+read -r id sup init < <($M ps --json | python3 -c '
+import json, sys; s = json.load(sys.stdin)[0]; print(s["id"], s["supervisor"]["pid"], s["init"]["pid"])')
+# Proportional set size (shared pages split among their users), in KiB.
+pss() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup"; }
+descendants() { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
+sup_kb=$(pss "$sup")
+inside_kb=0
+for p in "$init" $(descendants "$init"); do inside_kb=$((inside_kb + $(pss "$p"))); done
 $M stop --time 1 "$id" >/dev/null; wait
 
 log "microvm: time to first output"
@@ -103,5 +106,5 @@ $vm_line
 
 100 × \`monocore tmp bb -- sh -c 'echo hi > /f'\`: mounts, cgroup dirs, processes, run dirs, state dirs before \`$before\`, after \`$after\`.
 
-One idle sandbox (\`sleep 30\`): supervisor RSS $((sup_kb / 1024)) MiB (FUSE server and store cache included), processes inside (cgroup memory) $((inside_kb / 1024)) MiB.
+One idle sandbox (\`sleep 30\`), proportional set size: supervisor $((sup_kb / 1024)) MiB (FUSE server, image store, the tree's metadata), its init and the command $((inside_kb / 1024)) MiB.
 EOF

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A tour of what works today, on the embedded default store: init, commit a
 # directory, change it, commit again, log, tag, diff, restore, stats, fsck,
-# and the same with encryption.
+# clone and sync, the same with encryption, a FUSE mount, images and
+# sandboxes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q -p monofs-cli --bins
@@ -79,6 +80,15 @@ if command -v umoci >/dev/null && [ -x /bin/busybox ]; then
   step monocore images;                  monocore images
   step "monocore unpack bb rootfs; ls rootfs/bin"
   monocore unpack bb "$W/rootfs"; ls "$W/rootfs/bin"
+  if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
+    step "monocore tmp bb -- /bin/sh -c 'id; echo hi > /f; ls /'   # a throwaway sandbox"
+    monocore tmp bb -- /bin/sh -c 'id; echo hi > /f; ls /'
+    step "monocore tmp --keep bb -- /bin/sh -c 'echo kept > /f'; monocore diff ID"
+    id=$(monocore tmp --keep bb -- /bin/sh -c 'echo kept > /f' 2>&1 | sed -n 's/.*kept sandbox \([0-9a-f]*\) .*/\1/p')
+    monocore diff "$id"
+    step "monocore tmp --memory 16m bb -- /bin/sh -c 'x=\$(head -c 100000000 /dev/zero | tr \"\\0\" a)'"
+    monocore tmp --memory 16m bb -- /bin/sh -c 'x=$(head -c 100000000 /dev/zero | tr "\0" a)' || echo "exit status $?"
+  fi
 fi
 echo
 echo "demo finished"

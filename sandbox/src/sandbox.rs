@@ -377,8 +377,20 @@ fn close(instance: Box<dyn Instance>) -> Result<()> {
 
 /// Stores the sandbox's tree as revision `sandboxes/ID` on top of the image's.
 fn keep(repo: &Repository, vfs: &Vfs, record: &Record, image_rev: &ObjectId, opts: &Options) -> Result<ObjectId> {
-    let root = vfs.flush()?;
     let base = repo.read_revision(image_rev)?;
+    let mut made = vec!["/proc".to_owned(), "/sys".to_owned(), "/dev".to_owned()];
+    made.extend(opts.volumes.iter().map(|v| v.guest.clone()));
+    if opts.scope != Scope::None {
+        made.push("/etc/resolv.conf".into());
+    }
+    for path in made {
+        // The mount point, then the directories made to hold it, deepest first.
+        let names: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        for depth in (1..=names.len()).rev() {
+            drop_mount_point(repo, vfs, &base.root, &names[..depth].join("/"))?;
+        }
+    }
+    let root = vfs.flush()?;
     let rev = Revision {
         root,
         parents: vec![*image_rev],
@@ -393,6 +405,47 @@ fn keep(repo: &Repository, vfs: &Vfs, record: &Record, image_rev: &ObjectId, opt
     repo.set_ref(tx.as_mut(), &format!("{KEPT_PREFIX}{}", record.id), &id)?;
     tx.commit().map_err(monofs::Error::from)?;
     Ok(id)
+}
+
+/// Removes `path` from the sandbox's tree if the runtime made it only to
+/// mount something there: absent from the image, and an empty directory or
+/// file now. What the command itself made stays.
+fn drop_mount_point(repo: &Repository, vfs: &Vfs, image_root: &ObjectId, path: &str) -> Result<()> {
+    use monofs::object::EntryKind;
+    use monofs::vfs::{FileKind, ROOT};
+    let names: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let Some((leaf, parents)) = names.split_last() else { return Ok(()) };
+    // In the image?
+    let mut dir = Some(*image_root);
+    for name in parents {
+        dir = match dir {
+            Some(id) => repo.read_dir(&id)?.get(name.as_bytes()).and_then(|e| match &e.kind {
+                EntryKind::Dir { id } => Some(*id),
+                _ => None,
+            }),
+            None => None,
+        };
+    }
+    if let Some(id) = dir
+        && repo.read_dir(&id)?.get(leaf.as_bytes()).is_some()
+    {
+        return Ok(());
+    }
+    // In the sandbox's tree, and empty?
+    let mut parent = ROOT;
+    for name in parents {
+        match vfs.resolve(parent, name.as_bytes()) {
+            Ok(a) => parent = a.ino,
+            Err(_) => return Ok(()),
+        }
+    }
+    let Ok(attr) = vfs.resolve(parent, leaf.as_bytes()) else { return Ok(()) };
+    let removed = match attr.kind {
+        FileKind::Dir if vfs.readdir(attr.ino).is_ok_and(|e| e.len() == 2) => vfs.rmdir(parent, leaf.as_bytes()),
+        FileKind::File if attr.size == 0 => vfs.unlink(parent, leaf.as_bytes()),
+        _ => Ok(()),
+    };
+    removed.map_err(|e| Error::Setup(format!("tidying mount point {path}: {e}")))
 }
 
 /// What [`clean`] released.

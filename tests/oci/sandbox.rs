@@ -111,9 +111,11 @@ fn started(env: &Env, args: &[&str]) -> (Background, String) {
     loop {
         let ps = super::json(&env.ok(&[&"ps", &"--json"]));
         // The new one: not started before, and its command running (init recorded).
-        let new = ps.as_array().into_iter().flatten().find(|s| {
-            s["id"].as_str().is_some_and(|id| !known.iter().any(|k| k == id)) && s["init"].is_object()
-        });
+        let new = ps
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["id"].as_str().is_some_and(|id| !known.iter().any(|k| k == id)) && s["init"].is_object());
         if let Some(id) = new.and_then(|s| s["id"].as_str()) {
             let mut ids = known.clone();
             ids.push(id.to_owned());
@@ -222,9 +224,22 @@ fn writes_are_thrown_away_unless_kept() {
     let Some(env) = sandbox_env("writes_are_thrown_away_unless_kept") else { return };
     sh(&env, &[], "echo hi > /etc/written; rm /etc/marker");
     assert_eq!(sh(&env, &[], "cat /etc/marker; [ -e /etc/written ] && echo kept || echo gone"), "image-file\ngone\n");
+    // Mount points the runtime had to make (a volume's) are not the command's changes.
+    let vol = env.path("vol");
+    std::fs::create_dir(&vol).expect("vol");
+    let volume = format!("{}:/mnt/vol", vol.display());
     let out = tmp(
         &env,
-        &["--keep", "bb", "--", "/bin/sh", "-c", "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t"],
+        &[
+            "--keep",
+            "-v",
+            &volume,
+            "bb",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);

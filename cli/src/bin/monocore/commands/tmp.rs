@@ -47,9 +47,9 @@ pub fn run(a: TmpArgs, home: &Path) -> anyhow::Result<ExitCode> {
         Ending::Exited => {}
         Ending::TimedOut => eprintln!("monocore: sandbox {} stopped: --timeout passed", outcome.id),
         Ending::OutOfMemory => eprintln!(
-            "monocore: sandbox {} killed: out of memory (--memory {})",
+            "monocore: sandbox {} killed: out of memory (--memory {} MiB)",
             outcome.id,
-            super::human(opts.limits.memory.unwrap_or(0))
+            opts.limits.memory.unwrap_or(0) >> 20
         ),
     }
     if let Some(rev) = outcome.kept {
