@@ -45,6 +45,14 @@ pub enum Error {
     /// No sandbox has this id (or unambiguous id prefix).
     #[error("no sandbox '{0}'")]
     NoSuchSandbox(String),
+    /// `MONOCORE_HOME/config.toml` is not usable.
+    #[error("bad config {}: {why}", path.display())]
+    BadConfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The sandbox failed before its command could start.
     #[error("sandbox setup failed: {0}")]
     Setup(String),

@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod channel;
+pub mod config;
 pub mod error;
 pub mod init;
 pub mod microvm;

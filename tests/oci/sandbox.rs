@@ -290,6 +290,13 @@ fn limits_are_enforced_and_reported() {
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert!(!stdout(&out).contains("survived"));
     assert!(stderr(&out).contains("out of memory"), "{}", stderr(&out));
+    // config.toml's defaults apply when the command line says nothing.
+    std::fs::write(env.home().join("config.toml"), "memory = \"16m\"\n").expect("config");
+    let by_config = tmp(&env, &["bb", "--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"]);
+    assert_eq!(by_config.status.code(), Some(137), "{}", stderr(&by_config));
+    std::fs::write(env.home().join("config.toml"), "memroy = \"16m\"\n").expect("config");
+    assert!(env.fails(&[&"tmp", &"bb", &"--", &"true"]).contains("bad config"));
+    std::fs::remove_file(env.home().join("config.toml")).expect("rm config");
     let forks =
         tmp(&env, &["--pids", "4", "bb", "--", "/bin/sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"]);
     assert!(stderr(&forks).contains("can't fork"), "{}", stderr(&forks));

@@ -64,12 +64,12 @@ pub struct TmpArgs {
     /// Bind a host path: `HOST:GUEST[:ro]`.
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     pub volumes: Vec<String>,
-    /// Network reach: none (loopback only), local, public or any.
-    #[arg(long, default_value = "none")]
-    pub scope: String,
-    /// Isolation: namespace or microvm.
-    #[arg(long, default_value = "namespace")]
-    pub isolation: String,
+    /// Network reach: none (loopback only; the default), local, public or any.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Isolation: namespace (the default) or microvm; `$MONOCORE_HOME/config.toml` can set the default.
+    #[arg(long)]
+    pub isolation: Option<String>,
     /// Memory limit (`512m`, `2g`); the command is killed beyond it.
     #[arg(long)]
     pub memory: Option<String>,

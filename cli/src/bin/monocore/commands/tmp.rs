@@ -2,13 +2,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use monocore_sandbox::config::Config;
 use monocore_sandbox::sandbox::{self, Ending, Isolation, Options};
 use monocore_sandbox::spec::{self, Limits, Scope, Volume};
 use monofs_overlay::pull::PullOptions;
 
 use crate::args::TmpArgs;
 
-fn options(a: TmpArgs) -> anyhow::Result<Options> {
+/// The command line's options, with `config.toml`'s defaults for those not given.
+fn options(a: TmpArgs, config: Config) -> anyhow::Result<Options> {
+    let memory = a.memory.or(config.memory);
+    let cpus = a.cpus.or(config.cpus);
+    let pids = a.pids.or(config.pids);
     Ok(Options {
         image: a.image,
         command: a.command,
@@ -17,13 +22,13 @@ fn options(a: TmpArgs) -> anyhow::Result<Options> {
         workdir: a.workdir,
         user: a.user,
         volumes: a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<_, _>>()?,
-        scope: Scope::parse(&a.scope)?,
+        scope: a.scope.or(config.scope).as_deref().map(Scope::parse).transpose()?.unwrap_or_default(),
         limits: Limits {
-            memory: a.memory.as_deref().map(spec::parse_memory).transpose()?,
-            cpus: a.cpus.as_deref().map(spec::parse_cpus).transpose()?,
-            pids: a.pids.as_deref().map(spec::parse_pids).transpose()?,
+            memory: memory.as_deref().map(spec::parse_memory).transpose()?,
+            cpus: cpus.as_deref().map(spec::parse_cpus).transpose()?,
+            pids: pids.as_deref().map(spec::parse_pids).transpose()?,
         },
-        isolation: Isolation::parse(&a.isolation)?,
+        isolation: a.isolation.or(config.isolation).as_deref().map(Isolation::parse).transpose()?.unwrap_or_default(),
         timeout: a.timeout,
         tty: a.tty,
         keep: a.keep,
@@ -31,7 +36,7 @@ fn options(a: TmpArgs) -> anyhow::Result<Options> {
 }
 
 pub fn run(a: TmpArgs, home: &Path) -> anyhow::Result<ExitCode> {
-    let opts = options(a)?;
+    let opts = options(a, Config::load(home)?)?;
     sandbox::preflight(&opts)?;
     let mut store = super::open_store(home)?;
     if store.lookup(&opts.image)?.is_none() {
