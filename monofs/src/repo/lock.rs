@@ -17,6 +17,18 @@ pub struct RepoLock {
 impl RepoLock {
     /// Takes the lock or fails with [`Error::Locked`] naming the holder.
     pub fn acquire(repo: &Path) -> Result<RepoLock> {
+        Self::take(repo, File::try_lock)
+    }
+
+    /// Takes the lock shared with other processes that open the repository
+    /// shared (see [`crate::Repository::open_shared`]); an exclusive holder
+    /// makes it fail with [`Error::Locked`], and so does a shared one for an
+    /// exclusive requester. The PID in the file is the last sharer's.
+    pub fn acquire_shared(repo: &Path) -> Result<RepoLock> {
+        Self::take(repo, File::try_lock_shared)
+    }
+
+    fn take(repo: &Path, lock: fn(&File) -> std::result::Result<(), TryLockError>) -> Result<RepoLock> {
         let path = repo.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -25,7 +37,7 @@ impl RepoLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
+        match lock(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut pid = String::new();
@@ -46,33 +58,5 @@ impl RepoLock {
         };
         write(&mut file).map_err(|e| Error::io(&path, e))?;
         Ok(RepoLock { _file: file })
-    }
-
-    /// Takes the lock shared with other processes that open the repository
-    /// shared (see [`crate::Repository::open_shared`]); an exclusive holder
-    /// makes it fail with [`Error::Locked`]. Shared holders leave the PID in
-    /// the file alone, so an exclusive requester learns only that it is busy.
-    pub fn acquire_shared(repo: &Path) -> Result<RepoLock> {
-        let path = repo.join("lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(RepoLock { _file: file }),
-            Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                Err(Error::Locked {
-                    path: repo.to_owned(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_owned() },
-                })
-            }
-            Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
-        }
     }
 }

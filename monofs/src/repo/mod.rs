@@ -144,13 +144,7 @@ impl Repository {
     /// Opens the repository in directory `path`, asking `passphrase` for
     /// the passphrase only if it is encrypted.
     pub fn open(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
-        if !path.exists() {
-            return Err(Error::NoSuchRepository(path.to_owned()));
-        }
-        let file = path.join(STORE_FILE);
-        if !file.is_file() {
-            return Err(Error::NotARepository(path.to_owned()));
-        }
+        let file = Self::store_file(path)?;
         let lock = RepoLock::acquire(path)?;
         // Unlock with a read-only handle first: a wrong passphrase then
         // leaves the store file untouched, byte for byte. A store that needs
@@ -179,13 +173,7 @@ impl Repository {
     /// repository to themselves ([`Repository::open`]) are refused while it
     /// is open shared.
     pub fn open_shared(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
-        if !path.exists() {
-            return Err(Error::NoSuchRepository(path.to_owned()));
-        }
-        let file = path.join(STORE_FILE);
-        if !file.is_file() {
-            return Err(Error::NotARepository(path.to_owned()));
-        }
+        let file = Self::store_file(path)?;
         let lock = RepoLock::acquire_shared(path)?;
         let store = RedbStore::open_shared(&file)?;
         let (config, keys) = match Self::unlock(path, &store, passphrase)? {
@@ -194,6 +182,18 @@ impl Repository {
         };
         let codec = Codec::new(keys, config.zstd_level);
         Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+    }
+
+    /// The store file of the repository in `path`, which must be one.
+    fn store_file(path: &Path) -> Result<std::path::PathBuf> {
+        if !path.exists() {
+            return Err(Error::NoSuchRepository(path.to_owned()));
+        }
+        let file = path.join(STORE_FILE);
+        if !file.is_file() {
+            return Err(Error::NotARepository(path.to_owned()));
+        }
+        Ok(file)
     }
 
     /// Reads the config and, when encrypted, unwraps the keys.
