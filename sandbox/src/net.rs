@@ -81,8 +81,7 @@ impl Network {
         let hif = self.host_interface();
         let pid = pid.to_string();
         run("ip", &["link", "add", &hif, "type", "veth", "peer", "name", "eth0", "netns", &pid], None)?;
-        run("ip", &["addr", "add", &format!("{host}/30"), "dev", &hif], None)?;
-        run("ip", &["link", "set", &hif, "up"], None)?;
+        self.host_side()?;
         let inside = |args: &[&str]| {
             let mut all = vec!["-t", pid.as_str(), "-n", "ip"];
             all.extend_from_slice(args);
@@ -91,6 +90,29 @@ impl Network {
         inside(&["addr", "add", &format!("{sandbox}/30"), "dev", "eth0"])?;
         inside(&["link", "set", "eth0", "up"])?;
         inside(&["route", "add", "default", "via", &host.to_string()])?;
+        self.rules()
+    }
+
+    /// Makes a tap device named [`Network::host_interface`] for a VM to
+    /// open (the microVM runtime), addressed and filtered as the host end
+    /// of a veth pair; the guest configures its side with
+    /// [`Network::addresses`]. [`Network::detach`] removes it.
+    pub fn attach_tap(&self) -> Result<()> {
+        run("ip", &["tuntap", "add", "dev", &self.host_interface(), "mode", "tap"], None)?;
+        self.host_side()?;
+        self.rules()
+    }
+
+    /// The host end's address, up.
+    fn host_side(&self) -> Result<()> {
+        let (host, _) = self.addresses();
+        let hif = self.host_interface();
+        run("ip", &["addr", "add", &format!("{host}/30"), "dev", &hif], None)?;
+        run("ip", &["link", "set", &hif, "up"], None)
+    }
+
+    /// Forwarding on, and the sandbox's nftables table.
+    fn rules(&self) -> Result<()> {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| Error::io("enabling IPv4 forwarding", e))?;
         run("nft", &["-f", "-"], Some(&self.ruleset()))
     }

@@ -553,7 +553,109 @@ fn microvm_user_workdir_missing_command_and_timeout() {
     let out = tmp(&env, &["--isolation", "microvm", "--timeout", "2s", "bb", "--", "/bin/sleep", "60"]);
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    let refused = tmp(&env, &["--isolation", "microvm", "-t", "bb", "--", "true"]);
-    assert!(stderr(&refused).contains("not supported with microvm yet"), "{}", stderr(&refused));
+    let file = env.path("single-file");
+    std::fs::write(&file, "x").expect("file");
+    let vol = format!("{}:/f", file.display());
+    let refused = tmp(&env, &["--isolation", "microvm", "-v", &vol, "bb", "--", "true"]);
+    assert!(stderr(&refused).contains("only directories can be volumes"), "{}", stderr(&refused));
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+/// `-t` in a microVM: the command's controlling terminal is the guest's
+/// virtio console, relayed to ours; an interactive shell works.
+#[test]
+fn microvm_terminal_gives_an_interactive_shell() {
+    let Some(env) = microvm_env("microvm_terminal_gives_an_interactive_shell") else { return };
+    let cmd = format!("{} tmp --isolation microvm -t --timeout 120s bb -- /bin/sh", env!("CARGO_BIN_EXE_monocore"));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("MONOCORE_HOME", env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"tty; stty size; echo sum=$((40+2)); exit 3\n").expect("type");
+    let out = child.wait_with_output().expect("wait");
+    let text = stdout(&out);
+    eprintln!("{text}");
+    assert!(text.contains("sum=42"), "{text}");
+    assert!(text.contains("/dev/hvc0"), "the terminal is the guest's console: {text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    drop(stdin);
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+/// `-v` in a microVM, and `--scope none` (one boot): each volume is a virtio-fs device served
+/// by virtiofsd's passthrough file system; writes through a rw volume land
+/// on the host, a read-only one refuses them even after a remount.
+#[test]
+fn microvm_volumes_bind_host_directories() {
+    let Some(env) = microvm_env("microvm_volumes_bind_host_directories") else { return };
+    let (rw, ro) = (env.path("rw"), env.path("ro"));
+    std::fs::create_dir(&rw).expect("rw");
+    std::fs::create_dir(&ro).expect("ro");
+    std::fs::write(ro.join("file"), "host data\n").expect("file");
+    let out = tmp(
+        &env,
+        &[
+            "--isolation",
+            "microvm",
+            "--timeout",
+            "120s",
+            "-v",
+            &format!("{}:/data:ro", ro.display()),
+            "-v",
+            &format!("{}:/new/rw", rw.display()),
+            "bb",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /data/file; echo y > /data/new 2>/dev/null && echo wrote || echo refused; \
+             mount -o remount,rw /data 2>/dev/null; echo y > /data/new 2>/dev/null && echo wrote || echo refused; \
+             echo from-vm > /new/rw/out; mkdir /new/rw/d; echo done; \
+             ip route | grep -q default && echo routed || echo unrouted; ip link show lo | grep -q ',UP' && echo lo-up",
+        ],
+    );
+    // --scope none (the default): loopback only.
+    assert_eq!(stdout(&out), "host data\nrefused\nrefused\ndone\nunrouted\nlo-up\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!ro.join("new").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("out")).expect("written through the volume"), "from-vm\n");
+    assert!(rw.join("d").is_dir());
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+/// `--scope` in a microVM: a tap device with the namespace runtime's
+/// addresses and nftables rules, configured by the guest's init (two boots:
+/// local reaches the host, public does not).
+#[test]
+fn microvm_network_scopes_reach_what_they_say() {
+    let Some(env) = microvm_env("microvm_network_scopes_reach_what_they_say") else { return };
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            if conn.peer_addr().is_ok_and(|a| a.to_string().starts_with("10.200.")) {
+                use std::io::Write;
+                let _ = conn.write_all(b"pong\n");
+            }
+        }
+    });
+    let probe = format!(
+        "grep -q nameserver /etc/resolv.conf && echo resolv; \
+         ip route | grep -q default && echo routed || echo unrouted; gw=$(ip route | grep default | cut -d' ' -f3); \
+         [ -n \"$gw\" ] && busybox nc -w 3 $gw {port} </dev/null || echo no-answer"
+    );
+    let vm = ["--isolation", "microvm", "--timeout", "120s"];
+    let local = sh(&env, &[&vm[..], &["--scope", "local"]].concat(), &probe);
+    assert_eq!(local, "resolv\nrouted\npong\n");
+    let public = sh(&env, &[&vm[..], &["--scope", "public"]].concat(), &probe);
+    assert_eq!(public, "resolv\nrouted\nno-answer\n");
+    let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+    assert!(!stdout(&tables).contains("monocore_"), "leftover nftables table: {}", stdout(&tables));
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip");
+    assert!(!stdout(&links).contains(": mc"), "leftover tap: {}", stdout(&links));
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }

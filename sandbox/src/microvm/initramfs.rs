@@ -9,6 +9,7 @@
 //! `/run.sh` (the command line, its environment and working directory) and
 //! `setids`.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::kernel::Kernel;
@@ -16,8 +17,10 @@ use crate::error::{Error, Result};
 
 /// Modules the guest loads, by name (their dependencies are added):
 /// `virtio_mmio` for `-M microvm`'s transports, `virtiofs` for the root,
-/// `virtio_console` for the stdio and exit ports.
-pub const MODULES: &[&str] = &["virtio_mmio", "virtiofs", "virtio_console"];
+/// `virtio_console` for the stdio and exit ports and the terminal,
+/// `virtio_net` for network scopes (loaded always: the base archive does
+/// not depend on the run).
+pub const MODULES: &[&str] = &["virtio_mmio", "virtiofs", "virtio_console", "virtio_net"];
 
 /// Where the guest finds busybox and `setids` after `chroot` (on the
 /// guest's devtmpfs, outside the sandbox's tree).
@@ -94,6 +97,7 @@ fail() {
   $B reboot -f
 }
 for m in $($B cat /modules.order); do $B insmod /lib/modules/$m || fail "insmod $m"; done
+$B ip link set lo up
 $B mount -t virtiofs rootfs /newroot || fail "cannot mount the virtio-fs root"
 for d in proc sys dev; do [ -d /newroot/$d ] || $B mkdir -p /newroot/$d; done
 $B mount -t proc proc /newroot/proc
@@ -132,6 +136,27 @@ pub struct GuestCommand {
     pub workdir: String,
     /// Host name.
     pub hostname: String,
+    /// With `-t`: the terminal's size (rows, columns); the command runs on
+    /// the virtio console `/dev/hvc0` as its controlling terminal.
+    pub tty: Option<(u16, u16)>,
+    /// Volumes: virtio-fs tags mounted at guest paths.
+    pub volumes: Vec<GuestVolume>,
+    /// Files bound over guest paths (`/etc/resolv.conf`); their contents
+    /// travel in the per-run archive.
+    pub files: Vec<(String, String)>,
+    /// The guest's address (a /30) and gateway on `eth0`; `None`: loopback only.
+    pub network: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// A volume as the guest mounts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestVolume {
+    /// The virtio-fs tag (`vol0`, ...).
+    pub tag: String,
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    /// Mounted read-only (the backend refuses writes too).
+    pub read_only: bool,
 }
 
 /// Runs as the command's user, in the sandbox's root: enters the working
@@ -147,24 +172,69 @@ for d in ${PATH-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}; d
 done
 echo "monocore: $p: not found in PATH" >&2; exit 127"#;
 
-/// The per-run script, sourced by `/init`: the command runs chrooted in the
-/// sandbox's tree with exactly its environment, as its user (`setids`),
-/// in its working directory, with the stdio ports as its standard streams.
+/// Waits up to 2 s for `$1` (a test) on `$2`, else fails with `$3`.
+const WAIT: &str = r#"wait_for() { n=0; while ! [ $1 $2 ] && [ $n -lt 400 ]; do $B usleep 5000; n=$((n+1)); done; [ $1 $2 ] || fail "$3"; }
+"#;
+
+/// The per-run script, sourced by `/init`: the network, the given files
+/// and the volumes are set up, then the command runs chrooted in the
+/// sandbox's tree with exactly its environment, as its user (`setids`), in
+/// its working directory, with the stdio ports (or, with `-t`, the virtio
+/// console as its controlling terminal) as its standard streams.
 pub fn run_script(cmd: &GuestCommand) -> String {
     let bb = format!("{TOOLS}/busybox");
-    let mut s = format!("$B hostname {}\n", sh_quote(&cmd.hostname));
-    s.push_str(&format!("$B chroot /newroot {bb} mkdir -p {} 2>/dev/null\n", sh_quote(&cmd.workdir)));
-    s.push_str(&format!("$B chroot /newroot {bb} env -i"));
+    let inside = format!("$B chroot /newroot {bb}");
+    let mut s = String::from(WAIT);
+    s.push_str(&format!("$B hostname {}\n", sh_quote(&cmd.hostname)));
+    if let Some((addr, gateway)) = cmd.network {
+        s.push_str("wait_for -e /sys/class/net/eth0 \"no network device eth0\"\n");
+        s.push_str(&format!(
+            "{{ $B ip addr add {addr}/30 dev eth0 && $B ip link set eth0 up && $B ip route add default via {gateway}; }} || fail \"cannot configure eth0\"\n"
+        ));
+    }
+    for (i, (path, _)) in cmd.files.iter().enumerate() {
+        // Bound inside the chroot, so the path resolves in the sandbox's tree.
+        let (q, src) = (sh_quote(path), format!("{TOOLS}/file{i}"));
+        s.push_str(&format!("$B cp /files/{i} /newroot{src}\n"));
+        s.push_str(&format!(
+            "{inside} sh -c 'mkdir -p \"${{1%/*}}\" && {{ [ -e \"$1\" ] || : >\"$1\"; }}' - {q} && {inside} mount --bind {src} {q} || fail {}\n",
+            sh_quote(&format!("cannot bind {path}"))
+        ));
+    }
+    for v in &cmd.volumes {
+        let q = sh_quote(&v.path);
+        let ro = if v.read_only { " -o ro" } else { "" };
+        s.push_str(&format!(
+            "{inside} mkdir -p {q} && {inside} mount -t virtiofs{ro} {} {q} || fail {}\n",
+            v.tag,
+            sh_quote(&format!("cannot mount volume {}", v.path))
+        ));
+    }
+    s.push_str(&format!("{inside} mkdir -p {} 2>/dev/null\n", sh_quote(&cmd.workdir)));
+    let mut run = String::new();
+    if let Some((rows, cols)) = cmd.tty {
+        // The console stays open in init (fd 3): its input typed before the
+        // command starts is kept, and its size set once holds.
+        s.push_str("wait_for -c /dev/hvc0 \"no virtio console\"\n");
+        s.push_str(&format!("exec 3<>/dev/hvc0\n$B stty rows {rows} cols {cols} <&3\n"));
+        run.push_str("$B setsid -c ");
+    }
+    run.push_str(&format!("{inside} env -i"));
     for e in &cmd.env {
-        s.push(' ');
-        s.push_str(&sh_quote(e));
+        run.push(' ');
+        run.push_str(&sh_quote(e));
     }
-    s.push_str(&format!(" {TOOLS}/setids {bb} sh -c {} {}", sh_quote(EXEC), sh_quote(&cmd.workdir)));
+    run.push_str(&format!(" {TOOLS}/setids {bb} sh -c {} {}", sh_quote(EXEC), sh_quote(&cmd.workdir)));
     for a in &cmd.argv {
-        s.push(' ');
-        s.push_str(&sh_quote(a));
+        run.push(' ');
+        run.push_str(&sh_quote(a));
     }
-    s.push_str(" <$PORT_stdin >$PORT_stdout 2>$PORT_stderr\n");
+    if cmd.tty.is_some() {
+        run.push_str(" <&3 >&3 2>&3 3<&-\n");
+    } else {
+        run.push_str(" <$PORT_stdin >$PORT_stdout 2>$PORT_stderr\n");
+    }
+    s.push_str(&run);
     s
 }
 
@@ -202,6 +272,12 @@ pub fn base_archive(kernel: &Kernel, busybox: &Path) -> Result<Vec<u8>> {
 pub fn run_archive(cmd: &GuestCommand, uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
     let mut c = Cpio::default();
     c.file("run.sh", 0o644, run_script(cmd).as_bytes());
+    if !cmd.files.is_empty() {
+        c.dir("files");
+    }
+    for (i, (_, contents)) in cmd.files.iter().enumerate() {
+        c.file(&format!("files/{i}"), 0o644, contents.as_bytes());
+    }
     c.file("setids", 0o755, &setids_elf(uid, gid, groups));
     c.finish()
 }
@@ -324,15 +400,43 @@ mod tests {
             env: vec!["PATH=/bin".into(), "A=b c".into()],
             workdir: "/my dir".into(),
             hostname: "abc".into(),
+            tty: None,
+            volumes: vec![],
+            files: vec![],
+            network: None,
         };
         let s = run_script(&cmd);
-        assert!(s.starts_with("$B hostname 'abc'\n"), "{s}");
+        assert!(s.contains("\n$B hostname 'abc'\n"), "{s}");
+        assert!(!s.contains("eth0") && !s.contains("hvc0") && !s.contains("virtiofs"), "{s}");
         assert!(s.contains("mkdir -p '/my dir'"), "{s}");
         assert!(
             s.contains(" env -i 'PATH=/bin' 'A=b c' /dev/.monocore/setids /dev/.monocore/busybox sh -c 'cd"),
             "{s}"
         );
         assert!(s.contains(r"'/my dir' '/bin/sh' '-c' 'echo '\''hi'\''; exit 7' <$PORT_stdin"), "{s}");
+    }
+
+    #[test]
+    fn terminal_volumes_files_and_network_in_the_run_script() {
+        let cmd = GuestCommand {
+            argv: vec!["sh".into()],
+            env: vec![],
+            workdir: "/".into(),
+            hostname: "h".into(),
+            tty: Some((40, 120)),
+            volumes: vec![GuestVolume { tag: "vol0".into(), path: "/data dir".into(), read_only: true }],
+            files: vec![("/etc/resolv.conf".into(), "nameserver 1.1.1.1\n".into())],
+            network: Some((Ipv4Addr::new(10, 200, 0, 2), Ipv4Addr::new(10, 200, 0, 1))),
+        };
+        let s = run_script(&cmd);
+        assert!(s.contains("$B ip addr add 10.200.0.2/30 dev eth0 &&"), "{s}");
+        assert!(s.contains("$B ip route add default via 10.200.0.1;"), "{s}");
+        assert!(s.contains("mount --bind /dev/.monocore/file0 '/etc/resolv.conf'"), "{s}");
+        assert!(s.contains("mount -t virtiofs -o ro vol0 '/data dir' ||"), "{s}");
+        assert!(s.contains("$B stty rows 40 cols 120 <&3\n$B setsid -c $B chroot"), "{s}");
+        assert!(s.ends_with("'sh' <&3 >&3 2>&3 3<&-\n"), "{s}");
+        let archive = run_archive(&cmd, 0, 0, &[]);
+        assert!(archive.windows(8).any(|w| w == b"files/0\0"));
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! A generated initramfs ([`initramfs`]) loads the virtio modules, mounts
 //! the root, and runs the command with its standard streams on
 //! virtio-serial ports, which are Unix sockets on the host ([`ports`]); a
-//! fourth port carries the exit status. Everything lives in the run
+//! fourth port carries the exit status. With `-t` the command's terminal
+//! is the guest's virtio console, whose socket the supervisor relays;
+//! `-v` volumes are more virtio-fs devices served by virtiofsd's
+//! passthrough file system; network scopes give the guest a tap device
+//! set up by [`crate::net::Network::attach_tap`]. Everything lives in the run
 //! directory `/run/monocore/ID`, removed on close and by `monocore clean`.
 //! KVM when the host has hardware virtualisation, TCG otherwise
 //! ([`accel`]). See docs/SANDBOX.md.
@@ -19,7 +23,7 @@ pub mod qemu;
 pub mod virtiofs;
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,7 @@ use monofs::vfs::{ROOT, Vfs};
 
 use crate::error::{Error, Result};
 use crate::init::EXIT_SETUP;
+use crate::net::Network;
 use crate::runtime::{Instance, Runtime, Start};
 use crate::sandbox::Options;
 use crate::spec::Scope;
@@ -52,6 +57,10 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// 66 MB).
 pub const MIN_MEMORY_MIB: u64 = 128;
 
+/// Volumes per VM: `-M microvm` has 24 virtio-mmio transports, and the
+/// root, the serial ports and the network take three.
+pub const MAX_VOLUMES: usize = 16;
+
 /// How long QEMU may take to connect its sockets.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,26 +72,19 @@ const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MicrovmRuntime {
     memory_mib: u64,
     cpus: u32,
-    unsupported: Option<&'static str>,
+    volumes: Vec<PathBuf>,
+    scope: Scope,
 }
 
 impl MicrovmRuntime {
     /// The runtime for `opts`: `--memory` is the guest's RAM (and, through
     /// the sandbox's cgroup, bounds QEMU), `--cpus` its vCPUs.
     pub fn new(opts: &Options) -> MicrovmRuntime {
-        let unsupported = if opts.tty {
-            Some("-t (a terminal)")
-        } else if !opts.volumes.is_empty() {
-            Some("-v (volumes)")
-        } else if opts.scope != Scope::None {
-            Some("--scope other than none (the VM has no network)")
-        } else {
-            None
-        };
         MicrovmRuntime {
             memory_mib: opts.limits.memory.map_or(DEFAULT_MEMORY_MIB, |b| b >> 20),
             cpus: opts.limits.cpus.map_or(1, |c| c.ceil().max(1.0) as u32),
-            unsupported,
+            volumes: opts.volumes.iter().map(|v| v.host.clone()).collect(),
+            scope: opts.scope,
         }
     }
 }
@@ -119,8 +121,17 @@ impl Runtime for MicrovmRuntime {
     }
 
     fn check(&self) -> Result<()> {
-        if let Some(what) = self.unsupported {
-            return Err(unavailable(format!("{what} is not supported with microvm yet; use --isolation namespace")));
+        if let Some(file) = self.volumes.iter().find(|v| !v.is_dir()) {
+            return Err(unavailable(format!(
+                "-v {}: only directories can be volumes of a microVM (use its directory, or --isolation namespace)",
+                file.display()
+            )));
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(unavailable(format!("at most {MAX_VOLUMES} volumes (-v) fit in a microVM")));
+        }
+        if self.scope != Scope::None && !Path::new("/dev/net/tun").exists() {
+            return Err(unavailable("--scope needs /dev/net/tun for the VM's tap device (modprobe tun)"));
         }
         if self.memory_mib < MIN_MEMORY_MIB {
             return Err(Error::BadOption {
@@ -158,11 +169,34 @@ impl Runtime for MicrovmRuntime {
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", creds.home));
         }
+        let volumes: Vec<initramfs::GuestVolume> = spec
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| initramfs::GuestVolume {
+                tag: format!("vol{i}"),
+                path: v.guest.clone(),
+                read_only: v.read_only,
+            })
+            .collect();
         let cmd = GuestCommand {
             argv: spec.argv.clone(),
             env,
             workdir: spec.workdir.clone(),
             hostname: spec.hostname.clone(),
+            // The size of our terminal when the command starts; later
+            // changes (SIGWINCH) do not reach the guest.
+            tty: spec.tty.then(|| {
+                sys::window_size(std::io::stdin().as_raw_fd())
+                    .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+                    .map_or((24, 80), |w| (w.ws_row, w.ws_col))
+            }),
+            volumes: volumes.clone(),
+            files: spec.files.iter().map(|f| (f.path.clone(), f.contents.clone())).collect(),
+            network: start.network.map(|n| {
+                let (host, guest) = n.addresses();
+                (guest, host)
+            }),
         };
 
         let t = Instant::now();
@@ -176,8 +210,17 @@ impl Runtime for MicrovmRuntime {
         tracing::debug!("microvm: kernel and initramfs ready in {:?}", t.elapsed());
 
         let server = virtiofs::Server::start(start.vfs.clone(), &dir.join("fs.sock"))?;
+        let mut volume_servers = Vec::new();
+        for (v, g) in spec.volumes.iter().zip(&volumes) {
+            let socket = dir.join(format!("{}.sock", g.tag));
+            volume_servers.push(virtiofs::Server::start_passthrough(&v.host, v.read_only, &socket)?);
+        }
+        if let Some(net) = start.network {
+            net.attach_tap()?;
+        }
         let port_sockets = qemu::PORTS.map(|p| dir.join(format!("{p}.sock")));
-        let ports = ports::Ports::bind(&port_sockets)?;
+        let tty_socket = spec.tty.then(|| dir.join("tty.sock"));
+        let ports = ports::Ports::bind(&port_sockets.iter().chain(&tty_socket).cloned().collect::<Vec<_>>())?;
         let config = qemu::VmConfig {
             kernel: vmlinux,
             initrd: initrd_path,
@@ -189,6 +232,9 @@ impl Runtime for MicrovmRuntime {
             accel,
             tsc_khz: accel::host_tsc_khz(),
             debug: std::env::var_os("MONOCORE_MICROVM_DEBUG").is_some(),
+            tty_socket,
+            volumes: volumes.iter().map(|g| (g.tag.clone(), dir.join(format!("{}.sock", g.tag)))).collect(),
+            tap: start.network.map(Network::host_interface),
         };
         let args = config.to_args();
         tracing::debug!("microvm: {QEMU} {}", args.join(" "));
@@ -212,6 +258,7 @@ impl Runtime for MicrovmRuntime {
                 let _ = child.kill();
                 let _ = child.wait();
                 server.finish();
+                volume_servers.into_iter().for_each(virtiofs::Server::finish);
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(match log.trim() {
                     "" => e,
@@ -219,13 +266,22 @@ impl Runtime for MicrovmRuntime {
                 });
             }
         };
-        let [stdin, stdout, stderr, exit]: [UnixStream; 4] =
-            streams.try_into().map_err(|_| Error::Setup("missing VM port".into()))?;
+        let mut streams = streams.into_iter();
+        let mut port = || streams.next().ok_or_else(|| Error::Setup("missing VM port".into()));
+        let (stdin, stdout, stderr, exit) = (port()?, port()?, port()?, port()?);
+        let tty = if spec.tty { Some(port()?) } else { None };
         // The command's streams are this process's own (the sandbox layer
         // gives every runtime inherited stdio).
         drop(start.stdio);
         let first = ports::FirstOutput::default();
-        ports::pump_in(std::io::stdin(), stdin);
+        // With -t our stdin goes to the terminal (sandbox.rs relays it);
+        // the stdin port stays connected and silent.
+        let idle_stdin = if tty.is_some() {
+            Some(stdin)
+        } else {
+            ports::pump_in(std::io::stdin(), stdin);
+            None
+        };
         let pumps = vec![
             ports::pump_out(stdout, std::io::stdout(), first.clone()),
             ports::pump_out(stderr, std::io::stderr(), first.clone()),
@@ -236,6 +292,9 @@ impl Runtime for MicrovmRuntime {
             dir,
             qemu: child,
             server: Some(server),
+            volume_servers,
+            tty,
+            _idle_stdin: idle_stdin,
             exit: Some(exit),
             pumps,
             started,
@@ -325,6 +384,10 @@ struct Running {
     dir: PathBuf,
     qemu: Child,
     server: Option<virtiofs::Server>,
+    volume_servers: Vec<virtiofs::Server>,
+    /// With `-t`: the virtio console's socket, until `terminal` takes it.
+    tty: Option<UnixStream>,
+    _idle_stdin: Option<UnixStream>,
     exit: Option<UnixStream>,
     pumps: Vec<JoinHandle<()>>,
     started: Instant,
@@ -383,8 +446,11 @@ impl Instance for Running {
         self.qemu.id()
     }
 
+    /// The host end of the guest's console (`hvc0`), a Unix socket: the
+    /// guest's tty does all terminal processing, so the supervisor relays
+    /// bytes both ways; no host pty is needed in between.
     fn terminal(&mut self) -> Result<OwnedFd> {
-        Err(unavailable("-t (a terminal) is not supported with microvm yet"))
+        self.tty.take().map(OwnedFd::from).ok_or_else(|| Error::Setup("the microVM has no terminal".into()))
     }
 
     fn wait(&mut self) -> Result<i32> {
@@ -411,6 +477,7 @@ impl Instance for Running {
         if let Some(s) = self.server.take() {
             s.finish();
         }
+        self.volume_servers.drain(..).for_each(virtiofs::Server::finish);
         if std::env::var_os("MONOCORE_MICROVM_TIMINGS").is_some() {
             let first = self.first.lock().ok().and_then(|f| *f).map(|t| t - self.started);
             eprintln!(
@@ -441,6 +508,7 @@ impl Instance for Running {
         if let Some(s) = self.server.take() {
             s.finish();
         }
+        self.volume_servers.drain(..).for_each(virtiofs::Server::finish);
         release_run_dir(&self.id)
     }
 }
@@ -454,7 +522,10 @@ impl Drop for Running {
 /// Whether this host can run microVMs, without starting one: `None` when
 /// it can, else why not (for tests and `check`).
 pub fn unavailable_reason() -> Option<String> {
-    MicrovmRuntime { memory_mib: DEFAULT_MEMORY_MIB, cpus: 1, unsupported: None }.check().err().map(|e| e.to_string())
+    MicrovmRuntime { memory_mib: DEFAULT_MEMORY_MIB, cpus: 1, volumes: vec![], scope: Scope::None }
+        .check()
+        .err()
+        .map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -471,11 +542,13 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_refused_up_front() {
-        let opts = Options { tty: true, ..Options::default() };
-        let err = MicrovmRuntime::new(&opts).check().expect_err("tty");
-        assert!(err.to_string().contains("not supported with microvm yet"), "{err}");
-        let opts = Options { scope: Scope::Any, ..Options::default() };
-        assert!(MicrovmRuntime::new(&opts).check().is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").expect("write");
+        let volume = crate::spec::Volume { host: file, guest: "/f".into(), read_only: false };
+        let opts = Options { volumes: vec![volume], ..Options::default() };
+        let err = MicrovmRuntime::new(&opts).check().expect_err("file volume");
+        assert!(err.to_string().contains("only directories can be volumes"), "{err}");
         let mut small = Options::default();
         small.limits.memory = Some(64 << 20);
         let err = MicrovmRuntime::new(&small).check().expect_err("64m");

@@ -31,6 +31,13 @@ pub struct VmConfig {
     pub tsc_khz: Option<u64>,
     /// Verbose kernel and init (`MONOCORE_MICROVM_DEBUG`).
     pub debug: bool,
+    /// With `-t`: the socket of the virtio console (`hvc0`, port 0; we
+    /// listen, QEMU connects).
+    pub tty_socket: Option<PathBuf>,
+    /// Volumes: (virtio-fs tag, vhost-user socket), one device each.
+    pub volumes: Vec<(String, PathBuf)>,
+    /// A host tap device to give the guest as its `eth0`.
+    pub tap: Option<String>,
 }
 
 impl VmConfig {
@@ -84,7 +91,20 @@ impl VmConfig {
         push(&["-serial", &format!("file:{}", self.console_log.display())]);
         push(&["-chardev", &format!("socket,id=vfs,path={}", self.fs_socket.display())]);
         push(&["-device", "vhost-user-fs-device,chardev=vfs,tag=rootfs"]);
+        for (tag, socket) in &self.volumes {
+            push(&["-chardev", &format!("socket,id={tag},path={}", socket.display())]);
+            push(&["-device", &format!("vhost-user-fs-device,chardev={tag},tag={tag}")]);
+        }
+        if let Some(tap) = &self.tap {
+            push(&["-netdev", &format!("tap,id=net0,ifname={tap},script=no,downscript=no")]);
+            push(&["-device", "virtio-net-device,netdev=net0"]);
+        }
         push(&["-device", &format!("virtio-serial-device,max_ports={}", PORTS.len() + 1)]);
+        if let Some(path) = &self.tty_socket {
+            // Port 0 is the console port: the guest makes it a tty (hvc0).
+            push(&["-chardev", &format!("socket,id=tty,path={}", path.display())]);
+            push(&["-device", "virtconsole,chardev=tty,name=tty,nr=0"]);
+        }
         for (i, (name, path)) in PORTS.iter().zip(&self.port_sockets).enumerate() {
             push(&["-chardev", &format!("socket,id={name},path={}", path.display())]);
             push(&["-device", &format!("virtserialport,chardev={name},name={name},nr={}", i + 1)]);
@@ -109,6 +129,9 @@ mod tests {
             accel,
             tsc_khz: Some(2_445_404),
             debug: false,
+            tty_socket: None,
+            volumes: vec![],
+            tap: None,
         }
     }
 
@@ -132,6 +155,22 @@ mod tests {
         assert_eq!(after(&args, "-device").last().copied(), Some("virtserialport,chardev=exit,name=exit,nr=4"));
         assert_eq!(after(&args, "-chardev")[0], "socket,id=vfs,path=/run/monocore/x/fs.sock");
         assert_eq!(after(&args, "-chardev").len(), 5);
+    }
+
+    #[test]
+    fn terminal_volumes_and_network_devices() {
+        let mut c = config(Accel::Tcg);
+        c.tty_socket = Some("/r/tty.sock".into());
+        c.volumes = vec![("vol0".into(), "/r/vol0.sock".into())];
+        c.tap = Some("mcabc".into());
+        let args = c.to_args();
+        let devices = after(&args, "-device");
+        assert!(devices.contains(&"virtconsole,chardev=tty,name=tty,nr=0"), "{devices:?}");
+        assert!(devices.contains(&"vhost-user-fs-device,chardev=vol0,tag=vol0"), "{devices:?}");
+        assert!(devices.contains(&"virtio-net-device,netdev=net0"), "{devices:?}");
+        assert_eq!(after(&args, "-netdev"), ["tap,id=net0,ifname=mcabc,script=no,downscript=no"]);
+        let chardevs = after(&args, "-chardev");
+        assert!(chardevs.contains(&"socket,id=tty,path=/r/tty.sock") && chardevs.len() == 7, "{chardevs:?}");
     }
 
     #[test]

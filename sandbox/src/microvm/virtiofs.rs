@@ -27,6 +27,7 @@ use virtiofsd::filesystem::{
     OpenOptions, SerializableFileSystem, SetattrValid, SetxattrFlags, ZeroCopyReader, ZeroCopyWriter,
 };
 use virtiofsd::fuse;
+use virtiofsd::passthrough::{self, PassthroughFs, read_only::PassthroughFsRo};
 use virtiofsd::soft_idmap::Id;
 
 use vhost::vhost_user::Listener;
@@ -469,22 +470,81 @@ pub struct Server {
 impl Server {
     /// Listens on `socket` and serves `vfs` to the first (only) client.
     pub fn start(vfs: Arc<Vfs>, socket: &Path) -> Result<Server> {
+        Self::serve(MonoVirtioFs::new(vfs), socket, false)
+    }
+
+    /// Listens on `socket` and serves host directory `dir` through
+    /// virtiofsd's own passthrough file system (a `-v` volume). Read-only
+    /// volumes use its read-only variant, which refuses every change
+    /// whatever the guest's mount options say.
+    pub fn start_passthrough(dir: &Path, read_only: bool, socket: &Path) -> Result<Server> {
+        let root_dir = dir
+            .to_str()
+            .filter(|d| d.starts_with('/'))
+            .ok_or_else(|| Error::Setup(format!("volume {}: not an absolute UTF-8 path", dir.display())))?
+            .to_owned();
+        // No xattrs: the guest's root would otherwise set `trusted.*` and
+        // `security.*` ones on host files as the host's root.
+        let cfg = passthrough::Config { root_dir, ..Default::default() };
+        let failed = |e: io::Error| Error::io(format!("serving volume {}", dir.display()), e);
+        // PassthroughFs::new clears the umask of the whole process; ours is
+        // put back, and the serving threads clear their own (see `serve`).
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let served = if read_only {
+            PassthroughFsRo::new(cfg).map_err(failed).and_then(|fs| Self::serve(fs, socket, true))
+        } else {
+            PassthroughFs::new(cfg).map_err(failed).and_then(|fs| Self::serve(fs, socket, true))
+        };
+        nix::sys::stat::umask(umask);
+        served
+    }
+
+    /// Serves `fs` on its own thread. `own_umask`: the thread (and the
+    /// vring workers it starts) get a file-system context of their own with
+    /// umask 0, so the guest's modes reach the host as asked without
+    /// touching this process's umask.
+    fn serve<F>(fs: F, socket: &Path, own_umask: bool) -> Result<Server>
+    where
+        F: FileSystem + SerializableFileSystem + Send + Sync + 'static,
+    {
         let mut listener = Listener::new(socket, true)
             .map_err(|e| Error::Setup(format!("listening on {}: {e:?}", socket.display())))?;
-        // One request thread (pool size 0): a larger pool makes virtiofsd
-        // unshare(CLONE_FS) per worker; the tag is given on QEMU's device.
-        let backend = Arc::new(
-            VhostUserFsBackendBuilder::default()
-                .set_thread_pool_size(0)
-                .build(MonoVirtioFs::new(vfs))
-                .map_err(|e| Error::Setup(format!("virtio-fs backend: {e}")))?,
-        );
-        let mut daemon =
-            VhostUserDaemon::new("monocore-virtiofs".into(), backend, GuestMemoryAtomic::new(GuestMemoryMmap::new()))
-                .map_err(|e| Error::Setup(format!("vhost-user daemon: {e:?}")))?;
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel::<std::result::Result<(), String>>(1);
         let thread = std::thread::Builder::new()
             .name("virtiofs".into())
             .spawn(move || {
+                let setup = || -> std::result::Result<VhostUserDaemon<_>, String> {
+                    if own_umask {
+                        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                            .map_err(|e| format!("unshare(CLONE_FS): {e}"))?;
+                        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+                    }
+                    // One request thread (pool size 0): a larger pool makes
+                    // virtiofsd unshare(CLONE_FS) per worker; the tag is
+                    // given on QEMU's device.
+                    let backend = Arc::new(
+                        VhostUserFsBackendBuilder::default()
+                            .set_thread_pool_size(0)
+                            .build(fs)
+                            .map_err(|e| format!("virtio-fs backend: {e}"))?,
+                    );
+                    VhostUserDaemon::new(
+                        "monocore-virtiofs".into(),
+                        backend,
+                        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+                    )
+                    .map_err(|e| format!("vhost-user daemon: {e:?}"))
+                };
+                let mut daemon = match setup() {
+                    Ok(d) => {
+                        let _ = ready_tx.send(Ok(()));
+                        d
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
                 daemon.start(&mut listener).map_err(|e| format!("vhost-user start: {e:?}"))?;
                 match daemon.wait() {
                     Ok(())
@@ -495,7 +555,12 @@ impl Server {
                 }
             })
             .map_err(|e| Error::io("starting the virtio-fs thread", e))?;
-        Ok(Server { socket: socket.to_owned(), thread: Some(thread) })
+        let server = Server { socket: socket.to_owned(), thread: Some(thread) };
+        match ready.recv() {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(Error::Setup(e)),
+            Err(_) => Err(Error::Setup("the virtio-fs thread ended while starting".into())),
+        }
     }
 
     /// Waits for the backend to end; call once QEMU is gone. A backend
@@ -521,5 +586,28 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A volume's backend starts (read-only or not), leaves this process's
+    /// umask alone, and ends when woken without a VM.
+    #[test]
+    fn passthrough_volumes_start_and_keep_the_umask() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).expect("shared");
+        let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        for (i, ro) in [false, true].into_iter().enumerate() {
+            let server = Server::start_passthrough(&shared, ro, &dir.path().join(format!("v{i}.sock"))).expect("start");
+            server.finish();
+        }
+        let after = nix::sys::stat::umask(before);
+        assert_eq!(after.bits(), 0o022, "restored, not cleared");
+        let err = Server::start_passthrough(Path::new("relative"), false, &dir.path().join("x.sock"));
+        assert!(err.is_err());
     }
 }
