@@ -306,6 +306,23 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Send objects to each client at most RATE bytes per second (suffix K, M or G for KiB,
+    /// MiB, GiB), like rsync's --bwlimit.
+    #[arg(long, value_name = "RATE", requires = "http", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+}
+
+/// A byte rate: a number with an optional K, M or G (binary) suffix.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("'{s}' is not a rate such as 500K or 20M"))?;
+    n.checked_shl(shift).filter(|v| *v > 0 && v >> shift == n).ok_or_else(|| format!("'{s}': rate out of range"))
 }
 
 /// How a client reaches a server.

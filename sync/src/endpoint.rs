@@ -9,7 +9,7 @@ use monofs::ObjectId;
 use monofs::crypto::Codec;
 use monofs::object::Kind;
 use monofs::repo::{RawRepository, RepoMeta};
-use monofs::store::Table;
+use monofs::store::{PackEntry, PackListing, Table, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
@@ -69,6 +69,57 @@ pub trait Endpoint: Send + Sync {
     /// Moves refs (compare-and-swap) and indexes revisions, atomically,
     /// after checking that every object they name is stored.
     fn update(&self, update: &Update) -> Result<()>;
+    /// Live objects grouped by the packs holding them (data packs first),
+    /// or `None` when this side cannot send whole packs.
+    fn packs(&self) -> Result<Option<Vec<PackListing>>> {
+        Ok(None)
+    }
+    /// Streams the packs `ids` to `f` one at a time, in the order given.
+    fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
+        let _ = (ids, f);
+        Err(SyncError::Invalid(format!("{} cannot send whole packs", self.describe())))
+    }
+}
+
+/// Receives packs: id, bytes (checked in transit, not yet verified).
+pub type PackSender<'a> = dyn FnMut(u64, Vec<u8>) -> Result<()> + 'a;
+
+/// Packs being stored on a local receiver in one transaction; see
+/// [`Local::begin_packs`].
+pub struct PackSink<'a> {
+    local: &'a Local,
+    tx: Box<dyn Transaction + 'a>,
+}
+
+impl PackSink<'_> {
+    /// Verifies every object of `objects` inside `pack`, then stores the
+    /// pack and indexes them. Nothing is visible before [`PackSink::commit`].
+    pub fn add(&mut self, metadata: bool, pack: &[u8], objects: &[PackEntry]) -> Result<()> {
+        for e in objects {
+            let id = ObjectId::from_slice(&e.key)
+                .ok_or_else(|| SyncError::Protocol { from: self.local.describe(), what: "bad id in a pack".into() })?;
+            let start = e.offset as usize;
+            let frame = start
+                .checked_add(e.len as usize)
+                .and_then(|end| pack.get(start..end))
+                .ok_or_else(|| SyncError::BadObject { id, why: "outside its pack".into() })?;
+            self.local.verify_frame(&id, frame, metadata)?;
+        }
+        Ok(self.tx.put_pack(pack, metadata, objects)?)
+    }
+
+    /// Commits what was added, durably.
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// Commits what was added without waiting for the disk: visible now,
+    /// persisted by the next durable commit (lost if the process dies
+    /// before it).
+    pub fn commit_relaxed(mut self) -> Result<()> {
+        self.tx.set_relaxed()?;
+        Ok(self.tx.commit()?)
+    }
 }
 
 /// A repository opened in this process.
@@ -141,21 +192,32 @@ impl Local {
 
     /// Checks an arriving object and returns whether it is metadata.
     fn verify(&self, o: &WireObject) -> Result<bool> {
+        self.verify_frame(&o.id, &o.bytes, o.metadata)
+    }
+
+    /// Checks a stored frame for object `id`; `claimed` is the sender's
+    /// word on whether it is metadata, used when the frame cannot be opened.
+    fn verify_frame(&self, id: &ObjectId, bytes: &[u8], claimed: bool) -> Result<bool> {
         match &self.codec {
             Some(codec) => {
                 let (kind, _) =
-                    codec.open(&o.id, &o.bytes).map_err(|e| SyncError::BadObject { id: o.id, why: e.to_string() })?;
+                    codec.open(id, bytes).map_err(|e| SyncError::BadObject { id: *id, why: e.to_string() })?;
                 Ok(kind != Kind::Chunk)
             }
             None => {
                 // Sealed and no key: the frame can only be checked for
                 // shape; the transit checksum vouched for the bytes.
-                if o.bytes.first() != Some(&1) || o.bytes.len() < 1 + 24 + 2 + 16 {
-                    return Err(SyncError::BadObject { id: o.id, why: "not a sealed frame".into() });
+                if bytes.first() != Some(&1) || bytes.len() < 1 + 24 + 2 + 16 {
+                    return Err(SyncError::BadObject { id: *id, why: "not a sealed frame".into() });
                 }
-                Ok(o.metadata)
+                Ok(claimed)
             }
         }
+    }
+
+    /// Starts storing whole packs (a clone into this repository).
+    pub fn begin_packs(&self) -> Result<PackSink<'_>> {
+        Ok(PackSink { local: self, tx: self.repo.store().begin()? })
     }
 
     /// Records `source` as the origin of an unfinished clone.
@@ -286,6 +348,22 @@ impl Endpoint for Local {
 
     fn update(&self, update: &Update) -> Result<()> {
         self.apply(update, false)
+    }
+
+    fn packs(&self) -> Result<Option<Vec<PackListing>>> {
+        Ok(self.repo.store().list_packs()?)
+    }
+
+    fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
+        let mut failed = None;
+        self.repo.store().read_packs(ids, &mut |id, pack| match f(id, pack.to_vec()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 }
 

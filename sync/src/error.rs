@@ -9,9 +9,10 @@ pub enum SyncError {
     /// A repository operation failed.
     #[error(transparent)]
     Repo(#[from] monofs::Error),
-    /// A store operation failed.
+    /// A store operation failed. (Not linked as the error's source: its
+    /// text is already in this message, and a chain would repeat it.)
     #[error("store: {0}")]
-    Store(#[from] monofs::store::StoreError),
+    Store(monofs::store::StoreError),
     /// The server refused the access token.
     #[error("{url}: 401 unauthorized: missing or wrong access token (pass --token-file FILE or set MONOFS_TOKEN)")]
     Unauthorized {
@@ -115,6 +116,12 @@ pub enum SyncError {
     /// A bad address, URL or argument.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<monofs::store::StoreError> for SyncError {
+    fn from(e: monofs::store::StoreError) -> SyncError {
+        SyncError::Store(e)
+    }
 }
 
 impl SyncError {

@@ -3,9 +3,10 @@
 //!
 //! The pieces: an [`Endpoint`] is one side (a [`Local`] repository or an
 //! [`HttpRemote`]); [`clone`] copies a whole repository as stored (sealed
-//! objects stay sealed); [`sync`] sends what the other side lacks, walking
-//! the DAG when the key is at hand, and fast-forwards refs; [`serve`] puts a
-//! repository behind HTTP(S). The protocol is in docs/SYNC.md.
+//! objects stay sealed; whole packs when the source keeps them); [`sync`]
+//! sends what the other side lacks, walking the DAG when the key is at hand,
+//! and fast-forwards refs; [`serve`] puts a repository behind HTTP(S). The
+//! protocol is in docs/SYNC.md.
 
 mod endpoint;
 mod error;
@@ -16,7 +17,7 @@ pub mod token;
 mod transfer;
 pub mod wire;
 
-pub use endpoint::{Endpoint, LOCK_WAIT, Local, RefChange, RefState, Update};
+pub use endpoint::{Endpoint, LOCK_WAIT, Local, PackSender, PackSink, RefChange, RefState, Update};
 pub use error::{Result, SyncError};
 pub use http::{HttpRemote, is_url};
 pub use server::{ServeOptions, Server, serve};

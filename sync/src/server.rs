@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,11 +30,53 @@ pub struct ServeOptions {
     pub token: String,
     /// PEM certificate chain and private key, for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Most bytes per second to send in object and pack replies, per
+    /// request (`None`: as fast as possible).
+    pub bwlimit: Option<u64>,
 }
 
 struct AppState {
     local: Local,
     token: String,
+    bwlimit: Option<u64>,
+}
+
+/// Paces a reply to at most `rate` bytes per second.
+struct Pacer {
+    rate: Option<u64>,
+    start: std::time::Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: Option<u64>) -> Pacer {
+        Pacer { rate, start: std::time::Instant::now(), sent: 0 }
+    }
+
+    /// Sleeps until `n` more bytes may go.
+    fn wait(&mut self, n: usize) {
+        if let Some(rate) = self.rate.filter(|r| *r > 0) {
+            self.sent += n as u64;
+            let due = std::time::Duration::from_secs_f64(self.sent as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+}
+
+/// A response body fed from a channel (a pack stream).
+struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 struct Failure(SyncError);
@@ -114,9 +156,46 @@ async fn list(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
 async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
     blocking(s, h, move |s| {
         let ids = wire::decode_ids(&body, "the client")?;
-        Ok(octets(wire::encode_objects(&s.local.get(&ids)?)))
+        let reply = wire::encode_objects(&s.local.get(&ids)?);
+        Pacer::new(s.bwlimit).wait(reply.len());
+        Ok(octets(reply))
     })
     .await
+}
+
+async fn list_packs(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
+    blocking(s, h, |s| match s.local.packs()? {
+        Some(packs) => Ok(octets(wire::encode_pack_listing(&packs))),
+        None => Ok((StatusCode::NOT_FOUND, "this store keeps no packs\n").into_response()),
+    })
+    .await
+}
+
+/// Streams the packs asked for (u64 little-endian ids) as checksummed
+/// frames, read one by one on the blocking pool.
+async fn get_packs(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    authorized(&s, &h)?;
+    if !body.len().is_multiple_of(8) {
+        let what = "pack id list length is not a multiple of 8".into();
+        return Err(Failure(SyncError::Protocol { from: "the client".into(), what }));
+    }
+    let ids: Vec<u64> = body.chunks_exact(8).filter_map(|c| Some(u64::from_le_bytes(c.try_into().ok()?))).collect();
+    let (send, recv) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut pacer = Pacer::new(s.bwlimit);
+        let read = s.local.repo().store().read_packs(&ids, &mut |id, pack| {
+            let frame = wire::encode_pack(id, pack);
+            pacer.wait(frame.len());
+            // A closed channel: the client went away; stop reading.
+            send.blocking_send(Ok(Bytes::from(frame))).is_ok()
+        });
+        if let Err(e) = read {
+            tracing::error!("sending packs: {e}");
+            // Breaks the reply off, so the client sees an error.
+            let _ = send.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(Chunks(recv))).into_response())
 }
 
 async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
@@ -139,8 +218,8 @@ async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Re
 }
 
 /// The routes, for tests that drive them in-process.
-fn router(local: Local, token: String) -> Router {
-    let state = Arc::new(AppState { local, token });
+fn router(local: Local, token: String, bwlimit: Option<u64>) -> Router {
+    let state = Arc::new(AppState { local, token, bwlimit });
     Router::new()
         .route(&format!("{API}/meta"), get(meta))
         .route(&format!("{API}/state"), get(ref_state))
@@ -149,6 +228,8 @@ fn router(local: Local, token: String) -> Router {
         .route(&format!("{API}/get"), post(get_objects))
         .route(&format!("{API}/put"), post(put))
         .route(&format!("{API}/update"), post(update))
+        .route(&format!("{API}/packs"), get(list_packs))
+        .route(&format!("{API}/packs/get"), post(get_packs))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -190,7 +271,7 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
         .enable_all()
         .build()
         .map_err(|e| SyncError::io("starting the HTTP runtime", e))?;
-    let app = router(local, opts.token.trim().to_owned());
+    let app = router(local, opts.token.trim().to_owned(), opts.bwlimit);
     let handle = axum_server::Handle::new();
     let tls = match &opts.tls {
         Some((cert, key)) => {

@@ -175,7 +175,7 @@ fn http_clone_sync_and_auth() {
     let s = setup();
     let server = serve(
         local(&s.dst),
-        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "sekrit".into(), tls: None },
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "sekrit".into(), tls: None, bwlimit: None },
     )
     .expect("serve");
     let url = format!("http://{}", server.addr);
@@ -201,4 +201,30 @@ fn http_clone_sync_and_auth() {
     assert!(summary.objects_sent > 40);
     server.shutdown().expect("shutdown");
     assert_eq!(local(&copy).state().expect("state"), src.state().expect("state"));
+}
+
+#[test]
+fn a_source_without_packs_is_cloned_object_by_object() {
+    let s = setup();
+    let src = local(&s.src);
+    // An in-memory replica keeps no packs: its server answers 404 to
+    // `GET /v1/packs`, as a server from before packs would.
+    let memory = Local::new(monofs::repo::RawRepository::in_memory(&src.meta().expect("meta")).expect("memory"));
+    let codec = src.codec().cloned();
+    sync(&src, &memory, codec.as_ref(), Direction::Push, &NoProgress).expect("fill the memory replica");
+    assert_eq!(memory.packs().expect("packs"), None);
+    let server = serve(
+        memory,
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
+    )
+    .expect("serve");
+    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    assert_eq!(remote.packs().expect("packs"), None, "404 means no packs");
+    let copy = s.src.with_file_name("copy");
+    let (summary, _) = clone(&remote, &copy, &NoProgress).expect("clone");
+    assert_eq!(summary.mode, Mode::IdSet);
+    server.shutdown().expect("shutdown");
+    assert_eq!(local(&copy).state().expect("state"), src.state().expect("state"));
+    let (summary, _) = clone(&src, &s.src.with_file_name("copy2"), &NoProgress).expect("local clone");
+    assert_eq!(summary.mode, Mode::Packs);
 }

@@ -6,15 +6,21 @@
 //! first, in batches that each commit (what arrived survives a kill);
 //! metadata last, in one transaction; refs only after that. A walk can then
 //! stop at the first object the receiver has.
+//!
+//! A clone from a source that keeps packs copies whole packs instead of
+//! objects ([`copy_packs`]), in the same order: data, then metadata, then
+//! refs.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use monofs::ObjectId;
 use monofs::crypto::Codec;
 use monofs::object::{Dir, Kind, Revision, links};
 use monofs::repo::{HEAD, RawRepository, STORE_FILE, WORKTREE, WORKTREES_PREFIX};
+use monofs::store::PackListing;
 use serde::Serialize;
 
 use crate::endpoint::{Endpoint, LOCK_WAIT, Local, RefChange, RefState, Update};
@@ -33,9 +39,16 @@ const BATCH_OBJECTS: usize = 8192;
 /// Assumed size of a chunk whose size is not known yet.
 const CHUNK_GUESS: u64 = 64 << 10;
 
-/// Test hook: the process exits after committing this many batches of
-/// file data, as if killed (used by the kill-and-resume tests).
-const EXIT_AFTER_ENV: &str = "MONOFS_SYNC_TEST_EXIT_AFTER";
+/// A clone commits the packs received so far once they reach this many
+/// bytes (bounding memory), without waiting for the disk ...
+const PACK_BATCH_BYTES: u64 = 16 << 20;
+/// ... and durably once this much time has passed since the last durable
+/// commit, so a killed clone loses about this much of its transfer.
+const PACK_BATCH_TIME: Duration = Duration::from_secs(1);
+/// How often the store file is flushed while a clone copies packs.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Packs received and not yet stored (about 1 MiB each).
+const PACK_QUEUE: usize = 32;
 
 /// Receives progress of a transfer. Every method has a no-op default.
 pub trait Progress: Sync {
@@ -58,8 +71,12 @@ impl Progress for NoProgress {}
 pub enum Mode {
     /// Walked the DAG from the new revisions, skipping what the receiver has.
     Walk,
-    /// Compared the sets of object ids (no key to read the DAG, or a clone).
+    /// Compared the sets of object ids (no key to read the DAG, or a clone
+    /// from a source that cannot send whole packs).
     IdSet,
+    /// A clone that copied whole packs (those holding objects the
+    /// receiver lacks).
+    Packs,
 }
 
 /// Which way a sync goes.
@@ -83,7 +100,8 @@ pub struct Summary {
     pub mode: Mode,
     /// Objects copied.
     pub objects_sent: u64,
-    /// Their stored bytes.
+    /// Their stored bytes (for a pack clone: the packs' bytes, including
+    /// any garbage gc left between objects).
     pub bytes_sent: u64,
     /// Refs created or moved on the receiver.
     pub refs_updated: Vec<String>,
@@ -111,10 +129,6 @@ fn has_batched(dst: &dyn Endpoint, ids: &[ObjectId]) -> Result<Vec<bool>> {
     Ok(out)
 }
 
-fn exit_after() -> Option<u64> {
-    std::env::var(EXIT_AFTER_ENV).ok()?.parse().ok()
-}
-
 /// Copies `items` (ids with their stored length, when known) from `src` to
 /// `dst`: file data in committed batches while the next batch is fetched,
 /// metadata buffered and returned for the caller to store last.
@@ -138,9 +152,7 @@ fn copy(
     if !cur.is_empty() {
         batches.push(cur);
     }
-    let kill_after = exit_after();
     let mut metadata = Vec::new();
-    let mut committed = 0u64;
     std::thread::scope(|s| -> Result<()> {
         let (send, recv) = std::sync::mpsc::sync_channel::<Result<Vec<WireObject>>>(2);
         let batches = &batches;
@@ -162,11 +174,6 @@ fn copy(
                 counters.objects += data.len() as u64;
                 counters.bytes += bytes;
                 progress.advance(data.len() as u64, bytes);
-                committed += 1;
-                if kill_after.is_some_and(|n| committed >= n) {
-                    eprintln!("{EXIT_AFTER_ENV}: exiting after {committed} batches");
-                    std::process::exit(3);
-                }
             }
             metadata.extend(meta);
         }
@@ -201,6 +208,112 @@ fn copy_id_set(src: &dyn Endpoint, dst: &dyn Endpoint, progress: &dyn Progress, 
     progress.phase("copying");
     let meta = copy(src, dst, &missing, progress, c)?;
     put_metadata(dst, &meta, progress, c)
+}
+
+/// Copies whole packs from `src` into the local `dst`, skipping packs whose
+/// live objects `dst` has already (a resumed clone). Data packs are
+/// committed every 16 MiB while the next packs stream in, durably once a
+/// second (the commits in between are relaxed, and a helper thread flushes
+/// the store file meanwhile); metadata packs come last, in one durable
+/// transaction, so a receiver never has a directory without what is below
+/// it.
+fn copy_packs(
+    src: &dyn Endpoint,
+    dst: &Local,
+    listing: Vec<PackListing>,
+    progress: &dyn Progress,
+    c: &mut Counters,
+) -> Result<()> {
+    let present: HashSet<ObjectId> = dst.list()?.into_iter().map(|(id, _)| id).collect();
+    let mut wanted: Vec<PackListing> = listing
+        .into_iter()
+        .filter_map(|mut p| {
+            p.objects.retain(|e| ObjectId::from_slice(&e.key).is_some_and(|id| !present.contains(&id)));
+            (!p.objects.is_empty()).then_some(p)
+        })
+        .collect();
+    wanted.sort_by_key(|p| p.metadata);
+    let live = |p: &PackListing| p.objects.iter().map(|e| u64::from(e.len)).sum::<u64>();
+    progress.start(wanted.iter().map(|p| p.objects.len() as u64).sum(), wanted.iter().map(live).sum());
+    progress.phase("copying");
+    let ids: Vec<u64> = wanted.iter().map(|p| p.id).collect();
+    let mut by_id: HashMap<u64, &PackListing> = wanted.iter().map(|p| (p.id, p)).collect();
+    let done = &AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<()> {
+        let (send, recv) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(PACK_QUEUE);
+        let ids = &ids;
+        s.spawn(move || {
+            let stopped = || SyncError::Invalid("the receiving side stopped".into());
+            let r = src.get_packs(ids, &mut |id, pack| send.send(Ok((id, pack))).map_err(|_| stopped()));
+            if let Err(e) = r {
+                let _ = send.send(Err(e));
+            }
+        });
+        let store_file = dst.repo().path().join(STORE_FILE);
+        s.spawn(move || flush_until(&store_file, done));
+        let _stop = Stop(done);
+        let mut sink = dst.begin_packs()?;
+        let (mut pending, mut since, mut in_metadata) = (0u64, Instant::now(), false);
+        for got in recv {
+            let (id, pack) = got?;
+            let p = by_id.remove(&id).ok_or_else(|| SyncError::Protocol {
+                from: src.describe(),
+                what: format!("pack {id}, which was not asked for (or twice)"),
+            })?;
+            if p.metadata && !in_metadata {
+                in_metadata = true;
+                if pending > 0 {
+                    sink.commit()?;
+                    sink = dst.begin_packs()?;
+                }
+            }
+            sink.add(p.metadata, &pack, &p.objects)?;
+            pending += pack.len() as u64;
+            c.objects += p.objects.len() as u64;
+            c.bytes += pack.len() as u64;
+            progress.advance(p.objects.len() as u64, live(p));
+            let due = since.elapsed() >= PACK_BATCH_TIME;
+            if !p.metadata && (pending >= PACK_BATCH_BYTES || due) {
+                if due {
+                    sink.commit()?;
+                    since = Instant::now();
+                } else {
+                    sink.commit_relaxed()?;
+                }
+                sink = dst.begin_packs()?;
+                pending = 0;
+            }
+        }
+        if !by_id.is_empty() {
+            return Err(SyncError::Protocol {
+                from: src.describe(),
+                what: format!("the pack stream ended with {} of {} packs missing", by_id.len(), ids.len()),
+            });
+        }
+        sink.commit()
+    })
+}
+
+/// Sets its flag when dropped (however the scope it lives in ends).
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Flushes `file` to disk every [`FLUSH_EVERY`] until `stop` is set: the
+/// pages that relaxed commits leave to the page cache reach the disk while
+/// packs keep streaming in, so the durable commits find little left to
+/// write. (An extra fsync never changes what is stored.)
+fn flush_until(file: &Path, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(FLUSH_EVERY);
+        if let Ok(f) = std::fs::File::open(file) {
+            let _ = f.sync_data();
+        }
+    }
 }
 
 /// Reads and verifies one object of `kind` from `src`.
@@ -413,13 +526,23 @@ pub fn clone(src: &dyn Endpoint, dst: &Path, progress: &dyn Progress) -> Result<
         }
         local
     } else {
-        let local = Local::new(RawRepository::create(dst, &meta)?);
+        let local = Local::new(RawRepository::create_for_import(dst, &meta)?);
         local.mark_partial_clone(&src.describe())?;
         local
     };
     let state = src.state()?;
     let mut c = Counters::default();
-    copy_id_set(src, &local, progress, &mut c)?;
+    progress.phase("listing");
+    let mode = match src.packs()? {
+        Some(listing) => {
+            copy_packs(src, &local, listing, progress, &mut c)?;
+            Mode::Packs
+        }
+        None => {
+            copy_id_set(src, &local, progress, &mut c)?;
+            Mode::IdSet
+        }
+    };
     progress.phase("updating refs");
     let mine = local.state()?;
     let update = Update {
@@ -433,7 +556,7 @@ pub fn clone(src: &dyn Endpoint, dst: &Path, progress: &dyn Progress) -> Result<
     local.finish_clone(&update)?;
     let summary = Summary {
         direction: Direction::Clone,
-        mode: Mode::IdSet,
+        mode,
         objects_sent: c.objects,
         bytes_sent: c.bytes,
         refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),

@@ -2,8 +2,10 @@
 //! binary: local and over HTTP on 127.0.0.1.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use monofs_fixtures::{Rng, assert_same_tree, make_tree, write};
 
@@ -23,11 +25,16 @@ impl Drop for Served {
 }
 
 fn serve(repo: &Path, token_file: &Path) -> Served {
+    serve_with(repo, token_file, &[])
+}
+
+fn serve_with(repo: &Path, token_file: &Path, extra: &[&str]) -> Served {
     let mut child = monofs()
         .args(["serve"])
         .arg(repo)
         .args(["--http", "127.0.0.1:0", "--token-file"])
         .arg(token_file)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -138,47 +145,214 @@ fn http_clone_push_pull_and_tokens() {
     assert!(ok(&[&"log", &repo]).contains("made-on-c1"));
 }
 
-#[test]
-fn killed_clone_and_sync_resume_without_resending() {
-    let s = Scratch::default();
-    let (repo, data, copy) = (s.path("repo"), s.path("data"), s.path("copy"));
-    write(&data.join("big.bin"), &Rng::new(7).bytes(40 << 20));
+/// Allocated bytes of a repository's store file (grows as batches commit).
+fn stored(repo: &Path) -> u64 {
+    std::fs::metadata(repo.join("monofs.redb")).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+/// How long a commit that has started writing takes to finish, at most
+/// (the throttled transfers below leave several times that before the
+/// next commit).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Polls `cond` every 20 ms for up to 60 s.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `monofs ARGS` with the token from `token`, output captured.
+fn spawn(args: &[&dyn AsRef<std::ffi::OsStr>], token: &Path) -> Child {
+    let mut c = monofs();
+    for a in args {
+        c.arg(a);
+    }
+    c.arg("--token-file").arg(token).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+}
+
+/// A repository of `mib` MiB of random data (stored raw, so its size is
+/// known) and one small file.
+fn big_repo(s: &Scratch, mib: usize, seed: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    write(&data.join("big.bin"), &Rng::new(seed).bytes(mib << 20));
     write(&data.join("small.txt"), b"small\n");
     init(&repo);
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"big"]);
-    let killed =
-        monofs().args(["clone"]).arg(&repo).arg(&copy).env("MONOFS_SYNC_TEST_EXIT_AFTER", "1").output().expect("run");
-    assert_eq!(killed.status.code(), Some(3), "{}", String::from_utf8_lossy(&killed.stderr));
-    // Nothing half-visible: the unfinished clone shows no revision.
-    assert!(monofs().arg("log").arg(&copy).output().expect("log").stdout.is_empty());
-    let full = json(&ok(&[&"clone", &s.path("repo"), &s.path("reference"), &"--json"]));
-    let resumed = json(&ok(&[&"clone", &repo, &copy, &"--json"]));
-    let (all, rest) = (full["objects_sent"].as_u64().expect("n"), resumed["objects_sent"].as_u64().expect("n"));
-    assert!(rest < all && rest > 0, "resumed clone sent {rest} of {all}");
-    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
-    assert_same_tree(&data, &s.path("out"));
+    (repo, data)
+}
 
-    // The same for a sync over HTTP.
-    write(&data.join("big2.bin"), &Rng::new(8).bytes(40 << 20));
-    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"big2"]);
+/// What a clone that was stopped half-way shows: no revision, and fsck passes.
+fn nothing_half_visible(copy: &Path) {
+    let log = monofs().arg("log").arg(copy).output().expect("log");
+    assert!(log.stdout.is_empty(), "an unfinished clone shows revisions: {}", String::from_utf8_lossy(&log.stdout));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+}
+
+#[test]
+fn killed_clone_and_sync_resume_without_resending() {
+    let s = Scratch::default();
+    let (repo, data) = big_repo(&s, 24, 7);
     let token = s.path("token");
     std::fs::write(&token, "t").expect("token");
-    let server = serve(&copy, &token);
-    let killed = monofs()
-        .args(["sync"])
-        .arg(&repo)
-        .arg(&server.url)
-        .arg("--token-file")
-        .arg(&token)
-        .env("MONOFS_SYNC_TEST_EXIT_AFTER", "1")
-        .output()
-        .expect("run");
-    assert_eq!(killed.status.code(), Some(3), "{}", String::from_utf8_lossy(&killed.stderr));
-    let resumed = json(&ok(&[&"sync", &repo, &server.url, &"--token-file", &token, &"--json"]));
+    let all = json(&ok(&[&"clone", &repo, &s.path("reference"), &"--json"]));
+    assert_eq!(all["mode"], "packs", "{all}");
+    let all = all["objects_sent"].as_u64().expect("n");
+
+    // A clone from a throttled server, killed (SIGKILL) once a batch is in.
+    let copy = s.path("copy");
+    let slow = serve_with(&repo, &token, &["--bwlimit", "8M"]);
+    let mut client = spawn(&[&"clone", &slow.url, &copy], &token);
+    wait_for("a committed batch", || stored(&copy) >= 4 << 20);
+    std::thread::sleep(SETTLE);
+    client.kill().expect("kill");
+    client.wait().expect("wait");
+    drop(slow);
+    nothing_half_visible(&copy);
+    let server = serve(&repo, &token);
+    let resumed = json(&ok(&[&"clone", &server.url, &copy, &"--token-file", &token, &"--json"]));
     let rest = resumed["objects_sent"].as_u64().expect("n");
-    assert!(rest > 0 && rest < 600, "resumed sync sent {rest} objects: {resumed}");
+    assert!(rest < all && rest > 0, "resumed clone sent {rest} of {all} objects");
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
+    assert_same_tree(&data, &s.path("out"));
     drop(server);
+
+    // The same for a sync (pull, batches of 32 MiB), killed after a batch,
+    // into the clone made in one go (whose store file has no free pages
+    // left by a kill, so it grows as batches commit).
+    let copy = s.path("reference");
+    // 48 MiB: more chunks than one batch holds (512), so two batches.
+    write(&data.join("big2.bin"), &Rng::new(8).bytes(48 << 20));
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"big2"]);
+    let slow = serve_with(&repo, &token, &["--bwlimit", "12M"]);
+    let before = stored(&copy);
+    let mut client = spawn(&[&"sync", &copy, &slow.url, &"--pull"], &token);
+    wait_for("a committed batch", || stored(&copy) >= before + (16 << 20));
+    std::thread::sleep(SETTLE);
+    client.kill().expect("kill");
+    client.wait().expect("wait");
+    assert!(!ok(&[&"log", &copy]).contains("big2"), "the revision showed before its objects");
+    let resumed = json(&ok(&[&"sync", &copy, &slow.url, &"--pull", &"--token-file", &token, &"--json"]));
+    let rest = resumed["objects_sent"].as_u64().expect("n");
+    assert!(rest > 0 && rest < 400, "resumed sync sent {rest} objects: {resumed}");
+    drop(slow);
     assert!(ok(&[&"log", &copy]).contains("big2"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+}
+
+#[test]
+fn server_killed_mid_clone_then_restarted() {
+    let s = Scratch::default();
+    let (repo, data) = big_repo(&s, 16, 11);
+    let token = s.path("token");
+    std::fs::write(&token, "t").expect("token");
+    let copy = s.path("copy");
+    let mut slow = serve_with(&repo, &token, &["--bwlimit", "6M"]);
+    let client = spawn(&[&"clone", &slow.url, &copy], &token);
+    wait_for("a committed batch", || stored(&copy) >= 3 << 20);
+    slow.child.kill().expect("kill -9 the server");
+    let out = client.wait_with_output().expect("client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    nothing_half_visible(&copy);
+    drop(slow);
+    let server = serve(&repo, &token);
+    let done = json(&ok(&[&"clone", &server.url, &copy, &"--token-file", &token, &"--json"]));
+    assert!(done["objects_sent"].as_u64().expect("n") < 200, "re-sent everything: {done}");
+    drop(server);
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
+    assert_same_tree(&data, &s.path("out"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_on_the_receiver() {
+    let s = Scratch::default();
+    let mnt = s.path("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=10m", "tmpfs"]).arg(&mnt).stderr(Stdio::null()).status();
+    if !mounted.is_ok_and(|st| st.success()) {
+        eprintln!("SKIP disk_full_on_the_receiver: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    let fs = SmallFs(mnt.clone());
+    let (repo, data) = big_repo(&s, 24, 12);
+    let copy = mnt.join("copy");
+    let err = fails(&[&"clone", &repo, &copy], &[]);
+    assert!(err.contains("No space left") || err.contains("space"), "{err}");
+    nothing_half_visible(&copy);
+    let grown = Command::new("mount").args(["-o", "remount,size=256m"]).arg(&fs.0).status().expect("remount");
+    assert!(grown.success());
+    ok(&[&"clone", &repo, &copy]);
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
+    assert_same_tree(&data, &s.path("out"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+}
+
+#[test]
+fn concurrent_syncs_into_one_repository() {
+    let s = Scratch::default();
+    let (repo, data) = big_repo(&s, 8, 13);
+    let copy = s.path("copy");
+    ok(&[&"clone", &repo, &copy]);
+    let token = s.path("token");
+    std::fs::write(&token, "t").expect("token");
+    let run_two = |a: Vec<std::ffi::OsString>, b: Vec<std::ffi::OsString>| -> Vec<std::process::Output> {
+        let start = |args: &[std::ffi::OsString]| {
+            monofs()
+                .args(args)
+                .env("MONOFS_TOKEN", "t")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        };
+        let (x, y) = (start(&a), start(&b));
+        vec![x.wait_with_output().expect("wait"), y.wait_with_output().expect("wait")]
+    };
+    let args = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>();
+
+    // Into a local repository: the second waits for the first, both succeed.
+    write(&data.join("two.bin"), &Rng::new(14).bytes(6 << 20));
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"two"]);
+    for out in run_two(args(&[&"sync", &repo, &copy]), args(&[&"sync", &repo, &copy])) {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(ok(&[&"log", &copy]).contains("two"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+
+    // Into one server, from two replicas with diverging new revisions: one
+    // wins, the other is refused with a clear message, nothing is mixed.
+    let other = s.path("other");
+    ok(&[&"clone", &repo, &other]);
+    write(&data.join("three.bin"), &Rng::new(15).bytes(6 << 20));
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"three-a"]);
+    write(&data.join("three.bin"), &Rng::new(16).bytes(6 << 20));
+    ok(&[&"commit", &other, &"--from", &data, &"-m", &"three-b"]);
+    let server = serve(&copy, &token);
+    let outs = run_two(args(&[&"sync", &repo, &server.url]), args(&[&"sync", &other, &server.url]));
+    let won: Vec<bool> = outs.iter().map(|o| o.status.success()).collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "exactly one wins: {outs:?}");
+    let loser = outs.iter().find(|o| !o.status.success()).expect("a loser");
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(err.starts_with("error: ") && (err.contains("run it again") || err.contains("not an ancestor")), "{err}");
+    drop(server);
+    let log = ok(&[&"log", &copy]);
+    assert!(log.contains("three-a") != log.contains("three-b"), "{log}");
     assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
 }
 

@@ -187,7 +187,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let tls = a.tls_cert.clone().zip(a.tls_key.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = monofs_sync::serve(local, monofs_sync::ServeOptions { addr, token, tls })?;
+    let server = monofs_sync::serve(local, monofs_sync::ServeOptions { addr, token, tls, bwlimit: a.bwlimit })?;
     println!("serving {} on {scheme}://{} (token in {})", a.repo.display(), server.addr, token_file.display());
     server.wait()?;
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,9 @@ pub struct RepoMeta {
     pub key: Option<Vec<u8>>,
 }
 
+/// Page cache of a store created by [`RawRepository::create_for_import`].
+pub const IMPORT_CACHE_BYTES: usize = 32 << 20;
+
 /// A repository whose objects are handled as stored frames. It has a
 /// [`Codec`] (to verify and read objects) only when the repository is
 /// unencrypted or after [`RawRepository::unlock`]. Holds the repository lock
@@ -67,6 +70,17 @@ impl RawRepository {
     /// the settings and key file of another one, and nothing else: no
     /// objects, no refs. Objects and refs are copied in afterwards.
     pub fn create(path: &Path, meta: &RepoMeta) -> Result<RawRepository> {
+        Self::create_with_cache(path, meta, None)
+    }
+
+    /// [`RawRepository::create`] for a store about to be filled by a bulk
+    /// copy: its page cache holds `IMPORT_CACHE_BYTES` rather than the
+    /// default (see [`RedbStore::create_with_cache`]).
+    pub fn create_for_import(path: &Path, meta: &RepoMeta) -> Result<RawRepository> {
+        Self::create_with_cache(path, meta, Some(IMPORT_CACHE_BYTES))
+    }
+
+    fn create_with_cache(path: &Path, meta: &RepoMeta, cache: Option<usize>) -> Result<RawRepository> {
         if path.join(STORE_FILE).exists() {
             return Err(Error::AlreadyARepository(path.to_owned()));
         }
@@ -78,7 +92,11 @@ impl RawRepository {
             std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
         }
         let lock = RepoLock::acquire(path)?;
-        let store = RedbStore::create(&path.join(STORE_FILE))?;
+        let file = path.join(STORE_FILE);
+        let store = match cache {
+            Some(bytes) => RedbStore::create_with_cache(&file, bytes)?,
+            None => RedbStore::create(&file)?,
+        };
         Self::create_in(path.to_owned(), Box::new(store), meta, Some(lock))
     }
 

@@ -65,6 +65,32 @@ pub struct ObjectEntry {
     pub metadata: bool,
 }
 
+/// One object's place in a pack, as listed by [`Store::list_packs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The object id.
+    pub key: Vec<u8>,
+    /// Where its stored frame starts in the pack.
+    pub offset: u32,
+    /// Length of its stored frame.
+    pub len: u32,
+}
+
+/// A pack and the live objects in it (replication copies whole packs into
+/// an empty store instead of re-inserting object by object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackListing {
+    /// The pack id in this store (another store gives it its own id).
+    pub id: u64,
+    /// A metadata pack (directories, chunk lists, revisions).
+    pub metadata: bool,
+    /// Its live objects, in pack order; bytes between them are garbage.
+    pub objects: Vec<PackEntry>,
+}
+
+/// Receives packs read in a batch: pack id, pack bytes; returns whether to go on.
+pub type PackVisitor<'a> = dyn FnMut(u64, &[u8]) -> bool + 'a;
+
 /// Receives objects read in a batch: key, stored frame, metadata flag;
 /// returns whether to go on.
 pub type ObjectVisitor<'a> = dyn FnMut(&[u8], &[u8], bool) -> bool + 'a;
@@ -115,6 +141,19 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// The packs holding live objects, data packs first, each with its
+    /// live objects; `None` from a backend that does not keep packs.
+    fn list_packs(&self) -> StoreResult<Option<Vec<PackListing>>> {
+        Ok(None)
+    }
+
+    /// Reads whole packs by id, in the order given, calling `f` with each
+    /// until it returns `false`. A missing pack is an error.
+    fn read_packs(&self, ids: &[u64], f: &mut PackVisitor<'_>) -> StoreResult<()> {
+        let _ = (ids, f);
+        Err(StoreError(Box::new(std::io::Error::new(std::io::ErrorKind::Unsupported, "this store keeps no packs"))))
+    }
+
     /// Starts the one write transaction; changes become visible at once and
     /// all together on [`Transaction::commit`], or not at all.
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>>;
@@ -145,6 +184,29 @@ pub trait Transaction {
     fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
         let _ = metadata;
         self.put(Table::Objects, key, value)
+    }
+    /// Stores a pack copied from another store: the bytes as they are
+    /// (under a pack id of this store's choosing) and an index entry for
+    /// each of `objects`, which must lie inside `pack`. Backends without
+    /// packs store each object on its own.
+    fn put_pack(&mut self, pack: &[u8], metadata: bool, objects: &[PackEntry]) -> StoreResult<()> {
+        for e in objects {
+            let start = e.offset as usize;
+            let frame = start
+                .checked_add(e.len as usize)
+                .and_then(|end| pack.get(start..end))
+                .ok_or_else(|| StoreError(Box::new(std::io::Error::from(std::io::ErrorKind::InvalidData))))?;
+            self.put_object(&e.key, frame, metadata)?;
+        }
+        Ok(())
+    }
+    /// Asks that [`Transaction::commit`] not wait for the disk: the commit
+    /// is visible at once but only persisted by the next durable commit
+    /// (lost if the process dies first). For bulk copies that commit often
+    /// to bound memory and durably now and then. Backends that cannot
+    /// relax durability ignore it.
+    fn set_relaxed(&mut self) -> StoreResult<()> {
+        Ok(())
     }
     /// Removes; absent keys are fine.
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()>;
@@ -235,6 +297,48 @@ mod tests {
             .expect("get_objects");
         flags.sort();
         assert_eq!(flags, [(b"k1".to_vec(), false), (b"k2".to_vec(), true)]);
+    }
+
+    #[test]
+    fn packs_copy_whole_into_redb_and_object_by_object_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = RedbStore::create(&dir.path().join("src.redb")).expect("create");
+        batch_reads(&src);
+        assert_eq!(MemoryStore::default().list_packs().expect("list"), None, "the memory store keeps no packs");
+        let packs = src.list_packs().expect("list").expect("redb keeps packs");
+        assert_eq!(packs.iter().map(|p| p.metadata).collect::<Vec<_>>(), [false, true], "data packs first");
+        let ids: Vec<u64> = packs.iter().map(|p| p.id).collect();
+        let mut bytes = Vec::new();
+        src.read_packs(&ids, &mut |id, b| {
+            bytes.push((id, b.to_vec()));
+            true
+        })
+        .expect("read packs");
+        assert!(src.read_packs(&[12345], &mut |_, _| true).is_err(), "a missing pack is an error");
+        let dst = RedbStore::create(&dir.path().join("dst.redb")).expect("create");
+        let mem = MemoryStore::default();
+        for store in [&dst as &dyn Store, &mem] {
+            let mut tx = store.begin().expect("begin");
+            for (p, (_, b)) in packs.iter().zip(&bytes) {
+                tx.put_pack(b, p.metadata, &p.objects).expect("put pack");
+            }
+            let outside = [PackEntry { key: b"bad".to_vec(), offset: 1, len: u32::MAX }];
+            assert!(tx.put_pack(b"short", false, &outside).is_err(), "an object outside its pack");
+            tx.commit().expect("commit");
+            for e in src.list_objects().expect("list") {
+                assert_eq!(
+                    store.get(Table::Objects, &e.key).expect("get"),
+                    src.get(Table::Objects, &e.key).expect("get")
+                );
+            }
+        }
+        let copied = dst.list_packs().expect("list").expect("packs");
+        assert_eq!(copied.iter().map(|p| p.objects.len()).collect::<Vec<_>>(), [2, 1]);
+        let mut tx = dst.begin().expect("begin");
+        tx.put_object(b"k4", b"after a copied pack", false).expect("put");
+        tx.commit().expect("commit");
+        assert_eq!(dst.get(Table::Objects, b"k4").expect("get").as_deref(), Some(b"after a copied pack".as_slice()));
+        assert_eq!(dst.get(Table::Objects, b"k1").expect("get").as_deref(), Some(b"data one".as_slice()));
     }
 
     #[test]

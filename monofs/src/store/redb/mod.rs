@@ -18,7 +18,9 @@ use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
 };
 
-use super::{ObjectEntry, ObjectVisitor, Store, StoreError, StoreResult, Table, Transaction};
+use super::{
+    ObjectEntry, ObjectVisitor, PackEntry, PackListing, PackVisitor, Store, StoreError, StoreResult, Table, Transaction,
+};
 use packs::{Location, METADATA_BIT, PackWriter, Stream};
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -30,8 +32,12 @@ const PACKS: Def = TableDefinition::new("packs");
 const CACHE_BYTES: usize = 256 << 20;
 
 fn builder() -> redb::Builder {
+    builder_with_cache(CACHE_BYTES)
+}
+
+fn builder_with_cache(bytes: usize) -> redb::Builder {
     let mut b = Database::builder();
-    b.set_cache_size(CACHE_BYTES);
+    b.set_cache_size(bytes);
     b
 }
 
@@ -61,7 +67,16 @@ pub struct ReadOnlyStore {
 impl RedbStore {
     /// Creates a new database file with every table.
     pub fn create(path: &Path) -> StoreResult<RedbStore> {
-        let db = builder().create(path).map_err(err)?;
+        Self::create_with_cache(path, CACHE_BYTES)
+    }
+
+    /// [`RedbStore::create`] with a page cache of `cache_bytes` instead of
+    /// the default 256 MiB. A store that is being filled by a copy (a
+    /// clone) writes each page once and reads little back: a small cache
+    /// recycles its buffers instead of growing, which saves memory and page
+    /// faults.
+    pub fn create_with_cache(path: &Path, cache_bytes: usize) -> StoreResult<RedbStore> {
+        let db = builder_with_cache(cache_bytes).create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         for t in Table::ALL {
             tx.open_table(def(t)).map_err(err)?;
@@ -200,6 +215,33 @@ fn list_objects_in(db: &impl ReadableDatabase) -> StoreResult<Vec<ObjectEntry>> 
         .collect())
 }
 
+/// Live objects grouped by pack, data packs first (see [`Store::list_packs`]).
+fn list_packs_in(db: &impl ReadableDatabase) -> StoreResult<Vec<PackListing>> {
+    let tx = db.begin_read().map_err(err)?;
+    let mut out: Vec<PackListing> = Vec::new();
+    for (key, loc) in locations(&tx)? {
+        if out.last().is_none_or(|p| p.id != loc.pack) {
+            out.push(PackListing { id: loc.pack, metadata: loc.pack & METADATA_BIT != 0, objects: Vec::new() });
+        }
+        if let Some(p) = out.last_mut() {
+            p.objects.push(PackEntry { key, offset: loc.offset, len: loc.len });
+        }
+    }
+    Ok(out)
+}
+
+fn read_packs_in(db: &impl ReadableDatabase, ids: &[u64], f: &mut PackVisitor<'_>) -> StoreResult<()> {
+    let tx = db.begin_read().map_err(err)?;
+    let packs = tx.open_table(PACKS).map_err(err)?;
+    for id in ids {
+        let pack = packs.get(id.to_be_bytes().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"))?;
+        if !f(*id, pack.value()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Reads each pack once for all the objects asked for in it.
 fn get_objects_in(db: &impl ReadableDatabase, keys: &[&[u8]], f: &mut ObjectVisitor<'_>) -> StoreResult<()> {
     let tx = db.begin_read().map_err(err)?;
@@ -275,6 +317,14 @@ impl Store for RedbStore {
         get_objects_in(&self.db, keys, f)
     }
 
+    fn list_packs(&self) -> StoreResult<Option<Vec<PackListing>>> {
+        list_packs_in(&self.db).map(Some)
+    }
+
+    fn read_packs(&self, ids: &[u64], f: &mut PackVisitor<'_>) -> StoreResult<()> {
+        read_packs_in(&self.db, ids, f)
+    }
+
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
         Ok(Box::new(RedbTxn { tx: self.db.begin_write().map_err(err)?, packs: PackWriter::default() }))
     }
@@ -325,6 +375,15 @@ impl Transaction for RedbTxn {
     fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
         let stream = if metadata { Stream::Metadata } else { Stream::Data };
         self.packs.append(&self.tx, key, value, stream)
+    }
+
+    fn put_pack(&mut self, pack: &[u8], metadata: bool, objects: &[PackEntry]) -> StoreResult<()> {
+        let stream = if metadata { Stream::Metadata } else { Stream::Data };
+        self.packs.import(&self.tx, pack, stream, objects)
+    }
+
+    fn set_relaxed(&mut self) -> StoreResult<()> {
+        self.tx.set_durability(redb::Durability::None).map_err(err)
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {

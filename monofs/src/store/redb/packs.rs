@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{PACKS, corrupt, def, err};
-use crate::store::{StoreResult, Table};
+use crate::store::{PackEntry, StoreResult, Table};
 
 /// Largest pack value: a leaf holding one 8-byte key and this value fits a
 /// 1 MiB page (redb needs 12 bytes of header and lengths; the rest is slack).
@@ -126,6 +126,33 @@ impl PackWriter {
             Location { pack: *pack, offset, len }
         };
         tx.open_table(def(Table::Objects)).map_err(err)?.insert(key, loc.encode().as_slice()).map_err(err)?;
+        Ok(())
+    }
+
+    /// Stores a whole pack copied from another store under a fresh id of
+    /// `stream`, with an index entry for each of `objects` (which must lie
+    /// inside it). The open packs are not touched.
+    pub fn import(
+        &mut self,
+        tx: &WriteTransaction,
+        pack: &[u8],
+        stream: Stream,
+        objects: &[PackEntry],
+    ) -> StoreResult<()> {
+        let id = self.next_id(tx, stream)?;
+        let mut entries: Vec<(&[u8], [u8; 16])> = Vec::with_capacity(objects.len());
+        for e in objects {
+            let loc = Location { pack: id, offset: e.offset, len: e.len };
+            loc.slice(pack).ok_or_else(|| corrupt("object outside its pack"))?;
+            entries.push((&e.key, loc.encode()));
+        }
+        // Sorted keys touch the index b-tree in order.
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        tx.open_table(PACKS).map_err(err)?.insert(id.to_be_bytes().as_slice(), pack).map_err(err)?;
+        let mut index = tx.open_table(def(Table::Objects)).map_err(err)?;
+        for (key, loc) in entries {
+            index.insert(key, loc.as_slice()).map_err(err)?;
+        }
         Ok(())
     }
 
