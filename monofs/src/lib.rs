@@ -13,6 +13,7 @@ pub mod diff;
 pub mod edit;
 pub mod encoding;
 pub mod error;
+pub mod filecache;
 pub mod fsck;
 pub mod fuse;
 pub mod gc;

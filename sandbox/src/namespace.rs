@@ -97,7 +97,7 @@ impl Runtime for NamespaceRuntime {
         let rootfs_path = dir.join("rootfs");
         make_private_dir(&dir, start.spec.ids)?;
         make_private_dir(&rootfs_path, start.spec.ids)?;
-        let rootfs = Rootfs::mount(start.vfs.clone(), &rootfs_path, start.id, start.spec.ids)?;
+        let rootfs = Rootfs::mount(start.vfs.clone(), &rootfs_path, start.id, start.spec.ids, start.file_cache)?;
         let mut spec = start.spec.clone();
         spec.rootfs = rootfs_path;
         // Given files go in the run directory, which the init can enter.

@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fuser::{MountOption, SessionACL};
+use monofs::filecache::FileCache;
 use monofs::fuse::{FuseFs, IdShift};
 use monofs::vfs::Vfs;
 use nix::mount::{MntFlags, umount2};
 
 use crate::error::{Error, Result};
 use crate::spec::IdRange;
+
+/// Most bytes of whole-file copies kept for passthrough reads.
+pub const FILE_CACHE_LIMIT: u64 = 2 << 30;
 
 /// FUSE threads per sandbox: a sandbox is one command, not a file server.
 const FUSE_THREADS: usize = 2;
@@ -26,7 +30,11 @@ impl Rootfs {
     /// Mounts `vfs` on `mountpoint` for a sandbox whose ids are `ids`.
     /// Unmounting does not flush: a kept sandbox flushes explicitly, a
     /// thrown-away one writes nothing it does not have to.
-    pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, name: &str, ids: IdRange) -> Result<Rootfs> {
+    /// Reads of unchanged files of 64 KiB and more pass through to copies in
+    /// `file_cache` (shared by every sandbox of the home, at most
+    /// [`FILE_CACHE_LIMIT`] bytes), so they are as fast as local files and
+    /// stay in the page cache from one sandbox to the next.
+    pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, name: &str, ids: IdRange, file_cache: &Path) -> Result<Rootfs> {
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             MountOption::FSName(format!("monocore:{name}")),
@@ -39,10 +47,15 @@ impl Rootfs {
         config.acl = SessionACL::All;
         config.n_threads = Some(FUSE_THREADS);
         let shift = IdShift { uid: ids.first, gid: ids.first, count: ids.count };
-        let session =
-            fuser::Session::new(FuseFs::with_id_shift(vfs, shift).without_flush_on_unmount(), mountpoint, &config)
-                .and_then(fuser::Session::spawn)
-                .map_err(|e| Error::io(format!("mounting the root file system on {}", mountpoint.display()), e))?;
+        let session = fuser::Session::new(
+            FuseFs::with_id_shift(vfs, shift)
+                .without_flush_on_unmount()
+                .with_file_cache(FileCache::new(file_cache, FILE_CACHE_LIMIT)),
+            mountpoint,
+            &config,
+        )
+        .and_then(fuser::Session::spawn)
+        .map_err(|e| Error::io(format!("mounting the root file system on {}", mountpoint.display()), e))?;
         Ok(Rootfs { session: Some(session), mountpoint: mountpoint.to_owned() })
     }
 

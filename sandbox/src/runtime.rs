@@ -25,6 +25,9 @@ pub struct Start<'a> {
     pub network: Option<&'a Network>,
     /// Standard input, output and error of the command.
     pub stdio: [Stdio; 3],
+    /// Where whole-file copies of the image's files may be kept for fast
+    /// reads shared by sandboxes (`MONOCORE_HOME/cache/files`).
+    pub file_cache: &'a std::path::Path,
 }
 
 /// A running sandbox.

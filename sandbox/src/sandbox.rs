@@ -318,6 +318,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         cgroup: teardown.cgroup.as_ref(),
         network: teardown.network.as_ref(),
         stdio: [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+        file_cache: &home.join("cache").join("files"),
     })?;
     // With -t the command's streams are a terminal its init makes; errors
     // before that still reach ours.

@@ -158,6 +158,9 @@ fn exit_status_and_separate_streams_pass_through() {
     child.stdin.take().expect("stdin").write_all(b"piped\n").expect("write");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(stdout(&out), "got:piped\n");
+    // busybox (2 MB) was read through FUSE passthrough from a whole-file copy.
+    let copies = std::fs::read_dir(env.home().join("cache/files")).map(Iterator::count).unwrap_or(0);
+    assert!(copies >= 1, "no passthrough copy was made");
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
 

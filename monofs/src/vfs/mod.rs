@@ -25,7 +25,7 @@ use node::{Body, DirData, FileData, Node};
 use crate::content::ChunkCache;
 use crate::error::Error;
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Meta, Timestamp, valid_name};
+use crate::object::{Content, EntryKind, Meta, Timestamp, valid_name};
 use crate::repo::{Repository, WORKTREE, worktree_ref};
 use crate::store::Table;
 
@@ -804,6 +804,21 @@ impl Vfs {
         }
         st.node_mut(ino)?.opens += 1;
         Ok(())
+    }
+
+    /// The stored content of regular file `ino` while it has no unstored
+    /// changes, with its size: a key for caches of whole files. `None` for
+    /// a changed file and for empty or inline (small) ones.
+    pub fn stored_content(&self, ino: Ino) -> VResult<Option<(ObjectId, u64)>> {
+        let st = self.lock()?;
+        let Body::File(f) = &st.node(ino)?.body else { return Ok(None) };
+        if f.dirty || !f.blocks.is_empty() || f.base_len != f.size || f.base_size != f.size {
+            return Ok(None);
+        }
+        Ok(match &f.base {
+            Content::Chunk(id) | Content::List(id) => Some((*id, f.size)),
+            Content::Empty | Content::Inline(_) => None,
+        })
     }
 
     /// Closes a handle opened by [`Vfs::open`] or [`Vfs::create`].
