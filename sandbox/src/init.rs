@@ -224,12 +224,14 @@ const KEPT_CAPS: [caps::Capability; 14] = [
 ];
 
 fn drop_capabilities() -> Result<(), String> {
+    // One prctl per capability leaving the bounding set; the inheritable
+    // and ambient sets are emptied at once.
     for cap in caps::all() {
         if !KEPT_CAPS.contains(&cap) {
             caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
-            caps::drop(None, caps::CapSet::Inheritable, cap).map_err(|e| format!("dropping {cap}: {e}"))?;
         }
     }
+    caps::clear(None, caps::CapSet::Inheritable).map_err(|e| format!("clearing inheritable capabilities: {e}"))?;
     caps::clear(None, caps::CapSet::Ambient).map_err(|e| format!("clearing ambient capabilities: {e}"))
 }
 
