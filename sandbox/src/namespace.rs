@@ -178,6 +178,9 @@ fn make_private_dir(path: &Path, ids: IdRange) -> Result<()> {
 /// recursive: a mount that did not go keeps its contents safe.
 pub fn release_run_dir(id: &str) -> Result<()> {
     let dir = run_dir(id);
+    if !dir.exists() {
+        return Ok(());
+    }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<PathBuf> = info
         .lines()
