@@ -5,6 +5,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use monofs::vfs::Vfs;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::cgroup::Cgroup;
 use crate::error::Result;
@@ -30,10 +32,23 @@ pub struct Start<'a> {
     pub file_cache: &'a std::path::Path,
 }
 
+/// Delivers a signal to a sandbox's command; shared with the threads that
+/// relay the supervisor's signals and run `--timeout`.
+pub type Signaller = Arc<dyn Fn(Signal) + Send + Sync>;
+
 /// A running sandbox.
 pub trait Instance: Send {
-    /// Host pid that signals for the command are sent to.
+    /// Host pid of the sandbox's init: recorded for `monocore stop` and
+    /// `clean`, which SIGKILL it.
     fn pid(&self) -> u32;
+    /// How signals for the command are delivered: by default `kill` of
+    /// [`Instance::pid`] (the namespace runtime's init forwards them).
+    fn signaller(&self) -> Signaller {
+        let pid = Pid::from_raw(self.pid() as i32);
+        Arc::new(move |sig| {
+            let _ = kill(pid, sig);
+        })
+    }
     /// With `-t`: waits for the master side of the command's terminal.
     fn terminal(&mut self) -> Result<std::os::fd::OwnedFd>;
     /// Waits until the command ends; its shell-style status (128+N when

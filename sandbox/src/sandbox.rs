@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monofs::object::Revision;
@@ -21,7 +21,7 @@ use crate::cgroup::{Cgroup, Layout};
 use crate::error::{Error, Result};
 use crate::namespace::NamespaceRuntime;
 use crate::net::Network;
-use crate::runtime::{Instance, Runtime, Start};
+use crate::runtime::{Instance, Runtime, Signaller, Start};
 use crate::spec::{self, GivenFile, IdRange, Limits, RunSpec, Scope, Volume};
 use crate::state::{self, Process, Record, Slot};
 use crate::tty::Pty;
@@ -171,7 +171,7 @@ const RELAYED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, S
 /// is one (before that, they cancel the start). A third SIGINT kills, as
 /// Docker's third Ctrl-C does.
 struct Relay {
-    target: Arc<AtomicU32>,
+    target: Arc<Mutex<Option<Signaller>>>,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -184,7 +184,7 @@ impl Relay {
             set.add(s);
         }
         set.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
-        let target = Arc::new(AtomicU32::new(0));
+        let target: Arc<Mutex<Option<Signaller>>> = Arc::default();
         let cancelled = Arc::new(AtomicBool::new(false));
         let (t, c) = (target.clone(), cancelled.clone());
         std::thread::spawn(move || {
@@ -196,32 +196,31 @@ impl Relay {
                     }
                     continue;
                 }
-                let pid = t.load(Ordering::SeqCst);
-                if pid == 0 {
+                let Some(send) = t.lock().ok().and_then(|t| t.clone()) else {
                     c.store(true, Ordering::SeqCst);
                     continue;
-                }
+                };
                 interrupts += usize::from(sig == Signal::SIGINT);
                 let sig = if interrupts >= 3 { Signal::SIGKILL } else { sig };
-                let _ = kill(Pid::from_raw(pid as i32), sig);
+                send(sig);
             }
         });
         Ok(Relay { target, cancelled })
     }
 }
 
-/// Stops process `pid` after `after` unless `done` fires first: SIGTERM,
-/// then SIGKILL after [`GRACE`].
-fn arm_timeout(pid: u32, after: Duration, fired: Arc<AtomicBool>) -> mpsc::Sender<()> {
+/// Stops the command `send` signals after `after` unless `done` fires
+/// first: SIGTERM, then SIGKILL after [`GRACE`].
+fn arm_timeout(send: Signaller, after: Duration, fired: Arc<AtomicBool>) -> mpsc::Sender<()> {
     let (done, wait) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         if wait.recv_timeout(after) != Err(mpsc::RecvTimeoutError::Timeout) {
             return;
         }
         fired.store(true, Ordering::SeqCst);
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        send(Signal::SIGTERM);
         if wait.recv_timeout(GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            send(Signal::SIGKILL);
         }
     });
     done
@@ -338,16 +337,21 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         None
     };
     let pid = instance.pid();
-    relay.target.store(pid, Ordering::SeqCst);
+    let send = instance.signaller();
+    if let Ok(mut t) = relay.target.lock() {
+        *t = Some(send.clone());
+    }
     if relay.cancelled.load(Ordering::SeqCst) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
     teardown.record.init = Process::of(pid);
     teardown.record.save(&home)?;
     let timed_out = Arc::new(AtomicBool::new(false));
-    let timer = opts.timeout.map(|t| arm_timeout(pid, t, timed_out.clone()));
+    let timer = opts.timeout.map(|t| arm_timeout(send, t, timed_out.clone()));
     let waited = instance.wait();
-    relay.target.store(0, Ordering::SeqCst);
+    if let Ok(mut t) = relay.target.lock() {
+        *t = None;
+    }
     drop(timer);
     if let Some(out) = output {
         let _ = out.join();

@@ -662,3 +662,36 @@ fn microvm_network_scopes_reach_what_they_say() {
     assert!(!stdout(&links).contains(": mc"), "leftover tap: {}", stdout(&links));
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
+
+/// Signals reach the command in a microVM (one boot): SIGTERM to
+/// `monocore` is relayed over the control port to the guest's init, which
+/// sends it to the command; the command's trap runs and its status is the
+/// run's. The VM is not stopped from outside.
+#[test]
+fn microvm_command_gets_relayed_signals() {
+    let Some(env) = microvm_env("microvm_command_gets_relayed_signals") else { return };
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+        .env("MONOCORE_HOME", env.home())
+        .args(["tmp", "--isolation", "microvm", "--timeout", "120s", "bb", "--", "/bin/sh", "-c"])
+        .arg("trap 'echo got-term; exit 5' TERM; echo ready; sleep 1000 & wait")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut text = String::new();
+    out.read_line(&mut text).expect("read");
+    assert_eq!(text, "ready\n");
+    let t = Instant::now();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    out.read_to_string(&mut text).expect("read");
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    assert_eq!(text, "ready\ngot-term\n", "{err}");
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(9), "not the timeout's SIGKILL: {:?}", t.elapsed());
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}

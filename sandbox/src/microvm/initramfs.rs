@@ -82,9 +82,28 @@ impl Cpio {
     }
 }
 
-/// The guest's `/init` (busybox sh). It sources `/run.sh`, which runs the
-/// command; see docs/SANDBOX.md for the steps and the exit-port protocol.
-pub const INIT: &str = r#"#!/bin/busybox sh
+/// The part of `/init` that supervises the command, which `/run.sh`
+/// started in the background (`CMD=$!`): signal numbers read from the
+/// control port (`$PORT_signal`, one per line) are sent to the command,
+/// and init waits for it; meanwhile ash's `wait` reaps every child of pid
+/// 1, so orphans do not pile up. `$?` is then the command's status, 128+N
+/// when signal N killed it.
+macro_rules! supervise {
+    () => {
+        r#"( while read -r s; do case $s in ''|*[!0-9]*) ;; *) kill -$s $CMD 2>/dev/null;; esac; done <$PORT_signal ) &
+wait $CMD
+"#
+    };
+}
+
+/// [`INIT`]'s supervising part, on its own (for tests).
+pub const SUPERVISE: &str = supervise!();
+
+/// The guest's `/init` (busybox sh). It sources `/run.sh`, which starts the
+/// command, then supervises it ([`SUPERVISE`]); see docs/SANDBOX.md for the
+/// steps and the ports protocol.
+pub const INIT: &str = concat!(
+    r#"#!/bin/busybox sh
 B=/bin/busybox
 $B mount -t devtmpfs dev /dev
 $B mount -t proc proc /proc
@@ -109,16 +128,19 @@ $B mount -t tmpfs shm /newroot/dev/shm
 $B cp /bin/busybox /setids /newroot/dev/.monocore/
 # Ports by name: their numbering depends on the device index, and there is
 # no udev to make /dev/virtio-ports/NAME.
-n=0; while [ -z "$PORT_exit" ] && [ $n -lt 400 ]; do
+n=0; while { [ -z "$PORT_exit" ] || [ -z "$PORT_signal" ]; } && [ $n -lt 400 ]; do
   for p in /sys/class/virtio-ports/*; do [ -e "$p/name" ] && eval "PORT_$($B cat $p/name)=/dev/${p##*/}"; done
-  [ -n "$PORT_exit" ] || $B usleep 5000; n=$((n+1))
+  [ -n "$PORT_exit" ] && [ -n "$PORT_signal" ] || $B usleep 5000; n=$((n+1))
 done
-for p in "$PORT_stdin" "$PORT_stdout" "$PORT_stderr" "$PORT_exit"; do [ -c "$p" ] || fail "no virtio port $p"; done
+for p in "$PORT_stdin" "$PORT_stdout" "$PORT_stderr" "$PORT_exit" "$PORT_signal"; do [ -c "$p" ] || fail "no virtio port $p"; done
 . /run.sh
-echo "exit:$?" >$PORT_exit
+"#,
+    supervise!(),
+    r#"echo "exit:$?" >$PORT_exit
 $B sync
 $B reboot -f
-"#;
+"#
+);
 
 /// Quotes `s` for sh.
 pub fn sh_quote(s: &str) -> String {
@@ -180,7 +202,8 @@ const WAIT: &str = r#"wait_for() { n=0; while ! [ $1 $2 ] && [ $n -lt 400 ]; do 
 /// and the volumes are set up, then the command runs chrooted in the
 /// sandbox's tree with exactly its environment, as its user (`setids`), in
 /// its working directory, with the stdio ports (or, with `-t`, the virtio
-/// console as its controlling terminal) as its standard streams.
+/// console as its controlling terminal) as its standard streams, in the
+/// background: its pid is left in `$CMD` for init.
 pub fn run_script(cmd: &GuestCommand) -> String {
     let bb = format!("{TOOLS}/busybox");
     let inside = format!("$B chroot /newroot {bb}");
@@ -229,10 +252,11 @@ pub fn run_script(cmd: &GuestCommand) -> String {
         run.push(' ');
         run.push_str(&sh_quote(a));
     }
+    // In the background, for init to supervise ([`SUPERVISE`]).
     if cmd.tty.is_some() {
-        run.push_str(" <&3 >&3 2>&3 3<&-\n");
+        run.push_str(" <&3 >&3 2>&3 3<&- &\nCMD=$!\n");
     } else {
-        run.push_str(" <$PORT_stdin >$PORT_stdout 2>$PORT_stderr\n");
+        run.push_str(" <$PORT_stdin >$PORT_stdout 2>$PORT_stderr &\nCMD=$!\n");
     }
     s.push_str(&run);
     s
@@ -282,13 +306,16 @@ pub fn run_archive(cmd: &GuestCommand, uid: u32, gid: u32, groups: &[u32]) -> Ve
     c.finish()
 }
 
-/// A static x86-64 Linux program, `setids PROG ARGS...`, that calls
-/// `setgroups(groups)`, `setgid(gid)`, `setuid(uid)` and execs `PROG` with
-/// `ARGS` and its environment; it exits 125 if any of that fails. The ids
-/// are built in, so it parses nothing. (Debian's busybox has no applet that
-/// switches to numeric ids, and the image may not have one either.)
+/// A static x86-64 Linux program, `setids PROG ARGS...`, that resets
+/// SIGINT and SIGQUIT to their default action and unblocks all signals,
+/// calls `setgroups(groups)`, `setgid(gid)`, `setuid(uid)` and execs `PROG`
+/// with `ARGS` and its environment; it exits 125 if any of that fails. The
+/// ids are built in, so it parses nothing. (Debian's busybox has no applet
+/// that switches to numeric ids, and the image may not have one either.)
 ///
 /// ```text
+///   for (nr, a) in (rt_sigaction, 2), (rt_sigaction, 3), (rt_sigprocmask, SIG_SETMASK):
+///     mov edi, a ; lea rsi, [rip+zeros] ; xor edx, edx ; mov r10d, 8 ; mov eax, nr ; syscall
 ///   mov edi, len(groups) ; lea rsi, [rip+groups] ; mov eax, 116 ; syscall   setgroups
 ///   test rax, rax ; jnz fail
 ///   mov edi, gid ; mov eax, 106 ; syscall ; test rax, rax ; jnz fail       setgid
@@ -297,6 +324,7 @@ pub fn run_archive(cmd: &GuestCommand, uid: u32, gid: u32, groups: &[u32]) -> Ve
 ///   mov rcx, [rsp] ; lea rdx, [rsp+rcx*8+16] ; mov eax, 59 ; syscall       envp; execve
 /// fail:
 ///   mov edi, 125 ; mov eax, 60 ; syscall                                   exit
+/// zeros: 32 bytes (SIG_DFL, no flags, empty mask)
 /// groups: u32 * len
 /// ```
 pub fn setids_elf(uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
@@ -308,6 +336,20 @@ pub fn setids_elf(uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
         code.push(op);
         code.extend_from_slice(&v.to_le_bytes());
     };
+    // Default dispositions for SIGINT and SIGQUIT (a background job of a
+    // shell without job control, as the command is in /init, has them
+    // ignored) and an empty signal mask.
+    let mut zeros_fixups = Vec::new();
+    for (nr, arg) in [(13u32, 2u32), (13, 3), (14, 2)] {
+        imm(&mut code, 0xBF, arg);
+        code.extend_from_slice(&[0x48, 0x8D, 0x35]); // lea rsi, [rip+zeros]
+        zeros_fixups.push(code.len());
+        code.extend_from_slice(&[0; 4]);
+        code.extend_from_slice(&[0x31, 0xD2]); // xor edx, edx
+        code.extend_from_slice(&[0x41, 0xBA, 8, 0, 0, 0]); // mov r10d, 8
+        imm(&mut code, 0xB8, nr);
+        code.extend_from_slice(&[0x0F, 0x05]);
+    }
     // setgroups
     imm(&mut code, 0xBF, groups.len() as u32);
     code.extend_from_slice(&[0x48, 0x8D, 0x35]);
@@ -332,6 +374,8 @@ pub fn setids_elf(uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
     imm(&mut code, 0xBF, 125);
     imm(&mut code, 0xB8, 60);
     code.extend_from_slice(&[0x0F, 0x05]);
+    let zeros_at = code.len();
+    code.extend_from_slice(&[0; 32]);
     let groups_at = code.len();
     for g in groups {
         code.extend_from_slice(&g.to_le_bytes());
@@ -341,6 +385,9 @@ pub fn setids_elf(uid: u32, gid: u32, groups: &[u32]) -> Vec<u8> {
     patch(&mut code, groups_fixup, rel(groups_fixup + 4, groups_at));
     for at in fail_fixups {
         patch(&mut code, at, rel(at + 4, fail));
+    }
+    for at in zeros_fixups {
+        patch(&mut code, at, rel(at + 4, zeros_at));
     }
 
     let size = (HEADERS + code.len()) as u64;
@@ -414,6 +461,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains(r"'/my dir' '/bin/sh' '-c' 'echo '\''hi'\''; exit 7' <$PORT_stdin"), "{s}");
+        assert!(s.ends_with(" 2>$PORT_stderr &\nCMD=$!\n"), "{s}");
     }
 
     #[test]
@@ -434,7 +482,7 @@ mod tests {
         assert!(s.contains("mount --bind /dev/.monocore/file0 '/etc/resolv.conf'"), "{s}");
         assert!(s.contains("mount -t virtiofs -o ro vol0 '/data dir' ||"), "{s}");
         assert!(s.contains("$B stty rows 40 cols 120 <&3\n$B setsid -c $B chroot"), "{s}");
-        assert!(s.ends_with("'sh' <&3 >&3 2>&3 3<&-\n"), "{s}");
+        assert!(s.ends_with("'sh' <&3 >&3 2>&3 3<&- &\nCMD=$!\n"), "{s}");
         let archive = run_archive(&cmd, 0, 0, &[]);
         assert!(archive.windows(8).any(|w| w == b"files/0\0"));
     }
@@ -443,7 +491,7 @@ mod tests {
     fn setids_is_a_small_static_elf() {
         let elf = setids_elf(1000, 100, &[100, 10]);
         assert!(elf.starts_with(b"\x7fELF\x02\x01"));
-        assert!(elf.len() < 300, "{}", elf.len());
+        assert!(elf.len() < 400, "{}", elf.len());
         assert_eq!(&elf[elf.len() - 8..], &[100, 0, 0, 0, 10, 0, 0, 0]);
     }
 
@@ -470,5 +518,66 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "4242 4343 4343 12 kept\n", "{out:?}");
         let missing = std::process::Command::new(&prog).arg("/nonexistent").status().expect("run");
         assert_eq!(missing.code(), Some(125));
+        // SIGINT and SIGQUIT ignored (as in a background job of /init)
+        // are back to their default actions in the program it runs.
+        let ignored = |via: &str| {
+            let script = format!("trap '' INT QUIT; exec {via} /bin/grep SigIgn /proc/self/status");
+            let out = std::process::Command::new("/bin/sh").args(["-c", &script]).output().expect("sh");
+            let line = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mask = line.trim().strip_prefix("SigIgn:").map(|m| u64::from_str_radix(m.trim(), 16));
+            mask.and_then(|m| m.ok()).unwrap_or_else(|| panic!("{line} {out:?}")) & 0b110
+        };
+        assert_eq!(ignored(""), 0b110, "the shell ignores them");
+        assert_eq!(ignored(&prog.display().to_string()), 0);
+    }
+
+    /// Runs [`SUPERVISE`] on this host's busybox (as the guest's /init
+    /// does, with a FIFO as the control port): signals reach the command,
+    /// junk is ignored, and the status is the command's (128+N when
+    /// killed by signal N).
+    #[test]
+    fn init_relays_signals_to_the_command_and_reports_its_status() {
+        use std::io::{BufRead, Read, Write};
+        let busybox = Path::new(super::super::BUSYBOX);
+        if !busybox.exists() {
+            eprintln!("SKIP init_relays_signals_to_the_command_and_reports_its_status: no {}", busybox.display());
+            return;
+        }
+        let cases = [
+            // A command that traps TERM (and stops its own child).
+            (
+                "sleep 1000 & s=$!; trap 'kill $s; echo got-term; exit 5' TERM; echo ready; wait",
+                "ready\ngot-term\nexit:5\n",
+            ),
+            // One that does not: killed by it.
+            ("echo ready; exec sleep 1000", "ready\nexit:143\n"),
+        ];
+        for (i, (command, want)) in cases.into_iter().enumerate() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fifo = dir.path().join(format!("signal{i}"));
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+            assert!(made.success());
+            let script = format!(
+                "PORT_signal={}\n{} sh -c {} &\nCMD=$!\n{SUPERVISE}echo \"exit:$?\"\n",
+                sh_quote(&fifo.display().to_string()),
+                busybox.display(),
+                sh_quote(command)
+            );
+            let mut init = std::process::Command::new(busybox)
+                .args(["sh", "-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("busybox sh");
+            let mut out = std::io::BufReader::new(init.stdout.take().expect("stdout"));
+            let mut text = String::new();
+            out.read_line(&mut text).expect("read");
+            assert_eq!(text, "ready\n");
+            let mut port = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the control port");
+            port.write_all(b"junk\n\n15\n").expect("send");
+            drop(port);
+            out.read_to_string(&mut text).expect("read");
+            assert!(init.wait().expect("wait").success());
+            assert_eq!(text, want, "{command}");
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! A generated initramfs ([`initramfs`]) loads the virtio modules, mounts
 //! the root, and runs the command with its standard streams on
 //! virtio-serial ports, which are Unix sockets on the host ([`ports`]); a
-//! fourth port carries the exit status. With `-t` the command's terminal
+//! fourth port carries the exit status, and on a fifth, the control port,
+//! the host sends signal numbers, which the guest's init delivers to the
+//! command (SIGKILL kills QEMU instead). With `-t` the command's terminal
 //! is the guest's virtio console, whose socket the supervisor relays;
 //! `-v` volumes are more virtio-fs devices served by virtiofsd's
 //! passthrough file system; network scopes give the guest a tap device
@@ -28,15 +30,19 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monofs::vfs::{ROOT, Vfs};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{MsgFlags, send};
+use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 use crate::init::EXIT_SETUP;
 use crate::net::Network;
-use crate::runtime::{Instance, Runtime, Start};
+use crate::runtime::{Instance, Runtime, Signaller, Start};
 use crate::sandbox::Options;
 use crate::spec::Scope;
 use crate::sys;
@@ -268,7 +274,7 @@ impl Runtime for MicrovmRuntime {
         };
         let mut streams = streams.into_iter();
         let mut port = || streams.next().ok_or_else(|| Error::Setup("missing VM port".into()));
-        let (stdin, stdout, stderr, exit) = (port()?, port()?, port()?, port()?);
+        let (stdin, stdout, stderr, exit, control) = (port()?, port()?, port()?, port()?, port()?);
         let tty = if spec.tty { Some(port()?) } else { None };
         // The command's streams are this process's own (the sandbox layer
         // gives every runtime inherited stdio).
@@ -296,6 +302,7 @@ impl Runtime for MicrovmRuntime {
             tty,
             _idle_stdin: idle_stdin,
             exit: Some(exit),
+            control,
             pumps,
             started,
             first,
@@ -389,6 +396,8 @@ struct Running {
     tty: Option<UnixStream>,
     _idle_stdin: Option<UnixStream>,
     exit: Option<UnixStream>,
+    /// The control port: signal numbers for the guest's init.
+    control: UnixStream,
     pumps: Vec<JoinHandle<()>>,
     started: Instant,
     first: ports::FirstOutput,
@@ -435,6 +444,29 @@ fn read_status(port: &mut UnixStream) -> String {
     String::from_utf8_lossy(&line).lines().next().unwrap_or_default().trim().to_owned()
 }
 
+/// Signals for the command in VM `qemu`: their numbers, one per line, on
+/// the control port, which the guest's init reads and sends on to the
+/// command. SIGKILL goes to QEMU, which stops the VM at once, and so does
+/// every signal when there is no port (it could not be duplicated); a port
+/// that fails means QEMU has gone, and the signal is dropped.
+fn control_signaller(qemu: u32, control: Option<UnixStream>) -> Signaller {
+    let qemu = Pid::from_raw(qemu as i32);
+    let control = Mutex::new(control);
+    Arc::new(move |sig| {
+        let Ok(port) = control.lock() else { return };
+        match port.as_ref() {
+            Some(port) if sig != Signal::SIGKILL => {
+                let line = format!("{}\n", sig as i32);
+                // MSG_NOSIGNAL: no SIGPIPE once QEMU has gone.
+                let _ = send(port.as_raw_fd(), line.as_bytes(), MsgFlags::MSG_NOSIGNAL);
+            }
+            _ => {
+                let _ = kill(qemu, sig);
+            }
+        }
+    })
+}
+
 /// QEMU's "terminating on signal N" in its log: it was stopped by signal N.
 fn terminating_signal(log: &str) -> Option<i32> {
     let rest = &log[log.find("terminating on signal ")? + "terminating on signal ".len()..];
@@ -442,8 +474,14 @@ fn terminating_signal(log: &str) -> Option<i32> {
 }
 
 impl Instance for Running {
+    /// QEMU's pid: `monocore stop` and `clean` SIGKILL it.
     fn pid(&self) -> u32 {
         self.qemu.id()
+    }
+
+    /// Through the control port to the guest's init ([`control_signaller`]).
+    fn signaller(&self) -> Signaller {
+        control_signaller(self.qemu.id(), self.control.try_clone().ok())
     }
 
     /// The host end of the guest's console (`hvc0`), a Unix socket: the
@@ -538,6 +576,29 @@ mod tests {
         assert_eq!(terminating_signal(log), Some(15));
         assert_eq!(terminating_signal("qemu-system-x86_64: terminating on signal 2\n"), Some(2));
         assert_eq!(terminating_signal("something else"), None);
+    }
+
+    #[test]
+    fn signals_go_to_the_control_port_and_sigkill_to_qemu() {
+        use std::io::BufRead;
+        let (host, guest) = UnixStream::pair().expect("pair");
+        let mut qemu = Command::new("sleep").arg("60").spawn().expect("sleep");
+        let send = control_signaller(qemu.id(), Some(host));
+        send(Signal::SIGTERM);
+        send(Signal::SIGINT);
+        let mut lines = std::io::BufReader::new(guest).lines();
+        assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("15"));
+        assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("2"));
+        assert_eq!(qemu.try_wait().expect("try_wait"), None, "QEMU is left alone");
+        send(Signal::SIGKILL);
+        assert_eq!(qemu.wait().expect("wait").signal(), Some(9));
+        // With the port's other end gone (QEMU exited), the signal is
+        // dropped, without a SIGPIPE; without a port, signals stop QEMU.
+        drop(lines);
+        send(Signal::SIGTERM);
+        let mut qemu = Command::new("sleep").arg("60").spawn().expect("sleep");
+        control_signaller(qemu.id(), None)(Signal::SIGTERM);
+        assert_eq!(qemu.wait().expect("wait").signal(), Some(15));
     }
 
     #[test]

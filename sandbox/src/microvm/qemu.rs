@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use super::accel::Accel;
 
 /// The guest's virtio-serial ports, in order (`nr` 1..): the command's
-/// standard streams and the exit port (see docs/SANDBOX.md).
-pub const PORTS: [&str; 4] = ["stdin", "stdout", "stderr", "exit"];
+/// standard streams, the exit port, and the control port on which the
+/// host sends signal numbers for the command (see docs/SANDBOX.md).
+pub const PORTS: [&str; 5] = ["stdin", "stdout", "stderr", "exit", "signal"];
 
 /// Everything the command line needs.
 #[derive(Clone, Debug)]
@@ -18,7 +19,7 @@ pub struct VmConfig {
     /// The vhost-user-fs socket (our backend listens; QEMU connects).
     pub fs_socket: PathBuf,
     /// Sockets for [`PORTS`] (we listen; QEMU connects).
-    pub port_sockets: [PathBuf; 4],
+    pub port_sockets: [PathBuf; 5],
     /// Serial console log (kernel messages, init failures).
     pub console_log: PathBuf,
     /// Guest memory in MiB.
@@ -152,9 +153,12 @@ mod tests {
         let append = after(&args, "-append")[0];
         assert!(append.contains("tsc_early_khz=2445404 tsc=reliable") && append.contains("rdinit=/init"), "{append}");
         assert!(args.contains(&"-no-reboot".to_owned()) && args.contains(&"-nodefaults".to_owned()));
-        assert_eq!(after(&args, "-device").last().copied(), Some("virtserialport,chardev=exit,name=exit,nr=4"));
+        let devices = after(&args, "-device");
+        assert!(devices.contains(&"virtio-serial-device,max_ports=6"), "{devices:?}");
+        assert!(devices.contains(&"virtserialport,chardev=exit,name=exit,nr=4"), "{devices:?}");
+        assert_eq!(devices.last().copied(), Some("virtserialport,chardev=signal,name=signal,nr=5"));
         assert_eq!(after(&args, "-chardev")[0], "socket,id=vfs,path=/run/monocore/x/fs.sock");
-        assert_eq!(after(&args, "-chardev").len(), 5);
+        assert_eq!(after(&args, "-chardev").len(), 6);
     }
 
     #[test]
@@ -170,7 +174,7 @@ mod tests {
         assert!(devices.contains(&"virtio-net-device,netdev=net0"), "{devices:?}");
         assert_eq!(after(&args, "-netdev"), ["tap,id=net0,ifname=mcabc,script=no,downscript=no"]);
         let chardevs = after(&args, "-chardev");
-        assert!(chardevs.contains(&"socket,id=tty,path=/r/tty.sock") && chardevs.len() == 7, "{chardevs:?}");
+        assert!(chardevs.contains(&"socket,id=tty,path=/r/tty.sock") && chardevs.len() == 8, "{chardevs:?}");
     }
 
     #[test]
