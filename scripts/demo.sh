@@ -57,7 +57,7 @@ if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
   mkdir -p "$W/drive"
   step "monofs mount repo drive --daemon   # the working tree as a drive"
   monofs mount "$W/repo" "$W/drive" --daemon
-  trap 'monofs detach "$W/drive" >/dev/null 2>&1; rm -rf "$W"' EXIT
+  trap 'monofs detach "$W/drive" >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
   step "echo 'written through FUSE' > drive/notes.txt; rm drive/src/f1.rs"
   echo 'written through FUSE' > "$W/drive/notes.txt"; rm "$W/drive/src/f1.rs"
   step "monofs commit repo -m 'edited in the drive'   # while mounted"
