@@ -79,9 +79,15 @@ sleep 1
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # The clone's last commit is durable (fsync); plain rsync -a does not
 # fsync, so rsync --fsync is measured too, for a like-for-like figure.
-CLONES=() RSYNCS=() RSYNCS_FSYNC=()
+# The clone into an empty directory copies the store file whole (mode
+# "file"); the pack clone it replaced (MONOFS_CLONE_WHOLE_FILE=0, mode
+# "packs") is measured too, alternated with it.
+CLONES=() PACK_CLONES=() RSYNCS=() RSYNCS_FSYNC=()
 for i in 1 2 3; do
     rm -rf "$B" "$C"
+    timed "clone_packs_$i" env -u MONOFS_PASSPHRASE MONOFS_CLONE_WHOLE_FILE=0 "$MONOFS_BIN" clone "$URL" "$B" --token-file "$S/token" --json
+    PACK_CLONES+=("${WALL[clone_packs_$i]}")
+    rm -rf "$B"
     timed "clone_http_$i" env -u MONOFS_PASSPHRASE "$MONOFS_BIN" clone "$URL" "$B" --token-file "$S/token" --json
     CLONES+=("${WALL[clone_http_$i]}")
     timed "rsync_daemon_$i" rsync -a "rsync://127.0.0.1:$RP/bench/a/" "$C/"
@@ -91,6 +97,8 @@ for i in 1 2 3; do
     RSYNCS_FSYNC+=("${WALL[rsync_fsync_$i]}")
 done
 WALL[clone_http]=$(median "${CLONES[@]}") WALL[rsync_daemon]=$(median "${RSYNCS[@]}")
+WALL[clone_packs]=$(median "${PACK_CLONES[@]}")
+CLONE_BYTES=$(jq .wire_bytes "$S/logs/clone_http_3.out")
 WALL[rsync_fsync]=$(median "${RSYNCS_FSYNC[@]}")
 CLONE_MODE=$(jq -r .mode "$S/logs/clone_http_3.out")
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
@@ -117,7 +125,7 @@ timed restic_copy_1pct restic copy -q --from-repo "$R1" --repo "$R2"
 {
 echo "| step | monofs | comparison |"
 echo "| --- | --- | --- |"
-echo "| full copy of the repository ($(mib "$STORED") store file) | clone over HTTP (mode $CLONE_MODE), median of 3: ${WALL[clone_http]} s (${CLONES[*]}) | rsync -a from rsyncd, median of 3: ${WALL[rsync_daemon]} s (${RSYNCS[*]}); with --fsync: ${WALL[rsync_fsync]} s (${RSYNCS_FSYNC[*]}); restic copy: ${WALL[restic_copy_full]} s |"
+echo "| full copy of the repository ($(mib "$STORED") store file) | clone over HTTP (mode $CLONE_MODE), median of 3: ${WALL[clone_http]} s (${CLONES[*]}), $(mib "$CLONE_BYTES") on the wire; pack clone (MONOFS_CLONE_WHOLE_FILE=0): ${WALL[clone_packs]} s (${PACK_CLONES[*]}) | rsync -a from rsyncd, median of 3: ${WALL[rsync_daemon]} s (${RSYNCS[*]}); with --fsync: ${WALL[rsync_fsync]} s (${RSYNCS_FSYNC[*]}); restic copy: ${WALL[restic_copy_full]} s |"
 echo "| after ~1% change (new stored objects: $(mib "$NEW_BYTES")) | sync: ${WALL[sync_1pct]} s, objects $(mib "$SENT"), on the wire $(mib "$WIRE") ($(ratio "$WIRE" "$NEW_BYTES")x) | restic copy: ${WALL[restic_copy_1pct]} s |"
 echo "| nothing new | sync: ${WALL[sync_noop]} s, $NOOP_WIRE bytes on the wire | |"
 } | tee "$S/results.md"

@@ -2,7 +2,7 @@
 //! `monofs serve --http`. The transfer logic only talks to this trait.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use monofs::ObjectId;
@@ -79,7 +79,25 @@ pub trait Endpoint: Send + Sync {
         let _ = (ids, f);
         Err(SyncError::Invalid(format!("{} cannot send whole packs", self.describe())))
     }
+    /// The store file of a repository on this machine that is kept in one
+    /// file and held open here (so nothing writes it): a clone into an
+    /// empty directory copies it whole.
+    fn store_file(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Streams the store file from byte `offset` to `out` (called with the
+    /// file's whole length and each piece) and returns the BLAKE3 of the
+    /// whole file, which the caller checks; `None` when this side cannot
+    /// send its store file whole now (a server without the endpoint, or one
+    /// storing a push).
+    fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        let _ = (offset, out);
+        Ok(None)
+    }
 }
+
+/// Receives a store file sent whole: its length, then each piece in order.
+pub type StoreSender<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
 
 /// Receives packs: id, bytes (checked in transit, not yet verified).
 pub type PackSender<'a> = dyn FnMut(u64, Vec<u8>) -> Result<()> + 'a;
@@ -198,21 +216,7 @@ impl Local {
     /// Checks a stored frame for object `id`; `claimed` is the sender's
     /// word on whether it is metadata, used when the frame cannot be opened.
     fn verify_frame(&self, id: &ObjectId, bytes: &[u8], claimed: bool) -> Result<bool> {
-        match &self.codec {
-            Some(codec) => {
-                let (kind, _) =
-                    codec.open(id, bytes).map_err(|e| SyncError::BadObject { id: *id, why: e.to_string() })?;
-                Ok(kind != Kind::Chunk)
-            }
-            None => {
-                // Sealed and no key: the frame can only be checked for
-                // shape; the transit checksum vouched for the bytes.
-                if bytes.first() != Some(&1) || bytes.len() < 1 + 24 + 2 + 16 {
-                    return Err(SyncError::BadObject { id: *id, why: "not a sealed frame".into() });
-                }
-                Ok(claimed)
-            }
-        }
+        verify_frame(self.codec.as_ref(), id, bytes, claimed)
     }
 
     /// Starts storing whole packs (a clone into this repository).
@@ -354,6 +358,12 @@ impl Endpoint for Local {
         Ok(self.repo.store().list_packs()?)
     }
 
+    fn store_file(&self) -> Option<PathBuf> {
+        let file = self.repo.path().join(monofs::repo::STORE_FILE);
+        // A repository on a path is its redb file (an in-memory one has none).
+        file.is_file().then_some(file)
+    }
+
     fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
         let mut failed = None;
         self.repo.store().read_packs(ids, &mut |id, pack| match f(id, pack.to_vec()) {
@@ -364,6 +374,27 @@ impl Endpoint for Local {
             }
         })?;
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Checks a stored frame for object `id` with `codec` (opens it: decrypts,
+/// decompresses, checks the id) or, without one, for the shape of a sealed
+/// frame; `claimed` is the sender's word on whether it is metadata, used
+/// when the frame cannot be opened. Returns whether it is metadata.
+pub(crate) fn verify_frame(codec: Option<&Codec>, id: &ObjectId, bytes: &[u8], claimed: bool) -> Result<bool> {
+    match codec {
+        Some(codec) => {
+            let (kind, _) = codec.open(id, bytes).map_err(|e| SyncError::BadObject { id: *id, why: e.to_string() })?;
+            Ok(kind != Kind::Chunk)
+        }
+        None => {
+            // Sealed and no key: the frame can only be checked for
+            // shape; the transit checksum vouched for the bytes.
+            if bytes.first() != Some(&1) || bytes.len() < 1 + 24 + 2 + 16 {
+                return Err(SyncError::BadObject { id: *id, why: "not a sealed frame".into() });
+            }
+            Ok(claimed)
+        }
     }
 }
 

@@ -10,12 +10,21 @@ use monofs::repo::RepoMeta;
 use monofs::store::PackListing;
 use reqwest::blocking::{Client, Response};
 
-use crate::endpoint::{Endpoint, PackSender, RefState, Update, json};
+use std::io::Read;
+
+use crate::endpoint::{Endpoint, PackSender, RefState, StoreSender, Update, json};
 use crate::error::{Result, SyncError};
 use crate::wire::{self, WireObject};
 
 /// Path prefix of every request; bumped on incompatible changes.
 pub const API: &str = "/v1";
+
+/// Response header of `GET /v1/store`: the store file's whole length.
+pub(crate) const STORE_LENGTH: &str = "x-monofs-store-length";
+
+/// Timeout of a whole-file store request (the client's default, 600 s,
+/// would cut a large store off on a slow link; a cut is resumed anyway).
+const STORE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A repository served over HTTP(S).
 pub struct HttpRemote {
@@ -83,6 +92,11 @@ impl HttpRemote {
 
     /// Sends a request; a success comes back with its body unread.
     fn send(&self, post: Option<Vec<u8>>, path: &str) -> Result<Response> {
+        self.send_with(post, path, None)
+    }
+
+    /// [`HttpRemote::send`] with a timeout of its own.
+    fn send_with(&self, post: Option<Vec<u8>>, path: &str, timeout: Option<Duration>) -> Result<Response> {
         let url = format!("{}{API}{path}", self.base);
         let mut req = match post {
             Some(body) => {
@@ -93,6 +107,9 @@ impl HttpRemote {
         };
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
         let http = |e: reqwest::Error| SyncError::Http { url: self.base.clone(), message: chain(&e) };
         let resp = req.send().map_err(http)?;
@@ -178,6 +195,10 @@ impl Endpoint for HttpRemote {
         }
     }
 
+    fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        self.read_store_from(offset, out)
+    }
+
     fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
         // A few requests rather than one, so that each stays well inside
         // the client's timeout on a slow link.
@@ -190,6 +211,52 @@ impl Endpoint for HttpRemote {
             }
         }
         Ok(())
+    }
+}
+
+impl HttpRemote {
+    fn read_store_from(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        let mut resp = match self.send_with(None, &format!("/store?offset={offset}"), Some(STORE_TIMEOUT)) {
+            Ok(r) => r,
+            // A server from before whole-file copies, or one storing a push.
+            Err(SyncError::Remote { status: 404 | 503, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |what: &str| SyncError::Protocol { from: self.base.clone(), what: what.into() };
+        let len: u64 = resp
+            .headers()
+            .get(STORE_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("no store length in the reply"))?;
+        let left = len.checked_sub(offset).ok_or_else(|| bad("store offset past the end"))?;
+        let broken = |e: std::io::Error| SyncError::Http { url: self.base.clone(), message: chain(&e) };
+        let cut = || SyncError::Http { url: self.base.clone(), message: "the reply was cut off".into() };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = left;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = resp.read(&mut buf[..want]).map_err(broken)?;
+            if n == 0 {
+                return Err(cut());
+            }
+            self.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            out(len, &buf[..n])?;
+            left -= n as u64;
+        }
+        if len == offset {
+            out(len, &[])?;
+        }
+        let mut hash = [0u8; 32];
+        resp.read_exact(&mut hash).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => cut(),
+            _ => broken(e),
+        })?;
+        self.wire_bytes.fetch_add(32, Ordering::Relaxed);
+        if resp.read(&mut buf[..1]).map_err(broken)? != 0 {
+            return Err(bad("bytes after the store file's checksum"));
+        }
+        Ok(Some(hash))
     }
 }
 

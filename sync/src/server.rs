@@ -9,14 +9,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::endpoint::{Endpoint, Local, Update, json};
 use crate::error::{Result, SyncError};
-use crate::http::API;
+use crate::http::{API, STORE_LENGTH};
 use crate::wire;
+use monofs::repo::STORE_FILE;
 
 /// Largest request body: a batch of metadata can be large.
 const BODY_LIMIT: usize = 4 << 30;
@@ -39,6 +40,10 @@ struct AppState {
     local: Local,
     token: String,
     bwlimit: Option<u64>,
+    /// Held shared while the store file is sent whole, exclusively while a
+    /// push (`put`, `update`) writes: a whole-file copy never sees a
+    /// commit half-written.
+    writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Paces a reply to at most `rate` bytes per second.
@@ -198,8 +203,77 @@ async fn get_packs(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) ->
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(Chunks(recv))).into_response())
 }
 
+/// Pieces the store file is read and sent in.
+const STORE_PIECE: usize = 1 << 20;
+
+/// Sends the store file whole (`GET /v1/store?offset=N`): bytes N.. of the
+/// file, then the BLAKE3 of the whole file (32 bytes); the file's length in
+/// `x-monofs-store-length`. `503` while a push is being stored (the client
+/// then copies packs), `404` for a store that is not one file, `416` for
+/// an offset past the end.
+async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
+    authorized(&s, &h)?;
+    let offset = match uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("offset=")) {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Failure(SyncError::Protocol { from: "the client".into(), what: format!("bad store offset '{v}'") })
+        })?,
+    };
+    let Ok(reading) = s.writes.clone().try_read_owned() else {
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; copy packs instead\n").into_response());
+    };
+    let path = s.local.repo().path().join(STORE_FILE);
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return Ok((StatusCode::NOT_FOUND, "this store is not kept in one file\n").into_response());
+    };
+    let len = file.metadata().map_err(|e| Failure(SyncError::io(format!("reading {}", path.display()), e)))?.len();
+    if offset > len {
+        return Ok(
+            (StatusCode::RANGE_NOT_SATISFIABLE, format!("offset {offset} is past the end ({len})\n")).into_response()
+        );
+    }
+    let (send, recv) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let bwlimit = s.bwlimit;
+    tokio::task::spawn_blocking(move || {
+        let _reading = reading;
+        let mut pacer = Pacer::new(bwlimit);
+        let mut hasher = blake3::Hasher::new();
+        let mut pos = 0u64;
+        while pos < len {
+            let mut piece = vec![0u8; STORE_PIECE.min((len - pos) as usize)];
+            if let Err(e) = std::io::Read::read_exact(&mut file, &mut piece) {
+                tracing::error!("sending the store file: {e}");
+                let _ = send.blocking_send(Err(e));
+                return;
+            }
+            hasher.update(&piece);
+            let end = pos + piece.len() as u64;
+            if end > offset {
+                let from = offset.saturating_sub(pos) as usize;
+                let part = if from == 0 { piece } else { piece[from..].to_vec() };
+                pacer.wait(part.len());
+                // A closed channel: the client went away; stop reading.
+                if send.blocking_send(Ok(Bytes::from(part))).is_err() {
+                    return;
+                }
+            }
+            pos = end;
+        }
+        let _ = send.blocking_send(Ok(Bytes::copy_from_slice(hasher.finalize().as_bytes())));
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (axum::http::HeaderName::from_static(STORE_LENGTH), len.to_string()),
+        ],
+        Body::from_stream(Chunks(recv)),
+    )
+        .into_response())
+}
+
 async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
     blocking(s, h, move |s| {
+        let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
         s.local.put(&objects)?;
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -209,6 +283,7 @@ async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply
 
 async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
     blocking(s, h, move |s| {
+        let _writing = s.writes.blocking_write();
         let update: Update = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
         s.local.update(&update)?;
@@ -219,7 +294,8 @@ async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Re
 
 /// The routes, for tests that drive them in-process.
 fn router(local: Local, token: String, bwlimit: Option<u64>) -> Router {
-    let state = Arc::new(AppState { local, token, bwlimit });
+    let writes = Arc::new(tokio::sync::RwLock::new(()));
+    let state = Arc::new(AppState { local, token, bwlimit, writes });
     Router::new()
         .route(&format!("{API}/meta"), get(meta))
         .route(&format!("{API}/state"), get(ref_state))
@@ -230,6 +306,7 @@ fn router(local: Local, token: String, bwlimit: Option<u64>) -> Router {
         .route(&format!("{API}/update"), post(update))
         .route(&format!("{API}/packs"), get(list_packs))
         .route(&format!("{API}/packs/get"), post(get_packs))
+        .route(&format!("{API}/store"), get(get_store))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -226,5 +226,81 @@ fn a_source_without_packs_is_cloned_object_by_object() {
     server.shutdown().expect("shutdown");
     assert_eq!(local(&copy).state().expect("state"), src.state().expect("state"));
     let (summary, _) = clone(&src, &s.src.with_file_name("copy2"), &NoProgress).expect("local clone");
+    assert_eq!(summary.mode, Mode::File);
+    let (summary, _) =
+        crate::clone_with(&src, &s.src.with_file_name("copy3"), &NoProgress, false).expect("local pack clone");
     assert_eq!(summary.mode, Mode::Packs);
+}
+
+#[test]
+fn a_whole_file_clone_drops_what_belongs_to_the_source_machine() {
+    use monofs::store::Table;
+    let s = setup();
+    let src = local(&s.src);
+    let mut tx = src.repo().store().begin().expect("begin");
+    tx.put(Table::StatCache, b"some path", b"stat").expect("put");
+    tx.put(Table::Inodes, b"parent+name", b"42").expect("put");
+    tx.put(Table::Meta, b"remote/origin", b"/elsewhere").expect("put");
+    tx.commit().expect("commit");
+    let copy = s.src.with_file_name("copy");
+    let (summary, cloned) = clone(&src, &copy, &NoProgress).expect("clone");
+    assert_eq!(summary.mode, Mode::File);
+    assert_eq!(cloned.state().expect("state"), src.state().expect("state"));
+    assert_eq!(cloned.meta().expect("meta"), src.meta().expect("meta"));
+    let store = cloned.repo().store();
+    for table in [Table::StatCache, Table::Inodes] {
+        let mut n = 0;
+        store
+            .scan(table, b"", &mut |_, _| {
+                n += 1;
+                true
+            })
+            .expect("scan");
+        assert_eq!(n, 0, "{table:?} copied");
+    }
+    assert!(!store.has(Table::Meta, b"remote/origin").expect("has"));
+    assert!(!copy.join(crate::PARTIAL_FILE).exists());
+}
+
+#[test]
+fn pushes_wait_while_the_store_file_is_sent_whole() {
+    let s = setup();
+    let size = std::fs::metadata(s.src.join(monofs::repo::STORE_FILE)).expect("store").len();
+    // Paced so that sending the file takes about two seconds.
+    let bwlimit = Some(size / 2);
+    let server = serve(
+        local(&s.src),
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit },
+    )
+    .expect("serve");
+    let url = format!("http://{}", server.addr);
+    let remote = HttpRemote::new(&url, Some("t".into()), None).expect("client");
+    let pusher = HttpRemote::new(&url, Some("t".into()), None).expect("client");
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    let hash = std::thread::scope(|sc| {
+        let mut push = None;
+        let hash = remote
+            .read_store(0, &mut |_, piece| {
+                if push.is_none() {
+                    // A push (an empty update) while the file is being read.
+                    push = Some(sc.spawn(|| {
+                        let t = std::time::Instant::now();
+                        pusher.update(&Update::default()).expect("update");
+                        t.elapsed()
+                    }));
+                }
+                got.extend_from_slice(piece);
+                Ok(())
+            })
+            .expect("read store")
+            .expect("sent whole");
+        let waited = push.take().expect("pushed").join().expect("join");
+        assert!(waited > Duration::from_millis(800), "the push went through in {waited:?} while the file was sent");
+        hash
+    });
+    assert!(started.elapsed() > Duration::from_secs(1));
+    assert_eq!(got.len() as u64, size);
+    assert_eq!(&hash, blake3::hash(&got).as_bytes());
+    server.shutdown().expect("shutdown");
 }

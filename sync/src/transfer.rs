@@ -77,6 +77,9 @@ pub enum Mode {
     /// A clone that copied whole packs (those holding objects the
     /// receiver lacks).
     Packs,
+    /// A clone into an empty directory that copied the source's store
+    /// file whole, then verified it.
+    File,
 }
 
 /// Which way a sync goes.
@@ -101,8 +104,13 @@ pub struct Summary {
     /// Objects copied.
     pub objects_sent: u64,
     /// Their stored bytes (for a pack clone: the packs' bytes, including
-    /// any garbage gc left between objects).
+    /// any garbage gc left between objects; for a file clone: the bytes of
+    /// the store file copied in this run).
     pub bytes_sent: u64,
+    /// A file clone that resumed an interrupted one: the bytes that had
+    /// arrived before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<u64>,
     /// Refs created or moved on the receiver.
     pub refs_updated: Vec<String>,
     /// Revisions newly indexed on the receiver.
@@ -505,6 +513,7 @@ pub fn sync(
         mode,
         objects_sent: c.objects,
         bytes_sent: c.bytes,
+        resumed_at: None,
         refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
         revisions_added: update.revisions.len() as u64,
         worktree_kept,
@@ -517,8 +526,23 @@ pub fn sync(
 /// object as stored (sealed objects stay sealed, no key needed), every ref,
 /// the revision index, the config and the key file.
 pub fn clone(src: &dyn Endpoint, dst: &Path, progress: &dyn Progress) -> Result<(Summary, Local)> {
+    clone_with(src, dst, progress, true)
+}
+
+/// [`clone`], choosing whether a clone into an empty directory may copy the
+/// source's store file whole (`whole_file`; see docs/SYNC.md) or must copy
+/// packs (or objects).
+pub fn clone_with(
+    src: &dyn Endpoint,
+    dst: &Path,
+    progress: &dyn Progress,
+    whole_file: bool,
+) -> Result<(Summary, Local)> {
     let start = Instant::now();
     let meta = src.meta()?;
+    if whole_file && let Some(done) = crate::whole::clone_file(src, dst, &meta, progress)? {
+        return Ok(done);
+    }
     let local = if dst.join(STORE_FILE).exists() {
         let local = Local::open(dst, LOCK_WAIT)?;
         if !local.is_partial_clone()? || local.meta()? != meta {
@@ -559,6 +583,7 @@ pub fn clone(src: &dyn Endpoint, dst: &Path, progress: &dyn Progress) -> Result<
         mode,
         objects_sent: c.objects,
         bytes_sent: c.bytes,
+        resumed_at: None,
         refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
         revisions_added: update.revisions.len() as u64,
         worktree_kept: false,

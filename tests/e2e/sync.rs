@@ -145,10 +145,15 @@ fn http_clone_push_pull_and_tokens() {
     assert!(ok(&[&"log", &repo]).contains("made-on-c1"));
 }
 
-/// Allocated bytes of a repository's store file (grows as batches commit).
+/// Allocated bytes of a repository's store file (grows as batches commit),
+/// or of the partial copy a whole-file clone writes first.
 fn stored(repo: &Path) -> u64 {
-    std::fs::metadata(repo.join("monofs.redb")).map(|m| m.blocks() * 512).unwrap_or(0)
+    let size = |f: &str| std::fs::metadata(repo.join(f)).map(|m| m.blocks() * 512).unwrap_or(0);
+    size("monofs.redb").max(size("monofs.redb.partial"))
 }
+
+/// Makes a clone copy packs rather than the whole store file.
+const PACKS_ONLY: (&str, &str) = ("MONOFS_CLONE_WHOLE_FILE", "0");
 
 /// How long a commit that has started writing takes to finish, at most
 /// (the throttled transfers below leave several times that before the
@@ -166,7 +171,13 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Starts `monofs ARGS` with the token from `token`, output captured.
 fn spawn(args: &[&dyn AsRef<std::ffi::OsStr>], token: &Path) -> Child {
+    spawn_env(args, token, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+fn spawn_env(args: &[&dyn AsRef<std::ffi::OsStr>], token: &Path, env: &[(&str, &str)]) -> Child {
     let mut c = monofs();
+    c.envs(env.iter().copied());
     for a in args {
         c.arg(a);
     }
@@ -184,11 +195,17 @@ fn big_repo(s: &Scratch, mib: usize, seed: u64) -> (std::path::PathBuf, std::pat
     (repo, data)
 }
 
-/// What a clone that was stopped half-way shows: no revision, and fsck passes.
+/// What a clone that was stopped half-way shows: no revision, and fsck
+/// passes (a pack clone); or no repository at all, at most a partial copy
+/// of the store file (a whole-file clone).
 fn nothing_half_visible(copy: &Path) {
     let log = monofs().arg("log").arg(copy).output().expect("log");
     assert!(log.stdout.is_empty(), "an unfinished clone shows revisions: {}", String::from_utf8_lossy(&log.stdout));
-    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+    if copy.join("monofs.redb").exists() {
+        assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+    } else {
+        assert!(!log.status.success(), "not a repository yet");
+    }
 }
 
 #[test]
@@ -197,14 +214,15 @@ fn killed_clone_and_sync_resume_without_resending() {
     let (repo, data) = big_repo(&s, 24, 7);
     let token = s.path("token");
     std::fs::write(&token, "t").expect("token");
-    let all = json(&ok(&[&"clone", &repo, &s.path("reference"), &"--json"]));
+    let all = json(&ok_env(&[&"clone", &repo, &s.path("reference"), &"--json"], &[PACKS_ONLY]));
     assert_eq!(all["mode"], "packs", "{all}");
     let all = all["objects_sent"].as_u64().expect("n");
 
-    // A clone from a throttled server, killed (SIGKILL) once a batch is in.
+    // A pack clone from a throttled server, killed (SIGKILL) once a batch
+    // is in.
     let copy = s.path("copy");
     let slow = serve_with(&repo, &token, &["--bwlimit", "8M"]);
-    let mut client = spawn(&[&"clone", &slow.url, &copy], &token);
+    let mut client = spawn_env(&[&"clone", &slow.url, &copy], &token, &[PACKS_ONLY]);
     wait_for("a committed batch", || stored(&copy) >= 4 << 20);
     std::thread::sleep(SETTLE);
     client.kill().expect("kill");
@@ -212,12 +230,36 @@ fn killed_clone_and_sync_resume_without_resending() {
     drop(slow);
     nothing_half_visible(&copy);
     let server = serve(&repo, &token);
+    // The unfinished pack clone is resumed as one, whole-file copies allowed or not.
     let resumed = json(&ok(&[&"clone", &server.url, &copy, &"--token-file", &token, &"--json"]));
+    assert_eq!(resumed["mode"], "packs", "{resumed}");
     let rest = resumed["objects_sent"].as_u64().expect("n");
     assert!(rest < all && rest > 0, "resumed clone sent {rest} of {all} objects");
     ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
     assert_same_tree(&data, &s.path("out"));
     drop(server);
+
+    // A whole-file clone, killed the same way, resumes after the bytes it
+    // has (from the same server: a restarted one reopens the store, which
+    // rewrites its header, and the copy would start over, see below).
+    let size = std::fs::metadata(repo.join("monofs.redb")).expect("store").len();
+    let copy = s.path("copy-file");
+    let slow = serve_with(&repo, &token, &["--bwlimit", "8M"]);
+    let mut client = spawn(&[&"clone", &slow.url, &copy], &token);
+    wait_for("part of the store file", || stored(&copy) >= 4 << 20);
+    client.kill().expect("kill");
+    client.wait().expect("wait");
+    nothing_half_visible(&copy);
+    let had = std::fs::metadata(copy.join("monofs.redb.partial")).expect("partial copy").len();
+    let resumed = json(&ok(&[&"clone", &slow.url, &copy, &"--token-file", &token, &"--json"]));
+    assert_eq!(resumed["mode"], "file", "{resumed}");
+    assert_eq!(resumed["resumed_at"].as_u64(), Some(had), "{resumed}");
+    assert_eq!(resumed["bytes_sent"].as_u64(), Some(size - had), "{resumed}");
+    assert!(!copy.join("monofs.redb.partial").exists());
+    drop(slow);
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out-file")]);
+    assert_same_tree(&data, &s.path("out-file"));
+    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
 
     // The same for a sync (pull, batches of 32 MiB), killed after a batch,
     // into the clone made in one go (whose store file has no free pages
@@ -248,9 +290,18 @@ fn server_killed_mid_clone_then_restarted() {
     let (repo, data) = big_repo(&s, 16, 11);
     let token = s.path("token");
     std::fs::write(&token, "t").expect("token");
-    let copy = s.path("copy");
+    for whole_file in [true, false] {
+        let env: &[(&str, &str)] = if whole_file { &[] } else { &[PACKS_ONLY] };
+        let copy = s.path(if whole_file { "copy-file" } else { "copy" });
+        let out = s.path(if whole_file { "out-file" } else { "out" });
+        server_killed_mid_clone(&repo, &data, &token, &copy, &out, env);
+    }
+}
+
+fn server_killed_mid_clone(repo: &Path, data: &Path, token: &Path, copy: &Path, out_dir: &Path, env: &[(&str, &str)]) {
+    let (repo, data, token, copy) = (repo.to_owned(), data.to_owned(), token.to_owned(), copy.to_owned());
     let mut slow = serve_with(&repo, &token, &["--bwlimit", "6M"]);
-    let client = spawn(&[&"clone", &slow.url, &copy], &token);
+    let client = spawn_env(&[&"clone", &slow.url, &copy], &token, env);
     wait_for("a committed batch", || stored(&copy) >= 3 << 20);
     slow.child.kill().expect("kill -9 the server");
     let out = client.wait_with_output().expect("client");
@@ -261,11 +312,17 @@ fn server_killed_mid_clone_then_restarted() {
     nothing_half_visible(&copy);
     drop(slow);
     let server = serve(&repo, &token);
-    let done = json(&ok(&[&"clone", &server.url, &copy, &"--token-file", &token, &"--json"]));
-    assert!(done["objects_sent"].as_u64().expect("n") < 200, "re-sent everything: {done}");
+    let done = json(&ok_env(&[&"clone", &server.url, &copy, &"--token-file", &token, &"--json"], env));
+    if env.is_empty() {
+        // The restarted server rewrote its store file's header: the partial
+        // copy fails the whole-file checksum and the copy starts over.
+        assert_eq!(done["mode"], "file", "{done}");
+    } else {
+        assert!(done["objects_sent"].as_u64().expect("n") < 200, "re-sent everything: {done}");
+    }
     drop(server);
-    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
-    assert_same_tree(&data, &s.path("out"));
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &out_dir]);
+    assert_same_tree(&data, out_dir);
     assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
 }
 
@@ -291,16 +348,25 @@ fn disk_full_on_the_receiver() {
     }
     let fs = SmallFs(mnt.clone());
     let (repo, data) = big_repo(&s, 24, 12);
-    let copy = mnt.join("copy");
-    let err = fails(&[&"clone", &repo, &copy], &[]);
-    assert!(err.contains("No space left") || err.contains("space"), "{err}");
-    nothing_half_visible(&copy);
-    let grown = Command::new("mount").args(["-o", "remount,size=256m"]).arg(&fs.0).status().expect("remount");
-    assert!(grown.success());
-    ok(&[&"clone", &repo, &copy]);
-    ok(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")]);
-    assert_same_tree(&data, &s.path("out"));
-    assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+    for (name, env) in [("copy-file", &[][..]), ("copy", &[PACKS_ONLY][..])] {
+        let size = Command::new("mount").args(["-o", "remount,size=10m"]).arg(&fs.0).status().expect("remount");
+        assert!(size.success());
+        let copy = mnt.join(name);
+        let err = fails(&[&"clone", &repo, &copy], env);
+        assert!(err.contains("No space left") || err.contains("space"), "{err}");
+        nothing_half_visible(&copy);
+        // A whole-file clone removes its partial copy: the disk is not left full.
+        assert!(!copy.join("monofs.redb.partial").exists());
+        let grown = Command::new("mount").args(["-o", "remount,size=256m"]).arg(&fs.0).status().expect("remount");
+        assert!(grown.success());
+        let done = json(&ok_env(&[&"clone", &repo, &copy, &"--json"], env));
+        assert_eq!(done["mode"], if env.is_empty() { "file" } else { "packs" }, "{done}");
+        let out = s.path(&format!("out-{name}"));
+        ok(&[&"checkout", &copy, &"HEAD", &"--to", &out]);
+        assert_same_tree(&data, &out);
+        assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
+        std::fs::remove_dir_all(&copy).expect("rm");
+    }
 }
 
 #[test]
@@ -403,8 +469,21 @@ fn tampered_object_is_rejected() {
     let at = bytes.windows(needle.len()).position(|w| w == needle).expect("chunk bytes in the store");
     bytes[at + 10] ^= 0x55;
     std::fs::write(&store, &bytes).expect("write");
-    let copy = s.path("copy");
-    let err = fails(&[&"clone", &repo, &copy], &[]);
+    // Both ways of cloning verify every object: the whole-file copy after
+    // the copy and before it becomes a repository, the pack copy on arrival.
+    for (name, env) in [("copy-file", &[][..]), ("copy", &[PACKS_ONLY][..])] {
+        let copy = s.path(name);
+        let err = fails(&[&"clone", &repo, &copy], env);
+        assert!(err.contains("failed verification") || err.contains("corrupt"), "{err}");
+        assert!(monofs().arg("log").arg(&copy).output().expect("log").stdout.is_empty(), "nothing visible");
+        assert!(!copy.join("monofs.redb.partial").exists(), "a copy that failed verification is removed");
+    }
+    // The same over HTTP (the server sends the tampered store file whole).
+    let token = s.path("token");
+    std::fs::write(&token, "t").expect("token");
+    let server = serve(&repo, &token);
+    let copy = s.path("copy-http");
+    let err = fails(&[&"clone", &server.url, &copy, &"--token-file", &token], &[]);
     assert!(err.contains("failed verification") || err.contains("corrupt"), "{err}");
     assert!(monofs().arg("log").arg(&copy).output().expect("log").stdout.is_empty(), "nothing visible");
 }

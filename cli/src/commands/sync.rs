@@ -78,10 +78,13 @@ fn report(ctx: &mut super::Ctx<'_>, s: &Summary, other: &str, wire: Option<u64>,
 pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     let src = connect(&a.src, &a.client)?;
     let bar = TransferBar::new("cloning");
-    let result = monofs_sync::clone(src.endpoint(), &a.dst, &bar);
+    // MONOFS_CLONE_WHOLE_FILE=0 makes a clone into an empty directory copy
+    // packs rather than the store file (docs/SYNC.md); tests use it.
+    let whole_file = std::env::var_os("MONOFS_CLONE_WHOLE_FILE").is_none_or(|v| v != "0");
+    let result = monofs_sync::clone_with(src.endpoint(), &a.dst, &bar, whole_file);
     bar.finish();
     let (summary, _) = result.with_context(|| {
-        let resumable = a.dst.join(monofs::repo::STORE_FILE).exists();
+        let resumable = a.dst.join(monofs::repo::STORE_FILE).exists() || a.dst.join(monofs_sync::PARTIAL_FILE).exists();
         let hint = if resumable { " (run the same command again to resume)" } else { "" };
         format!("cloning {} into {}{hint}", a.src, a.dst.display())
     })?;

@@ -21,6 +21,21 @@ pub struct RepoMeta {
     pub key: Option<Vec<u8>>,
 }
 
+impl RepoMeta {
+    /// Keys of the meta table that make up a [`RepoMeta`] (config, key
+    /// file); a clone that copies a whole store file keeps these and drops
+    /// the other meta entries (remotes, marks), which belong to the source.
+    pub const KEYS: [&'static [u8]; 2] = [META_CONFIG, META_KEY];
+
+    /// The codec that verifies this repository's objects without a key:
+    /// `Some` for an unencrypted repository, `None` for an encrypted one
+    /// (its frames can then only be checked for shape).
+    pub fn keyless_codec(&self) -> Result<Option<Codec>> {
+        let config = decode_config(Path::new("<repository meta>"), &self.config)?;
+        Ok((!config.encrypted).then(|| Codec::new(None, config.zstd_level)))
+    }
+}
+
 /// Page cache of a store created by [`RawRepository::create_for_import`].
 pub const IMPORT_CACHE_BYTES: usize = 32 << 20;
 

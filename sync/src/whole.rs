@@ -1,0 +1,438 @@
+//! The clone fast path: a clone into an empty directory copies the source's
+//! store file whole (one redb file) instead of re-inserting its packs.
+//!
+//! The source holds its repository open, and with it the repository lock,
+//! so nothing else writes the file; a server holds pushes off while it
+//! sends it (docs/SYNC.md). The copy goes to `DST/monofs.redb.partial`: over
+//! HTTP it resumes from the bytes already there and is checked against the
+//! BLAKE3 of the whole file that the server sends last; it is then flushed
+//! to disk, opened, its config and key compared with the source's, every
+//! live object verified as a pack clone verifies it, and what belongs to
+//! the source's machine dropped (stat cache, inode numbers, remotes, marks).
+//! Only then is it renamed to `DST/monofs.redb`: the destination is a
+//! repository only once the copy is whole and verified.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use monofs::ObjectId;
+use monofs::crypto::Codec;
+use monofs::repo::{RepoLock, RepoMeta, STORE_FILE};
+use monofs::store::{RedbStore, Store, Table};
+
+use crate::endpoint::{Endpoint, LOCK_WAIT, Local, verify_frame};
+use crate::error::{Result, SyncError};
+use crate::transfer::{Direction, Mode, Progress, Summary};
+
+/// Where the store file is copied to before it is verified and renamed.
+pub const PARTIAL_FILE: &str = "monofs.redb.partial";
+
+/// How often the partial file is flushed while it arrives, so that the
+/// final flush finds little left to write.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// Clones `src` into `dst` by copying its store file, when `dst` is absent,
+/// empty or holds only what an earlier attempt of this left, and `src` can
+/// send its file whole. `Ok(None)`: not possible; `dst` is left as found
+/// (without a partial copy) for the pack clone.
+pub(crate) fn clone_file(
+    src: &dyn Endpoint,
+    dst: &Path,
+    meta: &RepoMeta,
+    progress: &dyn Progress,
+) -> Result<Option<(Summary, Local)>> {
+    let start = Instant::now();
+    if dst.join(STORE_FILE).exists() {
+        return Ok(None);
+    }
+    if dst.exists() {
+        let entries = std::fs::read_dir(dst).map_err(|e| SyncError::io(format!("reading {}", dst.display()), e))?;
+        for e in entries {
+            let e = e.map_err(|e| SyncError::io(format!("reading {}", dst.display()), e))?;
+            if e.file_name() != PARTIAL_FILE && e.file_name() != "lock" {
+                return Ok(None);
+            }
+        }
+    }
+    let local_file = src.store_file();
+    std::fs::create_dir_all(dst).map_err(|e| SyncError::io(format!("creating {}", dst.display()), e))?;
+    let lock = RepoLock::acquire(dst)?;
+    let partial = dst.join(PARTIAL_FILE);
+    progress.phase("copying the store file");
+    let copied = match local_file {
+        Some(file) => copy_local(&file, &partial, progress)?,
+        None => match fetch(src, &partial, progress)? {
+            Some(c) => c,
+            None => {
+                // Leave DST as the pack clone expects it: empty.
+                remove(&partial);
+                drop(lock);
+                remove(&dst.join("lock"));
+                return Ok(None);
+            }
+        },
+    };
+    tracing::debug!("store file copied in {:?}", start.elapsed());
+    progress.phase("verifying");
+    let objects = match check_and_clean(&partial, meta, &src.describe()) {
+        Ok(n) => n,
+        Err(e) => {
+            remove(&partial);
+            return Err(e);
+        }
+    };
+    tracing::debug!("store file verified and cleaned at {:?}", start.elapsed());
+    let store = dst.join(STORE_FILE);
+    std::fs::rename(&partial, &store).map_err(|e| SyncError::io(format!("renaming {}", partial.display()), e))?;
+    File::open(dst).and_then(|d| d.sync_all()).map_err(|e| SyncError::io(format!("flushing {}", dst.display()), e))?;
+    drop(lock);
+    let local = Local::open(dst, LOCK_WAIT)?;
+    let state = local.state()?;
+    let summary = Summary {
+        direction: Direction::Clone,
+        mode: Mode::File,
+        objects_sent: objects,
+        bytes_sent: copied.sent,
+        resumed_at: (copied.resumed_at > 0).then_some(copied.resumed_at),
+        refs_updated: state.refs.keys().cloned().collect(),
+        revisions_added: state.revisions.len() as u64,
+        worktree_kept: false,
+        duration_ms: start.elapsed().as_millis() as u64,
+    };
+    Ok(Some((summary, local)))
+}
+
+/// What a copy moved.
+struct Copied {
+    /// Bytes copied in this run.
+    sent: u64,
+    /// Bytes an earlier, interrupted run had copied already.
+    resumed_at: u64,
+}
+
+fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// A local source: the file is copied in the kernel (copy_file_range) and
+/// flushed. A failure (a full disk) removes the partial copy.
+fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Copied> {
+    let copy = || -> std::io::Result<u64> {
+        let n = std::fs::copy(file, partial)?;
+        File::open(partial)?.sync_all()?;
+        Ok(n)
+    };
+    match copy() {
+        Ok(n) => {
+            progress.start(0, n);
+            progress.advance(0, n);
+            Ok(Copied { sent: n, resumed_at: 0 })
+        }
+        Err(e) => {
+            remove(partial);
+            Err(SyncError::io(format!("copying {} to {}", file.display(), partial.display()), e))
+        }
+    }
+}
+
+/// Flushes a file every [`FLUSH_EVERY`] until dropped.
+struct Flusher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(file: &File) -> Flusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = file.try_clone().ok().map(|f| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(FLUSH_EVERY);
+                    let _ = f.sync_data();
+                }
+            })
+        });
+        Flusher { stop, thread }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A remote source: fetches the file into `partial`, resuming after the
+/// bytes already there, and checks it against the source's BLAKE3 of the
+/// whole file. A mismatch after a resume (the source's file changed since)
+/// starts over once; a mismatch of a copy made in one go is corruption in
+/// transit. A local write failure (a full disk) removes the partial copy;
+/// a broken transfer keeps it for the next run.
+fn fetch(src: &dyn Endpoint, partial: &Path, progress: &dyn Progress) -> Result<Option<Copied>> {
+    let io = |what: &str, e: std::io::Error| SyncError::io(format!("{what} {}", partial.display()), e);
+    for _ in 0..2 {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(partial)
+            .map_err(|e| io("opening", e))?;
+        let offset = file.metadata().map_err(|e| io("reading", e))?.len();
+        let mut hasher = blake3::Hasher::new();
+        if offset > 0 {
+            hasher.update_reader(&mut file).map_err(|e| io("reading", e))?;
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(|e| io("seeking in", e))?;
+        let flusher = Flusher::start(&file);
+        let mut local_failure = false;
+        let mut sent = 0u64;
+        let mut started = false;
+        let got = src.read_store(offset, &mut |len, piece| {
+            if !started {
+                started = true;
+                progress.start(0, len);
+                progress.advance(0, offset);
+            }
+            hasher.update(piece);
+            file.write_all(piece).map_err(|e| {
+                local_failure = true;
+                io("writing", e)
+            })?;
+            sent += piece.len() as u64;
+            progress.advance(0, piece.len() as u64);
+            Ok(())
+        });
+        drop(flusher);
+        let hash = match got {
+            Ok(Some(hash)) => hash,
+            Ok(None) => return Ok(None),
+            // The partial copy is longer than the source's file now.
+            Err(SyncError::Remote { status: 416, .. }) if offset > 0 => {
+                remove(partial);
+                continue;
+            }
+            Err(e) => {
+                if local_failure {
+                    remove(partial);
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = file.sync_all() {
+            remove(partial);
+            return Err(io("flushing", e));
+        }
+        if hasher.finalize().as_bytes() == &hash {
+            return Ok(Some(Copied { sent, resumed_at: offset }));
+        }
+        remove(partial);
+        if offset == 0 {
+            let what = "the store file does not match its checksum (corrupted in transit); run the same command again";
+            return Err(SyncError::Protocol { from: src.describe(), what: what.into() });
+        }
+        tracing::info!("{}: the source's store file changed since the interrupted copy; starting over", src.describe());
+    }
+    let what = "the store file changed while it was copied; run the same command again".into();
+    Err(SyncError::Protocol { from: src.describe(), what })
+}
+
+/// Opens the copy, checks that it is the source's repository, verifies
+/// every live object and drops what belongs to the source's machine.
+/// Returns the number of objects.
+fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
+    let store = RedbStore::open(partial)?;
+    let copied = RepoMeta {
+        config: store.get(Table::Meta, RepoMeta::KEYS[0])?.unwrap_or_default(),
+        key: store.get(Table::Meta, RepoMeta::KEYS[1])?,
+    };
+    if &copied != meta {
+        let what = "the copied store file is not the repository it claims to be".into();
+        return Err(SyncError::Protocol { from: from.into(), what });
+    }
+    let t = Instant::now();
+    let objects = match meta.keyless_codec()? {
+        Some(codec) => verify_objects(&store, Some(&codec), from)?,
+        // Sealed and no key: no object can be authenticated (on any path);
+        // reading every frame back only to check its shape would add
+        // nothing to the checksum of the whole file (docs/SYNC.md).
+        None => store.list_objects()?.len() as u64,
+    };
+    tracing::debug!("{objects} objects verified in {:?}", t.elapsed());
+    let mut tx = store.begin()?;
+    for table in [Table::StatCache, Table::Inodes, Table::Meta] {
+        let mut keys = Vec::new();
+        store.scan(table, b"", &mut |k, _| {
+            if table != Table::Meta || !RepoMeta::KEYS.contains(&k) {
+                keys.push(k.to_vec());
+            }
+            true
+        })?;
+        for k in keys {
+            tx.delete(table, &k)?;
+        }
+    }
+    tx.commit()?;
+    Ok(objects)
+}
+
+/// Verifies every live object of `store` (pack by pack, as a pack clone
+/// does on arrival) and any outside packs; returns how many there are.
+fn verify_objects(store: &dyn Store, codec: Option<&Codec>, from: &str) -> Result<u64> {
+    let listing = store.list_packs()?.unwrap_or_default();
+    let by_id: HashMap<u64, usize> = listing.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    let ids: Vec<u64> = listing.iter().map(|p| p.id).collect();
+    let mut failed = None;
+    let mut seen = 0u64;
+    store.read_packs(&ids, &mut |id, pack| {
+        let Some(p) = by_id.get(&id).map(|i| &listing[*i]) else { return true };
+        for e in &p.objects {
+            let checked = ObjectId::from_slice(&e.key)
+                .ok_or_else(|| SyncError::Protocol { from: from.into(), what: "bad id in a pack".into() })
+                .and_then(|oid| {
+                    let start = e.offset as usize;
+                    let frame = start
+                        .checked_add(e.len as usize)
+                        .and_then(|end| pack.get(start..end))
+                        .ok_or_else(|| SyncError::BadObject { id: oid, why: "outside its pack".into() })?;
+                    verify_frame(codec, &oid, frame, p.metadata)
+                });
+            if let Err(err) = checked {
+                failed = Some(err);
+                return false;
+            }
+            seen += 1;
+        }
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let all = store.list_objects()?;
+    if all.len() as u64 != seen {
+        // Objects kept outside packs: verify them one by one.
+        let in_packs: std::collections::HashSet<&[u8]> =
+            listing.iter().flat_map(|p| p.objects.iter().map(|e| e.key.as_slice())).collect();
+        let rest: Vec<&[u8]> = all.iter().map(|e| e.key.as_slice()).filter(|k| !in_packs.contains(k)).collect();
+        store.get_objects(&rest, &mut |k, v, metadata| {
+            match ObjectId::from_slice(k) {
+                Some(oid) => {
+                    if let Err(e) = verify_frame(codec, &oid, v, metadata) {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                None => {
+                    failed = Some(SyncError::Protocol { from: from.into(), what: "bad object id".into() });
+                    return false;
+                }
+            }
+            seen += 1;
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{RefState, StoreSender, Update};
+    use crate::transfer::NoProgress;
+    use crate::wire::WireObject;
+
+    /// Sends `file` whole, with the checksum of `sum` (the file as the
+    /// source has it), flipping byte `flip` on the way when set.
+    struct FakeSource {
+        file: Vec<u8>,
+        sum: Vec<u8>,
+        flip: Option<usize>,
+    }
+
+    impl Endpoint for FakeSource {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn meta(&self) -> Result<RepoMeta> {
+            unimplemented!()
+        }
+        fn state(&self) -> Result<RefState> {
+            unimplemented!()
+        }
+        fn has(&self, _: &[ObjectId]) -> Result<Vec<bool>> {
+            unimplemented!()
+        }
+        fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+            unimplemented!()
+        }
+        fn get(&self, _: &[ObjectId]) -> Result<Vec<WireObject>> {
+            unimplemented!()
+        }
+        fn put(&self, _: &[WireObject]) -> Result<()> {
+            unimplemented!()
+        }
+        fn update(&self, _: &Update) -> Result<()> {
+            unimplemented!()
+        }
+        fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+            let mut sent = self.file[offset as usize..].to_vec();
+            if let Some(at) = self.flip.and_then(|i| i.checked_sub(offset as usize)) {
+                sent[at] ^= 0x55;
+            }
+            for piece in sent.chunks(1000) {
+                out(self.file.len() as u64, piece)?;
+            }
+            Ok(Some(*blake3::hash(&self.sum).as_bytes()))
+        }
+    }
+
+    fn file() -> Vec<u8> {
+        (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_byte_changed_in_transit_fails_the_checksum_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        let src = FakeSource { file: file(), sum: file(), flip: Some(4321) };
+        let err = fetch(&src, &partial, &NoProgress).err().expect("refused");
+        assert!(err.to_string().contains("does not match its checksum"), "{err}");
+        assert!(!partial.exists());
+    }
+
+    #[test]
+    fn an_interrupted_copy_resumes_after_the_bytes_it_has() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        std::fs::write(&partial, &file()[..6000]).expect("write");
+        let src = FakeSource { file: file(), sum: file(), flip: None };
+        let copied = fetch(&src, &partial, &NoProgress).expect("fetch").expect("sent whole");
+        assert_eq!((copied.resumed_at, copied.sent), (6000, 4000));
+        assert_eq!(std::fs::read(&partial).expect("read"), file());
+    }
+
+    #[test]
+    fn a_partial_copy_of_a_file_that_changed_since_starts_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        let mut stale = file()[..6000].to_vec();
+        stale[10] ^= 1;
+        std::fs::write(&partial, &stale).expect("write");
+        let src = FakeSource { file: file(), sum: file(), flip: None };
+        let copied = fetch(&src, &partial, &NoProgress).expect("fetch").expect("sent whole");
+        assert_eq!((copied.resumed_at, copied.sent), (0, 10_000));
+        assert_eq!(std::fs::read(&partial).expect("read"), file());
+    }
+}
