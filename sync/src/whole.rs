@@ -25,7 +25,7 @@ use monofs::crypto::Codec;
 use monofs::repo::{RepoLock, RepoMeta, STORE_FILE};
 use monofs::store::{RedbStore, Store, Table};
 
-use crate::endpoint::{Endpoint, LOCK_WAIT, Local, verify_frame};
+use crate::endpoint::{Endpoint, LOCK_WAIT, Local, StoreSender, verify_frame};
 use crate::error::{Result, SyncError};
 use crate::transfer::{Direction, Mode, Progress, Summary};
 
@@ -66,7 +66,7 @@ pub(crate) fn clone_file(
     progress.phase("copying the store file");
     let copied = match local_file {
         Some(file) => copy_local(&file, &partial, progress)?,
-        None => match fetch(src, &partial, progress)? {
+        None => match fetch(&src.describe(), &mut |offset, out| src.read_store(offset, out), &partial, progress)? {
             Some(c) => c,
             None => {
                 // Leave DST as the pack clone expects it: empty.
@@ -171,13 +171,18 @@ impl Drop for Flusher {
     }
 }
 
+/// A source's [`Endpoint::read_store`]: sends the file from an offset,
+/// returns the whole file's BLAKE3 (`None`: the source has no store file).
+type ReadStore<'a> = dyn FnMut(u64, &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> + 'a;
+
 /// A remote source: fetches the file into `partial`, resuming after the
 /// bytes already there, and checks it against the source's BLAKE3 of the
 /// whole file. A mismatch after a resume (the source's file changed since)
 /// starts over once; a mismatch of a copy made in one go is corruption in
 /// transit. A local write failure (a full disk) removes the partial copy;
-/// a broken transfer keeps it for the next run.
-fn fetch(src: &dyn Endpoint, partial: &Path, progress: &dyn Progress) -> Result<Option<Copied>> {
+/// a broken transfer keeps it for the next run. `read` is the source's
+/// [`Endpoint::read_store`]; `from` names the source in errors.
+fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Progress) -> Result<Option<Copied>> {
     let io = |what: &str, e: std::io::Error| SyncError::io(format!("{what} {}", partial.display()), e);
     for _ in 0..2 {
         let mut file = OpenOptions::new()
@@ -197,7 +202,7 @@ fn fetch(src: &dyn Endpoint, partial: &Path, progress: &dyn Progress) -> Result<
         let mut local_failure = false;
         let mut sent = 0u64;
         let mut started = false;
-        let got = src.read_store(offset, &mut |len, piece| {
+        let got = read(offset, &mut |len, piece| {
             if !started {
                 started = true;
                 progress.start(0, len);
@@ -238,12 +243,12 @@ fn fetch(src: &dyn Endpoint, partial: &Path, progress: &dyn Progress) -> Result<
         remove(partial);
         if offset == 0 {
             let what = "the store file does not match its checksum (corrupted in transit); run the same command again";
-            return Err(SyncError::Protocol { from: src.describe(), what: what.into() });
+            return Err(SyncError::Protocol { from: from.into(), what: what.into() });
         }
-        tracing::info!("{}: the source's store file changed since the interrupted copy; starting over", src.describe());
+        tracing::info!("{from}: the source's store file changed since the interrupted copy; starting over");
     }
     let what = "the store file changed while it was copied; run the same command again".into();
-    Err(SyncError::Protocol { from: src.describe(), what })
+    Err(SyncError::Protocol { from: from.into(), what })
 }
 
 /// Opens the copy, checks that it is the source's repository, verifies
@@ -349,43 +354,21 @@ fn verify_objects(store: &dyn Store, codec: Option<&Codec>, from: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::{RefState, StoreSender, Update};
     use crate::transfer::NoProgress;
-    use crate::wire::WireObject;
 
-    /// Sends `file` whole, with the checksum of `sum` (the file as the
-    /// source has it), flipping byte `flip` on the way when set.
+    /// A source that sends `file` whole, with the checksum of `sum` (the
+    /// file as the source has it), flipping byte `flip` on the way when set.
     struct FakeSource {
         file: Vec<u8>,
         sum: Vec<u8>,
         flip: Option<usize>,
     }
 
-    impl Endpoint for FakeSource {
-        fn describe(&self) -> String {
-            "fake".into()
+    impl FakeSource {
+        fn fetch(&self, partial: &Path) -> Result<Option<Copied>> {
+            fetch("fake", &mut |offset, out| self.read_store(offset, out), partial, &NoProgress)
         }
-        fn meta(&self) -> Result<RepoMeta> {
-            unimplemented!()
-        }
-        fn state(&self) -> Result<RefState> {
-            unimplemented!()
-        }
-        fn has(&self, _: &[ObjectId]) -> Result<Vec<bool>> {
-            unimplemented!()
-        }
-        fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
-            unimplemented!()
-        }
-        fn get(&self, _: &[ObjectId]) -> Result<Vec<WireObject>> {
-            unimplemented!()
-        }
-        fn put(&self, _: &[WireObject]) -> Result<()> {
-            unimplemented!()
-        }
-        fn update(&self, _: &Update) -> Result<()> {
-            unimplemented!()
-        }
+
         fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
             let mut sent = self.file[offset as usize..].to_vec();
             if let Some(at) = self.flip.and_then(|i| i.checked_sub(offset as usize)) {
@@ -407,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let partial = dir.path().join(PARTIAL_FILE);
         let src = FakeSource { file: file(), sum: file(), flip: Some(4321) };
-        let err = fetch(&src, &partial, &NoProgress).err().expect("refused");
+        let err = src.fetch(&partial).err().expect("refused");
         assert!(err.to_string().contains("does not match its checksum"), "{err}");
         assert!(!partial.exists());
     }
@@ -418,7 +401,7 @@ mod tests {
         let partial = dir.path().join(PARTIAL_FILE);
         std::fs::write(&partial, &file()[..6000]).expect("write");
         let src = FakeSource { file: file(), sum: file(), flip: None };
-        let copied = fetch(&src, &partial, &NoProgress).expect("fetch").expect("sent whole");
+        let copied = src.fetch(&partial).expect("fetch").expect("sent whole");
         assert_eq!((copied.resumed_at, copied.sent), (6000, 4000));
         assert_eq!(std::fs::read(&partial).expect("read"), file());
     }
@@ -431,7 +414,7 @@ mod tests {
         stale[10] ^= 1;
         std::fs::write(&partial, &stale).expect("write");
         let src = FakeSource { file: file(), sum: file(), flip: None };
-        let copied = fetch(&src, &partial, &NoProgress).expect("fetch").expect("sent whole");
+        let copied = src.fetch(&partial).expect("fetch").expect("sent whole");
         assert_eq!((copied.resumed_at, copied.sent), (0, 10_000));
         assert_eq!(std::fs::read(&partial).expect("read"), file());
     }

@@ -127,6 +127,25 @@ fn started(env: &Env, args: &[&str]) -> (Background, String) {
     }
 }
 
+/// Runs `monocore tmp ARGS` on a terminal (util-linux `script` makes one)
+/// and types `input` into it; its stdin stays open until it ends.
+fn on_a_terminal(env: &Env, args: &str, input: &[u8]) -> Output {
+    use std::io::Write;
+    let cmd = format!("{} tmp {args}", env!("CARGO_BIN_EXE_monocore"));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("MONOCORE_HOME", env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("type");
+    let out = child.wait_with_output().expect("wait");
+    drop(stdin);
+    out
+}
+
 fn wait_exit(child: &mut Background, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -432,24 +451,11 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
 #[test]
 fn a_terminal_gives_an_interactive_shell() {
     let Some(env) = sandbox_env("a_terminal_gives_an_interactive_shell") else { return };
-    // util-linux `script` puts monocore on a terminal and types for us.
-    let cmd = format!("{} tmp -t bb -- /bin/sh", env!("CARGO_BIN_EXE_monocore"));
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("MONOCORE_HOME", env.home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    use std::io::Write;
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"tty; echo sum=$((40+2)); exit 3\n").expect("type");
-    let out = child.wait_with_output().expect("wait");
+    let out = on_a_terminal(&env, "-t bb -- /bin/sh", b"tty; echo sum=$((40+2)); exit 3\n");
     let text = stdout(&out);
     assert!(text.contains("sum=42"), "{text}");
     assert!(text.contains("/dev/pts/0"), "the terminal is the sandbox's own: {text}");
     assert_eq!(out.status.code(), Some(3), "{text}");
-    drop(stdin);
 }
 
 #[test]
@@ -569,24 +575,16 @@ fn microvm_user_workdir_missing_command_and_timeout() {
 #[test]
 fn microvm_terminal_gives_an_interactive_shell() {
     let Some(env) = microvm_env("microvm_terminal_gives_an_interactive_shell") else { return };
-    let cmd = format!("{} tmp --isolation microvm -t --timeout 120s bb -- /bin/sh", env!("CARGO_BIN_EXE_monocore"));
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("MONOCORE_HOME", env.home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    use std::io::Write;
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"tty; stty size; echo sum=$((40+2)); exit 3\n").expect("type");
-    let out = child.wait_with_output().expect("wait");
+    let out = on_a_terminal(
+        &env,
+        "--isolation microvm -t --timeout 120s bb -- /bin/sh",
+        b"tty; stty size; echo sum=$((40+2)); exit 3\n",
+    );
     let text = stdout(&out);
     eprintln!("{text}");
     assert!(text.contains("sum=42"), "{text}");
     assert!(text.contains("/dev/hvc0"), "the terminal is the guest's console: {text}");
     assert_eq!(out.status.code(), Some(3), "{text}");
-    drop(stdin);
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
 
