@@ -27,6 +27,8 @@ pub struct Stats {
     pub stored_bytes: u64,
     /// Size of the store file.
     pub file_bytes: u64,
+    /// zstd dictionaries that objects are compressed with.
+    pub dictionaries: u64,
 }
 
 impl Stats {
@@ -89,6 +91,7 @@ impl Repository {
             unique_bytes: sizes.chunks.values().sum(),
             stored_bytes: stored,
             file_bytes: self.store().size_on_disk()?,
+            dictionaries: self.codec().dictionaries().len() as u64,
         })
     }
 }

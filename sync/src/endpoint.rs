@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use monofs::ObjectId;
 use monofs::crypto::Codec;
 use monofs::object::Kind;
-use monofs::repo::{RawRepository, RepoMeta};
+use monofs::repo::{DictionaryRecord, RawRepository, RepoMeta};
 use monofs::store::{PackEntry, PackListing, Table, Transaction};
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,11 @@ pub struct Update {
 pub trait Endpoint: Send + Sync {
     /// Path or URL, for messages.
     fn describe(&self) -> String;
-    /// Config record and key file.
+    /// Config record, key file and dictionaries.
     fn meta(&self) -> Result<RepoMeta>;
+    /// Stores the dictionaries this side lacks, before objects compressed
+    /// with them arrive.
+    fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()>;
     /// Refs and revision index.
     fn state(&self) -> Result<RefState>;
     /// Which of `ids` are stored.
@@ -289,6 +292,15 @@ impl Endpoint for Local {
         Ok(self.repo.meta()?)
     }
 
+    fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()> {
+        self.repo.add_dictionaries(records)?;
+        // A codec borrowed from the other replica learns them too.
+        if let Some(codec) = &self.codec {
+            monofs::repo::install_dictionaries(codec, records);
+        }
+        Ok(())
+    }
+
     fn state(&self) -> Result<RefState> {
         let store = self.repo.store();
         let mut state = RefState::default();
@@ -461,7 +473,7 @@ mod hex_ids {
 pub(crate) mod json {
     use std::collections::BTreeMap;
 
-    use monofs::repo::RepoMeta;
+    use monofs::repo::{DictionaryRecord, RepoMeta};
     use serde::{Deserialize, Serialize};
 
     use super::RefState;
@@ -477,6 +489,9 @@ pub(crate) mod json {
     pub struct Meta {
         pub config: String,
         pub key: Option<String>,
+        /// Meta key and stored record of each dictionary, hex.
+        #[serde(default)]
+        pub dictionaries: Vec<(String, String)>,
     }
 
     pub fn state_to(s: &RefState) -> State {
@@ -495,7 +510,11 @@ pub(crate) mod json {
     }
 
     pub fn meta_to(m: &RepoMeta) -> Meta {
-        Meta { config: hex::encode(&m.config), key: m.key.as_ref().map(hex::encode) }
+        Meta {
+            config: hex::encode(&m.config),
+            key: m.key.as_ref().map(hex::encode),
+            dictionaries: m.dictionaries.iter().map(|(k, v)| (hex::encode(k), hex::encode(v))).collect(),
+        }
     }
 
     pub fn meta_from(m: Meta, from: &str) -> Result<RepoMeta> {
@@ -503,6 +522,12 @@ pub(crate) mod json {
         Ok(RepoMeta {
             config: hex::decode(&m.config).map_err(bad)?,
             key: m.key.map(|k| hex::decode(k).map_err(bad)).transpose()?,
+            dictionaries: dictionaries_from(&m.dictionaries, from)?,
         })
+    }
+
+    pub fn dictionaries_from(records: &[(String, String)], from: &str) -> Result<Vec<DictionaryRecord>> {
+        let bad = |_| SyncError::Protocol { from: from.into(), what: "bad hex in a dictionary record".into() };
+        records.iter().map(|(k, v)| Ok((hex::decode(k).map_err(bad)?, hex::decode(v).map_err(bad)?))).collect()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use monofs::ObjectId;
-use monofs::repo::RepoMeta;
+use monofs::repo::{DictionaryRecord, RepoMeta};
 use monofs::store::PackListing;
 use reqwest::blocking::{Client, Response};
 
@@ -142,6 +142,12 @@ impl Endpoint for HttpRemote {
     fn meta(&self) -> Result<RepoMeta> {
         let m: json::Meta = self.json(&self.call(None, "/meta")?)?;
         json::meta_from(m, &self.base)
+    }
+
+    fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()> {
+        let hex: Vec<(String, String)> = records.iter().map(|(k, v)| (hex::encode(k), hex::encode(v))).collect();
+        let body = serde_json::to_vec(&hex).map_err(|e| SyncError::Invalid(e.to_string()))?;
+        self.call(Some(body), "/dictionaries").map(drop)
     }
 
     fn state(&self) -> Result<RefState> {

@@ -281,6 +281,17 @@ async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply
     .await
 }
 
+async fn add_dictionaries(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
+    blocking(s, h, move |s| {
+        let _writing = s.writes.blocking_write();
+        let records: Vec<(String, String)> = serde_json::from_slice(&body)
+            .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
+        s.local.add_dictionaries(&json::dictionaries_from(&records, "the client")?)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
 async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
     blocking(s, h, move |s| {
         let _writing = s.writes.blocking_write();
@@ -304,6 +315,7 @@ fn router(local: Local, token: String, bwlimit: Option<u64>) -> Router {
         .route(&format!("{API}/get"), post(get_objects))
         .route(&format!("{API}/put"), post(put))
         .route(&format!("{API}/update"), post(update))
+        .route(&format!("{API}/dictionaries"), post(add_dictionaries))
         .route(&format!("{API}/packs"), get(list_packs))
         .route(&format!("{API}/packs/get"), post(get_packs))
         .route(&format!("{API}/store"), get(get_store))

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use monofs::ObjectId;
 use monofs::crypto::Codec;
 use monofs::object::{Dir, Kind, Revision, links};
-use monofs::repo::{HEAD, RawRepository, STORE_FILE, WORKTREE, WORKTREES_PREFIX};
+use monofs::repo::{HEAD, RawRepository, RepoMeta, STORE_FILE, WORKTREE, WORKTREES_PREFIX};
 use monofs::store::PackListing;
 use serde::Serialize;
 
@@ -482,9 +482,11 @@ pub fn sync(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let start = Instant::now();
-    if src.meta()? != dst.meta()? {
+    let (src_meta, dst_meta) = (src.meta()?, dst.meta()?);
+    if !src_meta.same_repository(&dst_meta) {
         return Err(SyncError::NotReplicas { a: src.describe(), b: dst.describe() });
     }
+    send_dictionaries(&src_meta, &dst_meta, dst)?;
     let (ours, theirs) = (src.state()?, dst.state()?);
     let (changes, worktree_kept) = plan(src, dst, &ours, &theirs, codec)?;
     let revisions: Vec<ObjectId> = ours.revisions.difference(&theirs.revisions).copied().collect();
@@ -521,6 +523,14 @@ pub fn sync(
     })
 }
 
+/// Gives `dst` the dictionaries of `src` it lacks, so that the objects
+/// compressed with them can be verified and read there.
+fn send_dictionaries(src: &RepoMeta, dst: &RepoMeta, to: &dyn Endpoint) -> Result<()> {
+    let missing: Vec<_> =
+        src.dictionaries.iter().filter(|(k, _)| !dst.dictionaries.iter().any(|(d, _)| d == k)).cloned().collect();
+    if missing.is_empty() { Ok(()) } else { to.add_dictionaries(&missing) }
+}
+
 /// Copies the whole repository `src` into `dst` (absent or empty, or an
 /// unfinished clone of the same repository, which is resumed): every
 /// object as stored (sealed objects stay sealed, no key needed), every ref,
@@ -545,9 +555,12 @@ pub fn clone_with(
     }
     let local = if dst.join(STORE_FILE).exists() {
         let local = Local::open(dst, LOCK_WAIT)?;
-        if !local.is_partial_clone()? || local.meta()? != meta {
+        let mine = local.meta()?;
+        if !local.is_partial_clone()? || !mine.same_repository(&meta) {
             return Err(SyncError::DestinationExists(dst.to_owned()));
         }
+        // The source may have trained a dictionary since the clone began.
+        send_dictionaries(&meta, &mine, &local)?;
         local
     } else {
         let local = Local::new(RawRepository::create_for_import(dst, &meta)?);

@@ -256,16 +256,13 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
 /// Returns the number of objects.
 fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
     let store = RedbStore::open(partial)?;
-    let copied = RepoMeta {
-        config: store.get(Table::Meta, RepoMeta::KEYS[0])?.unwrap_or_default(),
-        key: store.get(Table::Meta, RepoMeta::KEYS[1])?,
-    };
-    if &copied != meta {
+    let copied = RepoMeta::read(&store)?;
+    if !copied.same_repository(meta) {
         let what = "the copied store file is not the repository it claims to be".into();
         return Err(SyncError::Protocol { from: from.into(), what });
     }
     let t = Instant::now();
-    let objects = match meta.keyless_codec()? {
+    let objects = match copied.keyless_codec()? {
         Some(codec) => verify_objects(&store, Some(&codec), from)?,
         // Sealed and no key: no object can be authenticated (on any path);
         // reading every frame back only to check its shape would add
@@ -277,7 +274,7 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
     for table in [Table::StatCache, Table::Inodes, Table::Meta] {
         let mut keys = Vec::new();
         store.scan(table, b"", &mut |k, _| {
-            if table != Table::Meta || !RepoMeta::KEYS.contains(&k) {
+            if table != Table::Meta || !RepoMeta::holds(k) {
                 keys.push(k.to_vec());
             }
             true

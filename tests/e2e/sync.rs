@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use monofs_fixtures::{Rng, assert_same_tree, make_tree, write};
+use monofs_fixtures::{Rng, assert_same_tree, make_source_tree, make_tree, write};
 
 use super::{Scratch, fails, init, monofs, ok, ok_env};
 
@@ -452,6 +452,61 @@ fn encrypted_clone_stays_sealed_and_opens_with_the_passphrase() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["mode"], "id-set");
     assert!(ok_env(&[&"log", &copy], &pw).contains("third"));
+}
+
+/// The repository's dictionary count, from `monofs stats`.
+fn dictionaries(repo: &Path, env: &[(&str, &str)]) -> u64 {
+    let out: serde_json::Value = json(&ok_env(&[&"stats", &repo, &"--json"], env));
+    out["dictionaries"].as_u64().expect("dictionaries in stats")
+}
+
+#[test]
+fn dictionaries_reach_replicas_before_the_objects_that_need_them() {
+    for encrypted in [false, true] {
+        let s = Scratch::default();
+        let (repo, data, copy, mirror) = (s.path("repo"), s.path("data"), s.path("copy"), s.path("mirror"));
+        let env: &[(&str, &str)] = if encrypted { &[("MONOFS_PASSPHRASE", "pw")] } else { &[] };
+        if encrypted {
+            ok_env(&[&"init", &repo, &"--encrypt"], env);
+        } else {
+            init(&repo);
+        }
+        // Too little to learn from: no dictionary yet, and replicas made now have none.
+        write(&data.join("hello.txt"), b"hello\n");
+        ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"small"], env);
+        assert_eq!(dictionaries(&repo, env), 0);
+        ok(&[&"clone", &repo, &copy]);
+        ok(&[&"clone", &repo, &mirror]);
+
+        make_source_tree(&data.join("src"), 400, "DICT-MARKER-7");
+        ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"source"], env);
+        assert_eq!(dictionaries(&repo, env), 1, "a source tree trains one");
+
+        // A local push, then one over HTTP: each replica gets the
+        // dictionary, verifies the objects with it and reads them back.
+        ok_env(&[&"sync", &repo, &copy], env);
+        let token = s.path("token");
+        std::fs::write(&token, "tok").expect("token");
+        let server = serve(&mirror, &token);
+        ok_env(&[&"sync", &repo, &server.url, &"--token-file", &token], env);
+        drop(server);
+        // A clone made now carries it from the start.
+        let fresh = s.path("fresh");
+        ok(&[&"clone", &repo, &fresh]);
+        for (i, r) in [&copy, &mirror, &fresh].into_iter().enumerate() {
+            assert_eq!(dictionaries(r, env), 1, "{}", r.display());
+            assert!(ok_env(&[&"fsck", r], env).contains("0 problems"), "{}", r.display());
+            let out = s.path(&format!("out{i}"));
+            ok_env(&[&"checkout", r, &"HEAD", &"--to", &out], env);
+            assert_same_tree(&data, &out);
+        }
+        if encrypted {
+            for r in [&repo, &copy, &mirror, &fresh] {
+                let raw = std::fs::read(r.join("monofs.redb")).expect("read");
+                assert!(!raw.windows(13).any(|w| w == b"DICT-MARKER-7"), "plaintext in {}", r.display());
+            }
+        }
+    }
 }
 
 #[test]

@@ -36,5 +36,6 @@ pub fn stats(a: StatsArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode>
     say!(ctx, "store file:         {}", style::bytes(s.file_bytes));
     say!(ctx, "dedup ratio:        {:.2}x", s.dedup_ratio());
     say!(ctx, "compression ratio:  {:.2}x", s.compression_ratio());
+    say!(ctx, "dictionaries:       {}", s.dictionaries);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,11 +2,14 @@
 //! and verification on the way back (docs/FORMAT.md, "Stored frame").
 
 use std::cell::RefCell;
+use std::sync::{Arc, PoisonError};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use zstd::zstd_safe::{CCtx, CDict, CParameter, DCtx, DictAttachPref};
 
 use super::Keys;
+use super::dictionary::{self, Dictionary, SharedSet};
 use crate::id::ObjectId;
 use crate::object::Kind;
 
@@ -14,6 +17,7 @@ const FRAME_PLAIN: u8 = 0;
 const FRAME_SEALED: u8 = 1;
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
+const CODEC_ZSTD_DICT: u8 = 2;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
@@ -44,10 +48,38 @@ pub enum SealError {
     /// The content does not hash to the id it is stored under.
     #[error("content does not match its id")]
     Mismatch,
+    /// Compressed with a dictionary this repository does not hold.
+    #[error("compressed with dictionary {0:08x}, which this repository lacks")]
+    MissingDictionary(u32),
 }
 
 thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    // One zstd context per thread, reused: creating one per object costs
+    // more than compressing a small file.
+    static CCTX: RefCell<CCtx<'static>> = RefCell::new(CCtx::create());
+    // Bound to the dictionary it last compressed with.
+    static DICT_CCTX: RefCell<Option<(*const CDict<'static>, CCtx<'static>)>> = const { RefCell::new(None) };
+    static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+}
+
+/// Compresses `plain` with `cdict` into `out`, on this thread's context for
+/// that dictionary.
+fn compress_with(cdict: &'static CDict<'static>, plain: &[u8], out: &mut Vec<u8>) -> Result<usize, usize> {
+    DICT_CCTX.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let (_, cctx) = match &mut *slot {
+            Some(bound) if std::ptr::eq(bound.0, cdict) => bound,
+            other => {
+                let mut cctx = CCtx::create();
+                cctx.ref_cdict(cdict)?;
+                // Refer to the dictionary's tables instead of copying them
+                // into the context, which costs more than compressing a few KiB.
+                cctx.set_parameter(CParameter::ForceAttachDict(DictAttachPref::ForceAttach))?;
+                other.insert((std::ptr::from_ref(cdict), cctx))
+            }
+        };
+        cctx.compress2(out, plain)
+    })
 }
 
 /// Computes ids and seals/opens objects for one repository.
@@ -56,6 +88,7 @@ pub struct Codec {
     keys: Option<Keys>,
     cipher: Option<XChaCha20Poly1305>,
     level: i32,
+    dictionaries: SharedSet,
 }
 
 impl std::fmt::Debug for Codec {
@@ -68,7 +101,31 @@ impl Codec {
     /// A codec for a plain (`None`) or encrypted repository.
     pub fn new(keys: Option<Keys>, level: i32) -> Codec {
         let cipher = keys.as_ref().map(|k| XChaCha20Poly1305::new(&Key::from(k.data)));
-        Codec { keys, cipher, level }
+        Codec { keys, cipher, level, dictionaries: SharedSet::default() }
+    }
+
+    /// Adds a dictionary (raw zstd dictionary bytes) that frames may name;
+    /// returns its id, or `None` when the bytes are not a dictionary. The
+    /// lowest-numbered dictionary known compresses new objects.
+    pub fn add_dictionary(&self, raw: Vec<u8>) -> Option<u32> {
+        let dict = Dictionary::new(raw, self.level)?;
+        let id = dict.id();
+        self.dictionaries.write().unwrap_or_else(PoisonError::into_inner).add(dict);
+        Some(id)
+    }
+
+    /// The dictionary with `id`, if known.
+    pub fn dictionary(&self, id: u32) -> Option<Arc<Dictionary>> {
+        self.dictionaries.read().unwrap_or_else(PoisonError::into_inner).get(id)
+    }
+
+    /// Every dictionary known, by id.
+    pub fn dictionaries(&self) -> Vec<Arc<Dictionary>> {
+        self.dictionaries.read().unwrap_or_else(PoisonError::into_inner).list()
+    }
+
+    fn current_dictionary(&self) -> Option<Arc<Dictionary>> {
+        self.dictionaries.read().unwrap_or_else(PoisonError::into_inner).current()
     }
 
     /// Whether objects are encrypted.
@@ -105,18 +162,20 @@ impl Codec {
         *h.finalize().as_bytes()
     }
 
-    fn compress(&self, plain: &[u8]) -> Option<Vec<u8>> {
+    /// The codec byte and body for `plain`: zstd (with the dictionary when
+    /// `dict` allows and one applies) when that is shorter, else raw.
+    fn compress(&self, plain: &[u8], dict: bool) -> Option<(u8, Vec<u8>)> {
         if plain.len() < 64 {
             return None;
         }
-        COMPRESSOR.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.is_none() {
-                *c = zstd::bulk::Compressor::new(self.level).ok();
-            }
-            let out = c.as_mut()?.compress(plain).ok()?;
-            (out.len() < plain.len()).then_some(out)
-        })
+        let dict = if dict && plain.len() <= dictionary::MAX_INPUT { self.current_dictionary() } else { None };
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(plain.len()));
+        let done = match &dict {
+            Some(d) => compress_with(d.cdict(), plain, &mut out),
+            None => CCTX.with(|c| c.borrow_mut().compress(&mut out, plain, self.level)),
+        };
+        let codec = if dict.is_some() { CODEC_ZSTD_DICT } else { CODEC_ZSTD };
+        (done.is_ok() && out.len() < plain.len()).then_some((codec, out))
     }
 
     /// Compresses (when it shrinks) and encrypts (when keyed) an object
@@ -151,9 +210,11 @@ impl Codec {
     }
 
     fn frame(&self, aad: &[u8], tag_byte: u8, plain: &[u8]) -> Vec<u8> {
-        let compressed = self.compress(plain);
+        // Records (stat cache, dictionaries themselves) stay independent of
+        // the dictionary, which they may be needed to find.
+        let compressed = self.compress(plain, tag_byte != 0);
         let (codec, body) = match &compressed {
-            Some(c) => (CODEC_ZSTD, c.as_slice()),
+            Some((codec, c)) => (*codec, c.as_slice()),
             None => (CODEC_RAW, plain),
         };
         match &self.cipher {
@@ -211,21 +272,36 @@ impl Codec {
         let body = &inner[2..];
         let plain = match inner[1] {
             CODEC_RAW => body.to_vec(),
-            CODEC_ZSTD => decompress(body)?,
+            CODEC_ZSTD => decompress(body, None)?,
+            CODEC_ZSTD_DICT => {
+                let id = zstd::zstd_safe::get_dict_id_from_frame(body)
+                    .ok_or_else(|| SealError::Decompress("zstd frame names no dictionary".into()))?
+                    .get();
+                let dict = self.dictionary(id).ok_or(SealError::MissingDictionary(id))?;
+                decompress(body, Some(&dict))?
+            }
             c => return Err(SealError::Decompress(format!("unknown codec {c}"))),
         };
         Ok((inner[0], plain))
     }
 }
 
-fn decompress(body: &[u8]) -> Result<Vec<u8>, SealError> {
+fn decompress(body: &[u8], dict: Option<&Dictionary>) -> Result<Vec<u8>, SealError> {
     let size = zstd::zstd_safe::get_frame_content_size(body)
         .map_err(|_| SealError::Decompress("bad zstd frame".into()))?
         .ok_or_else(|| SealError::Decompress("zstd frame without content size".into()))?;
     if size > MAX_OBJECT_SIZE {
         return Err(SealError::Decompress(format!("object of {size} bytes is too large")));
     }
-    let out = zstd::bulk::decompress(body, size as usize).map_err(|e| SealError::Decompress(e.to_string()))?;
+    let mut out = Vec::with_capacity(size as usize);
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        match dict {
+            Some(dict) => d.decompress_using_ddict(&mut out, body, dict.ddict()),
+            None => d.decompress(&mut out, body),
+        }
+    })
+    .map_err(|code| SealError::Decompress(zstd::zstd_safe::get_error_name(code).to_string()))?;
     if out.len() as u64 != size {
         return Err(SealError::Decompress("zstd frame shorter than declared".into()));
     }

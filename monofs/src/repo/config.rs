@@ -3,7 +3,16 @@
 use crate::encoding::{DecodeError, Reader, Writer};
 
 /// Format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The first format whose objects may be compressed with a dictionary
+/// (codec 2); older repositories are read and written as they are.
+pub const DICTIONARY_VERSION: u64 = 2;
+
+/// Whether this build reads and writes format `version`.
+pub fn supported(version: u64) -> bool {
+    (1..=FORMAT_VERSION).contains(&version)
+}
 
 /// FastCDC bounds in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +84,7 @@ impl Config {
     pub fn decode(bytes: &[u8]) -> Result<Config, (Option<u64>, DecodeError)> {
         let mut r = Reader::new(bytes);
         let version = r.varint().map_err(|e| (None, e))?;
-        if version != FORMAT_VERSION {
+        if !supported(version) {
             return Err((Some(version), DecodeError::Invalid { what: "format version", value: version }));
         }
         let rest = || -> Result<Config, DecodeError> {
@@ -120,5 +129,14 @@ mod tests {
         let mut c = Config::new(false).expect("rng");
         c.version = 9;
         assert_eq!(Config::decode(&c.encode()).err().map(|e| e.0), Some(Some(9)));
+    }
+
+    #[test]
+    fn format_one_still_opens() {
+        let mut c = Config::new(false).expect("rng");
+        c.version = 1;
+        assert_eq!(Config::decode(&c.encode()).expect("format 1").version, 1);
+        c.version = 0;
+        assert!(Config::decode(&c.encode()).is_err());
     }
 }

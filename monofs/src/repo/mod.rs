@@ -1,6 +1,7 @@
 //! A repository: a store, its codec and the refs that give objects meaning.
 
 mod config;
+mod dictionaries;
 mod lock;
 mod raw;
 mod refs;
@@ -9,7 +10,8 @@ mod sink;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{ChunkerParams, Config, FORMAT_VERSION};
+pub use config::{ChunkerParams, Config, DICTIONARY_VERSION, FORMAT_VERSION};
+pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
 pub use lock::RepoLock;
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_tag_name, worktree_ref};
@@ -61,10 +63,17 @@ pub(crate) fn check_size(kind: Kind, plain: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The codec of an opened repository, with its stored dictionaries.
+fn codec_for(store: &dyn Store, keys: Option<Keys>, config: &Config) -> Result<Codec> {
+    let codec = Codec::new(keys, config.zstd_level);
+    dictionaries::install(&codec, &dictionaries::read(store)?);
+    Ok(codec)
+}
+
 /// Parses the config record of the repository at `path`.
 fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
     Config::decode(raw).map_err(|(version, source)| match version {
-        Some(v) if v != FORMAT_VERSION => Error::UnsupportedFormat { path: path.to_owned(), version: v },
+        Some(v) if !config::supported(v) => Error::UnsupportedFormat { path: path.to_owned(), version: v },
         _ => Error::BadMetadata { what: "repository config", source },
     })
 }
@@ -162,7 +171,7 @@ impl Repository {
                 (None, _) => return Err(Error::NotARepository(path.to_owned())),
             },
         };
-        let codec = Codec::new(keys, config.zstd_level);
+        let codec = codec_for(&store, keys, &config)?;
         Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
     }
 
@@ -180,7 +189,7 @@ impl Repository {
             (Some(config), keys) => (config, keys),
             (None, _) => return Err(Error::NotARepository(path.to_owned())),
         };
-        let codec = Codec::new(keys, config.zstd_level);
+        let codec = codec_for(&store, keys, &config)?;
         Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
     }
 

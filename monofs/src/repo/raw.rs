@@ -4,36 +4,76 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, decode_config, is_empty_dir};
+use super::dictionaries::{self, DictionaryRecord};
+use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, codec_for, decode_config, is_empty_dir};
 use crate::crypto::{Codec, KeyFile};
 use crate::error::{Error, Result};
 use crate::repo::{Config, RepoLock};
-use crate::store::{MemoryStore, RedbStore, Store, Table};
+use crate::store::{MemoryStore, RedbStore, Store, Table, Transaction};
 
-/// What makes two stores the same repository: the config record and the
-/// wrapped key file, byte for byte. A copy made with the same settings
-/// opens with the same passphrase and derives the same object ids.
+/// What a copy of a repository needs besides objects and refs: the config
+/// record, the wrapped key file and the compression dictionaries, as
+/// stored. The first two make two stores the same repository (same
+/// passphrase, same object ids).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoMeta {
     /// The encoded [`Config`].
     pub config: Vec<u8>,
     /// The encoded key file, for an encrypted repository.
     pub key: Option<Vec<u8>>,
+    /// The dictionary records (sealed in an encrypted repository).
+    pub dictionaries: Vec<DictionaryRecord>,
 }
 
 impl RepoMeta {
-    /// Keys of the meta table that make up a [`RepoMeta`] (config, key
-    /// file); a clone that copies a whole store file keeps these and drops
-    /// the other meta entries (remotes, marks), which belong to the source.
-    pub const KEYS: [&'static [u8]; 2] = [META_CONFIG, META_KEY];
+    /// Reads it from a store.
+    pub fn read(store: &dyn Store) -> Result<RepoMeta> {
+        let config = store
+            .get(Table::Meta, META_CONFIG)?
+            .ok_or(Error::BadMetadata { what: "repository config", source: crate::encoding::DecodeError::Truncated })?;
+        Ok(RepoMeta { config, key: store.get(Table::Meta, META_KEY)?, dictionaries: dictionaries::read(store)? })
+    }
+
+    /// Whether `key` of the meta table belongs to a [`RepoMeta`]; a clone
+    /// that copies a whole store file keeps these entries and drops the
+    /// others (remotes, marks), which belong to the source.
+    pub fn holds(key: &[u8]) -> bool {
+        key == META_CONFIG || key == META_KEY || dictionaries::is_key(key)
+    }
+
+    /// Whether `other` is the same repository (config and key file).
+    pub fn same_repository(&self, other: &RepoMeta) -> bool {
+        self.config == other.config && self.key == other.key
+    }
 
     /// The codec that verifies this repository's objects without a key:
     /// `Some` for an unencrypted repository, `None` for an encrypted one
     /// (its frames can then only be checked for shape).
     pub fn keyless_codec(&self) -> Result<Option<Codec>> {
         let config = decode_config(Path::new("<repository meta>"), &self.config)?;
-        Ok((!config.encrypted).then(|| Codec::new(None, config.zstd_level)))
+        if config.encrypted {
+            return Ok(None);
+        }
+        let codec = Codec::new(None, config.zstd_level);
+        dictionaries::install(&codec, &self.dictionaries);
+        Ok(Some(codec))
     }
+}
+
+fn put_dictionaries(tx: &mut dyn Transaction, records: &[DictionaryRecord]) -> Result<()> {
+    for (key, record) in records {
+        if !dictionaries::is_key(key) {
+            return Err(Error::BadMetadata {
+                what: "dictionary key",
+                source: crate::encoding::DecodeError::Invalid {
+                    what: "dictionary key length",
+                    value: key.len() as u64,
+                },
+            });
+        }
+        tx.put(Table::Meta, key, record)?;
+    }
+    Ok(())
 }
 
 /// Page cache of a store created by [`RawRepository::create_for_import`].
@@ -57,13 +97,6 @@ impl std::fmt::Debug for RawRepository {
     }
 }
 
-fn read_meta(store: &dyn Store) -> Result<RepoMeta> {
-    let config = store
-        .get(Table::Meta, META_CONFIG)?
-        .ok_or(Error::BadMetadata { what: "repository config", source: crate::encoding::DecodeError::Truncated })?;
-    Ok(RepoMeta { config, key: store.get(Table::Meta, META_KEY)? })
-}
-
 impl RawRepository {
     /// Opens the repository at `path` without asking for a passphrase.
     pub fn open(path: &Path) -> Result<RawRepository> {
@@ -78,7 +111,7 @@ impl RawRepository {
         let store = RedbStore::open(&file)?;
         let raw = store.get(Table::Meta, META_CONFIG)?.ok_or_else(|| Error::NotARepository(path.to_owned()))?;
         let config = decode_config(path, &raw)?;
-        Ok(Self::assemble(path.to_owned(), Box::new(store), config, Some(lock)))
+        Self::assemble(path.to_owned(), Box::new(store), config, Some(lock))
     }
 
     /// Creates a repository at `path` (absent or an empty directory) with
@@ -134,13 +167,34 @@ impl RawRepository {
         if let Some(key) = &meta.key {
             tx.put(Table::Meta, META_KEY, key)?;
         }
+        put_dictionaries(tx.as_mut(), &meta.dictionaries)?;
         tx.commit()?;
-        Ok(Self::assemble(path, store, config, lock))
+        Self::assemble(path, store, config, lock)
     }
 
-    fn assemble(path: PathBuf, store: Box<dyn Store>, config: Config, lock: Option<RepoLock>) -> RawRepository {
-        let codec = (!config.encrypted).then(|| Codec::new(None, config.zstd_level));
-        RawRepository { path, store, config, codec, _lock: lock }
+    fn assemble(path: PathBuf, store: Box<dyn Store>, config: Config, lock: Option<RepoLock>) -> Result<RawRepository> {
+        let codec = if config.encrypted { None } else { Some(codec_for(store.as_ref(), None, &config)?) };
+        Ok(RawRepository { path, store, config, codec, _lock: lock })
+    }
+
+    /// Stores the dictionaries of `records` that this repository lacks (a
+    /// replica needs them before objects compressed with them arrive) and
+    /// teaches them to the codec. Records under keys that cannot name a
+    /// dictionary are refused.
+    pub fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()> {
+        let have = dictionaries::read(self.store.as_ref())?;
+        let new: Vec<DictionaryRecord> =
+            records.iter().filter(|(k, _)| !have.iter().any(|(h, _)| h == k)).cloned().collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin()?;
+        put_dictionaries(tx.as_mut(), &new)?;
+        tx.commit()?;
+        if let Some(codec) = &self.codec {
+            dictionaries::install(codec, &new);
+        }
+        Ok(())
     }
 
     /// Unwraps the key with `passphrase` so that objects can be verified
@@ -155,13 +209,13 @@ impl RawRepository {
             .ok_or(Error::BadMetadata { what: "key file", source: crate::encoding::DecodeError::Truncated })?;
         let keyfile = KeyFile::decode(&raw).map_err(|source| Error::BadMetadata { what: "key file", source })?;
         let keys = keyfile.unwrap(passphrase).map_err(|_| Error::WrongPassphrase(self.path.clone()))?;
-        self.codec = Some(Codec::new(Some(keys), self.config.zstd_level));
+        self.codec = Some(codec_for(self.store.as_ref(), Some(keys), &self.config)?);
         Ok(())
     }
 
     /// The config record and key file, as stored.
     pub fn meta(&self) -> Result<RepoMeta> {
-        read_meta(self.store.as_ref())
+        RepoMeta::read(self.store.as_ref())
     }
 
     /// The repository directory.
@@ -195,7 +249,7 @@ impl Repository {
 
     /// The config record and key file, as stored.
     pub fn meta(&self) -> Result<RepoMeta> {
-        read_meta(self.store())
+        RepoMeta::read(self.store())
     }
 }
 

@@ -7,6 +7,7 @@
 //! revision, refs and stat records land in that same transaction, so a
 //! crash at any moment leaves the previous state intact.
 
+mod sample;
 mod scan;
 mod statcache;
 
@@ -55,6 +56,11 @@ impl Repository {
         let mut tree = pool.install(|| scan::scan_dir(&dir))?;
         let totals = scan::resolve_hard_links(&mut tree);
         tracing::debug!(files = totals.files, bytes = totals.bytes, elapsed = ?clock.elapsed(), "scanned");
+        if self.wants_dictionary() {
+            let samples = pool.install(|| sample::read(&tree));
+            self.train_dictionary(&samples)?;
+            tracing::debug!(samples = samples.len(), elapsed = ?clock.elapsed(), "dictionary step");
+        }
         progress.start(totals.files, totals.bytes);
         let chunker = Chunker::for_repo(self);
         let ((root, size, updates, reused), mut tx, stats) = self.write_objects(|sink| {
