@@ -405,6 +405,13 @@ pub enum RemoteAction {
         /// Replace an existing remote of that name.
         #[arg(short, long)]
         force: bool,
+        /// Read this server's access token from FILE when syncing with it (the file's path is
+        /// stored, not the token; --token-file on `sync` still wins).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Trust this PEM certificate for this server.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
     },
     /// List named replicas.
     List {

@@ -1,12 +1,49 @@
-//! Named remotes: `remote/NAME` -> path or URL in the repository's meta
-//! table, so they travel with nothing else and need no key.
+//! Named remotes: `remote/NAME` -> path or URL, and how to reach it, in
+//! the repository's meta table, so they travel with nothing else and need
+//! no key.
+
+use std::path::PathBuf;
 
 use monofs::repo::RawRepository;
 use monofs::store::Table;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
 
 const PREFIX: &str = "remote/";
+
+/// A named replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remote {
+    /// Directory or http(s):// URL.
+    pub url: String,
+    /// File holding the server's access token (never the token itself: it
+    /// would travel with every clone of the repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// A PEM certificate to trust for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Remote {
+    fn encode(&self) -> Vec<u8> {
+        if self.token_file.is_none() && self.ca_cert.is_none() {
+            return self.url.clone().into_bytes();
+        }
+        serde_json::to_vec(self).expect("a remote serialises")
+    }
+
+    /// A bare path or URL (as remotes were first stored), or the JSON form.
+    fn decode(raw: &[u8]) -> Remote {
+        if raw.first() == Some(&b'{')
+            && let Ok(r) = serde_json::from_slice(raw)
+        {
+            return r;
+        }
+        Remote { url: String::from_utf8_lossy(raw).into_owned(), ..Remote::default() }
+    }
+}
 
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -21,9 +58,9 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// Adds (or with `force`, replaces) remote `name`.
-pub fn add(repo: &RawRepository, name: &str, url: &str, force: bool) -> Result<()> {
+pub fn add(repo: &RawRepository, name: &str, remote: &Remote, force: bool) -> Result<()> {
     check_name(name)?;
-    if url.trim().is_empty() {
+    if remote.url.trim().is_empty() {
         return Err(SyncError::Invalid("the remote URL is empty".into()));
     }
     let key = format!("{PREFIX}{name}");
@@ -31,7 +68,7 @@ pub fn add(repo: &RawRepository, name: &str, url: &str, force: bool) -> Result<(
         return Err(SyncError::Invalid(format!("remote '{name}' exists already (remove it first)")));
     }
     let mut tx = repo.store().begin()?;
-    tx.put(Table::Meta, key.as_bytes(), url.as_bytes())?;
+    tx.put(Table::Meta, key.as_bytes(), &remote.encode())?;
     Ok(tx.commit()?)
 }
 
@@ -47,22 +84,22 @@ pub fn remove(repo: &RawRepository, name: &str) -> Result<()> {
 }
 
 /// Every remote, sorted by name.
-pub fn list(repo: &RawRepository) -> Result<Vec<(String, String)>> {
+pub fn list(repo: &RawRepository) -> Result<Vec<(String, Remote)>> {
     let mut out = Vec::new();
     repo.store().scan(Table::Meta, PREFIX.as_bytes(), &mut |k, v| {
-        out.push((String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned(), String::from_utf8_lossy(v).into_owned()));
+        out.push((String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned(), Remote::decode(v)));
         true
     })?;
     Ok(out)
 }
 
-/// The URL or path of remote `name`, if there is one.
-pub fn get(repo: &RawRepository, name: &str) -> Result<Option<String>> {
+/// Remote `name`, if there is one.
+pub fn get(repo: &RawRepository, name: &str) -> Result<Option<Remote>> {
     if check_name(name).is_err() {
         return Ok(None);
     }
     let key = format!("{PREFIX}{name}");
-    Ok(repo.store().get(Table::Meta, key.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    Ok(repo.store().get(Table::Meta, key.as_bytes())?.map(|v| Remote::decode(&v)))
 }
 
 #[cfg(test)]
@@ -73,12 +110,15 @@ mod tests {
     #[test]
     fn add_list_remove() {
         let repo = Repository::in_memory(InitOptions::default()).expect("repo").into_raw();
-        add(&repo, "backup", "http://127.0.0.1:1", false).expect("add");
-        assert!(add(&repo, "backup", "x", false).is_err());
-        assert!(add(&repo, "bad name", "x", false).is_err());
-        add(&repo, "disk", "/mnt/disk/repo", false).expect("add");
+        let url = |u: &str| Remote { url: u.into(), ..Remote::default() };
+        let http = Remote { token_file: Some("/etc/monofs/token".into()), ..url("http://127.0.0.1:1") };
+        add(&repo, "backup", &http, false).expect("add");
+        assert!(add(&repo, "backup", &url("x"), false).is_err());
+        assert!(add(&repo, "bad name", &url("x"), false).is_err());
+        add(&repo, "disk", &url("/mnt/disk/repo"), false).expect("add");
         assert_eq!(list(&repo).expect("list").len(), 2);
-        assert_eq!(get(&repo, "disk").expect("get").as_deref(), Some("/mnt/disk/repo"));
+        assert_eq!(get(&repo, "disk").expect("get"), Some(url("/mnt/disk/repo")));
+        assert_eq!(get(&repo, "backup").expect("get"), Some(http));
         remove(&repo, "disk").expect("remove");
         assert!(remove(&repo, "disk").is_err());
         assert_eq!(get(&repo, "disk").expect("get"), None);

@@ -1,7 +1,8 @@
 //! A long-lived Rust NFSv3 client (the `nfs3_client` crate) against
 //! `monofs serve`: create, write, mkdir, rename, read back; restart the
 //! server and keep using the same file handles; forged handles are refused;
-//! then `monofs commit` and `diff` show what the client did.
+//! then `monofs commit` and `diff` show what the client did. Clients that
+//! vanish mid-write or send garbage leave the repository consistent.
 
 use nfs3_client::Nfs3Client;
 use nfs3_client::Nfs3ConnectionBuilder;
@@ -64,6 +65,49 @@ fn serve(repo: &std::path::Path, port: u16) -> Server {
     panic!("server did not listen");
 }
 
+async fn mount(port: u16) -> (nfs_fh3, Nfs3Client<TokioIo<tokio::net::TcpStream>>) {
+    let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", "/")
+        .connect_from_privileged_port(false)
+        .mount_port(port)
+        .nfs3_port(port)
+        .mount()
+        .await
+        .expect("mount");
+    let root = conn.root_nfs_fh3();
+    (root, conn.into_nfs3_client())
+}
+
+async fn create(client: &mut Nfs3Client<TokioIo<tokio::net::TcpStream>>, dir: &nfs_fh3, n: &'static str) -> nfs_fh3 {
+    let created = client
+        .create(&CREATE3args {
+            where_: diropargs3 { dir: dir.clone(), name: name(n) },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        })
+        .await
+        .expect("create rpc");
+    fh(res(created, "create").obj)
+}
+
+async fn write(
+    client: &mut Nfs3Client<TokioIo<tokio::net::TcpStream>>,
+    file: &nfs_fh3,
+    offset: u64,
+    data: &[u8],
+    stable: stable_how,
+) {
+    let w = client
+        .write(&WRITE3args {
+            file: file.clone(),
+            offset,
+            count: data.len() as u32,
+            stable,
+            data: Opaque::borrowed(data),
+        })
+        .await
+        .expect("write rpc");
+    res(w, "write");
+}
+
 async fn reconnect(port: u16) -> Nfs3Client<TokioIo<tokio::net::TcpStream>> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     Nfs3Client::new(TokioIo::new(stream))
@@ -94,35 +138,10 @@ fn rust_client_survives_server_restart_with_its_handles() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(5).bytes(300_000);
     let (file, dir) = runtime.block_on(async {
-        let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", "/")
-            .connect_from_privileged_port(false)
-            .mount_port(port)
-            .nfs3_port(port)
-            .mount()
-            .await
-            .expect("mount");
-        let root = conn.root_nfs_fh3();
-        let mut client = conn.into_nfs3_client();
-        let created = client
-            .create(&CREATE3args {
-                where_: diropargs3 { dir: root.clone(), name: name("a") },
-                how: createhow3::UNCHECKED(sattr3::default()),
-            })
-            .await
-            .expect("create rpc");
-        let file = fh(res(created, "create").obj);
+        let (root, mut client) = mount(port).await;
+        let file = create(&mut client, &root, "a").await;
         for (i, part) in data.chunks(100_000).enumerate() {
-            let w = client
-                .write(&WRITE3args {
-                    file: file.clone(),
-                    offset: (i * 100_000) as u64,
-                    count: part.len() as u32,
-                    stable: stable_how::FILE_SYNC,
-                    data: Opaque::borrowed(part),
-                })
-                .await
-                .expect("write rpc");
-            res(w, "write");
+            write(&mut client, &file, (i * 100_000) as u64, part, stable_how::FILE_SYNC).await;
         }
         let made = client
             .mkdir(&MKDIR3args {
@@ -173,4 +192,47 @@ fn rust_client_survives_server_restart_with_its_handles() {
     ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
     assert!(std::fs::read(s.path("out/d/b")).expect("read") == data);
     assert!(!s.path("out/a").exists());
+}
+
+#[test]
+fn clients_vanishing_mid_write_or_sending_garbage_leave_it_consistent() {
+    use std::io::Write as _;
+
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 30000 + ((std::process::id() + 7919) % 20000) as u16;
+    let server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let data = monofs_fixtures::Rng::new(9).bytes(256 << 10);
+    let file = runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let file = create(&mut client, &root, "half").await;
+        // Unstable writes, never committed by the client, which then
+        // disappears without a word.
+        write(&mut client, &file, 0, &data[..128 << 10], stable_how::UNSTABLE).await;
+        file
+    });
+    // A client that dies in the middle of sending a WRITE: the record
+    // marker promises 1 MiB, a few KiB arrive, the socket closes.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    raw.write_all(&(0x8000_0000u32 | (1 << 20)).to_be_bytes()).expect("marker");
+    raw.write_all(&[0x5a; 4096]).expect("partial body");
+    drop(raw);
+    // Garbage, and a record larger than any request may be.
+    for junk in [vec![0xffu8; 64], (0x8000_0000u32 | 0x7fff_ffff).to_be_bytes().to_vec()] {
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        raw.write_all(&junk).expect("junk");
+        drop(raw);
+    }
+    // The server still serves what the first client wrote.
+    runtime.block_on(async {
+        let mut client = reconnect(port).await;
+        assert!(read_all(&mut client, &file).await == data[..128 << 10], "bytes written before the disconnect");
+    });
+    ok(&[&"commit", &repo, &"-m", &"after the disconnects"]);
+    drop(server);
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    assert!(std::fs::read(s.path("out/half")).expect("read") == data[..128 << 10]);
 }

@@ -129,6 +129,18 @@ fn http_clone_push_pull_and_tokens() {
     assert_eq!(noop["objects_sent"], 0);
     assert!(noop["wire_bytes"].as_u64().expect("n") < 100_000, "{noop}");
 
+    // A named remote remembers where its token is (not the token itself).
+    ok(&[&"remote", &"add", &repo, &"mirror", &server.url, &"--token-file", &token]);
+    let listed = ok(&[&"remote", &"list", &repo]);
+    assert!(listed.contains("mirror") && listed.contains("token in"), "{listed}");
+    assert!(!std::fs::read(repo.join("monofs.redb")).expect("read").windows(7).any(|w| w == b"tok-123"));
+    write(&data.join("a/named.txt"), b"via the named remote\n");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"named-remote"]);
+    let named = json(&ok(&[&"sync", &repo, &"mirror", &"--json"]));
+    assert!(named["objects_sent"].as_u64().expect("n") >= 2, "{named}");
+    let err = fails(&[&"sync", &repo, &"mirror", &"--token-file", &s.path("missing-token")], &[]);
+    assert!(err.contains("missing-token"), "the flag wins over the remote's file: {err}");
+
     // Clone over HTTP (the flag wins over a wrong variable), check out.
     let c1 = s.path("c1");
     ok_env(&[&"clone", &server.url, &c1, &"--token-file", &token], &[("MONOFS_TOKEN", "wrong")]);

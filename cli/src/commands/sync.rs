@@ -112,14 +112,20 @@ pub fn sync(a: SyncArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     }
     let mut local = Local::open(&a.repo, LOCK_WAIT)?;
     try_unlock(&mut local, &a.repo)?;
-    let target = match remotes::get(local.repo(), &a.remote)? {
-        Some(url) if !Path::new(&a.remote).exists() => url,
-        _ => a.remote.clone(),
+    let (target, client) = match remotes::get(local.repo(), &a.remote)? {
+        Some(r) if !Path::new(&a.remote).exists() => {
+            let client = ClientArgs {
+                token_file: a.client.token_file.clone().or(r.token_file),
+                ca_cert: a.client.ca_cert.clone().or(r.ca_cert),
+            };
+            (r.url, client)
+        }
+        _ => (a.remote.clone(), a.client),
     };
     if !monofs_sync::is_url(&target) && std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&a.repo).ok() {
         bail!("{} and {target} are the same repository", a.repo.display());
     }
-    let mut other = connect(&target, &a.client)?;
+    let mut other = connect(&target, &client)?;
     if let Other::Path(l) = &mut other {
         l.set_codec(local.codec().cloned());
     }
@@ -148,23 +154,37 @@ pub fn remote(a: RemoteArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
     let open =
         |repo: &Path| monofs::repo::RawRepository::open(repo).with_context(|| format!("opening {}", repo.display()));
     match a.action {
-        RemoteAction::Add { repo, name, url, force } => {
+        RemoteAction::Add { repo, name, url, force, token_file, ca_cert } => {
             let url = if monofs_sync::is_url(&url) {
                 url
             } else {
                 std::path::absolute(&url).with_context(|| url.clone())?.display().to_string()
             };
-            remotes::add(&open(&repo)?, &name, &url, force)?;
+            let absolute = |p: Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+                p.map(|p| std::path::absolute(&p).with_context(|| p.display().to_string())).transpose()
+            };
+            let remote = remotes::Remote { url, token_file: absolute(token_file)?, ca_cert: absolute(ca_cert)? };
+            remotes::add(&open(&repo)?, &name, &remote, force)?;
         }
         RemoteAction::Remove { repo, name } => remotes::remove(&open(&repo)?, &name)?,
         RemoteAction::List { repo, json } => {
             let list = remotes::list(&open(&repo)?)?;
             if json {
-                let v: Vec<_> = list.iter().map(|(n, u)| serde_json::json!({"name": n, "url": u})).collect();
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(n, r)| {
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        v["name"] = n.as_str().into();
+                        v
+                    })
+                    .collect();
                 style::print_json(&mut *ctx.out, &serde_json::Value::Array(v))?;
             } else {
-                for (n, u) in list {
-                    say!(ctx, "{n}\t{u}");
+                for (n, r) in list {
+                    match &r.token_file {
+                        Some(t) => say!(ctx, "{n}\t{}\t(token in {})", r.url, t.display()),
+                        None => say!(ctx, "{n}\t{}", r.url),
+                    }
                 }
             }
         }
