@@ -57,7 +57,7 @@ serve() {  # serve REPO: starts monofs serve --http, sets URL
     URL=http://127.0.0.1:$p
 }
 
-A=$S/a B=$S/b C=$S/c
+A=$S/a B=$S/b
 log "making the source repository (encrypted) with the kernel tree"
 "$MONOFS_BIN" init "$A" --encrypt >/dev/null
 "$MONOFS_BIN" commit "$A" --from "$WORK/linux" -m one >/dev/null
@@ -82,20 +82,23 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 # The clone into an empty directory copies the store file whole (mode
 # "file"); the pack clone it replaced (MONOFS_CLONE_WHOLE_FILE=0, mode
 # "packs") is measured too, alternated with it.
+# Every copy of a run goes to its own new directory, and all are deleted
+# together before the next run: deleting a 270 MB copy just before a
+# measurement slows that measurement (the file system is still busy
+# freeing it), so no command may follow a deletion that others do not.
 CLONES=() PACK_CLONES=() RSYNCS=() RSYNCS_FSYNC=()
 for i in 1 2 3; do
-    rm -rf "$B" "$C"
-    timed "clone_packs_$i" env -u MONOFS_PASSPHRASE MONOFS_CLONE_WHOLE_FILE=0 "$MONOFS_BIN" clone "$URL" "$B" --token-file "$S/token" --json
+    rm -rf "$B" "$S"/copy-*
+    timed "clone_packs_$i" env -u MONOFS_PASSPHRASE MONOFS_CLONE_WHOLE_FILE=0 "$MONOFS_BIN" clone "$URL" "$S/copy-packs" --token-file "$S/token" --json
     PACK_CLONES+=("${WALL[clone_packs_$i]}")
-    rm -rf "$B"
     timed "clone_http_$i" env -u MONOFS_PASSPHRASE "$MONOFS_BIN" clone "$URL" "$B" --token-file "$S/token" --json
     CLONES+=("${WALL[clone_http_$i]}")
-    timed "rsync_daemon_$i" rsync -a "rsync://127.0.0.1:$RP/bench/a/" "$C/"
+    timed "rsync_daemon_$i" rsync -a "rsync://127.0.0.1:$RP/bench/a/" "$S/copy-rsync/"
     RSYNCS+=("${WALL[rsync_daemon_$i]}")
-    rm -rf "$C"
-    timed "rsync_fsync_$i" rsync -a --fsync "rsync://127.0.0.1:$RP/bench/a/" "$C/"
+    timed "rsync_fsync_$i" rsync -a --fsync "rsync://127.0.0.1:$RP/bench/a/" "$S/copy-rsync-fsync/"
     RSYNCS_FSYNC+=("${WALL[rsync_fsync_$i]}")
 done
+rm -rf "$S"/copy-*
 WALL[clone_http]=$(median "${CLONES[@]}") WALL[rsync_daemon]=$(median "${RSYNCS[@]}")
 WALL[clone_packs]=$(median "${PACK_CLONES[@]}")
 CLONE_BYTES=$(jq .wire_bytes "$S/logs/clone_http_3.out")

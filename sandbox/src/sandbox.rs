@@ -190,14 +190,16 @@ impl Relay {
         std::thread::spawn(move || {
             let mut interrupts = 0;
             while let Ok(sig) = set.wait() {
-                if sig == Signal::SIGWINCH {
-                    if let Some(p) = pty.get() {
-                        p.resize();
-                    }
+                // A local terminal is resized here; otherwise the runtime
+                // gets the signal (a microVM passes the size on).
+                if sig == Signal::SIGWINCH && pty.get().is_some_and(Pty::resize) {
                     continue;
                 }
                 let Some(send) = t.lock().ok().and_then(|t| t.clone()) else {
-                    c.store(true, Ordering::SeqCst);
+                    // A resize is no reason to give up starting.
+                    if sig != Signal::SIGWINCH {
+                        c.store(true, Ordering::SeqCst);
+                    }
                     continue;
                 };
                 interrupts += usize::from(sig == Signal::SIGINT);

@@ -41,10 +41,13 @@ impl Pty {
         }
     }
 
-    /// Copies our terminal's size to the sandbox's (on SIGWINCH).
-    pub fn resize(&self) {
-        if let Some(ws) = sys::window_size(std::io::stdin().as_raw_fd()) {
-            let _ = sys::set_window_size(self.master.as_raw_fd(), &ws);
+    /// Copies our terminal's size to the sandbox's (on SIGWINCH); `false`
+    /// when that is not a terminal here (a microVM's console, which the
+    /// runtime resizes its own way).
+    pub fn resize(&self) -> bool {
+        match sys::window_size(std::io::stdin().as_raw_fd()) {
+            Some(ws) => sys::set_window_size(self.master.as_raw_fd(), &ws).is_ok(),
+            None => true,
         }
     }
 

@@ -241,10 +241,15 @@ impl HttpRemote {
         let mut buf = vec![0u8; 1 << 20];
         let mut left = left;
         while left > 0 {
+            // Whole pieces: hashing and writing a few KiB at a time (what
+            // one read returns) costs far more per byte than 1 MiB at once.
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = resp.read(&mut buf[..want]).map_err(broken)?;
-            if n == 0 {
-                return Err(cut());
+            let mut n = 0;
+            while n < want {
+                match resp.read(&mut buf[n..want]).map_err(broken)? {
+                    0 => return Err(cut()),
+                    got => n += got,
+                }
             }
             self.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
             out(len, &buf[..n])?;

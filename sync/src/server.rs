@@ -240,8 +240,12 @@ async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Re
         let mut hasher = blake3::Hasher::new();
         let mut pos = 0u64;
         while pos < len {
-            let mut piece = vec![0u8; STORE_PIECE.min((len - pos) as usize)];
-            if let Err(e) = std::io::Read::read_exact(&mut file, &mut piece) {
+            let want = STORE_PIECE.min((len - pos) as usize);
+            let mut piece = Vec::with_capacity(want);
+            let read = std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, want as u64), &mut piece);
+            if let Err(e) =
+                read.and_then(|n| if n == want { Ok(()) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) })
+            {
                 tracing::error!("sending the store file: {e}");
                 let _ = send.blocking_send(Err(e));
                 return;

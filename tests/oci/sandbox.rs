@@ -571,20 +571,58 @@ fn microvm_user_workdir_missing_command_and_timeout() {
 }
 
 /// `-t` in a microVM: the command's controlling terminal is the guest's
-/// virtio console, relayed to ours; an interactive shell works.
+/// virtio console, relayed to ours; an interactive shell works, and
+/// resizing our terminal (SIGWINCH) resizes the guest's.
 #[test]
 fn microvm_terminal_gives_an_interactive_shell() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let Some(env) = microvm_env("microvm_terminal_gives_an_interactive_shell") else { return };
-    let out = on_a_terminal(
-        &env,
-        "--isolation microvm -t --timeout 120s bb -- /bin/sh",
-        b"tty; stty size; echo sum=$((40+2)); exit 3\n",
-    );
-    let text = stdout(&out);
+    let size = nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let tty = nix::unistd::ttyname(&pty.slave).expect("ttyname");
+    let slave = || Stdio::from(pty.slave.try_clone().expect("dup"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+        .env("MONOCORE_HOME", env.home())
+        .args(["tmp", "--isolation", "microvm", "-t", "--timeout", "120s", "bb", "--", "/bin/sh"])
+        .stdin(slave())
+        .stdout(slave())
+        .stderr(slave())
+        .spawn()
+        .expect("spawn");
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let (mut master, seen) = (master.try_clone().expect("dup"), seen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once monocore, the last holder of the other end, is gone.
+            while let Ok(n @ 1..) = master.read(&mut buf) {
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(100);
+    while !text().contains("# ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text().contains("# "), "no shell prompt: {}", text());
+    let resized = Command::new("stty").arg("-F").arg(&tty).args(["rows", "33", "cols", "99"]).status().expect("stty");
+    assert!(resized.success());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGWINCH)
+        .expect("SIGWINCH");
+    std::thread::sleep(Duration::from_millis(500));
+    master.write_all(b"tty; stty size; echo sum=$((40+2)); exit 3\n").expect("type");
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    let text = text();
     eprintln!("{text}");
     assert!(text.contains("sum=42"), "{text}");
     assert!(text.contains("/dev/hvc0"), "the terminal is the guest's console: {text}");
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("33 99"), "the guest's console took the new size: {text}");
+    assert_eq!(status.code(), Some(3), "{text}");
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
 

@@ -85,12 +85,18 @@ impl Cpio {
 /// The part of `/init` that supervises the command, which `/run.sh`
 /// started in the background (`CMD=$!`): signal numbers read from the
 /// control port (`$PORT_signal`, one per line) are sent to the command,
-/// and init waits for it; meanwhile ash's `wait` reaps every child of pid
-/// 1, so orphans do not pile up. `$?` is then the command's status, 128+N
-/// when signal N killed it.
+/// and `winch ROWS COLS` lines resize its terminal (`$TTY`, with `-t`; the
+/// kernel then sends SIGWINCH to its foreground process group); init
+/// waits for it; meanwhile ash's `wait` reaps every child of pid 1, so
+/// orphans do not pile up. `$?` is then the command's status, 128+N when
+/// signal N killed it.
 macro_rules! supervise {
     () => {
-        r#"( while read -r s; do case $s in ''|*[!0-9]*) ;; *) kill -$s $CMD 2>/dev/null;; esac; done <$PORT_signal ) &
+        r#"( while read -r s r c; do case $s in
+  winch) [ -n "$TTY" ] && $B stty rows "$r" cols "$c" <$TTY 2>/dev/null;;
+  ''|*[!0-9]*) ;;
+  *) kill -$s $CMD 2>/dev/null;;
+esac; done <$PORT_signal ) &
 wait $CMD
 "#
     };
@@ -239,7 +245,7 @@ pub fn run_script(cmd: &GuestCommand) -> String {
         // The console stays open in init (fd 3): its input typed before the
         // command starts is kept, and its size set once holds.
         s.push_str("wait_for -c /dev/hvc0 \"no virtio console\"\n");
-        s.push_str(&format!("exec 3<>/dev/hvc0\n$B stty rows {rows} cols {cols} <&3\n"));
+        s.push_str(&format!("exec 3<>/dev/hvc0\nTTY=/dev/hvc0\n$B stty rows {rows} cols {cols} <&3\n"));
         run.push_str("$B setsid -c ");
     }
     run.push_str(&format!("{inside} env -i"));
@@ -538,6 +544,7 @@ mod tests {
     #[test]
     fn init_relays_signals_to_the_command_and_reports_its_status() {
         use std::io::{BufRead, Read, Write};
+        use std::os::fd::AsRawFd;
         let busybox = Path::new(super::super::BUSYBOX);
         if !busybox.exists() {
             eprintln!("SKIP init_relays_signals_to_the_command_and_reports_its_status: no {}", busybox.display());
@@ -557,11 +564,15 @@ mod tests {
             let fifo = dir.path().join(format!("signal{i}"));
             let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
             assert!(made.success());
+            // A terminal for `winch` lines to resize.
+            let pty = nix::pty::openpty(None, None).expect("openpty");
+            let tty = nix::unistd::ttyname(&pty.slave).expect("ttyname");
             let script = format!(
-                "PORT_signal={}\n{} sh -c {} &\nCMD=$!\n{SUPERVISE}echo \"exit:$?\"\n",
+                "B={bb}\nTTY={}\nPORT_signal={}\n$B sh -c {} &\nCMD=$!\n{SUPERVISE}echo \"exit:$?\"\n",
+                sh_quote(&tty.display().to_string()),
                 sh_quote(&fifo.display().to_string()),
-                busybox.display(),
-                sh_quote(command)
+                sh_quote(command),
+                bb = busybox.display(),
             );
             let mut init = std::process::Command::new(busybox)
                 .args(["sh", "-c", &script])
@@ -573,11 +584,13 @@ mod tests {
             out.read_line(&mut text).expect("read");
             assert_eq!(text, "ready\n");
             let mut port = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the control port");
-            port.write_all(b"junk\n\n15\n").expect("send");
+            port.write_all(b"junk\n\nwinch 33 99\nwinch x\n15\n").expect("send");
             drop(port);
             out.read_to_string(&mut text).expect("read");
             assert!(init.wait().expect("wait").success());
             assert_eq!(text, want, "{command}");
+            let ws = crate::sys::window_size(pty.master.as_raw_fd()).expect("window size");
+            assert_eq!((ws.ws_row, ws.ws_col), (33, 99), "the winch line resized the terminal");
         }
     }
 }

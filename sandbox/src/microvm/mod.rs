@@ -191,7 +191,7 @@ impl Runtime for MicrovmRuntime {
             workdir: spec.workdir.clone(),
             hostname: spec.hostname.clone(),
             // The size of our terminal when the command starts; later
-            // changes (SIGWINCH) do not reach the guest.
+            // changes travel on the control port ([`control_signaller`]).
             tty: spec.tty.then(|| {
                 sys::window_size(std::io::stdin().as_raw_fd())
                     .filter(|w| w.ws_row > 0 && w.ws_col > 0)
@@ -446,9 +446,11 @@ fn read_status(port: &mut UnixStream) -> String {
 
 /// Signals for the command in VM `qemu`: their numbers, one per line, on
 /// the control port, which the guest's init reads and sends on to the
-/// command. SIGKILL goes to QEMU, which stops the VM at once, and so does
-/// every signal when there is no port (it could not be duplicated); a port
-/// that fails means QEMU has gone, and the signal is dropped.
+/// command; SIGWINCH becomes `winch ROWS COLS` with our terminal's size,
+/// which init gives the guest's console. SIGKILL goes to QEMU, which stops
+/// the VM at once, and so does every other signal when there is no port
+/// (it could not be duplicated); a port that fails means QEMU has gone,
+/// and the signal is dropped.
 fn control_signaller(qemu: u32, control: Option<UnixStream>) -> Signaller {
     let qemu = Pid::from_raw(qemu as i32);
     let control = Mutex::new(control);
@@ -456,10 +458,18 @@ fn control_signaller(qemu: u32, control: Option<UnixStream>) -> Signaller {
         let Ok(port) = control.lock() else { return };
         match port.as_ref() {
             Some(port) if sig != Signal::SIGKILL => {
-                let line = format!("{}\n", sig as i32);
+                let line = if sig == Signal::SIGWINCH {
+                    match sys::window_size(std::io::stdin().as_raw_fd()) {
+                        Some(ws) => format!("winch {} {}\n", ws.ws_row, ws.ws_col),
+                        None => return,
+                    }
+                } else {
+                    format!("{}\n", sig as i32)
+                };
                 // MSG_NOSIGNAL: no SIGPIPE once QEMU has gone.
                 let _ = send(port.as_raw_fd(), line.as_bytes(), MsgFlags::MSG_NOSIGNAL);
             }
+            _ if sig == Signal::SIGWINCH => {}
             _ => {
                 let _ = kill(qemu, sig);
             }
