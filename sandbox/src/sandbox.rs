@@ -545,7 +545,8 @@ pub struct Listed {
     pub record: Record,
     /// `running`, or `dead` when its supervisor is gone (see `monocore clean`).
     pub status: &'static str,
-    /// Memory its processes use now.
+    /// Memory its processes use now: its memory cgroup's usage when it has
+    /// one (page cache included), else its processes' resident memory.
     pub memory: Option<u64>,
 }
 
@@ -557,7 +558,14 @@ pub fn list(home: &Path) -> Vec<Listed> {
         .into_iter()
         .map(|record| {
             let running = record.running();
-            let memory = layout.as_ref().filter(|_| running).and_then(|l| Cgroup::of(l, &record.id).memory_current());
+            let memory = running
+                .then(|| {
+                    layout
+                        .as_ref()
+                        .and_then(|l| Cgroup::of(l, &record.id).memory_current())
+                        .or_else(|| record.init.filter(Process::alive).and_then(|init| state::tree_resident(init.pid)))
+                })
+                .flatten();
             Listed { status: if running { "running" } else { "dead" }, memory, record }
         })
         .collect()

@@ -68,6 +68,35 @@ impl Process {
     }
 }
 
+/// Resident memory of process `root` and all its descendants (their RSS,
+/// summed; pages they share are counted once per process), from /proc.
+pub fn tree_resident(root: u32) -> Option<u64> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Field 4, after the parenthesised command name.
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split(' ').nth(2)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    let (mut total, mut todo, mut found) = (0u64, vec![root], false);
+    while let Some(pid) = todo.pop() {
+        // statm: size resident shared ... in pages.
+        if let Some(pages) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| s.split(' ').nth(1).and_then(|r| r.parse::<u64>().ok()))
+        {
+            total += pages * page;
+            found = true;
+        }
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    found.then_some(total)
+}
+
 /// `MONOCORE_HOME/sandboxes`.
 pub fn sandboxes_dir(home: &Path) -> PathBuf {
     home.join("sandboxes")
@@ -214,6 +243,17 @@ const MAX_SLOTS: u32 = 16_384;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn resident_memory_of_a_process_tree() {
+        let mut child = std::process::Command::new("sleep").arg("10").spawn().expect("sleep");
+        let alone = tree_resident(child.id()).expect("the child");
+        let tree = tree_resident(std::process::id()).expect("this process");
+        assert!(alone > 0 && tree > alone, "{alone} {tree}");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree_resident(u32::MAX - 1), None);
+    }
     use super::*;
 
     #[test]

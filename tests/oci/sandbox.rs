@@ -417,6 +417,10 @@ fn interrupt_stop_and_clean_leave_nothing_behind() {
 
     // `stop` ends one that ignores SIGTERM after the grace period.
     let (mut child, id) = started(&env, &["/bin/sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]);
+    // `ps` shows its memory, although it has no memory cgroup (no limit).
+    let listed = super::json(&env.ok(&[&"ps", &"--json"]));
+    let mine = listed.as_array().expect("array").iter().find(|s| s["id"] == id.as_str()).expect("listed");
+    assert!(mine["memory"].as_u64().is_some_and(|m| m > 100_000), "{mine}");
     // Others run beside it, from the same image store.
     assert_eq!(sh(&env, &[], "echo beside"), "beside\n");
     assert!(env.image_names().contains(&"bb".to_owned()));
