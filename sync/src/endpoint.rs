@@ -50,12 +50,35 @@ pub struct Update {
     pub revisions: Vec<ObjectId>,
 }
 
+/// What makes a replica the same repository, and which dictionaries it
+/// has; see [`Endpoint::identity`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Config record and key file; no dictionary records.
+    pub meta: RepoMeta,
+    /// Keys of the dictionaries it holds.
+    pub dictionaries: BTreeSet<Vec<u8>>,
+}
+
+impl Identity {
+    /// The identity of a full meta.
+    pub fn of(mut meta: RepoMeta) -> Identity {
+        let dictionaries = meta.dictionaries.drain(..).map(|(k, _)| k).collect();
+        Identity { meta, dictionaries }
+    }
+}
+
 /// A repository that objects and refs can be read from and written to.
 pub trait Endpoint: Send + Sync {
     /// Path or URL, for messages.
     fn describe(&self) -> String;
     /// Config record, key file and dictionaries.
     fn meta(&self) -> Result<RepoMeta>;
+    /// [`Endpoint::meta`] without the dictionaries' records, only their
+    /// keys: what a sync compares (the records travel only when missing).
+    fn identity(&self) -> Result<Identity> {
+        Ok(Identity::of(self.meta()?))
+    }
     /// Stores the dictionaries this side lacks, before objects compressed
     /// with them arrive.
     fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()>;

@@ -20,7 +20,9 @@ mod transfer;
 mod whole;
 pub mod wire;
 
-pub use endpoint::{Endpoint, LOCK_WAIT, Local, PackSender, PackSink, RefChange, RefState, StoreSender, Update};
+pub use endpoint::{
+    Endpoint, Identity, LOCK_WAIT, Local, PackSender, PackSink, RefChange, RefState, StoreSender, Update,
+};
 pub use error::{Result, SyncError};
 pub use http::{HttpRemote, is_url};
 pub use server::{ServeOptions, Server, serve};

@@ -138,8 +138,18 @@ fn json_reply<T: serde::Serialize>(v: &T) -> Result<Response> {
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |s| json_reply(&json::meta_to(&s.local.meta()?))).await
+async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
+    // `records=0`: dictionary keys only (a sync compares them; the records
+    // are fetched when the other side lacks one).
+    let records = !uri.query().unwrap_or("").split('&').any(|kv| kv == "records=0");
+    blocking(s, h, move |s| {
+        let mut meta = s.local.meta()?;
+        if !records {
+            meta.dictionaries.iter_mut().for_each(|(_, record)| record.clear());
+        }
+        json_reply(&json::meta_to(&meta))
+    })
+    .await
 }
 
 async fn ref_state(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {

@@ -23,7 +23,7 @@ use monofs::repo::{HEAD, RawRepository, RepoMeta, STORE_FILE, WORKTREE, WORKTREE
 use monofs::store::PackListing;
 use serde::Serialize;
 
-use crate::endpoint::{Endpoint, LOCK_WAIT, Local, RefChange, RefState, Update};
+use crate::endpoint::{Endpoint, Identity, LOCK_WAIT, Local, RefChange, RefState, Update};
 use crate::error::{Result, SyncError};
 use crate::wire::WireObject;
 
@@ -482,11 +482,13 @@ pub fn sync(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let start = Instant::now();
-    let (src_meta, dst_meta) = (src.meta()?, dst.meta()?);
-    if !src_meta.same_repository(&dst_meta) {
+    let (src_id, dst_id) = (src.identity()?, dst.identity()?);
+    if src_id.meta != dst_id.meta {
         return Err(SyncError::NotReplicas { a: src.describe(), b: dst.describe() });
     }
-    send_dictionaries(&src_meta, &dst_meta, dst)?;
+    if !src_id.dictionaries.is_subset(&dst_id.dictionaries) {
+        send_dictionaries(&src.meta()?, &dst_id, dst)?;
+    }
     let (ours, theirs) = (src.state()?, dst.state()?);
     let (changes, worktree_kept) = plan(src, dst, &ours, &theirs, codec)?;
     let revisions: Vec<ObjectId> = ours.revisions.difference(&theirs.revisions).copied().collect();
@@ -523,11 +525,11 @@ pub fn sync(
     })
 }
 
-/// Gives `dst` the dictionaries of `src` it lacks, so that the objects
-/// compressed with them can be verified and read there.
-fn send_dictionaries(src: &RepoMeta, dst: &RepoMeta, to: &dyn Endpoint) -> Result<()> {
-    let missing: Vec<_> =
-        src.dictionaries.iter().filter(|(k, _)| !dst.dictionaries.iter().any(|(d, _)| d == k)).cloned().collect();
+/// Gives `to` (whose identity is `dst`) the dictionaries of `src` it
+/// lacks, so that the objects compressed with them can be verified and
+/// read there.
+fn send_dictionaries(src: &RepoMeta, dst: &Identity, to: &dyn Endpoint) -> Result<()> {
+    let missing: Vec<_> = src.dictionaries.iter().filter(|(k, _)| !dst.dictionaries.contains(k)).cloned().collect();
     if missing.is_empty() { Ok(()) } else { to.add_dictionaries(&missing) }
 }
 
@@ -560,7 +562,7 @@ pub fn clone_with(
             return Err(SyncError::DestinationExists(dst.to_owned()));
         }
         // The source may have trained a dictionary since the clone began.
-        send_dictionaries(&meta, &mine, &local)?;
+        send_dictionaries(&meta, &Identity::of(mine), &local)?;
         local
     } else {
         let local = Local::new(RawRepository::create_for_import(dst, &meta)?);

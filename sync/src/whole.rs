@@ -267,21 +267,21 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
         // Sealed and no key: no object can be authenticated (on any path);
         // reading every frame back only to check its shape would add
         // nothing to the checksum of the whole file (docs/SYNC.md).
-        None => store.list_objects()?.len() as u64,
+        None => store.count(Table::Objects)?,
     };
     tracing::debug!("{objects} objects verified in {:?}", t.elapsed());
     let mut tx = store.begin()?;
-    for table in [Table::StatCache, Table::Inodes, Table::Meta] {
-        let mut keys = Vec::new();
-        store.scan(table, b"", &mut |k, _| {
-            if table != Table::Meta || !RepoMeta::holds(k) {
-                keys.push(k.to_vec());
-            }
-            true
-        })?;
-        for k in keys {
-            tx.delete(table, &k)?;
+    tx.clear(Table::StatCache)?;
+    tx.clear(Table::Inodes)?;
+    let mut keys = Vec::new();
+    store.scan(Table::Meta, b"", &mut |k, _| {
+        if !RepoMeta::holds(k) {
+            keys.push(k.to_vec());
         }
+        true
+    })?;
+    for k in keys {
+        tx.delete(Table::Meta, &k)?;
     }
     tx.commit()?;
     Ok(objects)

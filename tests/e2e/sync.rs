@@ -501,6 +501,9 @@ fn dictionaries_reach_replicas_before_the_objects_that_need_them() {
         std::fs::write(&token, "tok").expect("token");
         let server = serve(&mirror, &token);
         ok_env(&[&"sync", &repo, &server.url, &"--token-file", &token], env);
+        // Once both have it, a sync compares dictionary keys, not records.
+        let noop = json(&ok_env(&[&"sync", &repo, &server.url, &"--token-file", &token, &"--json"], env));
+        assert!(noop["wire_bytes"].as_u64().expect("n") < 10_000, "{noop}");
         drop(server);
         // A clone made now carries it from the start.
         let fresh = s.path("fresh");

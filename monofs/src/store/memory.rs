@@ -72,6 +72,16 @@ impl Transaction for MemoryTxn<'_> {
         Ok(())
     }
 
+    fn clear(&mut self, table: Table) -> StoreResult<()> {
+        let keys: Vec<Vec<u8>> = self.store.tables.read().map_err(poisoned)?[index(table)].keys().cloned().collect();
+        let changes = &mut self.changes[index(table)];
+        changes.retain(|_, v| v.is_none());
+        for k in keys {
+            changes.insert(k, None);
+        }
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> StoreResult<()> {
         let mut tables = self.store.tables.write().map_err(poisoned)?;
         let MemoryTxn { changes, .. } = *self;

@@ -115,6 +115,16 @@ pub trait Store: Send + Sync {
         self.scan(table, prefix, &mut |k, v| f(k, v.len() as u64))
     }
 
+    /// How many entries `table` holds.
+    fn count(&self, table: Table) -> StoreResult<u64> {
+        let mut n = 0;
+        self.scan_lengths(table, b"", &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
     /// Every object, in the order the backend stores them (so that reading
     /// them in this order reads the store sequentially). Used to copy a
     /// whole repository.
@@ -178,6 +188,9 @@ pub trait Transaction {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Inserts or replaces.
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()>;
+    /// Removes every entry of `table` (not [`Table::Objects`], whose
+    /// entries point into packs).
+    fn clear(&mut self, table: Table) -> StoreResult<()>;
     /// Inserts an object's stored frame. `metadata` marks directories, chunk
     /// lists and revisions, which a backend may keep apart from file data
     /// so that walking trees reads little.
@@ -246,6 +259,25 @@ mod tests {
         tx.delete(Table::Refs, b"b").expect("delete");
         tx.commit().expect("commit");
         assert!(!store.has(Table::Refs, b"b").expect("has"));
+
+        // clear drops what was committed and what the transaction added,
+        // and nothing of other tables; the table stays usable.
+        let mut tx = store.begin().expect("begin");
+        tx.put(Table::StatCache, b"s1", b"x").expect("put");
+        tx.put(Table::StatCache, b"s2", b"y").expect("put");
+        tx.commit().expect("commit");
+        assert_eq!(store.count(Table::StatCache).expect("count"), 2);
+        let refs = store.count(Table::Refs).expect("count");
+        let mut tx = store.begin().expect("begin");
+        tx.put(Table::StatCache, b"s3", b"z").expect("put");
+        tx.clear(Table::StatCache).expect("clear");
+        tx.commit().expect("commit");
+        assert_eq!(store.count(Table::StatCache).expect("count"), 0);
+        assert_eq!(store.count(Table::Refs).expect("count"), refs);
+        let mut tx = store.begin().expect("begin");
+        tx.put(Table::StatCache, b"s4", b"w").expect("put");
+        tx.commit().expect("commit");
+        assert_eq!(store.get(Table::StatCache, b"s4").expect("get"), Some(b"w".to_vec()));
     }
 
     fn batch_reads(store: &dyn Store) {

@@ -15,7 +15,8 @@ mod packs;
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle,
 };
 
 use super::{
@@ -194,6 +195,12 @@ fn scan_lengths_in(
     Ok(())
 }
 
+fn count_in(db: &impl ReadableDatabase, table: Table) -> StoreResult<u64> {
+    let tx = db.begin_read().map_err(err)?;
+    // redb keeps each table's length: no scan.
+    tx.open_table(def(table)).map_err(err)?.len().map_err(err)
+}
+
 /// The objects table's entries with their locations, in pack order.
 fn locations(tx: &ReadTransaction) -> StoreResult<Vec<(Vec<u8>, Location)>> {
     let t = tx.open_table(def(Table::Objects)).map_err(err)?;
@@ -305,6 +312,10 @@ impl Store for RedbStore {
         scan_in(&self.db, table, prefix, f)
     }
 
+    fn count(&self, table: Table) -> StoreResult<u64> {
+        count_in(&self.db, table)
+    }
+
     fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
         scan_lengths_in(&self.db, table, prefix, f)
     }
@@ -384,6 +395,17 @@ impl Transaction for RedbTxn {
 
     fn set_relaxed(&mut self) -> StoreResult<()> {
         self.tx.set_durability(redb::Durability::None).map_err(err)
+    }
+
+    fn clear(&mut self, table: Table) -> StoreResult<()> {
+        if table == Table::Objects {
+            return Err(corrupt("the object index cannot be cleared"));
+        }
+        // Dropping the whole b-tree frees its pages at once; deleting entry
+        // by entry would rewrite them.
+        self.tx.delete_table(def(table)).map_err(err)?;
+        self.tx.open_table(def(table)).map_err(err)?;
+        Ok(())
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {
