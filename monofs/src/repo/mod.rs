@@ -281,7 +281,13 @@ impl Repository {
     /// `kind`.
     pub fn read(&self, id: &ObjectId, kind: Kind) -> Result<Vec<u8>> {
         let stored = self.store.get(Table::Objects, id.as_bytes())?.ok_or(Error::MissingObject(*id))?;
-        let (found, plain) = self.codec.open(id, &stored).map_err(|source| Error::Corrupt { id: *id, source })?;
+        self.open_frame(id, kind, &stored)
+    }
+
+    /// Verifies and opens the stored frame of object `id`, which must be
+    /// of `kind`; see [`Repository::read`].
+    pub fn open_frame(&self, id: &ObjectId, kind: Kind, stored: &[u8]) -> Result<Vec<u8>> {
+        let (found, plain) = self.codec.open(id, stored).map_err(|source| Error::Corrupt { id: *id, source })?;
         if found != kind {
             return Err(Error::Malformed {
                 id: *id,

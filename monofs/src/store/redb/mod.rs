@@ -29,8 +29,11 @@ type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const PACKS: Def = TableDefinition::new("packs");
 
 /// redb's page cache; it holds at most half in unwritten pages, so this
-/// bounds the memory a large commit needs (the OS page cache does the rest).
-const CACHE_BYTES: usize = 256 << 20;
+/// bounds the memory a large commit needs (the OS page cache does the
+/// rest). 64 MiB holds the object index of a repository of some 100k files
+/// many times over; 256 MiB made the peak memory of the first commit of the
+/// Linux tree 345 MB instead of 160 MB for 3% less time.
+const CACHE_BYTES: usize = 64 << 20;
 
 fn builder() -> redb::Builder {
     builder_with_cache(CACHE_BYTES)
