@@ -213,6 +213,9 @@ pub type Layout = Vec<(u64, ObjectId, u64)>;
 pub struct ChunkCache {
     inner: std::sync::Mutex<CacheInner>,
     capacity: usize,
+    /// Chunks being read: a read-ahead and the read it runs ahead of wait
+    /// for one another instead of reading a chunk twice.
+    flights: crate::flights::Flights<ObjectId, std::sync::Arc<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -225,23 +228,31 @@ struct CacheInner {
 impl ChunkCache {
     /// A cache holding up to `capacity` bytes of chunks.
     pub fn new(capacity: usize) -> ChunkCache {
-        ChunkCache { inner: std::sync::Mutex::new(CacheInner::default()), capacity }
+        ChunkCache { inner: std::sync::Mutex::new(CacheInner::default()), capacity, flights: Default::default() }
     }
 
-    /// Whether the chunk is cached.
+    /// Whether the chunk is cached or being read.
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.inner.lock().is_ok_and(|inner| inner.map.contains_key(id))
+        self.inner.lock().is_ok_and(|inner| inner.map.contains_key(id)) || self.flights.contains(id)
     }
 
-    /// The chunk, from the cache or read (and verified) from `repo`.
+    /// The chunk, from the cache or read (and verified) from `repo`; a
+    /// chunk another thread is reading is waited for, not read twice.
     pub fn get(&self, repo: &Repository, id: &ObjectId) -> Result<std::sync::Arc<Vec<u8>>> {
         if let Some(hit) = self.inner.lock().map_err(|_| Error::Aborted)?.map.get(id) {
             return Ok(hit.clone());
         }
-        let data = std::sync::Arc::new(repo.read(id, Kind::Chunk)?);
+        self.flights.load(*id, || {
+            let data = std::sync::Arc::new(repo.read(id, Kind::Chunk)?);
+            self.insert(*id, data.clone())?;
+            Ok(data)
+        })
+    }
+
+    fn insert(&self, id: ObjectId, data: std::sync::Arc<Vec<u8>>) -> Result<()> {
         let mut inner = self.inner.lock().map_err(|_| Error::Aborted)?;
-        if inner.map.insert(*id, data.clone()).is_none() {
-            inner.order.push_back(*id);
+        if inner.map.insert(id, data.clone()).is_none() {
+            inner.order.push_back(id);
             inner.bytes += data.len();
         }
         while inner.bytes > self.capacity {
@@ -250,7 +261,7 @@ impl ChunkCache {
                 inner.bytes -= gone.len();
             }
         }
-        Ok(data)
+        Ok(())
     }
 }
 
@@ -321,5 +332,41 @@ impl Repository {
         let bytes = self.read_range(content, layout, cache, offset, buf.len())?;
         buf[..bytes.len()].copy_from_slice(&bytes);
         Ok(bytes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InitOptions;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_chunk_read_by_many_threads_at_once_is_read_once() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let mut tx = repo.begin().expect("begin");
+        let id = repo.put_object(tx.as_mut(), Kind::Chunk, &vec![7u8; 1 << 20]).expect("put");
+        tx.commit().expect("commit");
+        let cache = ChunkCache::new(8 << 20);
+        let got: Vec<Arc<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| cache.get(&repo, &id).expect("get"))).collect();
+            handles.into_iter().map(|h| h.join().expect("join")).collect()
+        });
+        // One read: every thread holds the very same buffer.
+        assert!(got.iter().all(|g| Arc::ptr_eq(g, &got[0]) && g.len() == 1 << 20));
+        assert!(cache.contains(&id));
+    }
+
+    #[test]
+    fn a_failed_read_is_reported_to_every_waiter_and_forgotten() {
+        let repo = Repository::in_memory(InitOptions::default()).expect("repo");
+        let missing = ObjectId([9; 32]);
+        let cache = ChunkCache::new(1 << 20);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| assert!(matches!(cache.get(&repo, &missing), Err(Error::MissingObject(_)))));
+            }
+        });
+        assert!(!cache.contains(&missing), "nothing left loading");
     }
 }

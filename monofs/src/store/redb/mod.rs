@@ -12,7 +12,9 @@
 
 mod packs;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -61,6 +63,64 @@ fn corrupt(what: &str) -> StoreError {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    recent: Arc<RecentPacks>,
+}
+
+/// Packs read lately, kept whole: a file read front to back reads the
+/// objects of one pack one after the other, and redb's page cache keeps
+/// pages as large as packs poorly (it read each pack about ten times over
+/// with a 64 MiB cache). Emptied by every commit here, as pack ids can be
+/// reused once compaction has dropped the newest packs.
+#[derive(Default)]
+struct RecentPacks {
+    recent: Mutex<Recent>,
+    /// Packs being read: threads reading objects of one pack at once (a
+    /// read and its read-ahead) read it once.
+    flights: crate::flights::Flights<u64, Arc<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Recent {
+    packs: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Counts clears: a pack read before one is not kept after it.
+    generation: u64,
+}
+
+/// How many packs [`RecentPacks`] keeps (about 1 MiB each).
+const RECENT_PACKS: usize = 8;
+
+impl RecentPacks {
+    /// The generation to give [`RecentPacks::put`]: taken before the read
+    /// transaction begins, so a pack from before a clear is never kept.
+    fn generation(&self) -> u64 {
+        self.recent.lock().map_or(u64::MAX, |r| r.generation)
+    }
+
+    /// Pack `id`, if kept.
+    fn get(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+        let r = self.recent.lock().ok()?;
+        r.packs.iter().find(|(p, _)| *p == id).map(|(_, pack)| pack.clone())
+    }
+
+    /// Keeps pack `id`, read in `generation`, unless a clear came since.
+    fn put(&self, id: u64, pack: Arc<Vec<u8>>, generation: u64) {
+        if let Ok(mut r) = self.recent.lock()
+            && r.generation == generation
+            && !r.packs.iter().any(|(p, _)| *p == id)
+        {
+            if r.packs.len() == RECENT_PACKS {
+                r.packs.pop_front();
+            }
+            r.packs.push_back((id, pack));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut r) = self.recent.lock() {
+            r.packs.clear();
+            r.generation += 1;
+        }
+    }
 }
 
 /// A read-only handle on a redb store; it never writes to the file.
@@ -87,7 +147,7 @@ impl RedbStore {
         }
         tx.open_table(PACKS).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbStore { db, path: path.to_owned() })
+        Ok(RedbStore { db, path: path.to_owned(), recent: Arc::default() })
     }
 
     /// Opens an existing database file, adding tables that a newer build
@@ -116,7 +176,7 @@ impl RedbStore {
             }
             tx.commit().map_err(err)?;
         }
-        Ok(RedbStore { db, path: path.to_owned() })
+        Ok(RedbStore { db, path: path.to_owned(), recent: Arc::default() })
     }
 
     /// Opens an existing database file for reading only.
@@ -125,21 +185,37 @@ impl RedbStore {
     }
 }
 
-fn read_object(tx: &ReadTransaction, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+/// The stored frame of object `key`, its pack taken from `recent` when
+/// there (and kept there once read) if given, with the generation taken
+/// before `tx` began.
+fn read_object(tx: &ReadTransaction, key: &[u8], recent: Option<(&RecentPacks, u64)>) -> StoreResult<Option<Vec<u8>>> {
     let index = tx.open_table(def(Table::Objects)).map_err(err)?;
     let Some(loc) = index.get(key).map_err(err)? else {
         return Ok(None);
     };
     let loc = Location::decode(loc.value()).ok_or_else(|| corrupt("bad object location"))?;
+    let frame =
+        |pack: &[u8]| loc.slice(pack).map(<[u8]>::to_vec).map(Some).ok_or_else(|| corrupt("object outside its pack"));
     let packs = tx.open_table(PACKS).map_err(err)?;
-    let pack = packs.get(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"))?;
-    loc.slice(pack.value()).map(<[u8]>::to_vec).map(Some).ok_or_else(|| corrupt("object outside its pack"))
+    let read_pack = || packs.get(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"));
+    let Some((recent, generation)) = recent else {
+        return frame(read_pack()?.value());
+    };
+    if let Some(pack) = recent.get(loc.pack) {
+        return frame(&pack);
+    }
+    let pack = recent.flights.load(loc.pack, || {
+        let pack = Arc::new(read_pack()?.value().to_vec());
+        recent.put(loc.pack, pack.clone(), generation);
+        Ok::<_, StoreError>(pack)
+    })?;
+    frame(&pack)
 }
 
 fn get_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
     let tx = db.begin_read().map_err(err)?;
     if table == Table::Objects {
-        return read_object(&tx, key);
+        return read_object(&tx, key, None);
     }
     let t = tx.open_table(def(table)).map_err(err)?;
     Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
@@ -165,7 +241,7 @@ fn scan_in(
             break;
         }
         let go_on = if table == Table::Objects {
-            let value = read_object(&tx, k.value())?.ok_or_else(|| corrupt("object vanished"))?;
+            let value = read_object(&tx, k.value(), None)?.ok_or_else(|| corrupt("object vanished"))?;
             f(k.value(), &value)
         } else {
             f(k.value(), v.value())
@@ -304,6 +380,11 @@ impl Store for ReadOnlyStore {
 
 impl Store for RedbStore {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if table == Table::Objects {
+            let generation = self.recent.generation();
+            let tx = self.db.begin_read().map_err(err)?;
+            return read_object(&tx, key, Some((&self.recent, generation)));
+        }
         get_in(&self.db, table, key)
     }
 
@@ -340,7 +421,8 @@ impl Store for RedbStore {
     }
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
-        Ok(Box::new(RedbTxn { tx: self.db.begin_write().map_err(err)?, packs: PackWriter::default() }))
+        let tx = self.db.begin_write().map_err(err)?;
+        Ok(Box::new(RedbTxn { tx, packs: PackWriter::default(), recent: self.recent.clone() }))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
@@ -355,7 +437,7 @@ impl Store for RedbStore {
 
     fn compact(&mut self) -> StoreResult<()> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut txn = RedbTxn { tx, packs: PackWriter::default() };
+        let mut txn = RedbTxn { tx, packs: PackWriter::default(), recent: self.recent.clone() };
         packs::repack(&txn.tx, &mut txn.packs)?;
         Box::new(txn).commit()?;
         self.db.compact().map_err(err)?;
@@ -366,6 +448,7 @@ impl Store for RedbStore {
 struct RedbTxn {
     tx: redb::WriteTransaction,
     packs: PackWriter,
+    recent: Arc<RecentPacks>,
 }
 
 impl Transaction for RedbTxn {
@@ -421,6 +504,59 @@ impl Transaction for RedbTxn {
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.packs.flush(&self.tx)?;
-        self.tx.commit().map_err(err)
+        self.tx.commit().map_err(err)?;
+        self.recent.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_packs_forget_on_clear_and_refuse_stale_reads() {
+        let recent = RecentPacks::default();
+        let pack = |b: &[u8]| Arc::new(b.to_vec());
+        let before = recent.generation();
+        recent.put(1, pack(b"one"), before);
+        assert_eq!(recent.get(1).as_deref().map(Vec::as_slice), Some(&b"one"[..]));
+        recent.clear();
+        assert!(recent.get(1).is_none(), "a commit empties it");
+        recent.put(2, pack(b"read before the commit"), before);
+        assert!(recent.get(2).is_none(), "a pack read before a clear is not kept");
+        let now = recent.generation();
+        for id in 0..(RECENT_PACKS as u64 + 2) {
+            recent.put(id, pack(b"p"), now);
+        }
+        assert!(recent.get(0).is_none() && recent.get(RECENT_PACKS as u64 + 1).is_some(), "oldest dropped first");
+    }
+
+    #[test]
+    fn reads_after_compaction_see_the_rewritten_packs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = RedbStore::create(&dir.path().join("s.redb")).expect("create");
+        let mut tx = store.begin().expect("begin");
+        for i in 0..40u8 {
+            tx.put_object(&[i; 32], &vec![i; 100_000], false).expect("put");
+        }
+        tx.commit().expect("commit");
+        // Read (and keep) the packs, then drop most objects and compact:
+        // packs are rewritten, and their ids may come back.
+        for i in 0..40u8 {
+            assert_eq!(store.get(Table::Objects, &[i; 32]).expect("get"), Some(vec![i; 100_000]));
+        }
+        let mut tx = store.begin().expect("begin");
+        for i in 0..38u8 {
+            tx.delete(Table::Objects, &[i; 32]).expect("delete");
+        }
+        tx.commit().expect("commit");
+        store.compact().expect("compact");
+        let mut tx = store.begin().expect("begin");
+        tx.put_object(&[99; 32], &vec![99; 100_000], false).expect("put");
+        tx.commit().expect("commit");
+        for i in [38u8, 39, 99] {
+            assert_eq!(store.get(Table::Objects, &[i; 32]).expect("get"), Some(vec![i; 100_000]), "{i}");
+        }
     }
 }
