@@ -35,8 +35,13 @@ pub const ROOT: Ino = 1;
 /// How far ahead of a read stored chunks are fetched.
 const READ_AHEAD: u64 = 4 << 20;
 
-/// Dirty file bytes held in memory before a write forces a flush.
-const MAX_DIRTY: u64 = 512 << 20;
+/// Dirty file bytes held in memory before a write forces a flush (512 MiB
+/// made a mount process peak at 1 GB writing one large file).
+const MAX_DIRTY: u64 = 256 << 20;
+
+/// Verified chunks kept for readers (sequential reads need only the
+/// read-ahead; the kernel's page cache keeps what was read).
+const CHUNK_CACHE: usize = 64 << 20;
 
 const META_NEXT_INO: &[u8] = b"next_ino";
 
@@ -451,7 +456,7 @@ impl Vfs {
         };
         let vfs = Vfs {
             repo,
-            cache: Arc::new(ChunkCache::new(256 << 20)),
+            cache: Arc::new(ChunkCache::new(CHUNK_CACHE)),
             state: Mutex::new(state),
             read_only: matches!(tree, Tree::Revision(_)),
             tree_ref: tree.ref_name(),
