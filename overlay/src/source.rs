@@ -121,6 +121,23 @@ impl ImageDir {
         Err(Error::NotAnImage(self.shown.clone()))
     }
 
+    /// The image among `chosen` (those matching `want`, or all): the only
+    /// one, or the first of several when `want` named them; `names` are the
+    /// source's references, for the error when there is none or no name
+    /// picks one.
+    fn pick<'a, T>(&self, chosen: &[&'a T], want: Option<&str>, names: Vec<String>) -> Result<&'a T> {
+        match chosen {
+            [one] => Ok(*one),
+            [] => Err(Error::NoSuchRef {
+                path: self.shown.clone(),
+                name: want.unwrap_or_default().to_owned(),
+                refs: names,
+            }),
+            _ if want.is_none() => Err(Error::AmbiguousRef { path: self.shown.clone(), refs: names }),
+            [first, ..] => Ok(*first),
+        }
+    }
+
     fn resolve_layout(&self, index: &Index, want: Option<&str>, platform: &Platform) -> Result<ResolvedImage> {
         let names: Vec<String> =
             index.manifests.iter().filter_map(|d| d.annotations.get(spec::REF_NAME).cloned()).collect();
@@ -135,20 +152,7 @@ impl ImageDir {
                 .collect(),
             None => index.manifests.iter().collect(),
         };
-        let desc = match chosen.as_slice() {
-            [one] => *one,
-            [] => {
-                return Err(Error::NoSuchRef {
-                    path: self.shown.clone(),
-                    name: want.unwrap_or_default().to_owned(),
-                    refs: names,
-                });
-            }
-            _ if want.is_none() => {
-                return Err(Error::AmbiguousRef { path: self.shown.clone(), refs: names });
-            }
-            [first, ..] => *first,
-        };
+        let desc = self.pick(&chosen, want, names)?;
         let (manifest_digest, manifest) = self.manifest_for(desc, platform, 0)?;
         let config = read_blob(&self.root, &manifest.config, "image config")?;
         let mut layers = Vec::new();
@@ -207,18 +211,7 @@ impl ImageDir {
                 .collect(),
             None => items.iter().collect(),
         };
-        let item = match chosen.as_slice() {
-            [one] => *one,
-            [] => {
-                return Err(Error::NoSuchRef {
-                    path: self.shown.clone(),
-                    name: want.unwrap_or_default().to_owned(),
-                    refs: names,
-                });
-            }
-            _ if want.is_none() => return Err(Error::AmbiguousRef { path: self.shown.clone(), refs: names }),
-            [first, ..] => *first,
-        };
+        let item = self.pick(&chosen, want, names)?;
         let inside = |rel: &str| -> Result<PathBuf> {
             if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
                 return Err(Error::invalid("manifest.json", format!("path '{rel}' leaves the archive")));

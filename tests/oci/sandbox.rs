@@ -462,11 +462,14 @@ fn a_terminal_gives_an_interactive_shell() {
     assert_eq!(out.status.code(), Some(3), "{text}");
 }
 
-#[test]
-fn network_scopes_reach_what_they_say() {
-    let Some(env) = sandbox_env("network_scopes_reach_what_they_say") else { return };
-    // A host service the sandbox may reach through its veth pair; only
-    // sandbox addresses get an answer.
+/// Held by the tests that give sandboxes a network: each checks that no
+/// nftables table of any sandbox is left, which another one running at the
+/// same time would have.
+static NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A host service on all addresses that answers `pong` to sandbox
+/// addresses (10.200/16) only; its port.
+fn pong_server() -> u16 {
     let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
@@ -477,6 +480,16 @@ fn network_scopes_reach_what_they_say() {
             }
         }
     });
+    port
+}
+
+#[test]
+fn network_scopes_reach_what_they_say() {
+    let Some(env) = sandbox_env("network_scopes_reach_what_they_say") else { return };
+    let _network = NETWORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A host service the sandbox may reach through its veth pair; only
+    // sandbox addresses get an answer.
+    let port = pong_server();
     let probe = format!(
         "ip route | grep -q default && echo routed || echo unrouted; gw=$(ip route | grep default | cut -d' ' -f3); \
          [ -n \"$gw\" ] && busybox nc -w 3 $gw {port} </dev/null || echo no-answer"
@@ -676,16 +689,8 @@ fn microvm_volumes_bind_host_directories() {
 #[test]
 fn microvm_network_scopes_reach_what_they_say() {
     let Some(env) = microvm_env("microvm_network_scopes_reach_what_they_say") else { return };
-    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            if conn.peer_addr().is_ok_and(|a| a.to_string().starts_with("10.200.")) {
-                use std::io::Write;
-                let _ = conn.write_all(b"pong\n");
-            }
-        }
-    });
+    let _network = NETWORK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let port = pong_server();
     let probe = format!(
         "grep -q nameserver /etc/resolv.conf && echo resolv; \
          ip route | grep -q default && echo routed || echo unrouted; gw=$(ip route | grep default | cut -d' ' -f3); \

@@ -70,6 +70,22 @@ fn codec_for(store: &dyn Store, keys: Option<Keys>, config: &Config) -> Result<C
     Ok(codec)
 }
 
+/// Makes `path` ready to hold a new repository (created when missing, else
+/// empty) and locks it.
+fn claim_new(path: &Path) -> Result<RepoLock> {
+    if path.join(STORE_FILE).exists() {
+        return Err(Error::AlreadyARepository(path.to_owned()));
+    }
+    if path.exists() {
+        if !is_empty_dir(path)? {
+            return Err(Error::NotEmpty(path.to_owned()));
+        }
+    } else {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    }
+    RepoLock::acquire(path)
+}
+
 /// Parses the config record of the repository at `path`.
 fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
     Config::decode(raw).map_err(|(version, source)| match version {
@@ -87,17 +103,7 @@ impl Repository {
     /// Creates a repository in directory `path` (created if missing; an
     /// existing one must be empty).
     pub fn init(path: &Path, opts: InitOptions) -> Result<Repository> {
-        if path.join(STORE_FILE).exists() {
-            return Err(Error::AlreadyARepository(path.to_owned()));
-        }
-        if path.exists() {
-            if !is_empty_dir(path)? {
-                return Err(Error::NotEmpty(path.to_owned()));
-            }
-        } else {
-            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        }
-        let lock = RepoLock::acquire(path)?;
+        let lock = claim_new(path)?;
         let store = RedbStore::create(&path.join(STORE_FILE))?;
         Self::init_store(path.to_owned(), Box::new(store), opts, Some(lock))
     }

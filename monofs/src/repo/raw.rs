@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dictionaries::{self, DictionaryRecord};
-use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, codec_for, decode_config, is_empty_dir};
+use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, claim_new, codec_for, decode_config};
 use crate::crypto::{Codec, KeyFile};
 use crate::error::{Error, Result};
 use crate::repo::{Config, RepoLock};
@@ -129,17 +129,7 @@ impl RawRepository {
     }
 
     fn create_with_cache(path: &Path, meta: &RepoMeta, cache: Option<usize>) -> Result<RawRepository> {
-        if path.join(STORE_FILE).exists() {
-            return Err(Error::AlreadyARepository(path.to_owned()));
-        }
-        if path.exists() {
-            if !is_empty_dir(path)? {
-                return Err(Error::NotEmpty(path.to_owned()));
-            }
-        } else {
-            std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        }
-        let lock = RepoLock::acquire(path)?;
+        let lock = claim_new(path)?;
         let file = path.join(STORE_FILE);
         let store = match cache {
             Some(bytes) => RedbStore::create_with_cache(&file, bytes)?,
