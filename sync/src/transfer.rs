@@ -128,6 +128,31 @@ struct Counters {
     bytes: u64,
 }
 
+impl Summary {
+    /// The summary of an object-by-object or pack transfer that sent `c`
+    /// and applied `update`, begun at `start`.
+    fn of(
+        direction: Direction,
+        mode: Mode,
+        c: &Counters,
+        update: &Update,
+        worktree_kept: bool,
+        start: Instant,
+    ) -> Self {
+        Summary {
+            direction,
+            mode,
+            objects_sent: c.objects,
+            bytes_sent: c.bytes,
+            resumed_at: None,
+            refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
+            revisions_added: update.revisions.len() as u64,
+            worktree_kept,
+            duration_ms: start.elapsed().as_millis() as u64,
+        }
+    }
+}
+
 /// Asks `dst` which of `ids` it has, in batches.
 fn has_batched(dst: &dyn Endpoint, ids: &[ObjectId]) -> Result<Vec<bool>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -512,17 +537,7 @@ pub fn sync(
     if !update.refs.is_empty() || !update.revisions.is_empty() {
         dst.update(&update)?;
     }
-    Ok(Summary {
-        direction,
-        mode,
-        objects_sent: c.objects,
-        bytes_sent: c.bytes,
-        resumed_at: None,
-        refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
-        revisions_added: update.revisions.len() as u64,
-        worktree_kept,
-        duration_ms: start.elapsed().as_millis() as u64,
-    })
+    Ok(Summary::of(direction, mode, &c, &update, worktree_kept, start))
 }
 
 /// Gives `to` (whose identity is `dst`) the dictionaries of `src` it
@@ -593,16 +608,6 @@ pub fn clone_with(
         revisions: state.revisions.iter().copied().collect(),
     };
     local.finish_clone(&update)?;
-    let summary = Summary {
-        direction: Direction::Clone,
-        mode,
-        objects_sent: c.objects,
-        bytes_sent: c.bytes,
-        resumed_at: None,
-        refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
-        revisions_added: update.revisions.len() as u64,
-        worktree_kept: false,
-        duration_ms: start.elapsed().as_millis() as u64,
-    };
+    let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);
     Ok((summary, local))
 }
