@@ -70,24 +70,35 @@ pub type FirstOutput = Arc<Mutex<Option<Instant>>>;
 /// but keep reading, so the guest never blocks on us.
 pub fn pump_out(mut from: UnixStream, mut to: impl Write + Send + 'static, first: FirstOutput) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
         let mut open = true;
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-                Ok(n) => {
-                    if let Ok(mut f) = first.lock() {
-                        f.get_or_insert_with(Instant::now);
-                    }
-                    if open {
-                        open = to.write_all(&buf[..n]).and_then(|()| to.flush()).is_ok();
-                    }
+        each_read(&mut from, |piece| {
+            if let Ok(mut f) = first.lock() {
+                f.get_or_insert_with(Instant::now);
+            }
+            if open {
+                open = to.write_all(piece).and_then(|()| to.flush()).is_ok();
+            }
+            true
+        });
+    })
+}
+
+/// Reads `from` until EOF or an error, passing each piece read to `each`
+/// until it returns `false`.
+fn each_read(from: &mut impl Read, mut each: impl FnMut(&[u8]) -> bool) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+            Ok(n) => {
+                if !each(&buf[..n]) {
+                    return;
                 }
             }
         }
-    })
+    }
 }
 
 /// Copies `from` into the guest's stdin port. At EOF it closes the socket,
@@ -98,19 +109,7 @@ pub fn pump_out(mut from: UnixStream, mut to: impl Write + Send + 'static, first
 /// Not joined: it may block on a terminal that never sends anything.
 pub fn pump_in(mut from: impl Read + Send + 'static, mut to: UnixStream) {
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        each_read(&mut from, |piece| to.write_all(piece).is_ok());
         while crate::sys::unread_bytes(&to).is_ok_and(|n| n > 0) {
             std::thread::sleep(Duration::from_millis(10));
         }
