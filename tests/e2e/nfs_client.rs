@@ -2,14 +2,17 @@
 //! `monofs serve`: create, write, mkdir, rename, read back; restart the
 //! server and keep using the same file handles; forged handles are refused;
 //! then `monofs commit` and `diff` show what the client did. Clients that
-//! vanish mid-write or send garbage leave the repository consistent.
+//! vanish mid-write or send garbage leave the repository consistent. Hard
+//! links, special files and COMMIT (which nfsserve lacks) work and land in
+//! the tree.
 
 use nfs3_client::Nfs3Client;
 use nfs3_client::Nfs3ConnectionBuilder;
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_types::nfs3::{
-    CREATE3args, GETATTR3args, LOOKUP3args, MKDIR3args, Nfs3Option, Nfs3Result, READ3args, RENAME3args, WRITE3args,
-    createhow3, diropargs3, filename3, nfs_fh3, nfsstat3, sattr3, stable_how,
+    COMMIT3args, CREATE3args, FSINFO3args, GETATTR3args, LINK3args, LOOKUP3args, MKDIR3args, MKNOD3args, Nfs3Option,
+    Nfs3Result, READ3args, RENAME3args, WRITE3args, WRITE3resok, createhow3, devicedata3, diropargs3, filename3,
+    ftype3, mknoddata3, nfs_fh3, nfsstat3, post_op_attr, sattr3, set_mode3, specdata3, stable_how,
 };
 use nfs3_types::xdr_codec::Opaque;
 
@@ -94,7 +97,7 @@ async fn write(
     offset: u64,
     data: &[u8],
     stable: stable_how,
-) {
+) -> WRITE3resok {
     let w = client
         .write(&WRITE3args {
             file: file.clone(),
@@ -105,7 +108,7 @@ async fn write(
         })
         .await
         .expect("write rpc");
-    res(w, "write");
+    res(w, "write")
 }
 
 async fn reconnect(port: u16) -> Nfs3Client<TokioIo<tokio::net::TcpStream>> {
@@ -137,11 +140,12 @@ fn rust_client_survives_server_restart_with_its_handles() {
     let server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(5).bytes(300_000);
-    let (file, dir) = runtime.block_on(async {
+    let (file, dir, verf) = runtime.block_on(async {
         let (root, mut client) = mount(port).await;
         let file = create(&mut client, &root, "a").await;
         for (i, part) in data.chunks(100_000).enumerate() {
-            write(&mut client, &file, (i * 100_000) as u64, part, stable_how::FILE_SYNC).await;
+            let w = write(&mut client, &file, (i * 100_000) as u64, part, stable_how::FILE_SYNC).await;
+            assert!(matches!(w.committed, stable_how::FILE_SYNC), "{w:?}");
         }
         let made = client
             .mkdir(&MKDIR3args {
@@ -165,7 +169,9 @@ fn rust_client_survives_server_restart_with_its_handles() {
             .expect("lookup rpc");
         assert_eq!(res(found, "lookup").object, file, "rename changed the handle");
         assert!(read_all(&mut client, &file).await == data);
-        (file, dir)
+        let w = write(&mut client, &file, 0, &data[..10], stable_how::UNSTABLE).await;
+        assert!(matches!(w.committed, stable_how::UNSTABLE), "{w:?}");
+        (file, dir, w.verf)
     });
     // Restart the server; the old handles keep working on a new connection.
     drop(server);
@@ -173,6 +179,9 @@ fn rust_client_survives_server_restart_with_its_handles() {
     runtime.block_on(async {
         let mut client = reconnect(port).await;
         assert!(read_all(&mut client, &file).await == data, "bytes after restart");
+        // A new write verifier: clients resend what they had not committed.
+        let w = write(&mut client, &file, 0, &data[..10], stable_how::UNSTABLE).await;
+        assert_ne!(w.verf, verf, "same write verifier after a restart");
         let attr = client.getattr(&GETATTR3args { object: dir.clone() }).await.expect("getattr rpc");
         res(attr, "getattr of the directory handle after restart");
         // A handle from elsewhere, and one for an inode that does not exist.
@@ -235,4 +244,94 @@ fn clients_vanishing_mid_write_or_sending_garbage_leave_it_consistent() {
     assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
     ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
     assert!(std::fs::read(s.path("out/half")).expect("read") == data[..128 << 10]);
+}
+
+fn attrs(a: post_op_attr) -> nfs3_types::nfs3::fattr3 {
+    match a {
+        Nfs3Option::Some(a) => a,
+        Nfs3Option::None => panic!("no attributes returned"),
+    }
+}
+
+#[test]
+fn hard_links_special_files_and_commit_reach_the_tree() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 30000 + ((std::process::id() + 3571) % 20000) as u16;
+    let server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let data = monofs_fixtures::Rng::new(11).bytes(200_000);
+    runtime.block_on(async {
+        // Portmap on the same port names the port clients must use.
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let mut pmap = nfs3_client::PortmapperClient::new(TokioIo::new(stream));
+        assert_eq!(pmap.getport(100_003, 3, 6).await.expect("getport"), port);
+        assert_eq!(pmap.getport(100_005, 3, 6).await.expect("getport"), port);
+
+        let (root, mut client) = mount(port).await;
+        let info = client.fsinfo(&FSINFO3args { fsroot: root.clone() }).await.expect("fsinfo rpc");
+        assert!(res(info, "fsinfo").properties & 1 != 0, "FSF3_LINK not advertised");
+        let file = create(&mut client, &root, "a").await;
+        let w = write(&mut client, &file, 0, &data, stable_how::UNSTABLE).await;
+        let c = client.commit(&COMMIT3args { file: file.clone(), offset: 0, count: 0 }).await.expect("commit rpc");
+        assert_eq!(res(c, "commit").verf, w.verf, "COMMIT and WRITE verifiers differ");
+
+        let link = |to: &'static str, file: &nfs_fh3| LINK3args {
+            file: file.clone(),
+            link: diropargs3 { dir: root.clone(), name: name(to) },
+        };
+        let linked = client.link(&link("b", &file)).await.expect("link rpc");
+        assert_eq!(attrs(res(linked, "link").file_attributes).nlink, 2);
+        let found = client
+            .lookup(&LOOKUP3args { what: diropargs3 { dir: root.clone(), name: name("b") } })
+            .await
+            .expect("lookup rpc");
+        assert_eq!(res(found, "lookup").object, file, "the link is another name for the same file");
+        let again = client.link(&link("b", &file)).await.expect("link rpc");
+        assert!(matches!(again, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{again:?}");
+        let dir = client
+            .mkdir(&MKDIR3args {
+                where_: diropargs3 { dir: root.clone(), name: name("d") },
+                attributes: sattr3::default(),
+            })
+            .await
+            .expect("mkdir rpc");
+        let dir = fh(res(dir, "mkdir").obj);
+        let of_dir = client.link(&link("e", &dir)).await.expect("link rpc");
+        assert!(matches!(of_dir, Nfs3Result::Err((nfsstat3::NFS3ERR_PERM, _))), "{of_dir:?}");
+        let mut forged = file.data.0.to_vec();
+        forged[0] ^= 0xff;
+        let forged = nfs_fh3 { data: Opaque::owned(forged) };
+        let bad = client.link(&link("f", &forged)).await.expect("link rpc");
+        assert!(matches!(bad, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))), "{bad:?}");
+
+        let mode = sattr3 { mode: set_mode3::Some(0o640), ..sattr3::default() };
+        let mknod = |n: &'static str, what: mknoddata3| MKNOD3args {
+            where_: diropargs3 { dir: root.clone(), name: name(n) },
+            what,
+        };
+        let fifo = client.mknod(&mknod("p", mknoddata3::NF3FIFO(mode.clone()))).await.expect("mknod rpc");
+        let fifo = res(fifo, "mknod fifo");
+        assert!(matches!(attrs(fifo.obj_attributes).type_, ftype3::NF3FIFO));
+        let spec = specdata3 { specdata1: 1, specdata2: 3 };
+        let dev = devicedata3 { dev_attributes: mode.clone(), spec };
+        let chr = client.mknod(&mknod("c", mknoddata3::NF3CHR(dev))).await.expect("mknod rpc");
+        let chr = attrs(res(chr, "mknod char device").obj_attributes);
+        assert_eq!((chr.rdev.specdata1, chr.rdev.specdata2, chr.mode & 0o7777), (1, 3, 0o640));
+        let taken = client.mknod(&mknod("a", mknoddata3::NF3FIFO(mode))).await.expect("mknod rpc");
+        assert!(matches!(taken, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{taken:?}");
+    });
+    ok(&[&"commit", &repo, &"-m", &"links and nodes"]);
+    drop(server);
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    let (a, b) = (s.path("out/a"), s.path("out/b"));
+    assert!(std::fs::read(&a).expect("read") == data);
+    assert_eq!(std::fs::metadata(&a).expect("a").ino(), std::fs::metadata(&b).expect("b").ino(), "not one file");
+    assert!(std::fs::symlink_metadata(s.path("out/p")).expect("p").file_type().is_fifo());
+    let c = std::fs::symlink_metadata(s.path("out/c")).expect("c");
+    assert!(c.file_type().is_char_device());
+    assert_eq!(c.rdev(), nix::sys::stat::makedev(1, 3));
 }

@@ -306,7 +306,6 @@ fn host(addr: &str) -> &str {
 /// Binds the NFS server on its own thread and runtime; returns the thread
 /// and the port it listens on.
 fn bind_nfs(addr: &str, vfs: Arc<Vfs>) -> anyhow::Result<(std::thread::JoinHandle<anyhow::Result<()>>, u16)> {
-    use nfsserve::tcp::NFSTcp as _;
     let ip: std::net::IpAddr = host(addr).parse().with_context(|| format!("bad address '{addr}': use IP:PORT"))?;
     if !ip.is_loopback() {
         tracing::warn!(
@@ -317,12 +316,12 @@ fn bind_nfs(addr: &str, vfs: Arc<Vfs>) -> anyhow::Result<(std::thread::JoinHandl
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
-    let listener = runtime
-        .block_on(nfsserve::tcp::NFSTcpListener::bind(addr, monofs::nfs::NfsFs::new(vfs)))
+    let server = runtime
+        .block_on(monofs::nfs::NfsServer::bind(addr, vfs))
         .with_context(|| format!("binding the NFS server to {addr}"))?;
-    let port = listener.get_listen_port();
+    let port = server.port();
     let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-        runtime.block_on(listener.handle_forever())?;
+        runtime.block_on(server.run())?;
         Ok(())
     });
     Ok((thread, port))

@@ -5,13 +5,23 @@
 //! the inode number. Inode numbers are persistent, so handles survive a
 //! server restart; a handle of another repository is BADHANDLE, one whose
 //! inode is gone STALE.
+//!
+//! Clients reach the [`front`](NfsServer), which answers what nfsserve
+//! lacks (hard links, special files, COMMIT) and hands it the rest.
+
+mod front;
+mod procs;
+mod rpc;
+
+pub use front::NfsServer;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use nfsserve::nfs::{
-    fattr3, fileid3, filename3, ftype3, nfs_fh3, nfspath3, nfsstat3, nfstime3, sattr3, set_atime, set_gid3, set_mode3,
-    set_mtime, set_size3, set_uid3, specdata3,
+    FSF_CANSETTIME, FSF_HOMOGENEOUS, FSF_LINK, FSF_SYMLINK, fattr3, fileid3, filename3, fsinfo3, ftype3, nfs_fh3,
+    nfspath3, nfsstat3, nfstime3, post_op_attr, sattr3, set_atime, set_gid3, set_mode3, set_mtime, set_size3, set_uid3,
+    specdata3,
 };
 use nfsserve::vfs::{DirEntry, NFSFileSystem, ReadDirResult, VFSCapabilities};
 
@@ -19,9 +29,13 @@ use crate::object::Timestamp;
 use crate::vfs::{Attr, FileKind, Ino, ROOT, RenameMode, SetAttr, Vfs, VfsError};
 
 /// A [`Vfs`] served over NFSv3.
+#[derive(Clone)]
 pub struct NfsFs {
     vfs: Arc<Vfs>,
     prefix: [u8; 8],
+    /// The write verifier: new for every server run, so that clients
+    /// resend UNSTABLE writes a restarted server may have lost.
+    write_verf: [u8; 8],
 }
 
 impl NfsFs {
@@ -30,7 +44,13 @@ impl NfsFs {
         let id = vfs.repo().config().repo_id;
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&blake3::hash(&id).as_bytes()[..8]);
-        NfsFs { vfs, prefix }
+        let mut write_verf = [0u8; 8];
+        if getrandom::fill(&mut write_verf).is_err() {
+            // Still new per run: the clock moves between restarts.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            write_verf = (now.as_nanos() as u64).to_le_bytes();
+        }
+        NfsFs { vfs, prefix, write_verf }
     }
 }
 
@@ -127,6 +147,15 @@ fn set_attr(s: &sattr3) -> SetAttr {
 }
 
 impl NfsFs {
+    /// Reads `count` bytes at `offset`: the bytes, whether they reach the
+    /// end of the file, and the attributes they were read under.
+    fn read_at(&self, id: fileid3, offset: u64, count: u32) -> Result<(Vec<u8>, bool, fattr3), nfsstat3> {
+        let attr = self.vfs.getattr(id).map_err(status)?;
+        let data = self.vfs.read(id, offset, count as usize).map_err(status)?;
+        let eof = offset + data.len() as u64 >= attr.size;
+        Ok((data, eof, fattr(&attr)))
+    }
+
     /// A node just made through the VFS took a kernel-style reference;
     /// NFS never forgets, so give it back at once.
     fn made(&self, a: Attr) -> (fileid3, fattr3) {
@@ -164,10 +193,7 @@ impl NFSFileSystem for NfsFs {
     }
 
     async fn read(&self, id: fileid3, offset: u64, count: u32) -> Result<(Vec<u8>, bool), nfsstat3> {
-        let size = self.vfs.getattr(id).map_err(status)?.size;
-        let data = self.vfs.read(id, offset, count as usize).map_err(status)?;
-        let eof = offset + data.len() as u64 >= size;
-        Ok((data, eof))
+        self.read_at(id, offset, count).map(|(data, eof, _)| (data, eof))
     }
 
     async fn write(&self, id: fileid3, offset: u64, data: &[u8]) -> Result<fattr3, nfsstat3> {
@@ -259,6 +285,25 @@ impl NFSFileSystem for NfsFs {
 
     async fn readlink(&self, id: fileid3) -> Result<nfspath3, nfsstat3> {
         self.vfs.readlink(id).map(nfspath3::from).map_err(status)
+    }
+
+    /// nfsserve's transfer sizes (its peer mirror server offers the same),
+    /// no file-size limit of its own, and hard links: the front serves LINK.
+    async fn fsinfo(&self, root: fileid3) -> Result<fsinfo3, nfsstat3> {
+        const MIB: u32 = 1 << 20;
+        Ok(fsinfo3 {
+            obj_attributes: self.vfs.getattr(root).map_or(post_op_attr::Void, |a| post_op_attr::attributes(fattr(&a))),
+            rtmax: MIB,
+            rtpref: 124 << 10,
+            rtmult: MIB,
+            wtmax: MIB,
+            wtpref: MIB,
+            wtmult: MIB,
+            dtpref: MIB,
+            maxfilesize: u64::MAX >> 1,
+            time_delta: nfstime3 { seconds: 0, nseconds: 1_000_000 },
+            properties: FSF_LINK | FSF_SYMLINK | FSF_HOMOGENEOUS | FSF_CANSETTIME,
+        })
     }
 
     fn id_to_fh(&self, id: fileid3) -> nfs_fh3 {

@@ -1,0 +1,121 @@
+//! The NFS front: the port clients talk to. nfsserve listens on a private
+//! loopback port behind it; the front answers READ, WRITE and the calls
+//! nfsserve cannot (see [`procs`](super::procs)) and passes every other
+//! record to it unchanged, one nfsserve connection per client connection.
+//! It also caps the size of a request, which nfsserve does not.
+
+use std::io;
+use std::sync::Arc;
+
+use nfsserve::tcp::{NFSTcp as _, NFSTcpListener};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+
+use super::NfsFs;
+use super::procs::Proc;
+use super::rpc::{self, MAX_REPLY, MAX_REQUEST, read_record};
+use crate::vfs::Vfs;
+
+/// An NFSv3 server over a [`Vfs`], bound and ready to [`run`](Self::run).
+pub struct NfsServer {
+    listener: TcpListener,
+    backend: NFSTcpListener<NfsFs>,
+    fs: Arc<NfsFs>,
+    port: u16,
+}
+
+impl NfsServer {
+    /// Binds `addr` (`IP:PORT`; port 0 picks one) for clients, and nfsserve
+    /// on a loopback port of its own.
+    pub async fn bind(addr: &str, vfs: Arc<Vfs>) -> io::Result<NfsServer> {
+        let fs = NfsFs::new(vfs);
+        let listener = TcpListener::bind(addr).await?;
+        let port = listener.local_addr()?.port();
+        let backend = NFSTcpListener::bind("127.0.0.1:0", fs.clone()).await?;
+        Ok(NfsServer { listener, backend, fs: Arc::new(fs), port })
+    }
+
+    /// The port clients connect to (NFS and MOUNT both).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until accepting a connection fails.
+    pub async fn run(self) -> io::Result<()> {
+        let backend_port = self.backend.get_listen_port();
+        let NfsServer { listener, backend, fs, port } = self;
+        let accept = async move {
+            loop {
+                let (client, peer) = listener.accept().await?;
+                let fs = fs.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(client, backend_port, fs, port).await {
+                        tracing::debug!("NFS connection from {peer}: {e}");
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            r = backend.handle_forever() => r,
+            r = accept => r,
+        }
+    }
+}
+
+/// Calls of one connection the front works on at once: a client that
+/// pipelines more waits, and holds at most this many requests in memory.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Serves one client connection until it closes or sends what is not RPC.
+async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: u16) -> io::Result<()> {
+    let backend = TcpStream::connect(("127.0.0.1", backend_port)).await?;
+    client.set_nodelay(true)?;
+    backend.set_nodelay(true)?;
+    let (mut from_client, to_client) = client.into_split();
+    let (mut from_backend, mut to_backend) = backend.into_split();
+    let to_client = Arc::new(Mutex::new(to_client));
+    let relay = {
+        let to_client = to_client.clone();
+        tokio::spawn(async move { relay_replies(&mut from_backend, &to_client).await })
+    };
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut record = Vec::new();
+    let result = async {
+        while read_record(&mut from_client, &mut record, MAX_REQUEST).await? {
+            let msg = &record[rpc::HEADER..];
+            let Some((call, proc)) = rpc::parse_call(msg).and_then(|c| Some((c, Proc::of(&c)?))) else {
+                to_backend.write_all(&record).await?;
+                continue;
+            };
+            // Like nfsserve, answer calls concurrently: replies may come
+            // in any order, and a slow COMMIT holds up no READ.
+            let (fs, to_client, record) = (fs.clone(), to_client.clone(), std::mem::take(&mut record));
+            let permit = in_flight.clone().acquire_owned().await.map_err(io::Error::other)?;
+            tokio::spawn(async move {
+                let _permit = permit;
+                let reply = fs.answer(proc, &call, &record[rpc::HEADER..], port);
+                if let Err(e) = to_client.lock().await.write_all(&reply).await {
+                    tracing::debug!("NFS reply: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+    .await;
+    // The client is gone (or broke the protocol): nobody is left to read
+    // what nfsserve still has to say.
+    relay.abort();
+    result
+}
+
+/// Copies nfsserve's replies to the client, a whole record at a time so
+/// they never interleave with the front's own.
+async fn relay_replies(from: &mut tokio::net::tcp::OwnedReadHalf, to: &Mutex<OwnedWriteHalf>) -> io::Result<()> {
+    let mut record = Vec::new();
+    while read_record(from, &mut record, MAX_REPLY).await? {
+        to.lock().await.write_all(&record).await?;
+    }
+    Ok(())
+}

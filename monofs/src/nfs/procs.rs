@@ -1,0 +1,265 @@
+//! The calls the front answers itself: the NFSv3 procedures nfsserve does
+//! not implement (MKNOD, LINK, COMMIT), READ and WRITE (the bulk of the
+//! bytes, which should not take a detour through nfsserve, and whose
+//! WRITE must not claim FILE_SYNC for data that is not stored yet), and
+//! portmap's GETPORT, which must name the front's port rather than
+//! nfsserve's private one.
+
+use std::io::Cursor;
+
+use nfsserve::nfs::{
+    diropargs3, fileid3, ftype3, nfs_fh3, nfsstat3, post_op_attr, post_op_fh3, pre_op_attr, sattr3, set_mode3,
+    specdata3, wcc_attr, wcc_data,
+};
+use nfsserve::vfs::NFSFileSystem as _;
+use nfsserve::xdr::XDR;
+
+use super::rpc::{self, Call};
+use super::{NfsFs, status};
+
+const NFS: u32 = nfsserve::nfs::PROGRAM;
+const PORTMAP: u32 = 100_000;
+const MOUNT: u32 = 100_005;
+
+/// The largest READ answered, as FSINFO's `rtmax` tells clients.
+const MAX_READ: u32 = 1 << 20;
+
+/// `stable_how` of a WRITE (RFC 1813, 3.3.7).
+const UNSTABLE: u32 = 0;
+const FILE_SYNC: u32 = 2;
+
+/// A call the front answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Proc {
+    Read,
+    Write,
+    Mknod,
+    Link,
+    Commit,
+    GetPort,
+}
+
+impl Proc {
+    /// The procedure the front answers for `call`, None for nfsserve's.
+    pub fn of(call: &Call) -> Option<Proc> {
+        Some(match (call.prog, call.vers, call.proc) {
+            (NFS, 3, 6) => Proc::Read,
+            (NFS, 3, 7) => Proc::Write,
+            (NFS, 3, 11) => Proc::Mknod,
+            (NFS, 3, 15) => Proc::Link,
+            (NFS, 3, 21) => Proc::Commit,
+            (PORTMAP, 2, 3) => Proc::GetPort,
+            _ => return None,
+        })
+    }
+}
+
+impl NfsFs {
+    /// The reply record to `call`, a `proc` the front answers; `port` is
+    /// the one clients reach the front on.
+    pub(super) fn answer(&self, proc: Proc, call: &Call, msg: &[u8], port: u16) -> Vec<u8> {
+        let args = &msg[call.args..];
+        let mut out = rpc::accepted(call.xid, rpc::SUCCESS);
+        let done = match proc {
+            Proc::Read => self.read3(args, &mut out),
+            Proc::Write => self.write3(args, &mut out),
+            Proc::Mknod => self.mknod(args, &mut out),
+            Proc::Link => self.link(args, &mut out),
+            Proc::Commit => self.commit(args, &mut out),
+            Proc::GetPort => getport(args, port, &mut out),
+        };
+        if done.is_err() {
+            out = rpc::accepted(call.xid, rpc::GARBAGE_ARGS);
+        }
+        rpc::seal(&mut out);
+        out
+    }
+
+    /// Stores the working tree, for COMMIT and stable WRITEs.
+    fn sync(&self) -> Result<(), nfsstat3> {
+        self.vfs.flush().map(|_| ()).map_err(|e| {
+            tracing::error!("NFS: storing the working tree: {e}");
+            nfsstat3::NFS3ERR_IO
+        })
+    }
+
+    /// READ3 (RFC 1813, 3.3.6).
+    fn read3(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut file, mut offset, mut count) = (nfs_fh3::default(), 0u64, 0u32);
+        file.deserialize(&mut r)?;
+        offset.deserialize(&mut r)?;
+        count.deserialize(&mut r)?;
+        match self.fh_to_id(&file).and_then(|id| self.read_at(id, offset, count.min(MAX_READ))) {
+            Ok((data, eof, attr)) => {
+                nfsstat3::NFS3_OK.serialize(out)?;
+                post_op_attr::attributes(attr).serialize(out)?;
+                (data.len() as u32).serialize(out)?;
+                eof.serialize(out)?;
+                data.serialize(out)
+            }
+            Err(stat) => {
+                stat.serialize(out)?;
+                self.post_of(&file).serialize(out)
+            }
+        }
+    }
+
+    /// WRITE3 (RFC 1813, 3.3.7). An UNSTABLE write is answered as such: its
+    /// bytes are in memory until the next flush or COMMIT; a stable one is
+    /// stored before the reply.
+    fn write3(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut file, mut offset, mut count, mut stable, mut len) = (nfs_fh3::default(), 0u64, 0u32, 0u32, 0u32);
+        file.deserialize(&mut r)?;
+        offset.deserialize(&mut r)?;
+        count.deserialize(&mut r)?;
+        stable.deserialize(&mut r)?;
+        len.deserialize(&mut r)?;
+        // The bytes stay where they are in the request.
+        let at = r.position() as usize;
+        let data = args.get(at..at + len as usize).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let id = self.fh_to_id(&file);
+        let before = self.pre(id.ok());
+        let result = id.and_then(|id| {
+            if count != len {
+                return Err(nfsstat3::NFS3ERR_INVAL);
+            }
+            self.vfs.write(id, offset, data).map_err(status)?;
+            if stable == UNSTABLE {
+                return Ok(UNSTABLE);
+            }
+            self.sync().map(|()| FILE_SYNC)
+        });
+        match result {
+            Ok(committed) => {
+                nfsstat3::NFS3_OK.serialize(out)?;
+                self.wcc(before, id.ok()).serialize(out)?;
+                count.serialize(out)?;
+                committed.serialize(out)?;
+                out.extend_from_slice(&self.write_verf);
+                Ok(())
+            }
+            Err(stat) => {
+                stat.serialize(out)?;
+                self.wcc(before, id.ok()).serialize(out)
+            }
+        }
+    }
+
+    /// Attributes for a post-operation slot: none if the object is gone.
+    fn post(&self, ino: fileid3) -> post_op_attr {
+        self.vfs.getattr(ino).map_or(post_op_attr::Void, |a| post_op_attr::attributes(super::fattr(&a)))
+    }
+
+    /// Size and times of a directory before a change, for weak cache
+    /// consistency (the client keeps its cache if nothing else moved).
+    fn pre(&self, ino: Option<fileid3>) -> pre_op_attr {
+        match ino.map(|i| self.vfs.getattr(i)) {
+            Some(Ok(a)) => {
+                let f = super::fattr(&a);
+                pre_op_attr::attributes(wcc_attr { size: f.size, mtime: f.mtime, ctime: f.ctime })
+            }
+            _ => pre_op_attr::Void,
+        }
+    }
+
+    fn wcc(&self, before: pre_op_attr, ino: Option<fileid3>) -> wcc_data {
+        wcc_data { before, after: ino.map_or(post_op_attr::Void, |i| self.post(i)) }
+    }
+
+    /// LINK3: `file` gets another name `link` (RFC 1813, 3.3.15).
+    fn link(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut file, mut link) = (nfs_fh3::default(), diropargs3::default());
+        file.deserialize(&mut r)?;
+        link.deserialize(&mut r)?;
+        let dir = self.fh_to_id(&link.dir);
+        let before = self.pre(dir.ok());
+        let result = self.fh_to_id(&file).and_then(|ino| {
+            let a = self.vfs.link(ino, dir?, &link.name.0).map_err(status)?;
+            Ok(self.made(a).0)
+        });
+        let stat = result.err().unwrap_or(nfsstat3::NFS3_OK);
+        stat.serialize(out)?;
+        self.post_of(&file).serialize(out)?;
+        self.wcc(before, dir.ok()).serialize(out)
+    }
+
+    fn post_of(&self, fh: &nfs_fh3) -> post_op_attr {
+        self.fh_to_id(fh).map_or(post_op_attr::Void, |i| self.post(i))
+    }
+
+    /// MKNOD3: a fifo, socket or device node (RFC 1813, 3.3.11).
+    fn mknod(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut place, mut kind) = (diropargs3::default(), ftype3::NF3REG);
+        place.deserialize(&mut r)?;
+        kind.deserialize(&mut r)?;
+        let (mut attr, mut spec) = (sattr3::default(), specdata3::default());
+        let type_bits = match kind {
+            ftype3::NF3CHR | ftype3::NF3BLK => {
+                attr.deserialize(&mut r)?;
+                spec.deserialize(&mut r)?;
+                if matches!(kind, ftype3::NF3CHR) { nix::libc::S_IFCHR } else { nix::libc::S_IFBLK }
+            }
+            ftype3::NF3SOCK => {
+                attr.deserialize(&mut r)?;
+                nix::libc::S_IFSOCK
+            }
+            ftype3::NF3FIFO => {
+                attr.deserialize(&mut r)?;
+                nix::libc::S_IFIFO
+            }
+            _ => 0,
+        };
+        let dir = self.fh_to_id(&place.dir);
+        let before = self.pre(dir.ok());
+        let result = dir.and_then(|dir| {
+            if type_bits == 0 {
+                return Err(nfsstat3::NFS3ERR_BADTYPE);
+            }
+            let perm = if let set_mode3::mode(m) = attr.mode { m & 0o7777 } else { 0o644 };
+            let rdev = nix::sys::stat::makedev(u64::from(spec.specdata1), u64::from(spec.specdata2));
+            let (uid, gid) = Self::owner(&attr);
+            let a = self.vfs.mknod(dir, &place.name.0, perm | type_bits, rdev, uid, gid).map_err(status)?;
+            Ok(self.made(a).0)
+        });
+        match result {
+            Ok(ino) => {
+                nfsstat3::NFS3_OK.serialize(out)?;
+                post_op_fh3::handle(self.id_to_fh(ino)).serialize(out)?;
+                self.post(ino).serialize(out)?;
+            }
+            Err(stat) => stat.serialize(out)?,
+        }
+        self.wcc(before, dir.ok()).serialize(out)
+    }
+
+    /// COMMIT3: makes what was written durable (RFC 1813, 3.3.21). The
+    /// working tree is stored as a whole, as `fsync` on the FUSE mount does.
+    fn commit(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let mut file = nfs_fh3::default();
+        file.deserialize(&mut r)?;
+        let ino = self.fh_to_id(&file);
+        let before = self.pre(ino.ok());
+        let result = ino.and_then(|_| self.sync());
+        result.err().unwrap_or(nfsstat3::NFS3_OK).serialize(out)?;
+        self.wcc(before, ino.ok()).serialize(out)?;
+        if result.is_ok() {
+            out.extend_from_slice(&self.write_verf);
+        }
+        Ok(())
+    }
+}
+
+/// PMAPPROC_GETPORT: NFS and MOUNT are on the front's port; nothing else
+/// is served.
+fn getport(args: &[u8], port: u16, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut r = rpc::Reader(args);
+    let prog = r.u32().ok_or(std::io::ErrorKind::InvalidData)?;
+    let found = if prog == nfsserve::nfs::PROGRAM || prog == MOUNT { u32::from(port) } else { 0 };
+    out.extend_from_slice(&found.to_be_bytes());
+    Ok(())
+}
