@@ -335,3 +335,29 @@ fn hard_links_special_files_and_commit_reach_the_tree() {
     assert!(c.file_type().is_char_device());
     assert_eq!(c.rdev(), nix::sys::stat::makedev(1, 3));
 }
+
+#[test]
+fn large_sparse_files_round_trip() {
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 30000 + ((std::process::id() + 6007) % 20000) as u16;
+    let server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let at = (5u64 << 30) - 3;
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let file = create(&mut client, &root, "big").await;
+        write(&mut client, &file, at, b"tail", stable_how::FILE_SYNC).await;
+        let got = client.getattr(&GETATTR3args { object: file.clone() }).await.expect("getattr rpc");
+        assert_eq!(res(got, "getattr").obj_attributes.size, at + 4, "size past 4 GiB");
+        let r = client.read(&READ3args { file: file.clone(), offset: at - 5, count: 64 }).await.expect("read rpc");
+        let r = res(r, "read across the hole");
+        assert_eq!(&r.data.0[..], b"\0\0\0\0\0tail");
+        assert!(r.eof);
+    });
+    ok(&[&"commit", &repo, &"-m", &"sparse"]);
+    drop(server);
+    let log: serde_json::Value = serde_json::from_str(&ok(&[&"log", &repo, &"--json"])).expect("json");
+    assert_eq!(log[0]["size"], at + 4, "committed size");
+}
