@@ -139,6 +139,8 @@ impl SyncError {
             | SyncError::Protocol { .. }
             | SyncError::RefTargetMissing { .. }
             | SyncError::Invalid(_) => 422,
+            // Another process (a mount, a commit) has the served repository.
+            SyncError::Repo(monofs::Error::Locked { .. }) => 503,
             _ => 500,
         }
     }

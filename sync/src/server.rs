@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -36,8 +37,50 @@ pub struct ServeOptions {
     pub bwlimit: Option<u64>,
 }
 
+/// How long the served repository stays open after its last request: a
+/// sync's requests follow each other closely; between syncs, other
+/// commands (log, commit, a mount) can take the repository.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// How long a request waits for another process to release the repository
+/// before it is answered 503.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// The served repository, open while requests use it and for [`IDLE`]
+/// after, so the server does not hold the repository's lock between syncs.
+struct Slot {
+    path: PathBuf,
+    open: std::sync::Mutex<Option<(Arc<Local>, Instant)>>,
+}
+
+impl Slot {
+    /// The repository, opened again if it was closed; held open for as long
+    /// as the returned lease lives.
+    fn lease(&self) -> Result<Arc<Local>> {
+        let mut open = self.open.lock().map_err(|_| SyncError::Invalid("repository slot poisoned".into()))?;
+        if let Some((local, used)) = open.as_mut() {
+            *used = Instant::now();
+            return Ok(local.clone());
+        }
+        let local = Arc::new(Local::open(&self.path, BUSY_WAIT)?);
+        *open = Some((local.clone(), Instant::now()));
+        Ok(local)
+    }
+
+    /// Closes the repository if no request holds it and none came for
+    /// [`IDLE`].
+    fn close_idle(&self) {
+        if let Ok(mut open) = self.open.lock()
+            && open.as_ref().is_some_and(|(local, used)| Arc::strong_count(local) == 1 && used.elapsed() >= IDLE)
+        {
+            *open = None;
+            tracing::debug!("{}: closed while idle", self.path.display());
+        }
+    }
+}
+
 struct AppState {
-    local: Local,
+    repo: Slot,
     token: String,
     bwlimit: Option<u64>,
     /// Held shared while the store file is sent whole, exclusively while a
@@ -117,13 +160,14 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> std::result::Result<(), 
 
 type Reply = std::result::Result<Response, Failure>;
 
-/// Runs `f` on the blocking pool after checking the token.
+/// Runs `f` on the blocking pool after checking the token, with the
+/// repository open.
 async fn blocking<F>(state: Arc<AppState>, headers: HeaderMap, f: F) -> Reply
 where
-    F: FnOnce(&AppState) -> Result<Response> + Send + 'static,
+    F: FnOnce(&AppState, &Local) -> Result<Response> + Send + 'static,
 {
     authorized(&state, &headers)?;
-    match tokio::task::spawn_blocking(move || f(&state)).await {
+    match tokio::task::spawn_blocking(move || f(&state, &*state.repo.lease()?)).await {
         Ok(r) => r.map_err(Failure),
         Err(e) => Err(Failure(SyncError::Invalid(format!("request handler failed: {e}")))),
     }
@@ -142,8 +186,8 @@ async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
     // `records=0`: dictionary keys only (a sync compares them; the records
     // are fetched when the other side lacks one).
     let records = !uri.query().unwrap_or("").split('&').any(|kv| kv == "records=0");
-    blocking(s, h, move |s| {
-        let mut meta = s.local.meta()?;
+    blocking(s, h, move |_, local| {
+        let mut meta = local.meta()?;
         if !records {
             meta.dictionaries.iter_mut().for_each(|(_, record)| record.clear());
         }
@@ -153,25 +197,25 @@ async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
 }
 
 async fn ref_state(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |s| json_reply(&json::state_to(&s.local.state()?))).await
+    blocking(s, h, |_, local| json_reply(&json::state_to(&local.state()?))).await
 }
 
 async fn has(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s| {
+    blocking(s, h, move |_, local| {
         let ids = wire::decode_ids(&body, "the client")?;
-        Ok(octets(wire::encode_bitmap(&s.local.has(&ids)?)))
+        Ok(octets(wire::encode_bitmap(&local.has(&ids)?)))
     })
     .await
 }
 
 async fn list(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |s| Ok(octets(wire::encode_listing(&s.local.list()?)))).await
+    blocking(s, h, |_, local| Ok(octets(wire::encode_listing(&local.list()?)))).await
 }
 
 async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s| {
+    blocking(s, h, move |s, local| {
         let ids = wire::decode_ids(&body, "the client")?;
-        let reply = wire::encode_objects(&s.local.get(&ids)?);
+        let reply = wire::encode_objects(&local.get(&ids)?);
         Pacer::new(s.bwlimit).wait(reply.len());
         Ok(octets(reply))
     })
@@ -179,7 +223,7 @@ async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) 
 }
 
 async fn list_packs(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |s| match s.local.packs()? {
+    blocking(s, h, |_, local| match local.packs()? {
         Some(packs) => Ok(octets(wire::encode_pack_listing(&packs))),
         None => Ok((StatusCode::NOT_FOUND, "this store keeps no packs\n").into_response()),
     })
@@ -198,11 +242,13 @@ async fn get_packs(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) ->
     let (send, recv) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut pacer = Pacer::new(s.bwlimit);
-        let read = s.local.repo().store().read_packs(&ids, &mut |id, pack| {
-            let frame = wire::encode_pack(id, pack);
-            pacer.wait(frame.len());
-            // A closed channel: the client went away; stop reading.
-            send.blocking_send(Ok(Bytes::from(frame))).is_ok()
+        let read = s.repo.lease().and_then(|local| {
+            Ok(local.repo().store().read_packs(&ids, &mut |id, pack| {
+                let frame = wire::encode_pack(id, pack);
+                pacer.wait(frame.len());
+                // A closed channel: the client went away; stop reading.
+                send.blocking_send(Ok(Bytes::from(frame))).is_ok()
+            })?)
         });
         if let Err(e) = read {
             tracing::error!("sending packs: {e}");
@@ -232,7 +278,13 @@ async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Re
     let Ok(reading) = s.writes.clone().try_read_owned() else {
         return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; copy packs instead\n").into_response());
     };
-    let path = s.local.repo().path().join(STORE_FILE);
+    // Held while the file is sent: no other process writes it meanwhile.
+    let state = s.clone();
+    let lease = tokio::task::spawn_blocking(move || state.repo.lease())
+        .await
+        .map_err(|e| Failure(SyncError::Invalid(format!("opening the repository: {e}"))))?
+        .map_err(Failure)?;
+    let path = lease.repo().path().join(STORE_FILE);
     let Ok(mut file) = std::fs::File::open(&path) else {
         return Ok((StatusCode::NOT_FOUND, "this store is not kept in one file\n").into_response());
     };
@@ -245,7 +297,7 @@ async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Re
     let (send, recv) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let bwlimit = s.bwlimit;
     tokio::task::spawn_blocking(move || {
-        let _reading = reading;
+        let _reading = (reading, lease);
         let mut pacer = Pacer::new(bwlimit);
         let mut hasher = blake3::Hasher::new();
         let mut pos = 0u64;
@@ -286,41 +338,39 @@ async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Re
 }
 
 async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s| {
+    blocking(s, h, move |s, local| {
         let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
-        s.local.put(&objects)?;
+        local.put(&objects)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }
 
 async fn add_dictionaries(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s| {
+    blocking(s, h, move |s, local| {
         let _writing = s.writes.blocking_write();
         let records: Vec<(String, String)> = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
-        s.local.add_dictionaries(&json::dictionaries_from(&records, "the client")?)?;
+        local.add_dictionaries(&json::dictionaries_from(&records, "the client")?)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }
 
 async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s| {
+    blocking(s, h, move |s, local| {
         let _writing = s.writes.blocking_write();
         let update: Update = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
-        s.local.update(&update)?;
+        local.update(&update)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }
 
-/// The routes, for tests that drive them in-process.
-fn router(local: Local, token: String, bwlimit: Option<u64>) -> Router {
-    let writes = Arc::new(tokio::sync::RwLock::new(()));
-    let state = Arc::new(AppState { local, token, bwlimit, writes });
+/// The routes.
+fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(&format!("{API}/meta"), get(meta))
         .route(&format!("{API}/state"), get(ref_state))
@@ -374,7 +424,20 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
         .enable_all()
         .build()
         .map_err(|e| SyncError::io("starting the HTTP runtime", e))?;
-    let app = router(local, opts.token.trim().to_owned(), opts.bwlimit);
+    let repo = Slot {
+        path: local.repo().path().to_owned(),
+        open: std::sync::Mutex::new(Some((Arc::new(local), Instant::now()))),
+    };
+    let writes = Arc::new(tokio::sync::RwLock::new(()));
+    let state = Arc::new(AppState { repo, token: opts.token.trim().to_owned(), bwlimit: opts.bwlimit, writes });
+    let app = router(state.clone());
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(IDLE / 2);
+        loop {
+            tick.tick().await;
+            state.repo.close_idle();
+        }
+    });
     let handle = axum_server::Handle::new();
     let tls = match &opts.tls {
         Some((cert, key)) => {

@@ -625,3 +625,51 @@ fn https_with_a_self_signed_certificate() {
     ok(&[&"clone", &server.url, &s.path("c1"), &"--token-file", &token, &"--ca-cert", &cert]);
     assert!(ok(&[&"log", &s.path("c1")]).contains("tls-rev"));
 }
+
+#[test]
+fn served_repository_is_free_between_syncs() {
+    let s = Scratch::default();
+    let (repo, data, mirror) = (s.path("repo"), s.path("data"), s.path("mirror"));
+    make_tree(&data);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    ok(&[&"clone", &repo, &mirror]);
+    let token = s.path("token");
+    std::fs::write(&token, "tok-free").expect("token");
+    let env = [("MONOFS_TOKEN", "tok-free")];
+    let server = serve(&mirror, &token);
+    write(&data.join("a/pushed.txt"), b"pushed\n");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"pushed-while-served"]);
+    ok_env(&[&"sync", &repo, &server.url], &env);
+
+    // Idle, the server lets go: log and commit work on the served repository.
+    let mut log = String::new();
+    wait_for("the server to release the repository", || {
+        let out = super::run(&[&"log", &mirror], &[]);
+        log = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    assert!(log.contains("pushed-while-served"), "{log}");
+    write(&data.join("a/server.txt"), b"made on the server\n");
+    ok(&[&"commit", &mirror, &"--from", &data, &"-m", &"made-on-the-server"]);
+
+    // Another process holding it (an NFS server, which takes other commands
+    // through its control socket but not a sync): the sync is refused,
+    // naming that process.
+    let mut holder = monofs()
+        .arg("serve")
+        .arg(&mirror)
+        .args(["--nfs", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn holder");
+    // (Its control socket appears once it has the repository.)
+    wait_for("the holder to take the repository", || mirror.join("control.sock").exists());
+    let err = fails(&[&"sync", &repo, &server.url, &"--pull"], &env);
+    assert!(err.contains("503") && err.contains(&holder.id().to_string()), "{err}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    ok_env(&[&"sync", &repo, &server.url, &"--pull"], &env);
+    assert!(ok(&[&"log", &repo]).contains("made-on-the-server"));
+}
