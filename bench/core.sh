@@ -19,28 +19,20 @@
 # stdout at the end, plus WORK_DIR/results.md and WORK_DIR/logs/.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${1:-/var/tmp/bench}
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-MONOFS_BIN=${MONOFS_BIN:-$ROOT/target/release/monofs}
-MONOFS_BIN=$(readlink -f "$MONOFS_BIN")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup core.sh /var/tmp/bench "${1:-}"
 KERNEL_TARBALL=${KERNEL_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 DIFF_RUNS=${DIFF_RUNS:-30}
-TIME=/usr/bin/time
 
-for tool in restic hyperfine rsync jq diff; do
-    command -v "$tool" >/dev/null || { echo "core.sh: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $TIME ]] || { echo "core.sh: $TIME missing (apt-get install -y time)" >&2; exit 2; }
-[[ -x $MONOFS_BIN ]] || { echo "core.sh: no monofs binary at $MONOFS_BIN (set MONOFS_BIN)" >&2; exit 2; }
-[[ -f $KERNEL_TARBALL ]] || { echo "core.sh: no $KERNEL_TARBALL (apt-get install -y linux-source-6.1)" >&2; exit 2; }
+need restic hyperfine rsync jq diff
+need_file -x "$TIME" "apt-get install -y time"
+need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
+need_file -f "$KERNEL_TARBALL" "apt-get install -y linux-source-6.1"
 
 # Same secret for both tools; restic always encrypts, so monofs does too.
 PASS=${BENCH_PASSPHRASE:-monofs-bench-passphrase}
 export MONOFS_PASSPHRASE=$PASS RESTIC_PASSWORD=$PASS
 export RESTIC_CACHE_DIR=$WORK/restic-cache
-export LC_ALL=C
 
 SRC=$WORK/src
 MREPO=$WORK/repo-monofs
@@ -50,7 +42,6 @@ ROUT=$WORK/restore-restic
 LOGS=$WORK/logs
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 declare -A WALL RSS USR SYS RC OTHER STEAL
 FAILURES=()
 
@@ -104,10 +95,7 @@ stored_of() {
 }
 
 # ratio A B -> A/B with 2 decimals, or "n/a"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 # ge A B -> "yes" if A >= B
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "" || b == "") print "no"; else print (a + 0 >= b + 0) ? "yes" : "no" }'; }
-mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }
 secs() { if [[ -n ${WALL[$1]:-} && ${RC[$1]:-1} == 0 ]]; then echo "${WALL[$1]} s"; else echo "FAILED"; fi; }
 rss() { if [[ -n ${RSS[$1]:-} ]]; then awk -v k="${RSS[$1]}" 'BEGIN { printf "%.0f MiB", k / 1024 }'; else echo "n/a"; fi; }
 ok_rc() { [[ ${RC[$1]:-1} == 0 ]]; }

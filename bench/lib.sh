@@ -26,3 +26,40 @@ wait_quiet() {
 }
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# bench_setup NAME DEFAULT_WORK [WORK]: sets ROOT (this repository), WORK
+# (made, absolute), MONOFS_BIN (absolute; default the release build), TIME
+# (GNU time) and BENCH (the script's name, for messages).
+bench_setup() {
+    BENCH=$1
+    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    WORK=${3:-$2}
+    mkdir -p "$WORK"
+    WORK=$(cd "$WORK" && pwd -P)
+    MONOFS_BIN=$(readlink -f "${MONOFS_BIN:-$ROOT/target/release/monofs}")
+    TIME=/usr/bin/time
+    export LC_ALL=C
+}
+
+# need TOOL...: exits 2 naming the first tool that is not installed.
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$BENCH: $tool is not installed" >&2; exit 2; }
+    done
+}
+
+# need_file TEST PATH HINT: exits 2 unless `[[ TEST PATH ]]` holds.
+need_file() {
+    [[ $1 == -x && -x $2 ]] || [[ $1 == -f && -f $2 ]] || [[ $1 == -d && -d $2 ]] ||
+        { echo "$BENCH: no $2 ($3)" >&2; exit 2; }
+}
+
+# Table helpers: ratio A B = A/B to 2 places ("n/a" without both); ge/le
+# A B = yes/no; median/maxof of numbers (others ignored); mib BYTES.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "" || b == "") print "no"; else print (a + 0 >= b + 0) ? "yes" : "no" }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "" || b == "") print "no"; else print (a + 0 <= b + 0) ? "yes" : "no" }'; }
+maxof() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | tail -n1; } || true; }
+median() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }

@@ -25,33 +25,24 @@
 # Peak RSS of the mount processes comes from /proc/PID/status (VmHWM).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${1:-/var/tmp/mb}
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-MONOFS_BIN=${MONOFS_BIN:-$ROOT/target/release/monofs}
-MONOFS_BIN=$(readlink -f "$MONOFS_BIN")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup mount.sh /var/tmp/mb "${1:-}"
 KERNEL_TARBALL=${KERNEL_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 RUNS=${RUNS:-2}
 ENCRYPTED_READ=${ENCRYPTED_READ:-1}
 SKIP_TREE=${SKIP_TREE:-0}
 ONLY_TREE=${ONLY_TREE:-0}
-TIME=/usr/bin/time
-export LC_ALL=C
 unset MONOFS_PASSPHRASE
 
-for tool in bindfs fusermount3 mountpoint xz; do
-    command -v "$tool" >/dev/null || { echo "mount.sh: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $TIME ]] || { echo "mount.sh: $TIME missing" >&2; exit 2; }
-[[ -x $MONOFS_BIN ]] || { echo "mount.sh: no monofs binary at $MONOFS_BIN" >&2; exit 2; }
+need bindfs fusermount3 mountpoint xz
+need_file -x "$TIME" "apt-get install -y time"
+need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
 ((EUID == 0)) || { echo "mount.sh: run as root (drop_caches)" >&2; exit 2; }
 
 LOGS=$WORK/logs-mount
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 declare -A WALL OTHER RC
 FAILURES=()
@@ -127,12 +118,7 @@ umount_bindfs() { fusermount3 -u "$BMNT"; }
 # dd helpers; the throughput is computed from bytes / dd's own seconds.
 ddsecs() { { grep -E 'copied' "$LOGS/$1.err" 2>/dev/null | sed -E 's/.*copied, ([0-9.e+-]+) s.*/\1/'; } || true; }
 mibs() { awk -v s="$1" 'BEGIN { if (s == "" || s + 0 == 0) print ""; else printf "%.0f", 1024 / s }'; }   # 1 GiB file
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "") print "no"; else print (a + 0 >= b + 0) ? "yes" : "no" }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "") print "no"; else print (a + 0 <= b + 0) ? "yes" : "no" }'; }
 # best of a list of numbers (max for throughput), median
-maxof() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | tail -n1; } || true; }
-median() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # ---------------------------------------------------------------- data
 SRC=$WORK/src.bin

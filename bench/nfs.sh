@@ -24,33 +24,24 @@
 #      out and cmp's it; total wall time and pass/fail
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${1:-/var/tmp/mb}
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-MONOFS_BIN=${MONOFS_BIN:-$ROOT/target/release/monofs}
-MONOFS_BIN=$(readlink -f "$MONOFS_BIN")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup nfs.sh /var/tmp/mb "${1:-}"
 MIRROR_BIN=${MIRROR_BIN:-$WORK/nfsmirror/target/release/nfsmirror}
 RUNS=${RUNS:-2}
-TIME=/usr/bin/time
 PORT_M=${PORT_M:-12049}
 PORT_P=${PORT_P:-12050}
 SHM=/dev/shm/monofs-nfs-bench
-export LC_ALL=C
 unset MONOFS_PASSPHRASE
 
-for tool in nfs-cp ss cmp; do
-    command -v "$tool" >/dev/null || { echo "nfs.sh: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $MONOFS_BIN ]] || { echo "nfs.sh: no monofs binary at $MONOFS_BIN" >&2; exit 2; }
-[[ -x $MIRROR_BIN ]] || { echo "nfs.sh: no mirror binary at $MIRROR_BIN" >&2; exit 2; }
+need nfs-cp ss cmp
+need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
+need_file -x "$MIRROR_BIN" "build the mirror peer: docs/BENCHMARKS.md, NFS peer"
 ((EUID == 0)) || { echo "nfs.sh: run as root (drop_caches)" >&2; exit 2; }
 
 LOGS=$WORK/logs-nfs
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 declare -A WALL RC
 FAILURES=()
@@ -111,8 +102,6 @@ stop_server() { # name label
 cleanup() { [[ -n $SPID ]] && kill -TERM "$SPID" 2>/dev/null; rm -rf "$SHM"; return 0; }
 trap cleanup EXIT
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "") print "no"; else print (a + 0 >= b + 0) ? "yes" : "no" }'; }
 mibs() { awk -v s="$1" -v m="$2" 'BEGIN { if (s == "" || s + 0 == 0) print ""; else printf "%.0f", m / s }'; }
 minof() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | head -n1; } || true; }
 

@@ -15,27 +15,19 @@
 # (see lib.sh), BENCH_PASSPHRASE. Needs: restic, rsync, jq, GNU time.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${1:-/var/tmp/bench}
-WORK=$(cd "$WORK" && pwd -P)
-MONOFS_BIN=$(readlink -f "${MONOFS_BIN:-$ROOT/target/release/monofs}")
-TIME=/usr/bin/time
-for tool in restic rsync jq; do
-    command -v "$tool" >/dev/null || { echo "sync.sh: $tool is not installed" >&2; exit 2; }
-done
-[[ -x $TIME && -x $MONOFS_BIN ]] || { echo "sync.sh: needs $TIME and $MONOFS_BIN" >&2; exit 2; }
-[[ -d $WORK/linux && -d $WORK/linux2 ]] || { echo "sync.sh: run bench/core.sh first (needs $WORK/linux and $WORK/linux2)" >&2; exit 2; }
-
-. "$ROOT/bench/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup sync.sh /var/tmp/bench "${1:-}"
+need restic rsync jq
+need_file -x "$TIME" "apt-get install -y time"
+need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
+need_file -d "$WORK/linux2" "run bench/core.sh first: it leaves WORK/linux and WORK/linux2"
 PASS=${BENCH_PASSPHRASE:-monofs-bench-passphrase}
-export MONOFS_PASSPHRASE=$PASS RESTIC_PASSWORD=$PASS RESTIC_FROM_PASSWORD=$PASS LC_ALL=C
+export MONOFS_PASSPHRASE=$PASS RESTIC_PASSWORD=$PASS RESTIC_FROM_PASSWORD=$PASS
 S=$WORK/sync
 rm -rf "$S"
 mkdir -p "$S/logs"
 export RESTIC_CACHE_DIR=$S/restic-cache
 declare -A WALL
-mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
@@ -76,7 +68,6 @@ CONF
 rsync --daemon --no-detach --config="$S/rsyncd.conf" --address=127.0.0.1 --port="$RP" --log-file="$S/logs/rsyncd.log" &
 PIDS+=($!)
 sleep 1
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # The clone's last commit is durable (fsync); plain rsync -a does not
 # fsync, so rsync --fsync is measured too, for a like-for-like figure.
 # The clone into an empty directory copies the store file whole (mode
