@@ -36,7 +36,8 @@ bench_setup() {
     WORK=${3:-$2}
     mkdir -p "$WORK"
     WORK=$(cd "$WORK" && pwd -P)
-    MONOFS_BIN=$(readlink -f "${MONOFS_BIN:-$ROOT/target/release/monofs}")
+    MONOFS_BIN=${MONOFS_BIN:-$ROOT/target/release/monofs}
+    MONOFS_BIN=$(readlink -f "$MONOFS_BIN" || echo "$MONOFS_BIN")
     TIME=/usr/bin/time
     export LC_ALL=C
 }
