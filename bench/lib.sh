@@ -64,3 +64,40 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || a == "" || b == "") pr
 maxof() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | tail -n1; } || true; }
 median() { { printf '%s\n' "$@" | grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }
+
+# start_run LOGDIR: as root (drop_caches), with LOGDIR emptied as LOGS, the
+# load average at the start in LOAD_START, and the arrays `timed` fills.
+start_run() {
+    ((EUID == 0)) || { echo "$BENCH: run as root (drop_caches)" >&2; exit 2; }
+    LOGS=$1
+    mkdir -p "$LOGS"
+    rm -f "$LOGS"/*
+    LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+    declare -gA WALL=() OTHER=() RC=()
+    FAILURES=()
+}
+
+# timed LABEL CMD...: runs CMD under GNU time after wait_quiet, its output in
+# $LOGS/LABEL.{out,err,time}; wall seconds in WALL[LABEL], exit code in
+# RC[LABEL], and CPU seconds the whole machine used meanwhile in
+# OTHER[LABEL] (a noise gauge; it includes a server's own work). A failure
+# is recorded in FAILURES and never aborts the script. See start_run.
+timed() {
+    local label=$1; shift
+    local rc=0 before after
+    wait_quiet
+    before=$(cpu_jiffies)
+    "$TIME" -f '%e s %U user %S sys' -o "$LOGS/$label.time" "$@" >"$LOGS/$label.out" 2>"$LOGS/$label.err" || rc=$?
+    after=$(cpu_jiffies)
+    RC[$label]=$rc
+    WALL[$label]=$(grep -E '^[0-9.]+ s ' "$LOGS/$label.time" | tail -n1 | awk '{print $1}')
+    OTHER[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[1] - x[1]) / hz }')
+    if ((rc != 0)); then
+        FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
+        log "FAILED ($rc): $label: $*"
+        sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
+    else
+        log "$label: ${WALL[$label]} s (machine busy CPU meanwhile ${OTHER[$label]} s)"
+    fi
+    return 0
+}

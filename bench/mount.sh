@@ -37,37 +37,7 @@ unset MONOFS_PASSPHRASE
 need bindfs fusermount3 mountpoint xz
 need_file -x "$TIME" "apt-get install -y time"
 need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
-((EUID == 0)) || { echo "mount.sh: run as root (drop_caches)" >&2; exit 2; }
-
-LOGS=$WORK/logs-mount
-mkdir -p "$LOGS"
-rm -f "$LOGS"/*
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-
-declare -A WALL OTHER RC
-FAILURES=()
-# timed LABEL CMD...: wall seconds of CMD (GNU time), plus CPU seconds the
-# rest of the machine used meanwhile (noise indicator; includes the FUSE
-# server's own CPU, so it is informational only).
-timed() {
-    local label=$1; shift
-    local rc=0 before after
-    wait_quiet
-    before=$(cpu_jiffies)
-    "$TIME" -f '%e s %U user %S sys' -o "$LOGS/$label.time" "$@" >"$LOGS/$label.out" 2>"$LOGS/$label.err" || rc=$?
-    after=$(cpu_jiffies)
-    RC[$label]=$rc
-    WALL[$label]=$(grep -E '^[0-9.]+ s ' "$LOGS/$label.time" | tail -n1 | awk '{print $1}')
-    OTHER[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[1] - x[1]) / hz }')
-    if ((rc != 0)); then
-        FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
-        log "FAILED ($rc): $label: $*"
-        sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
-    else
-        log "$label: ${WALL[$label]} s (machine busy CPU meanwhile ${OTHER[$label]} s)"
-    fi
-    return 0
-}
+start_run "$WORK/logs-mount"
 
 # ---------------------------------------------------------------- mounts
 MREPO=$WORK/repo-mount

@@ -36,31 +36,7 @@ unset MONOFS_PASSPHRASE
 need nfs-cp ss cmp
 need_file -x "$MONOFS_BIN" "set MONOFS_BIN"
 need_file -x "$MIRROR_BIN" "build the mirror peer: docs/BENCHMARKS.md, NFS peer"
-((EUID == 0)) || { echo "nfs.sh: run as root (drop_caches)" >&2; exit 2; }
-
-LOGS=$WORK/logs-nfs
-mkdir -p "$LOGS"
-rm -f "$LOGS"/*
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-
-declare -A WALL RC
-FAILURES=()
-timed() {
-    local label=$1; shift
-    local rc=0
-    wait_quiet
-    "$TIME" -f '%e s %U user %S sys' -o "$LOGS/$label.time" "$@" >"$LOGS/$label.out" 2>"$LOGS/$label.err" || rc=$?
-    RC[$label]=$rc
-    WALL[$label]=$(grep -E '^[0-9.]+ s ' "$LOGS/$label.time" | tail -n1 | awk '{print $1}')
-    if ((rc != 0)); then
-        FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
-        log "FAILED ($rc): $label: $*"
-        sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
-    else
-        log "$label: ${WALL[$label]} s"
-    fi
-    return 0
-}
+start_run "$WORK/logs-nfs"
 
 MREPO=$WORK/repo-nfs
 PDIR=$WORK/plain-nfs

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,16 +102,23 @@ fn local_clone_incremental_sync_and_divergence() {
     assert!(ok(&[&"remote", &"list", &repo]).is_empty());
 }
 
-#[test]
-fn http_clone_push_pull_and_tokens() {
-    let s = Scratch::default();
+/// A repository with one revision of a test tree (`repo`, from `data`),
+/// its clone `mirror`, and a token file holding `token`.
+fn repo_and_mirror(s: &Scratch, token: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let (repo, data, mirror) = (s.path("repo"), s.path("data"), s.path("mirror"));
     make_tree(&data);
     init(&repo);
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
     ok(&[&"clone", &repo, &mirror]);
-    let token = s.path("token");
-    std::fs::write(&token, "  tok-123 \n").expect("token");
+    let file = s.path("token");
+    std::fs::write(&file, token).expect("token");
+    (repo, data, mirror, file)
+}
+
+#[test]
+fn http_clone_push_pull_and_tokens() {
+    let s = Scratch::default();
+    let (repo, data, mirror, token) = repo_and_mirror(&s, "  tok-123 \n");
     let server = serve(&mirror, &token);
 
     let err = fails(&[&"clone", &server.url, &s.path("c0")], &[]);
@@ -629,13 +636,7 @@ fn https_with_a_self_signed_certificate() {
 #[test]
 fn served_repository_is_free_between_syncs() {
     let s = Scratch::default();
-    let (repo, data, mirror) = (s.path("repo"), s.path("data"), s.path("mirror"));
-    make_tree(&data);
-    init(&repo);
-    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
-    ok(&[&"clone", &repo, &mirror]);
-    let token = s.path("token");
-    std::fs::write(&token, "tok-free").expect("token");
+    let (repo, data, mirror, token) = repo_and_mirror(&s, "tok-free");
     let env = [("MONOFS_TOKEN", "tok-free")];
     let server = serve(&mirror, &token);
     write(&data.join("a/pushed.txt"), b"pushed\n");
