@@ -215,12 +215,12 @@ pub struct ChunkCache {
     capacity: usize,
     /// Chunks being read: a read-ahead and the read it runs ahead of wait
     /// for one another instead of reading a chunk twice.
-    flights: crate::flights::Flights<ObjectId, std::sync::Arc<Vec<u8>>>,
+    flights: crate::flights::Flights<ObjectId, bytes::Bytes>,
 }
 
 #[derive(Default)]
 struct CacheInner {
-    map: std::collections::HashMap<ObjectId, std::sync::Arc<Vec<u8>>>,
+    map: std::collections::HashMap<ObjectId, bytes::Bytes>,
     order: std::collections::VecDeque<ObjectId>,
     bytes: usize,
 }
@@ -238,18 +238,18 @@ impl ChunkCache {
 
     /// The chunk, from the cache or read (and verified) from `repo`; a
     /// chunk another thread is reading is waited for, not read twice.
-    pub fn get(&self, repo: &Repository, id: &ObjectId) -> Result<std::sync::Arc<Vec<u8>>> {
+    pub fn get(&self, repo: &Repository, id: &ObjectId) -> Result<bytes::Bytes> {
         if let Some(hit) = self.inner.lock().map_err(|_| Error::Aborted)?.map.get(id) {
             return Ok(hit.clone());
         }
         self.flights.load(*id, || {
-            let data = std::sync::Arc::new(repo.read(id, Kind::Chunk)?);
+            let data = repo.read_shared(id, Kind::Chunk)?;
             self.insert(*id, data.clone())?;
             Ok(data)
         })
     }
 
-    fn insert(&self, id: ObjectId, data: std::sync::Arc<Vec<u8>>) -> Result<()> {
+    fn insert(&self, id: ObjectId, data: bytes::Bytes) -> Result<()> {
         let mut inner = self.inner.lock().map_err(|_| Error::Aborted)?;
         if inner.map.insert(id, data.clone()).is_none() {
             inner.order.push_back(id);
@@ -339,7 +339,6 @@ impl Repository {
 mod tests {
     use super::*;
     use crate::InitOptions;
-    use std::sync::Arc;
 
     #[test]
     fn a_chunk_read_by_many_threads_at_once_is_read_once() {
@@ -348,12 +347,12 @@ mod tests {
         let id = repo.put_object(tx.as_mut(), Kind::Chunk, &vec![7u8; 1 << 20]).expect("put");
         tx.commit().expect("commit");
         let cache = ChunkCache::new(8 << 20);
-        let got: Vec<Arc<Vec<u8>>> = std::thread::scope(|s| {
+        let got: Vec<bytes::Bytes> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8).map(|_| s.spawn(|| cache.get(&repo, &id).expect("get"))).collect();
             handles.into_iter().map(|h| h.join().expect("join")).collect()
         });
         // One read: every thread holds the very same buffer.
-        assert!(got.iter().all(|g| Arc::ptr_eq(g, &got[0]) && g.len() == 1 << 20));
+        assert!(got.iter().all(|g| g.as_ptr() == got[0].as_ptr() && g.len() == 1 << 20));
         assert!(cache.contains(&id));
     }
 

@@ -188,8 +188,22 @@ impl Codec {
     /// plaintext hashes to `id`. Never returns bytes that fail the check.
     pub fn open(&self, id: &ObjectId, stored: &[u8]) -> Result<(Kind, Vec<u8>), SealError> {
         let (kind, plain) = self.unframe(id.as_bytes(), stored)?;
+        self.checked(id, kind, plain)
+    }
+
+    /// [`Codec::open`] that returns a raw plain frame's body as a part of
+    /// `stored` instead of a copy (other frames are decoded as usual).
+    pub fn open_shared(&self, id: &ObjectId, stored: bytes::Bytes) -> Result<(Kind, bytes::Bytes), SealError> {
+        match stored.get(..3) {
+            Some(&[FRAME_PLAIN, kind, CODEC_RAW]) if self.cipher.is_none() => self.checked(id, kind, stored.slice(3..)),
+            _ => self.open(id, &stored).map(|(kind, plain)| (kind, plain.into())),
+        }
+    }
+
+    /// `plain` as object `id` of kind byte `kind`, if it hashes to `id`.
+    fn checked<T: AsRef<[u8]>>(&self, id: &ObjectId, kind: u8, plain: T) -> Result<(Kind, T), SealError> {
         let kind = Kind::from_u8(kind).ok_or(SealError::Kind(kind))?;
-        if self.id(kind, &plain) != *id {
+        if self.id(kind, plain.as_ref()) != *id {
             return Err(SealError::Mismatch);
         }
         Ok((kind, plain))
@@ -314,6 +328,28 @@ mod tests {
 
     fn codecs() -> Vec<Codec> {
         vec![Codec::new(None, 3), Codec::new(Some(Keys::generate().expect("rng")), 3)]
+    }
+
+    #[test]
+    fn open_shared_slices_raw_frames_and_still_verifies() {
+        let plain: Vec<u8> = (0..1563u32).flat_map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes()).collect();
+        let mut shared = 0;
+        for codec in codecs() {
+            for body in [plain.clone(), vec![0u8; 50_000]] {
+                let id = codec.id(Kind::Chunk, &body);
+                let stored = bytes::Bytes::from(codec.seal(&id, Kind::Chunk, &body));
+                let (kind, got) = codec.open_shared(&id, stored.clone()).expect("open");
+                assert_eq!((kind, &got[..]), (Kind::Chunk, &body[..]));
+                let raw_plain = stored[0] == FRAME_PLAIN && stored[2] == CODEC_RAW;
+                assert_eq!(raw_plain, got.as_ptr() == stored[3..].as_ptr(), "shared exactly when raw and plain");
+                shared += usize::from(raw_plain);
+                let mut bad = stored.to_vec();
+                let last = bad.len() - 1;
+                bad[last] ^= 1;
+                assert!(codec.open_shared(&id, bad.into()).is_err(), "a flipped byte passes");
+            }
+        }
+        assert_eq!(shared, 1, "only the incompressible body in the plain codec is stored raw");
     }
 
     #[test]

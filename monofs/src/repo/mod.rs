@@ -293,7 +293,20 @@ impl Repository {
     /// Verifies and opens the stored frame of object `id`, which must be
     /// of `kind`; see [`Repository::read`].
     pub fn open_frame(&self, id: &ObjectId, kind: Kind, stored: &[u8]) -> Result<Vec<u8>> {
-        let (found, plain) = self.codec.open(id, stored).map_err(|source| Error::Corrupt { id: *id, source })?;
+        let opened = self.codec.open(id, stored);
+        Self::expect_kind(id, kind, opened)
+    }
+
+    /// [`Repository::read`] that shares the store's buffer where it can (a
+    /// raw chunk of an unencrypted repository is not copied).
+    pub fn read_shared(&self, id: &ObjectId, kind: Kind) -> Result<bytes::Bytes> {
+        let stored = self.store.get_frame(id.as_bytes())?.ok_or(Error::MissingObject(*id))?;
+        let opened = self.codec.open_shared(id, stored);
+        Self::expect_kind(id, kind, opened)
+    }
+
+    fn expect_kind<T>(id: &ObjectId, kind: Kind, opened: Result<(Kind, T), crate::crypto::SealError>) -> Result<T> {
+        let (found, plain) = opened.map_err(|source| Error::Corrupt { id: *id, source })?;
         if found != kind {
             return Err(Error::Malformed {
                 id: *id,

@@ -105,6 +105,12 @@ pub trait Store: Send + Sync {
         Ok(self.get(table, key)?.is_some())
     }
 
+    /// The stored frame of object `key`, sharing the backend's buffer where
+    /// it can instead of copying (the hot path of reading file content).
+    fn get_frame(&self, key: &[u8]) -> StoreResult<Option<bytes::Bytes>> {
+        Ok(self.get(Table::Objects, key)?.map(bytes::Bytes::from))
+    }
+
     /// Calls `f` with each (key, value) whose key starts with `prefix`, in
     /// key order, until it returns `false`.
     fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()>;

@@ -12,6 +12,7 @@
 
 mod packs;
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -76,12 +77,12 @@ struct RecentPacks {
     recent: Mutex<Recent>,
     /// Packs being read: threads reading objects of one pack at once (a
     /// read and its read-ahead) read it once.
-    flights: crate::flights::Flights<u64, Arc<Vec<u8>>>,
+    flights: crate::flights::Flights<u64, Bytes>,
 }
 
 #[derive(Default)]
 struct Recent {
-    packs: VecDeque<(u64, Arc<Vec<u8>>)>,
+    packs: VecDeque<(u64, Bytes)>,
     /// Counts clears: a pack read before one is not kept after it.
     generation: u64,
 }
@@ -97,13 +98,13 @@ impl RecentPacks {
     }
 
     /// Pack `id`, if kept.
-    fn get(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, id: u64) -> Option<Bytes> {
         let r = self.recent.lock().ok()?;
         r.packs.iter().find(|(p, _)| *p == id).map(|(_, pack)| pack.clone())
     }
 
     /// Keeps pack `id`, read in `generation`, unless a clear came since.
-    fn put(&self, id: u64, pack: Arc<Vec<u8>>, generation: u64) {
+    fn put(&self, id: u64, pack: Bytes, generation: u64) {
         if let Ok(mut r) = self.recent.lock()
             && r.generation == generation
             && !r.packs.iter().any(|(p, _)| *p == id)
@@ -187,35 +188,40 @@ impl RedbStore {
 
 /// The stored frame of object `key`, its pack taken from `recent` when
 /// there (and kept there once read) if given, with the generation taken
-/// before `tx` began.
-fn read_object(tx: &ReadTransaction, key: &[u8], recent: Option<(&RecentPacks, u64)>) -> StoreResult<Option<Vec<u8>>> {
+/// before `tx` began. A frame from a kept pack shares the pack's buffer if
+/// it fills at least half of it (a large chunk), and is copied out
+/// otherwise, so that a small frame kept for long does not pin a whole pack.
+fn read_object(tx: &ReadTransaction, key: &[u8], recent: Option<(&RecentPacks, u64)>) -> StoreResult<Option<Bytes>> {
     let index = tx.open_table(def(Table::Objects)).map_err(err)?;
     let Some(loc) = index.get(key).map_err(err)? else {
         return Ok(None);
     };
     let loc = Location::decode(loc.value()).ok_or_else(|| corrupt("bad object location"))?;
-    let frame =
-        |pack: &[u8]| loc.slice(pack).map(<[u8]>::to_vec).map(Some).ok_or_else(|| corrupt("object outside its pack"));
+    let outside = || corrupt("object outside its pack");
     let packs = tx.open_table(PACKS).map_err(err)?;
     let read_pack = || packs.get(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(|| corrupt("missing pack"));
     let Some((recent, generation)) = recent else {
-        return frame(read_pack()?.value());
+        return Ok(Some(Bytes::copy_from_slice(loc.slice(read_pack()?.value()).ok_or_else(outside)?)));
     };
-    if let Some(pack) = recent.get(loc.pack) {
-        return frame(&pack);
+    let pack = match recent.get(loc.pack) {
+        Some(pack) => pack,
+        None => recent.flights.load(loc.pack, || {
+            let pack = Bytes::from(read_pack()?.value().to_vec());
+            recent.put(loc.pack, pack.clone(), generation);
+            Ok::<_, StoreError>(pack)
+        })?,
+    };
+    let frame = loc.slice(&pack).ok_or_else(outside)?;
+    if frame.len() * 2 < pack.len() {
+        return Ok(Some(Bytes::copy_from_slice(frame)));
     }
-    let pack = recent.flights.load(loc.pack, || {
-        let pack = Arc::new(read_pack()?.value().to_vec());
-        recent.put(loc.pack, pack.clone(), generation);
-        Ok::<_, StoreError>(pack)
-    })?;
-    frame(&pack)
+    Ok(Some(pack.slice_ref(frame)))
 }
 
 fn get_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
     let tx = db.begin_read().map_err(err)?;
     if table == Table::Objects {
-        return read_object(&tx, key, None);
+        return Ok(read_object(&tx, key, None)?.map(Vec::from));
     }
     let t = tx.open_table(def(table)).map_err(err)?;
     Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
@@ -381,11 +387,15 @@ impl Store for ReadOnlyStore {
 impl Store for RedbStore {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         if table == Table::Objects {
-            let generation = self.recent.generation();
-            let tx = self.db.begin_read().map_err(err)?;
-            return read_object(&tx, key, Some((&self.recent, generation)));
+            return Ok(self.get_frame(key)?.map(Vec::from));
         }
         get_in(&self.db, table, key)
+    }
+
+    fn get_frame(&self, key: &[u8]) -> StoreResult<Option<Bytes>> {
+        let generation = self.recent.generation();
+        let tx = self.db.begin_read().map_err(err)?;
+        read_object(&tx, key, Some((&self.recent, generation)))
     }
 
     fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
@@ -517,10 +527,10 @@ mod tests {
     #[test]
     fn recent_packs_forget_on_clear_and_refuse_stale_reads() {
         let recent = RecentPacks::default();
-        let pack = |b: &[u8]| Arc::new(b.to_vec());
+        let pack = |b: &[u8]| Bytes::copy_from_slice(b);
         let before = recent.generation();
         recent.put(1, pack(b"one"), before);
-        assert_eq!(recent.get(1).as_deref().map(Vec::as_slice), Some(&b"one"[..]));
+        assert_eq!(recent.get(1).as_deref(), Some(&b"one"[..]));
         recent.clear();
         assert!(recent.get(1).is_none(), "a commit empties it");
         recent.put(2, pack(b"read before the commit"), before);
