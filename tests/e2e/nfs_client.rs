@@ -361,3 +361,30 @@ fn large_sparse_files_round_trip() {
     let log: serde_json::Value = serde_json::from_str(&ok(&[&"log", &repo, &"--json"])).expect("json");
     assert_eq!(log[0]["size"], at + 4, "committed size");
 }
+
+#[test]
+fn committed_and_stable_writes_survive_a_killed_server() {
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 30000 + ((std::process::id() + 8117) % 20000) as u16;
+    let mut server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let data = monofs_fixtures::Rng::new(13).bytes(300_000);
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let unstable = create(&mut client, &root, "committed").await;
+        write(&mut client, &unstable, 0, &data, stable_how::UNSTABLE).await;
+        let c = client.commit(&COMMIT3args { file: unstable, offset: 0, count: 0 }).await.expect("commit rpc");
+        res(c, "commit");
+        let stable = create(&mut client, &root, "stable").await;
+        write(&mut client, &stable, 0, &data[..1000], stable_how::FILE_SYNC).await;
+    });
+    // SIGKILL: no flush on the way out; only what was made durable stays.
+    server.0.kill().expect("kill");
+    server.0.wait().expect("wait");
+    ok(&[&"commit", &repo, &"-m", &"after the kill"]);
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
+    assert!(std::fs::read(s.path("out/committed")).expect("read") == data, "COMMIT did not make it durable");
+    assert!(std::fs::read(s.path("out/stable")).expect("read") == data[..1000], "FILE_SYNC write lost");
+}

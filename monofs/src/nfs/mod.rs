@@ -36,6 +36,7 @@ pub struct NfsFs {
     /// The write verifier: new for every server run, so that clients
     /// resend UNSTABLE writes a restarted server may have lost.
     write_verf: [u8; 8],
+    durable: Arc<procs::Durable>,
 }
 
 impl NfsFs {
@@ -50,7 +51,7 @@ impl NfsFs {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             write_verf = (now.as_nanos() as u64).to_le_bytes();
         }
-        NfsFs { vfs, prefix, write_verf }
+        NfsFs { vfs, prefix, write_verf, durable: Arc::default() }
     }
 }
 

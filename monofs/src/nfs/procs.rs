@@ -6,6 +6,8 @@
 //! nfsserve's private one.
 
 use std::io::Cursor;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nfsserve::nfs::{
     diropargs3, fileid3, ftype3, nfs_fh3, nfsstat3, post_op_attr, post_op_fh3, pre_op_attr, sattr3, set_mode3,
@@ -27,6 +29,17 @@ const MAX_READ: u32 = 1 << 20;
 /// `stable_how` of a WRITE (RFC 1813, 3.3.7).
 const UNSTABLE: u32 = 0;
 const FILE_SYNC: u32 = 2;
+
+/// Counts for the group commit of [`NfsFs::sync`].
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// WRITEs answered so far.
+    written: AtomicU64,
+    /// `written` as of the start of the last completed store.
+    stored: AtomicU64,
+    /// Held by the one caller storing the tree.
+    storing: Mutex<()>,
+}
 
 /// A call the front answers.
 #[derive(Debug, Clone, Copy)]
@@ -75,12 +88,24 @@ impl NfsFs {
         out
     }
 
-    /// Stores the working tree, for COMMIT and stable WRITEs.
+    /// Makes every write answered so far durable, for COMMIT and stable
+    /// WRITEs: a group commit. Callers that arrive while the working tree
+    /// is being stored wait for it; if that store began after their writes,
+    /// they are done, otherwise one of them stores again for all of them.
     fn sync(&self) -> Result<(), nfsstat3> {
-        self.vfs.flush().map(|_| ()).map_err(|e| {
+        let d = &self.durable;
+        let want = d.written.load(Ordering::SeqCst);
+        let _one = d.storing.lock().map_err(|_| nfsstat3::NFS3ERR_IO)?;
+        if d.stored.load(Ordering::SeqCst) >= want {
+            return Ok(());
+        }
+        let upto = d.written.load(Ordering::SeqCst);
+        self.vfs.flush().map_err(|e| {
             tracing::error!("NFS: storing the working tree: {e}");
             nfsstat3::NFS3ERR_IO
-        })
+        })?;
+        d.stored.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
     }
 
     /// READ3 (RFC 1813, 3.3.6).
@@ -126,6 +151,7 @@ impl NfsFs {
                 return Err(nfsstat3::NFS3ERR_INVAL);
             }
             self.vfs.write(id, offset, data).map_err(status)?;
+            self.durable.written.fetch_add(1, Ordering::SeqCst);
             if stable == UNSTABLE {
                 return Ok(UNSTABLE);
             }
