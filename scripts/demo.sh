@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A tour of what works today, on the embedded default store: init, commit a
 # directory, change it, commit again, log, tag, diff, restore, stats, fsck,
-# clone and sync, the same with encryption, a FUSE mount, images and
-# sandboxes.
+# clone and sync, the same with encryption, a FUSE mount, the NFS server,
+# images and sandboxes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q -p monofs-cli --bins
@@ -66,6 +66,18 @@ if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
   step "monofs checkout repo HEAD~1; ls drive   # the mount switches at once"
   monofs checkout "$W/repo" HEAD~1; ls "$W/drive"
   step monofs detach drive;              monofs detach "$W/drive"
+fi
+
+if command -v nfs-ls >/dev/null; then
+  P=$((20000 + RANDOM % 20000))
+  U="nfs://127.0.0.1/?nfsport=$P&mountport=$P&version=3"
+  step "monofs serve repo --nfs 127.0.0.1:$P &   # the working tree over NFSv3 (libnfs client)"
+  monofs serve "$W/repo" --nfs "127.0.0.1:$P" >/dev/null &
+  NFS_PID=$!
+  for _ in $(seq 100); do nfs-ls "$U" >/dev/null 2>&1 && break; sleep 0.1; done
+  step "nfs-ls '$U'";                    nfs-ls "$U" | head -n 5
+  step "nfs-cat .../docs/README.md";     nfs-cat "nfs://127.0.0.1/docs/README.md?nfsport=$P&mountport=$P&version=3"
+  kill "$NFS_PID"; wait "$NFS_PID" || true
 fi
 
 if command -v umoci >/dev/null && [ -x /bin/busybox ]; then

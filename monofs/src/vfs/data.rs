@@ -71,22 +71,23 @@ pub(crate) fn write(repo: &Repository, cache: &ChunkCache, f: &mut FileData, off
         let (index, within) = (pos / BLOCK, (pos % BLOCK) as usize);
         let n = (BLOCK as usize - within).min(data.len() - done);
         if !f.blocks.contains_key(&index) {
-            let mut block = vec![0u8; BLOCK as usize].into_boxed_slice();
+            let mut block = vec![0u8; BLOCK as usize];
             // A block written in full needs no old bytes.
             if n < BLOCK as usize && index * BLOCK < f.base_size.min(f.size) {
                 read_base(repo, cache, f, index * BLOCK, &mut block)?;
                 let valid = f.size.saturating_sub(index * BLOCK).min(BLOCK) as usize;
                 block[valid..].fill(0);
             }
-            f.blocks.insert(index, block);
+            f.blocks.insert(index, Arc::new(block));
         }
         if let Some(block) = f.blocks.get_mut(&index) {
-            block[within..within + n].copy_from_slice(&data[done..done + n]);
+            Arc::make_mut(block)[within..within + n].copy_from_slice(&data[done..done + n]);
         }
         done += n;
     }
     f.size = f.size.max(offset + data.len() as u64);
     f.dirty = true;
+    f.version += 1;
     Ok(())
 }
 
@@ -95,12 +96,14 @@ pub(crate) fn truncate(f: &mut FileData, size: u64) {
     if size < f.size {
         f.blocks.retain(|&i, _| i * BLOCK < size);
         if let Some(block) = f.blocks.get_mut(&(size / BLOCK)) {
-            block[(size % BLOCK) as usize..].fill(0);
+            Arc::make_mut(block)[(size % BLOCK) as usize..].fill(0);
         }
         f.base_size = f.base_size.min(size);
+        f.floor = f.floor.min(size);
     }
     f.size = size;
     f.dirty = true;
+    f.version += 1;
 }
 
 /// Reads a whole file sequentially (for storing it), block by block.

@@ -176,6 +176,9 @@ struct State {
     dirty_bytes: u64,
     /// The stored root as of the last load or flush.
     root: ObjectId,
+    /// Counts loads: a flush's snapshot of files belongs to this tree
+    /// while it is unchanged.
+    generation: u64,
 }
 
 /// The working tree of a repository as a file system.
@@ -190,6 +193,8 @@ pub struct Vfs {
     ns: Vec<u8>,
     /// Whether inode numbers are stored (not for a scratch tree).
     persist_inodes: bool,
+    /// Held by the one flush running.
+    flushing: Mutex<()>,
 }
 
 /// First byte of the inode keys of a named working tree.
@@ -446,6 +451,7 @@ impl Vfs {
             dirty_bytes: 0,
             // Set by `load` below.
             root: ObjectId([0; crate::id::ID_LEN]),
+            generation: 0,
         };
         let root = match &tree {
             Tree::Revision(root) | Tree::Scratch(root) => *root,
@@ -462,6 +468,7 @@ impl Vfs {
             tree_ref: tree.ref_name(),
             persist_inodes: !scratch,
             ns,
+            flushing: Mutex::new(()),
         };
         vfs.load(&root)?;
         Ok(vfs)
@@ -516,6 +523,7 @@ impl Vfs {
         st.nodes = nodes;
         st.dirty_bytes = 0;
         st.root = *root;
+        st.generation += 1;
         st.changed = !st.table_changes.is_empty();
         Ok((old_names, old_inodes))
     }
@@ -524,6 +532,10 @@ impl Vfs {
     /// `worktrees/NAME`) at the result; returns the root id. Cheap when
     /// nothing changed.
     pub fn flush(&self) -> Result<ObjectId, Error> {
+        let _one = self.flushing.lock().map_err(|_| Error::Aborted)?;
+        if !self.read_only {
+            self.store_files()?;
+        }
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         if self.read_only || !st.changed {
             return Ok(st.root);
@@ -551,6 +563,75 @@ impl Vfs {
         st.dirty_bytes = 0;
         st.root = root;
         Ok(root)
+    }
+
+    /// Stores the content of changed files without holding the tree, so
+    /// that other requests go on while their bytes are chunked, hashed and
+    /// written: each is snapshotted under the lock (its blocks shared, not
+    /// copied), stored outside it, and installed as the file's new stored
+    /// content unless the tree was reloaded meanwhile. Blocks written since
+    /// the snapshot stay dirty on top; the tree itself is written by
+    /// [`Vfs::flush`], under the lock, which this leaves little to do.
+    fn store_files(&self) -> Result<(), Error> {
+        let (generation, snapshots) = {
+            let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+            if !st.changed {
+                return Ok(());
+            }
+            let snapshots: Vec<(Ino, FileData)> = st
+                .nodes
+                .iter_mut()
+                .filter(|(_, n)| !n.parents.is_empty())
+                .filter_map(|(ino, n)| match &mut n.body {
+                    Body::File(f) if f.dirty => {
+                        f.floor = u64::MAX;
+                        Some((*ino, f.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            (st.generation, snapshots)
+        };
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        let (stored, tx, _) = self.repo.write_objects(|sink| {
+            let chunker = crate::content::Chunker::for_repo(&self.repo);
+            snapshots
+                .into_iter()
+                .map(|(ino, mut snap)| {
+                    let size = snap.size;
+                    let mut reader = data::Merged { repo: &self.repo, cache: &self.cache, file: &mut snap, pos: 0 };
+                    let (content, got) = chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
+                    if got != size {
+                        return Err(Error::Aborted);
+                    }
+                    Ok((ino, snap, content))
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })?;
+        tx.commit()?;
+        let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        if st.generation != generation {
+            // A checkout replaced the tree: what was stored is unreferenced.
+            return Ok(());
+        }
+        let mut freed = 0;
+        for (ino, snap, content) in stored {
+            let Some(Body::File(f)) = st.nodes.get_mut(&ino).map(|n| &mut n.body) else { continue };
+            let before = f.dirty_bytes();
+            // Blocks not written since the snapshot are in `content` now.
+            f.blocks.retain(|i, b| snap.blocks.get(i).is_none_or(|s| !Arc::ptr_eq(s, b)));
+            f.base_size = snap.size.min(f.floor);
+            f.base = content;
+            f.base_len = snap.size;
+            f.layout = None;
+            f.floor = u64::MAX;
+            f.dirty = f.version != snap.version;
+            freed += before - f.dirty_bytes();
+        }
+        st.dirty_bytes = st.dirty_bytes.saturating_sub(freed);
+        Ok(())
     }
 
     /// Looks `name` up in `parent`, taking a kernel reference.

@@ -45,6 +45,7 @@ pub(crate) struct DirData {
 }
 
 /// A regular file: stored content overlaid with dirty blocks.
+#[derive(Clone)]
 pub(crate) struct FileData {
     pub size: u64,
     /// Last stored content, `base_len` bytes long; bytes at or past
@@ -53,15 +54,32 @@ pub(crate) struct FileData {
     pub base_len: u64,
     pub base_size: u64,
     pub layout: Option<Arc<Layout>>,
-    /// Written blocks (index -> BLOCK bytes) not yet stored.
-    pub blocks: BTreeMap<u64, Box<[u8]>>,
+    /// Written blocks (index -> BLOCK bytes) not yet stored; shared with
+    /// the snapshot a flush is storing until written again.
+    pub blocks: BTreeMap<u64, Arc<Vec<u8>>>,
     /// Whether content changed since the last flush (writes or truncation).
     pub dirty: bool,
+    /// Counts writes and truncations: a flush's snapshot is current while
+    /// this is unchanged.
+    pub version: u64,
+    /// The smallest size truncated to since the last snapshot (`u64::MAX`:
+    /// none), so that stored bytes past it keep reading as zeros.
+    pub floor: u64,
 }
 
 impl FileData {
     pub fn stored(base: Content, size: u64) -> FileData {
-        FileData { size, base, base_len: size, base_size: size, layout: None, blocks: BTreeMap::new(), dirty: false }
+        FileData {
+            size,
+            base,
+            base_len: size,
+            base_size: size,
+            layout: None,
+            blocks: BTreeMap::new(),
+            dirty: false,
+            version: 0,
+            floor: u64::MAX,
+        }
     }
 
     pub fn empty() -> FileData {

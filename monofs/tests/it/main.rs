@@ -2,6 +2,7 @@
 
 mod corruption;
 mod edit;
+mod flushing;
 mod history;
 mod hostile;
 mod roundtrip;

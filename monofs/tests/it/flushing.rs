@@ -1,0 +1,68 @@
+//! The mounted tree stored while it is being written: flushes snapshot
+//! files and store them outside the tree's lock, so writes, truncations
+//! and reads run alongside; no byte may be lost or resurrected.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use monofs::vfs::{ROOT, Vfs};
+use monofs::{InitOptions, Repository};
+use monofs_fixtures::Rng;
+
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.next_u64() % n
+}
+
+/// Random writes and truncations of one file, with flushes running all
+/// the while on another thread; the file is compared with a plain model
+/// as it goes, and after a reload from the repository.
+#[test]
+fn writes_and_truncations_during_flushes_keep_every_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Arc::new(Vfs::new(repo.clone(), None).expect("vfs"));
+    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    let mut model: Vec<u8> = Vec::new();
+    let mut rng = Rng::new(77);
+    let stop = AtomicBool::new(false);
+    let flushes = std::thread::scope(|s| {
+        let flusher = s.spawn(|| {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                vfs.flush().expect("flush");
+                n += 1;
+            }
+            n
+        });
+        for step in 0..600 {
+            if below(&mut rng, 10) == 0 {
+                let size = below(&mut rng, model.len() as u64 + 1) as usize;
+                let set = monofs::vfs::SetAttr { size: Some(size as u64), ..Default::default() };
+                vfs.setattr(ino, set).expect("truncate");
+                model.truncate(size);
+            } else {
+                let offset = below(&mut rng, 3 << 20) as usize;
+                let len = 1 + below(&mut rng, 300 << 10) as usize;
+                let bytes = rng.bytes(len);
+                vfs.write(ino, offset as u64, &bytes).expect("write");
+                if model.len() < offset + len {
+                    model.resize(offset + len, 0);
+                }
+                model[offset..offset + len].copy_from_slice(&bytes);
+            }
+            if step % 50 == 0 {
+                assert!(vfs.read(ino, 0, model.len() + 10).expect("read") == model, "step {step}");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        flusher.join().expect("flusher")
+    });
+    assert!(flushes > 2, "only {flushes} flushes ran alongside the writes");
+    assert!(vfs.read(ino, 0, model.len() + 10).expect("read") == model, "after the writes");
+    vfs.release(ino);
+    vfs.flush().expect("flush");
+    drop(vfs);
+    let again = Vfs::new(repo, None).expect("reload");
+    let ino = again.lookup(ROOT, b"f").expect("lookup").ino;
+    assert!(again.read(ino, 0, model.len() + 10).expect("read") == model, "as stored");
+}
