@@ -62,7 +62,9 @@ impl Slot {
             *used = Instant::now();
             return Ok(local.clone());
         }
+        let start = Instant::now();
         let local = Arc::new(Local::open(&self.path, BUSY_WAIT)?);
+        tracing::debug!("{}: opened in {:?}", self.path.display(), start.elapsed());
         *open = Some((local.clone(), Instant::now()));
         Ok(local)
     }
