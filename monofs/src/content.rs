@@ -291,14 +291,13 @@ impl Repository {
         cache: &ChunkCache,
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(len);
+    ) -> Result<bytes::Bytes> {
         if let Content::Inline(data) = content {
             let start = (offset as usize).min(data.len());
-            out.extend_from_slice(&data[start..(start + len).min(data.len())]);
-            return Ok(out);
+            return Ok(bytes::Bytes::copy_from_slice(&data[start..(start + len).min(data.len())]));
         }
         let first = layout.partition_point(|(off, _, len)| off + len <= offset);
+        let mut out = Vec::new();
         for (off, id, size) in &layout[first..] {
             if out.len() == len {
                 break;
@@ -313,9 +312,14 @@ impl Repository {
             }
             let at = (offset + out.len() as u64 - off) as usize;
             let n = (chunk.len() - at).min(len - out.len());
+            if out.is_empty() && n == len {
+                // Within one chunk (most requests): a part of it, no copy.
+                return Ok(chunk.slice(at..at + n));
+            }
+            out.reserve(len);
             out.extend_from_slice(&chunk[at..at + n]);
         }
-        Ok(out)
+        Ok(out.into())
     }
 
     /// Reads up to `buf.len()` bytes at `offset` of a file with `layout`

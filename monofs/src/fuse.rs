@@ -97,7 +97,7 @@ impl FuseFs {
             return None;
         }
         let copy = pt.cache.get_or_fill(&id, size, &mut |offset, len| {
-            self.vfs.read(ino, offset, len).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+            self.vfs.read(ino, offset, len).map(Vec::from).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
         });
         let backing = match copy.and_then(std::fs::File::open).and_then(|f| reply.open_backing(&f)) {
             Ok(b) => b,

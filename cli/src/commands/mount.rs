@@ -23,6 +23,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// A mount table entry.
 struct Mounted {
+    /// MAJOR:MINOR of the mounted file system.
+    device: String,
     source: String,
     fstype: String,
 }
@@ -35,10 +37,28 @@ fn mounted(mountpoint: &Path) -> Option<Mounted> {
         let fields: Vec<&str> = line.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-")?;
         (fields.get(4).map(|m| m.replace("\\040", " ")) == Some(target.to_string())).then(|| Mounted {
+            device: fields.get(2).unwrap_or(&"").to_string(),
             fstype: fields.get(sep + 1).unwrap_or(&"").to_string(),
             source: fields.get(sep + 2).unwrap_or(&"").to_string(),
         })
     })
+}
+
+/// Read-ahead of the mount, in KiB: as large as a FUSE read request may be
+/// (`max_read` 1 MiB), so sequential reads come in 1 MiB requests; the
+/// kernel's default of 128 KiB makes eight times as many round trips
+/// (cold 1 GiB read about 15% slower).
+const READ_AHEAD_KB: u32 = 1024;
+
+/// Sets the mount's read-ahead (root only: a sysfs file; otherwise the
+/// default stays). Reads /proc rather than stat()ing the mount point, which
+/// would wait for the session that has not started yet.
+fn read_ahead(mountpoint: &Path) {
+    let Some(device) = mounted(mountpoint).map(|m| m.device) else { return };
+    let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, READ_AHEAD_KB.to_string()) {
+        tracing::debug!("{knob}: {e} (read-ahead stays the default)");
+    }
 }
 
 /// Whether the path is a FUSE mount whose process is gone.
@@ -217,6 +237,7 @@ fn serve(
         }
     });
 
+    read_ahead(&mountpoint);
     eprintln!("mounted {} on {}", repo_path.display(), mountpoint.display());
     let result = session.run();
     let _ = std::fs::remove_file(&socket);

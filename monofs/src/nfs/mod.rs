@@ -150,7 +150,7 @@ fn set_attr(s: &sattr3) -> SetAttr {
 impl NfsFs {
     /// Reads `count` bytes at `offset`: the bytes, whether they reach the
     /// end of the file, and the attributes they were read under.
-    fn read_at(&self, id: fileid3, offset: u64, count: u32) -> Result<(Vec<u8>, bool, fattr3), nfsstat3> {
+    fn read_at(&self, id: fileid3, offset: u64, count: u32) -> Result<(bytes::Bytes, bool, fattr3), nfsstat3> {
         let attr = self.vfs.getattr(id).map_err(status)?;
         let data = self.vfs.read(id, offset, count as usize).map_err(status)?;
         let eof = offset + data.len() as u64 >= attr.size;
@@ -194,7 +194,7 @@ impl NFSFileSystem for NfsFs {
     }
 
     async fn read(&self, id: fileid3, offset: u64, count: u32) -> Result<(Vec<u8>, bool), nfsstat3> {
-        self.read_at(id, offset, count).map(|(data, eof, _)| (data, eof))
+        self.read_at(id, offset, count).map(|(data, eof, _)| (data.into(), eof))
     }
 
     async fn write(&self, id: fileid3, offset: u64, data: &[u8]) -> Result<fattr3, nfsstat3> {

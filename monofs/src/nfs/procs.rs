@@ -121,7 +121,11 @@ impl NfsFs {
                 post_op_attr::attributes(attr).serialize(out)?;
                 (data.len() as u32).serialize(out)?;
                 eof.serialize(out)?;
-                data.serialize(out)
+                // opaque<>: its length, the bytes, zeros to a multiple of 4.
+                (data.len() as u32).serialize(out)?;
+                out.extend_from_slice(&data);
+                out.resize(out.len().next_multiple_of(4), 0);
+                Ok(())
             }
             Err(stat) => {
                 stat.serialize(out)?;

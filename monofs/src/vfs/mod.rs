@@ -918,7 +918,7 @@ impl Vfs {
     }
 
     /// Reads up to `len` bytes at `offset`.
-    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> VResult<Vec<u8>> {
+    pub fn read(&self, ino: Ino, offset: u64, len: usize) -> VResult<bytes::Bytes> {
         let mut st = self.lock()?;
         let node = st.node_mut(ino)?;
         let f = match &mut node.body {
@@ -928,7 +928,7 @@ impl Vfs {
         };
         let Some(plan) = data::clean_read(&self.repo, f, offset, len)? else {
             // Dirty blocks in the range: read under the lock.
-            return Ok(data::read(&self.repo, &self.cache, f, offset, len)?);
+            return Ok(data::read(&self.repo, &self.cache, f, offset, len)?.into());
         };
         drop(st);
         // Stored bytes: chunk reads, decryption and verification run without
