@@ -234,6 +234,28 @@ fn clients_vanishing_mid_write_or_sending_garbage_leave_it_consistent() {
         raw.write_all(&junk).expect("junk");
         drop(raw);
     }
+    // Well-formed calls whose arguments claim a 4 GiB file handle or name:
+    // refused as garbage before anything sizes a buffer from them.
+    for (proc, args) in [(1u32, vec![u32::MAX]), (15, vec![8, 1, 2, 8, 1, 2, u32::MAX]), (21, vec![u32::MAX])] {
+        use std::io::Read as _;
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let call: Vec<u32> = [&[77, 0, 2, 100_003, 3, proc, 0, 0, 0, 0][..], &args].concat();
+        let body: Vec<u8> = call.iter().flat_map(|w| w.to_be_bytes()).collect();
+        raw.write_all(&(0x8000_0000u32 | body.len() as u32).to_be_bytes()).expect("marker");
+        raw.write_all(&body).expect("call");
+        let mut reply = [0u8; 28];
+        raw.read_exact(&mut reply).expect("a reply");
+        let word = |i: usize| u32::from_be_bytes(reply[4 + 4 * i..8 + 4 * i].try_into().expect("word"));
+        assert_eq!((word(0), word(1), word(2), word(5)), (77, 1, 0, 4), "proc {proc}: not GARBAGE_ARGS");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).expect("status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .expect("VmHWM");
+    assert!(peak_kib < 1 << 20, "the server grew to {peak_kib} KiB");
     // The server still serves what the first client wrote.
     runtime.block_on(async {
         let mut client = reconnect(port).await;

@@ -2,7 +2,8 @@
 //! loopback port behind it; the front answers READ, WRITE and the calls
 //! nfsserve cannot (see [`procs`](super::procs)) and passes every other
 //! record to it unchanged, one nfsserve connection per client connection.
-//! It also caps the size of a request, which nfsserve does not.
+//! It also caps the size of a request and checks the lengths inside its
+//! arguments (see [`validate`](super::validate)), which nfsserve does not.
 
 use std::io;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::{Mutex, Semaphore};
 use super::NfsFs;
 use super::procs::Proc;
 use super::rpc::{self, MAX_REPLY, MAX_REQUEST, read_record};
+use super::validate::plausible;
 use crate::vfs::Vfs;
 
 /// An NFSv3 server over a [`Vfs`], bound and ready to [`run`](Self::run).
@@ -85,7 +87,14 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
     let result = async {
         while read_record(&mut from_client, &mut record, MAX_REQUEST).await? {
             let msg = &record[rpc::HEADER..];
-            let Some((call, proc)) = rpc::parse_call(msg).and_then(|c| Some((c, Proc::of(&c)?))) else {
+            let call = rpc::parse_call(msg);
+            if let Some(c) = call.filter(|c| !plausible(c, &msg[c.args..])) {
+                let mut refusal = rpc::accepted(c.xid, rpc::GARBAGE_ARGS);
+                rpc::seal(&mut refusal);
+                to_client.lock().await.write_all(&refusal).await?;
+                continue;
+            }
+            let Some((call, proc)) = call.and_then(|c| Some((c, Proc::of(&c)?))) else {
                 to_backend.write_all(&record).await?;
                 continue;
             };

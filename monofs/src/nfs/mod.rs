@@ -12,6 +12,7 @@
 mod front;
 mod procs;
 mod rpc;
+mod validate;
 
 pub use front::NfsServer;
 

@@ -79,15 +79,20 @@ impl Reader<'_> {
         Some(u32::from_be_bytes(*word))
     }
 
-    /// Skips an `opaque<max>` (a length, the bytes, padding to 4).
-    fn skip_opaque(&mut self, max: u32) -> Option<()> {
+    /// Skips `n` bytes.
+    pub fn skip(&mut self, n: usize) -> Option<()> {
+        self.0 = self.0.get(n..)?;
+        Some(())
+    }
+
+    /// Skips an `opaque<max>` or `string<max>` (a length, the bytes,
+    /// padding to 4); None if longer than `max` or cut short.
+    pub fn opaque(&mut self, max: u32) -> Option<()> {
         let len = self.u32()?;
         if len > max {
             return None;
         }
-        let padded = (len as usize).div_ceil(4) * 4;
-        self.0 = self.0.get(padded..)?;
-        Some(())
+        self.skip((len as usize).div_ceil(4) * 4)
     }
 }
 
@@ -105,7 +110,7 @@ pub fn parse_call(msg: &[u8]) -> Option<Call> {
     // bytes each (RFC 5531, section 8.2).
     for _ in 0..2 {
         r.u32()?;
-        r.skip_opaque(400)?;
+        r.opaque(400)?;
     }
     Some(Call { xid, prog, vers, proc, args: msg.len() - r.0.len() })
 }
