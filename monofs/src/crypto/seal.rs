@@ -1,6 +1,7 @@
 //! The stored frame of an object: optional zstd, optional XChaCha20-Poly1305,
 //! and verification on the way back (docs/FORMAT.md, "Stored frame").
 
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::sync::{Arc, PoisonError};
 
@@ -188,7 +189,7 @@ impl Codec {
     /// plaintext hashes to `id`. Never returns bytes that fail the check.
     pub fn open(&self, id: &ObjectId, stored: &[u8]) -> Result<(Kind, Vec<u8>), SealError> {
         let (kind, plain) = self.unframe(id.as_bytes(), stored)?;
-        self.checked(id, kind, plain)
+        self.checked(id, kind, plain).map(|(kind, plain)| (kind, plain.into()))
     }
 
     /// [`Codec::open`] that returns a raw plain frame's body as a part of
@@ -196,7 +197,10 @@ impl Codec {
     pub fn open_shared(&self, id: &ObjectId, stored: bytes::Bytes) -> Result<(Kind, bytes::Bytes), SealError> {
         match stored.get(..3) {
             Some(&[FRAME_PLAIN, kind, CODEC_RAW]) if self.cipher.is_none() => self.checked(id, kind, stored.slice(3..)),
-            _ => self.open(id, &stored).map(|(kind, plain)| (kind, plain.into())),
+            _ => {
+                let (kind, plain) = self.unframe(id.as_bytes(), &stored)?;
+                self.checked(id, kind, plain)
+            }
         }
     }
 
@@ -218,7 +222,7 @@ impl Codec {
     /// Opens a record sealed by [`Codec::seal_record`] under the same key.
     pub fn open_record(&self, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, SealError> {
         match self.unframe(key, stored)? {
-            (0, plain) => Ok(plain),
+            (0, plain) => Ok(plain.into()),
             (k, _) => Err(SealError::Kind(k)),
         }
     }
@@ -258,11 +262,12 @@ impl Codec {
         }
     }
 
-    fn unframe(&self, aad: &[u8], stored: &[u8]) -> Result<(u8, Vec<u8>), SealError> {
+    /// The kind byte and plaintext of a frame. A raw body decrypted here is
+    /// a part of the decryption buffer, not a copy of it.
+    fn unframe(&self, aad: &[u8], stored: &[u8]) -> Result<(u8, Bytes), SealError> {
         let (&frame, rest) = stored.split_first().ok_or(SealError::Truncated)?;
-        let decrypted;
-        let inner: &[u8] = match (frame, &self.cipher) {
-            (FRAME_PLAIN, None) => rest,
+        let decrypted: Option<Bytes> = match (frame, &self.cipher) {
+            (FRAME_PLAIN, None) => None,
             (FRAME_SEALED, Some(cipher)) => {
                 if rest.len() < NONCE_LEN + 2 + TAG_LEN {
                     return Err(SealError::Truncated);
@@ -275,24 +280,27 @@ impl Codec {
                 cipher
                     .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
                     .map_err(|_| SealError::Auth)?;
-                decrypted = buf;
-                &decrypted
+                Some(buf.into())
             }
             (f, _) => return Err(SealError::Frame(f)),
         };
+        let inner: &[u8] = decrypted.as_deref().unwrap_or(rest);
         if inner.len() < 2 {
             return Err(SealError::Truncated);
         }
         let body = &inner[2..];
         let plain = match inner[1] {
-            CODEC_RAW => body.to_vec(),
-            CODEC_ZSTD => decompress(body, None)?,
+            CODEC_RAW => match &decrypted {
+                Some(d) => d.slice(2..),
+                None => Bytes::copy_from_slice(body),
+            },
+            CODEC_ZSTD => decompress(body, None)?.into(),
             CODEC_ZSTD_DICT => {
                 let id = zstd::zstd_safe::get_dict_id_from_frame(body)
                     .ok_or_else(|| SealError::Decompress("zstd frame names no dictionary".into()))?
                     .get();
                 let dict = self.dictionary(id).ok_or(SealError::MissingDictionary(id))?;
-                decompress(body, Some(&dict))?
+                decompress(body, Some(&dict))?.into()
             }
             c => return Err(SealError::Decompress(format!("unknown codec {c}"))),
         };
