@@ -320,11 +320,5 @@ cpu() { awk -v u="${USR[$1]}" -v s="${SYS[$1]}" -v w="${WALL[$1]}" 'BEGIN { if (
     echo "monofs stored bytes: a=$STORED_A_M b=$STORED_B_M end=$STORED_END_M"
     echo "diff ms: monofs $DIFF_M_MS ± $DIFF_M_SD; monofs log $LOG_M_MS ± $LOG_M_SD; restic diff $DIFF_R_MS ± $DIFF_R_SD"
     echo "unencrypted diff ms: monofs $DIFFP_M_MS ± $DIFFP_M_SD; monofs log $LOGP_M_MS ± $LOGP_M_SD"
-    echo "load average: start $LOAD_START; end $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo '```'
-    if ((${#FAILURES[@]})); then
-        echo
-        echo "Failures:"
-        for f in "${FAILURES[@]}"; do echo "- $f"; done
-    fi
+    report_end
 } | tee "$WORK/results.md"

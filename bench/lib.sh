@@ -101,3 +101,15 @@ timed() {
     fi
     return 0
 }
+
+# report_end: the closing lines of a results report: the load average at
+# the start and now, the end of the raw block, and the failures if any.
+report_end() {
+    echo "load average: start $LOAD_START; end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo '```'
+    if ((${#FAILURES[@]})); then
+        echo
+        echo "Failures:"
+        for f in "${FAILURES[@]}"; do echo "- $f"; done
+    fi
+}

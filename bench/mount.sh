@@ -287,11 +287,5 @@ sx() { [[ -n $1 ]] && echo "$1 s" || echo "n/a"; }
         printf '%-22s %8s s  busy=%6s s  rc=%s%s\n' "$l" "${WALL[$l]}" "${OTHER[$l]}" "${RC[$l]}" "$extra"
     done
     echo "VmHWM KB per mount session: $(for k in "${!HWM[@]}"; do printf '%s=%s ' "$k" "${HWM[$k]}"; done)"
-    echo "load average: start $LOAD_START; end $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo '```'
-    if ((${#FAILURES[@]})); then
-        echo
-        echo "Failures:"
-        for f in "${FAILURES[@]}"; do echo "- $f"; done
-    fi
+    report_end
 } | tee "$WORK/results-mount.md"

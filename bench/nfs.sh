@@ -170,11 +170,5 @@ mb() { [[ -n $1 ]] && echo "$1 MiB/s ($2 s)" || echo "FAILED"; }
     echo '```'
     for l in $(printf '%s\n' "${!WALL[@]}" | sort); do printf '%-14s %8s s  rc=%s\n' "$l" "${WALL[$l]}" "${RC[$l]}"; done
     echo "VmHWM KB per server session: $(for k in $(printf '%s\n' "${!HWM[@]}" | sort); do printf '%s=%s ' "$k" "${HWM[$k]}"; done)"
-    echo "load average: start $LOAD_START; end $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo '```'
-    if ((${#FAILURES[@]})); then
-        echo
-        echo "Failures:"
-        for f in "${FAILURES[@]}"; do echo "- $f"; done
-    fi
+    report_end
 } | tee "$WORK/results-nfs.md"
