@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod control;
+mod logging;
 mod passphrase;
 mod progress;
 mod served;
@@ -14,14 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MONOFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rustls_platform_verifier=off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    logging::init("MONOFS_LOG", "warn,rustls_platform_verifier=off");
     let cli = args::Cli::parse();
     // A mounted repository belongs to its mount process: run there.
     if let Some(repo) = cli.command.served_repo()

@@ -4,6 +4,8 @@
 
 mod args;
 mod commands;
+#[path = "../../logging.rs"]
+mod logging;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,14 +17,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == monocore_sandbox::init::INIT_ARG) {
         monocore_sandbox::init::main();
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MONOCORE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .init();
+    logging::init("MONOCORE_LOG", "warn");
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
