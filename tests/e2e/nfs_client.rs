@@ -48,12 +48,17 @@ impl Drop for Server {
 }
 
 fn serve(repo: &std::path::Path, port: u16) -> Server {
+    serve_with(repo, port, &[])
+}
+
+fn serve_with(repo: &std::path::Path, port: u16, extra: &[&str]) -> Server {
     let server = Server(
         monofs()
             .arg("serve")
             .arg(repo)
             .arg("--nfs")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -409,4 +414,48 @@ fn committed_and_stable_writes_survive_a_killed_server() {
     ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
     assert!(std::fs::read(s.path("out/committed")).expect("read") == data, "COMMIT did not make it durable");
     assert!(std::fs::read(s.path("out/stable")).expect("read") == data[..1000], "FILE_SYNC write lost");
+}
+
+#[test]
+fn a_served_revision_refuses_every_change_the_front_answers() {
+    let s = Scratch::default();
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    init(&repo);
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("f"), b"committed bytes").expect("write");
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    let port = 30000 + ((std::process::id() + 9173) % 20000) as u16;
+    let _server = serve_with(&repo, port, &["--rev", "HEAD"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let found = client
+            .lookup(&LOOKUP3args { what: diropargs3 { dir: root.clone(), name: name("f") } })
+            .await
+            .expect("lookup rpc");
+        let file = res(found, "lookup").object;
+        assert!(read_all(&mut client, &file).await == b"committed bytes");
+        let w = client
+            .write(&WRITE3args {
+                file: file.clone(),
+                offset: 0,
+                count: 1,
+                stable: stable_how::UNSTABLE,
+                data: Opaque::borrowed(b"x"),
+            })
+            .await
+            .expect("write rpc");
+        assert!(matches!(w, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{w:?}");
+        let link = LINK3args { file: file.clone(), link: diropargs3 { dir: root.clone(), name: name("g") } };
+        let l = client.link(&link).await.expect("link rpc");
+        assert!(matches!(l, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{l:?}");
+        let fifo = MKNOD3args {
+            where_: diropargs3 { dir: root.clone(), name: name("p") },
+            what: mknoddata3::NF3FIFO(sattr3::default()),
+        };
+        let m = client.mknod(&fifo).await.expect("mknod rpc");
+        assert!(matches!(m, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{m:?}");
+        let c = client.commit(&COMMIT3args { file, offset: 0, count: 0 }).await.expect("commit rpc");
+        res(c, "commit of a read-only tree: nothing to store");
+    });
 }
