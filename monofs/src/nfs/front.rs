@@ -44,13 +44,22 @@ impl NfsServer {
         self.port
     }
 
-    /// Serves until accepting a connection fails.
+    /// Serves until nfsserve stops.
     pub async fn run(self) -> io::Result<()> {
         let backend_port = self.backend.get_listen_port();
         let NfsServer { listener, backend, fs, port } = self;
         let accept = async move {
             loop {
-                let (client, peer) = listener.accept().await?;
+                let (client, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, say: the clients already
+                        // connected go on, and new ones are taken again soon.
+                        tracing::warn!("accepting an NFS connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let fs = fs.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection(client, backend_port, fs, port).await {
@@ -61,7 +70,7 @@ impl NfsServer {
         };
         tokio::select! {
             r = backend.handle_forever() => r,
-            r = accept => r,
+            () = accept => Ok(()),
         }
     }
 }
