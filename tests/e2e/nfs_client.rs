@@ -382,6 +382,20 @@ fn large_sparse_files_round_trip() {
         let r = res(r, "read across the hole");
         assert_eq!(&r.data.0[..], b"\0\0\0\0\0tail");
         assert!(r.eof);
+        // Offsets whose end overflows: refused, and the file is unchanged.
+        let w = client
+            .write(&WRITE3args {
+                file: file.clone(),
+                offset: u64::MAX - 2,
+                count: 4,
+                stable: stable_how::UNSTABLE,
+                data: Opaque::borrowed(b"over"),
+            })
+            .await
+            .expect("write rpc");
+        assert!(matches!(w, Nfs3Result::Err((nfsstat3::NFS3ERR_FBIG, _))), "{w:?}");
+        let got = client.getattr(&GETATTR3args { object: file.clone() }).await.expect("getattr rpc");
+        assert_eq!(res(got, "getattr").obj_attributes.size, at + 4, "size after a refused write");
     });
     ok(&[&"commit", &repo, &"-m", &"sparse"]);
     drop(server);

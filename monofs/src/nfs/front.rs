@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::NfsFs;
 use super::procs::Proc;
-use super::rpc::{self, MAX_REPLY, MAX_REQUEST, read_record};
+use super::rpc::{self, MAX_REPLY, MAX_REQUEST, Parsed, read_record};
 use super::validate::plausible;
 use crate::vfs::Vfs;
 
@@ -44,7 +44,7 @@ impl NfsServer {
         self.port
     }
 
-    /// Serves until nfsserve stops.
+    /// Serves for as long as the process runs.
     pub async fn run(self) -> io::Result<()> {
         let backend_port = self.backend.get_listen_port();
         let NfsServer { listener, backend, fs, port } = self;
@@ -68,10 +68,17 @@ impl NfsServer {
                 });
             }
         };
-        tokio::select! {
-            r = backend.handle_forever() => r,
-            () = accept => Ok(()),
-        }
+        let backend = async move {
+            loop {
+                // Its accept loop ends at the first failure; start it again.
+                if let Err(e) = backend.handle_forever().await {
+                    tracing::warn!("NFS backend: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        tokio::join!(backend, accept);
+        Ok(())
     }
 }
 
@@ -87,43 +94,57 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
     let (mut from_client, to_client) = client.into_split();
     let (mut from_backend, mut to_backend) = backend.into_split();
     let to_client = Arc::new(Mutex::new(to_client));
-    let relay = {
+    let mut relay = {
         let to_client = to_client.clone();
         tokio::spawn(async move { relay_replies(&mut from_backend, &to_client).await })
     };
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut record = Vec::new();
-    let result = async {
+    let requests = async {
         while read_record(&mut from_client, &mut record, MAX_REQUEST).await? {
             let msg = &record[rpc::HEADER..];
-            let call = rpc::parse_call(msg);
-            if let Some(c) = call.filter(|c| !plausible(c, &msg[c.args..])) {
-                let mut refusal = rpc::accepted(c.xid, rpc::GARBAGE_ARGS);
+            let call = match rpc::parse_call(msg) {
+                Parsed::Call(call) => call,
+                Parsed::Refused(reply) => {
+                    to_client.lock().await.write_all(&reply).await?;
+                    continue;
+                }
+                Parsed::Garbage => return Err(io::Error::new(io::ErrorKind::InvalidData, "not an RPC call")),
+            };
+            if !plausible(&call, &msg[call.args..]) {
+                let mut refusal = rpc::accepted(call.xid, rpc::GARBAGE_ARGS);
                 rpc::seal(&mut refusal);
                 to_client.lock().await.write_all(&refusal).await?;
                 continue;
             }
-            let Some((call, proc)) = call.and_then(|c| Some((c, Proc::of(&c)?))) else {
+            let Some(proc) = Proc::of(&call) else {
                 to_backend.write_all(&record).await?;
                 continue;
             };
             // Like nfsserve, answer calls concurrently: replies may come
-            // in any order, and a slow COMMIT holds up no READ.
+            // in any order, and a slow COMMIT holds up no READ. The work
+            // blocks (a COMMIT stores the tree), so off the async workers.
             let (fs, to_client, record) = (fs.clone(), to_client.clone(), std::mem::take(&mut record));
             let permit = in_flight.clone().acquire_owned().await.map_err(io::Error::other)?;
             tokio::spawn(async move {
                 let _permit = permit;
-                let reply = fs.answer(proc, &call, &record[rpc::HEADER..], port);
+                let answered =
+                    tokio::task::spawn_blocking(move || fs.answer(proc, &call, &record[rpc::HEADER..], port));
+                let Ok(reply) = answered.await else { return };
                 if let Err(e) = to_client.lock().await.write_all(&reply).await {
                     tracing::debug!("NFS reply: {e}");
                 }
             });
         }
         Ok(())
-    }
-    .await;
-    // The client is gone (or broke the protocol): nobody is left to read
-    // what nfsserve still has to say.
+    };
+    // Either side ending ends the connection: a client without nfsserve
+    // behind it would wait forever for the replies to relayed calls, and
+    // it reconnects and retransmits.
+    let result = tokio::select! {
+        r = requests => r,
+        r = &mut relay => r.map_err(io::Error::other).and_then(|r| r),
+    };
     relay.abort();
     result
 }

@@ -302,7 +302,7 @@ impl NFSFileSystem for NfsFs {
             wtpref: MIB,
             wtmult: MIB,
             dtpref: MIB,
-            maxfilesize: u64::MAX >> 1,
+            maxfilesize: crate::vfs::MAX_FILE_SIZE,
             time_delta: nfstime3 { seconds: 0, nseconds: 1_000_000 },
             properties: FSF_LINK | FSF_SYMLINK | FSF_HOMOGENEOUS | FSF_CANSETTIME,
         })

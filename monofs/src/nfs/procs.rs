@@ -284,12 +284,14 @@ impl NfsFs {
     }
 }
 
-/// PMAPPROC_GETPORT: NFS and MOUNT are on the front's port; nothing else
-/// is served.
+/// PMAPPROC_GETPORT: NFSv3 and MOUNT (versions 1 to 3) over TCP are on
+/// the front's port; nothing else is served.
 fn getport(args: &[u8], port: u16, out: &mut Vec<u8>) -> std::io::Result<()> {
     let mut r = rpc::Reader(args);
-    let prog = r.u32().ok_or(std::io::ErrorKind::InvalidData)?;
-    let found = if prog == nfsserve::nfs::PROGRAM || prog == MOUNT { u32::from(port) } else { 0 };
-    out.extend_from_slice(&found.to_be_bytes());
+    let mut word = || r.u32().ok_or(std::io::ErrorKind::InvalidData);
+    let (prog, vers, prot) = (word()?, word()?, word()?);
+    const TCP: u32 = 6;
+    let served = prot == TCP && ((prog == NFS && vers == 3) || (prog == MOUNT && (1..=3).contains(&vers)));
+    out.extend_from_slice(&(if served { u32::from(port) } else { 0 }).to_be_bytes());
     Ok(())
 }

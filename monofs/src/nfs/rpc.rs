@@ -96,23 +96,76 @@ impl Reader<'_> {
     }
 }
 
-/// Parses a call header; None for anything but a well-formed RPC version 2
-/// call (nfsserve answers those, or closes the connection).
-pub fn parse_call(msg: &[u8]) -> Option<Call> {
+/// What a record from a client is.
+pub enum Parsed {
+    /// A well-formed RPC version 2 call, credentials checked.
+    Call(Call),
+    /// A call to refuse: the reply record to send.
+    Refused(Vec<u8>),
+    /// Not an RPC call (a reply, cut short): the connection is closed.
+    Garbage,
+}
+
+/// Longest machine name in an AUTH_UNIX credential (RFC 5531, appendix A).
+const MAX_MACHINE_NAME: u32 = 255;
+/// Most groups in an AUTH_UNIX credential.
+const MAX_GROUPS: u32 = 16;
+
+/// Parses a call header. Nothing that nfsserve would choke on gets
+/// through: it decodes the whole message, credential included, before
+/// checking any of it, and sizes buffers from the length fields it reads.
+pub fn parse_call(msg: &[u8]) -> Parsed {
     let mut r = Reader(msg);
-    let xid = r.u32()?;
-    let (kind, rpcvers) = (r.u32()?, r.u32()?);
-    if kind != 0 || rpcvers != 2 {
-        return None;
+    let (Some(xid), Some(kind), Some(rpcvers)) = (r.u32(), r.u32(), r.u32()) else { return Parsed::Garbage };
+    if kind != 0 {
+        return Parsed::Garbage;
     }
-    let (prog, vers, proc) = (r.u32()?, r.u32()?, r.u32()?);
-    // Credential and verifier: a flavor and an opaque body of at most 400
-    // bytes each (RFC 5531, section 8.2).
-    for _ in 0..2 {
-        r.u32()?;
+    if rpcvers != 2 {
+        // MSG_DENIED, RPC_MISMATCH, supported versions 2 to 2.
+        return Parsed::Refused(reply(&[xid, 1, 1, 0, 2, 2]));
+    }
+    let header = (|| {
+        let (prog, vers, proc) = (r.u32()?, r.u32()?, r.u32()?);
+        let cred = (r.u32()?, r.0);
         r.opaque(400)?;
+        let verifier = r.u32()?;
+        r.opaque(400)?;
+        Some((Call { xid, prog, vers, proc, args: msg.len() - r.0.len() }, cred, verifier))
+    })();
+    let Some((call, (flavor, body), verifier)) = header else { return Parsed::Garbage };
+    // AUTH_NONE or AUTH_UNIX, with a verifier nfsserve can decode.
+    let cred_ok = match flavor {
+        0 => true,
+        1 => auth_unix(body).is_some(),
+        _ => false,
+    };
+    if !cred_ok || verifier > 3 {
+        // MSG_DENIED, AUTH_ERROR, AUTH_TOOWEAK.
+        return Parsed::Refused(reply(&[xid, 1, 1, 1, 5]));
     }
-    Some(Call { xid, prog, vers, proc, args: msg.len() - r.0.len() })
+    Parsed::Call(call)
+}
+
+/// Checks an AUTH_UNIX credential (its length, then its body): stamp,
+/// machine name, uid, gid, groups.
+fn auth_unix(cred: &[u8]) -> Option<()> {
+    let mut r = Reader(cred);
+    let len = r.u32()? as usize;
+    let mut body = Reader(r.0.get(..len)?);
+    body.skip(4)?;
+    body.opaque(MAX_MACHINE_NAME)?;
+    body.skip(8)?;
+    let groups = body.u32()?;
+    (groups <= MAX_GROUPS).then_some(())?;
+    body.skip(4 * groups as usize)
+}
+
+/// A sealed reply record of `words`.
+fn reply(words: &[u32]) -> Vec<u8> {
+    let mut out = vec![0; HEADER];
+    out.extend(words.iter().flat_map(|w| w.to_be_bytes()));
+    seal(&mut out);
+    out
 }
 
 /// A reply record: header space, then an accepted reply to `xid` with a
@@ -137,7 +190,17 @@ pub const GARBAGE_ARGS: u32 = 4;
 mod tests {
     use super::*;
 
-    fn call(prog: u32, proc: u32, cred: &[u8]) -> Vec<u8> {
+    /// A call with an AUTH_UNIX credential whose machine name is `name`.
+    fn call(prog: u32, proc: u32, name: &[u8]) -> Vec<u8> {
+        let mut cred = vec![0u8; 4];
+        cred.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        cred.extend_from_slice(name);
+        cred.resize(cred.len().div_ceil(4) * 4, 0);
+        cred.extend_from_slice(&[0; 12]);
+        call_with(prog, proc, &cred)
+    }
+
+    fn call_with(prog: u32, proc: u32, cred: &[u8]) -> Vec<u8> {
         let mut m = Vec::new();
         for w in [7u32, 0, 2, prog, 3, proc, 1, cred.len() as u32] {
             m.extend_from_slice(&w.to_be_bytes());
@@ -149,10 +212,17 @@ mod tests {
         m
     }
 
+    fn parsed(m: &[u8]) -> Option<Call> {
+        match parse_call(m) {
+            Parsed::Call(c) => Some(c),
+            _ => None,
+        }
+    }
+
     #[test]
     fn parses_a_call_and_finds_its_arguments() {
         let m = call(100003, 15, b"creds");
-        let c = parse_call(&m).expect("call");
+        let c = parsed(&m).expect("call");
         assert_eq!((c.xid, c.prog, c.vers, c.proc), (7, 100003, 3, 15));
         assert_eq!(&m[c.args..], b"args");
     }
@@ -161,12 +231,26 @@ mod tests {
     fn refuses_replies_truncated_calls_and_oversized_credentials() {
         let mut reply = call(100003, 15, b"");
         reply[7] = 1;
-        assert!(parse_call(&reply).is_none());
+        assert!(matches!(parse_call(&reply), Parsed::Garbage));
         let m = call(100003, 15, b"creds");
         for cut in 0..m.len() - 4 {
-            assert!(parse_call(&m[..cut]).is_none(), "cut at {cut}");
+            assert!(parsed(&m[..cut]).is_none(), "cut at {cut}");
         }
-        assert!(parse_call(&call(100003, 15, &[1; 401])).is_none());
+        assert!(parsed(&call(100003, 15, &[1; 401])).is_none());
+        let mut v3 = call(100003, 15, b"");
+        v3[11] = 3;
+        assert!(matches!(parse_call(&v3), Parsed::Refused(_)), "RPC version 3");
+    }
+
+    #[test]
+    fn refuses_credentials_nfsserve_would_choke_on() {
+        let huge_name = [&[0u8; 4][..], &u32::MAX.to_be_bytes(), &[0; 12]].concat();
+        assert!(matches!(parse_call(&call_with(100003, 1, &huge_name)), Parsed::Refused(_)));
+        let many_groups = [&[0u8; 4][..], &[0; 4], &[0; 8], &u32::MAX.to_be_bytes()].concat();
+        assert!(matches!(parse_call(&call_with(100003, 1, &many_groups)), Parsed::Refused(_)));
+        let mut gss = call(100003, 1, b"h");
+        gss[27] = 6;
+        assert!(matches!(parse_call(&gss), Parsed::Refused(_)), "RPCSEC_GSS");
     }
 
     #[tokio::test]

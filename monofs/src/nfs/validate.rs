@@ -16,6 +16,9 @@ const MAX_NAME: u32 = 255;
 const MAX_PATH: u32 = 4096;
 /// Most WRITE data, as FSINFO's `wtmax` says.
 const MAX_WRITE: u32 = 1 << 20;
+/// READDIR counts nfsserve can honour: it subtracts 128 from the count,
+/// and the front relays replies of at most 16 MiB.
+const READDIR_COUNTS: std::ops::RangeInclusive<u32> = 128..=(15 << 20);
 
 impl Reader<'_> {
     fn handle(&mut self) -> Option<()> {
@@ -60,6 +63,10 @@ impl Reader<'_> {
 /// pass: nfsserve answers them without decoding anything.
 pub fn plausible(call: &Call, args: &[u8]) -> bool {
     let mut r = Reader(args);
+    if call.prog == NFS && call.vers != 3 {
+        // nfsserve answers other versions PROG_MISMATCH without decoding.
+        return true;
+    }
     let checked = match (call.prog, call.proc) {
         (NFS, 1 | 5 | 18 | 19 | 20) => r.handle(),
         (NFS, 2) => r.handle().and_then(|()| r.sattr()).and_then(|()| r.maybe(8)),
@@ -81,13 +88,18 @@ pub fn plausible(call: &Call, args: &[u8]) -> bool {
         }),
         (NFS, 14) => r.dirop().and_then(|()| r.dirop()),
         (NFS, 15) => r.handle().and_then(|()| r.dirop()),
-        (NFS, 16) => r.handle().and_then(|()| r.skip(20)),
-        (NFS, 17) => r.handle().and_then(|()| r.skip(24)),
+        (NFS, 16) => r.handle().and_then(|()| r.skip(16)).and_then(|()| count(&mut r)),
+        (NFS, 17) => r.handle().and_then(|()| r.skip(20)).and_then(|()| count(&mut r)),
         (NFS, 21) => r.handle().and_then(|()| r.skip(12)),
         (MOUNT, 1 | 3) => r.opaque(MAX_PATH),
         _ => Some(()),
     };
     checked.is_some()
+}
+
+/// The count that bounds a READDIR(PLUS) reply, within [`READDIR_COUNTS`].
+fn count(r: &mut Reader<'_>) -> Option<()> {
+    READDIR_COUNTS.contains(&r.u32()?).then_some(())
 }
 
 #[cfg(test)]
@@ -129,5 +141,10 @@ mod tests {
         assert!(!plausible(&call(NFS, 10), &words(&bad_target)));
         let rename = [&fh[..], &[1, 7], &fh[..], &[u32::MAX]].concat();
         assert!(!plausible(&call(NFS, 14), &words(&rename)), "the second name");
+        // READDIRPLUS: cookie, verifier, dircount, maxcount.
+        let plus = |maxcount| words(&[&fh[..], &[0, 0, 0, 0, 512, maxcount]].concat());
+        assert!(plausible(&call(NFS, 17), &plus(1 << 20)));
+        assert!(!plausible(&call(NFS, 17), &plus(100)), "under nfsserve's 128-byte overhead");
+        assert!(!plausible(&call(NFS, 17), &plus(u32::MAX)), "a reply larger than the front relays");
     }
 }

@@ -139,7 +139,7 @@ pub(crate) fn clean_read(repo: &Repository, f: &mut FileData, offset: u64, len: 
     if offset >= f.size {
         return Ok(Some(CleanRead { base: f.base.clone(), layout: Arc::default(), len: 0 }));
     }
-    let end = (offset + len as u64).min(f.size);
+    let end = offset + (len as u64).min(f.size - offset);
     if end > f.base_size || f.blocks.range(offset / BLOCK..=(end - 1) / BLOCK).next().is_some() {
         return Ok(None);
     }

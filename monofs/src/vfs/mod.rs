@@ -197,6 +197,10 @@ pub struct Vfs {
     flushing: Mutex<()>,
 }
 
+/// The largest file: offsets and sizes past it (which only a client's
+/// arithmetic near `u64::MAX` reaches) are EFBIG, never an overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 62;
+
 /// First byte of the inode keys of a named working tree.
 const NAMED_TREE_TAG: u8 = 0xff;
 
@@ -678,6 +682,9 @@ impl Vfs {
 
     /// Changes attributes.
     pub fn setattr(&self, ino: Ino, set: SetAttr) -> VResult<Attr> {
+        if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {
+            return Err(Errno::EFBIG.into());
+        }
         self.writable()?;
         let mut st = self.lock()?;
         let t = now();
@@ -954,6 +961,9 @@ impl Vfs {
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: Ino, offset: u64, bytes: &[u8]) -> VResult<usize> {
         self.writable()?;
+        if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > MAX_FILE_SIZE) {
+            return Err(Errno::EFBIG.into());
+        }
         let mut st = self.lock()?;
         let node = st.node_mut(ino)?;
         let Body::File(f) = &mut node.body else { return Err(Errno::EISDIR.into()) };
