@@ -72,7 +72,9 @@ if command -v nfs-ls >/dev/null; then
   P=$((20000 + RANDOM % 20000))
   U="nfs://127.0.0.1/?nfsport=$P&mountport=$P&version=3"
   step "monofs serve repo --nfs 127.0.0.1:$P &   # the working tree over NFSv3 (libnfs client)"
-  monofs serve "$W/repo" --nfs "127.0.0.1:$P" >/dev/null &
+  # The binary itself in the background, not the shell function, so that
+  # $! is the server and the kill below reaches it.
+  "$PWD/target/release/monofs" serve "$W/repo" --nfs "127.0.0.1:$P" >/dev/null &
   NFS_PID=$!
   for _ in $(seq 100); do nfs-ls "$U" >/dev/null 2>&1 && break; sleep 0.1; done
   step "nfs-ls '$U'";                    nfs-ls "$U" | head -n 5
