@@ -71,9 +71,7 @@ timed() {
     STEAL[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" \
         'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[2] - x[2]) / hz }')
     if ((rc != 0)); then
-        FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
-        log "FAILED ($rc): $label: $*"
-        sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
+        failed "$label" "$rc" "$@"
     else
         log "$label: ${WALL[$label]} s wall, ${RSS[$label]} KB peak RSS (user ${USR[$label]} s, sys ${SYS[$label]} s; other CPU ${OTHER[$label]} s, steal ${STEAL[$label]} s)"
     fi

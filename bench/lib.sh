@@ -77,6 +77,16 @@ start_run() {
     FAILURES=()
 }
 
+# failed LABEL RC CMD...: records that CMD (labelled LABEL) exited RC, with
+# the end of its stderr ($LOGS/LABEL.err), in FAILURES and on stderr.
+failed() {
+    local label=$1 rc=$2
+    shift 2
+    FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
+    log "FAILED ($rc): $label: $*"
+    sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
+}
+
 # timed LABEL CMD...: runs CMD under GNU time after wait_quiet, its output in
 # $LOGS/LABEL.{out,err,time}; wall seconds in WALL[LABEL], exit code in
 # RC[LABEL], and CPU seconds the whole machine used meanwhile in
@@ -93,9 +103,7 @@ timed() {
     WALL[$label]=$(grep -E '^[0-9.]+ s ' "$LOGS/$label.time" | tail -n1 | awk '{print $1}')
     OTHER[$label]=$(awk -v b="$before" -v a="$after" -v hz="$HZ" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f", (y[1] - x[1]) / hz }')
     if ((rc != 0)); then
-        FAILURES+=("$label: exit $rc: $* -- $(tail -n 5 "$LOGS/$label.err" | tr '\n' ' ')")
-        log "FAILED ($rc): $label: $*"
-        sed 's/^/    /' "$LOGS/$label.err" | tail -n 20 >&2
+        failed "$label" "$rc" "$@"
     else
         log "$label: ${WALL[$label]} s (machine busy CPU meanwhile ${OTHER[$label]} s)"
     fi

@@ -600,16 +600,10 @@ impl Vfs {
             return Ok(());
         }
         let (stored, tx, _) = self.repo.write_objects(|sink| {
-            let chunker = crate::content::Chunker::for_repo(&self.repo);
             snapshots
                 .into_iter()
                 .map(|(ino, mut snap)| {
-                    let size = snap.size;
-                    let mut reader = data::Merged { repo: &self.repo, cache: &self.cache, file: &mut snap, pos: 0 };
-                    let (content, got) = chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
-                    if got != size {
-                        return Err(Error::Aborted);
-                    }
+                    let content = persist::store_file(&self.repo, &self.cache, sink, &mut snap)?;
                     Ok((ino, snap, content))
                 })
                 .collect::<Result<Vec<_>, Error>>()

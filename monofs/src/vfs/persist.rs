@@ -86,14 +86,8 @@ impl Writer<'_> {
         let kind = match &mut node.body {
             Body::File(f) => {
                 if f.dirty {
-                    let size = f.size;
-                    let mut reader = Merged { repo, cache, file: f, pos: 0 };
-                    let (content, stored) =
-                        Chunker::for_repo(repo).store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
-                    if stored != size {
-                        return Err(Error::Aborted);
-                    }
-                    *f = super::node::FileData::stored(content, size);
+                    let content = store_file(repo, cache, sink, f)?;
+                    *f = super::node::FileData::stored(content, f.size);
                 }
                 EntryKind::File { size: f.size, content: f.base.clone() }
             }
@@ -125,4 +119,22 @@ impl Writer<'_> {
 /// The root directory's id after writing everything that changed.
 pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<ObjectId> {
     Ok(w.dir(ROOT)?.0)
+}
+
+/// Chunks and stores the whole content of `f` (stored bytes overlaid with
+/// its dirty blocks); returns the content reference.
+pub(crate) fn store_file(
+    repo: &Repository,
+    cache: &ChunkCache,
+    sink: &ObjectSink<'_>,
+    f: &mut super::node::FileData,
+) -> Result<crate::object::Content> {
+    let size = f.size;
+    let mut reader = Merged { repo, cache, file: f, pos: 0 };
+    let (content, stored) =
+        Chunker::for_repo(repo).store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
+    if stored != size {
+        return Err(Error::Aborted);
+    }
+    Ok(content)
 }
