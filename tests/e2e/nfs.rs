@@ -68,7 +68,7 @@ fn libnfs_client_round_trip_restart_commit() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 20000 + (std::process::id() % 20000) as u16;
+    let port = 10000 + (std::process::id() % 10000) as u16;
     let server = start(&repo, port);
     let blob = Rng::new(11).bytes(3_000_000);
     std::fs::write(s.path("blob"), &blob).expect("write");
@@ -107,7 +107,7 @@ fn concurrent_libnfs_clients_lose_nothing() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 20000 + ((std::process::id() + 4099) % 20000) as u16;
+    let port = 10000 + ((std::process::id() + 4099) % 10000) as u16;
     let server = start(&repo, port);
     let blobs: Vec<Vec<u8>> = (0..8).map(|i| Rng::new(100 + i).bytes(2_000_000 + i as usize * 4099)).collect();
     std::thread::scope(|t| {

@@ -47,6 +47,9 @@ impl Drop for Server {
     }
 }
 
+/// Starts `monofs serve --nfs` on `port`. Tests pick ports below the
+/// kernel's ephemeral range (32768 up), which the server's own loopback
+/// connections to nfsserve draw from, so that a fixed port is never taken.
 fn serve(repo: &std::path::Path, port: u16) -> Server {
     serve_with(repo, port, &[])
 }
@@ -141,7 +144,7 @@ fn rust_client_survives_server_restart_with_its_handles() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 30000 + (std::process::id() % 20000) as u16;
+    let port = 20000 + (std::process::id() % 12000) as u16;
     let server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(5).bytes(300_000);
@@ -215,7 +218,7 @@ fn clients_vanishing_mid_write_or_sending_garbage_leave_it_consistent() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 30000 + ((std::process::id() + 7919) % 20000) as u16;
+    let port = 20000 + ((std::process::id() + 7919) % 12000) as u16;
     let server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(9).bytes(256 << 10);
@@ -287,7 +290,7 @@ fn hard_links_special_files_and_commit_reach_the_tree() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 30000 + ((std::process::id() + 3571) % 20000) as u16;
+    let port = 20000 + ((std::process::id() + 3571) % 12000) as u16;
     let server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(11).bytes(200_000);
@@ -368,7 +371,7 @@ fn large_sparse_files_round_trip() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 30000 + ((std::process::id() + 6007) % 20000) as u16;
+    let port = 20000 + ((std::process::id() + 6007) % 12000) as u16;
     let server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let at = (5u64 << 30) - 3;
@@ -408,7 +411,7 @@ fn committed_and_stable_writes_survive_a_killed_server() {
     let s = Scratch::default();
     let repo = s.path("repo");
     init(&repo);
-    let port = 30000 + ((std::process::id() + 8117) % 20000) as u16;
+    let port = 20000 + ((std::process::id() + 8117) % 12000) as u16;
     let mut server = serve(&repo, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let data = monofs_fixtures::Rng::new(13).bytes(300_000);
@@ -438,7 +441,7 @@ fn a_served_revision_refuses_every_change_the_front_answers() {
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::write(data.join("f"), b"committed bytes").expect("write");
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
-    let port = 30000 + ((std::process::id() + 9173) % 20000) as u16;
+    let port = 20000 + ((std::process::id() + 9173) % 12000) as u16;
     let _server = serve_with(&repo, port, &["--rev", "HEAD"]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
