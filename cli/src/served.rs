@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use fuser::INodeNo;
+use monofs::Repository;
 use monofs::vfs::Vfs;
 
 /// A mounted working tree.
@@ -17,11 +18,11 @@ pub struct Served {
 }
 
 impl Served {
-    /// Reloads the tree after the working tree moved (checkout) and drops
-    /// what the kernel cached of the old one.
-    pub fn reload(&self) -> anyhow::Result<()> {
-        let root = self.vfs.repo().worktree()?;
-        let (names, inodes) = self.vfs.load(&root)?;
+    /// Lets `change` move the working tree (a checkout) with the mount's
+    /// edits stored first and none in between (see [`Vfs::switch`]), then
+    /// drops what the kernel cached of the old tree.
+    pub fn switch(&self, change: impl FnOnce(&Repository) -> Result<(), monofs::Error>) -> anyhow::Result<()> {
+        let (names, inodes) = self.vfs.switch(change)?;
         if let Ok(guard) = self.notifier.lock()
             && let Some(n) = guard.as_ref()
         {

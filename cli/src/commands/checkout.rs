@@ -26,8 +26,7 @@ pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode
             );
         }
         None => {
-            repo.checkout(&rev, a.force)?;
-            ctx.worktree_moved()?;
+            ctx.move_worktree(&repo, |r| r.checkout(&rev, a.force))?;
             note!(ctx, "working tree is now at {}", rev.short(12));
         }
     }

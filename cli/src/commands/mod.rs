@@ -84,12 +84,18 @@ impl Ctx<'_> {
         open(repo)
     }
 
-    /// Tells a mount that the working tree was moved under it.
-    pub fn worktree_moved(&self) -> anyhow::Result<()> {
-        if let Some(served) = self.served {
-            served.reload()?;
+    /// Runs `change`, which moves the working tree of `repo` (a checkout):
+    /// through the mount when one serves it, so that the mount shows the
+    /// new tree and no flush of the old one undoes the move.
+    pub fn move_worktree(
+        &self,
+        repo: &Repository,
+        change: impl FnOnce(&Repository) -> Result<(), monofs::Error>,
+    ) -> anyhow::Result<()> {
+        match self.served {
+            Some(served) => served.switch(change),
+            None => Ok(change(repo)?),
         }
-        Ok(())
     }
 }
 

@@ -497,7 +497,30 @@ impl Vfs {
     /// invalidate in the kernel's caches.
     pub fn load(&self, root: &ObjectId) -> Result<Forgotten, Error> {
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
-        let st = &mut *st;
+        self.load_into(&mut st, root)
+    }
+
+    /// Stores every change, lets `change` move the tree's ref (a checkout),
+    /// and loads the tree the ref then names, like [`Vfs::load`]. No flush
+    /// and no edit can come in between: a flush there would point the ref
+    /// back at the old tree, silently undoing the move, and an edit there
+    /// would be dropped unseen by `change`'s check for uncommitted work.
+    pub fn switch(&self, change: impl FnOnce(&Repository) -> Result<(), Error>) -> Result<Forgotten, Error> {
+        let Some(name) = self.tree_ref.as_deref() else {
+            // A revision's tree: nothing to store, nothing moves under it.
+            change(&self.repo)?;
+            return Ok(Forgotten::default());
+        };
+        let _one = self.flushing.lock().map_err(|_| Error::Aborted)?;
+        self.store_files()?;
+        let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        self.write_tree(&mut st)?;
+        change(&self.repo)?;
+        let root = self.repo.get_ref(name)?.ok_or(Error::MissingObject(ObjectId::default()))?;
+        self.load_into(&mut st, &root)
+    }
+
+    fn load_into(&self, st: &mut State, root: &ObjectId) -> Result<Forgotten, Error> {
         let old_names: Vec<(Ino, Vec<u8>)> = st
             .nodes
             .iter()
@@ -541,10 +564,16 @@ impl Vfs {
             self.store_files()?;
         }
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        self.write_tree(&mut st)
+    }
+
+    /// The locked part of a flush: writes the changed directories (and
+    /// whatever file content [`Vfs::store_files`] left dirty) and moves the
+    /// ref.
+    fn write_tree(&self, st: &mut State) -> Result<ObjectId, Error> {
         if self.read_only || !st.changed {
             return Ok(st.root);
         }
-        let st = &mut *st;
         let (root, mut tx, _) = self.repo.write_objects(|sink| {
             let mut w = persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes: &mut st.nodes };
             persist::write_root(&mut w)

@@ -66,3 +66,48 @@ fn writes_and_truncations_during_flushes_keep_every_byte() {
     let ino = again.lookup(ROOT, b"f").expect("lookup").ino;
     assert!(again.read(ino, 0, model.len() + 10).expect("read") == model, "as stored");
 }
+
+/// A checkout through the mounted tree ([`Vfs::switch`]) while another
+/// thread keeps writing and flushing: each switch must show the checked
+/// out revision, in memory and in the stored ref, and no flush may point
+/// the ref back at the tree it replaced.
+#[test]
+fn a_checkout_is_never_undone_by_a_concurrent_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Arc::new(Vfs::new(repo.clone(), None).expect("vfs"));
+    let commit = |only: &[u8], message: &str| {
+        for name in [b"a-only".as_slice(), b"b-only"] {
+            let _ = vfs.unlink(ROOT, name);
+        }
+        vfs.create(ROOT, only, 0o644, 0, 0).expect("create");
+        vfs.flush().expect("flush");
+        let opts = monofs::CommitOptions { message: message.into(), author: "t".into(), time: None };
+        repo.commit_worktree(&opts).expect("commit").revision
+    };
+    vfs.create(ROOT, b"shared", 0o644, 0, 0).expect("create");
+    let a = commit(b"a-only", "a");
+    let b = commit(b"b-only", "b");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rng = Rng::new(5);
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(attr) = vfs.lookup(ROOT, b"shared") {
+                    let _ = vfs.write(attr.ino, below(&mut rng, 1 << 16), &rng.bytes(4096));
+                }
+                vfs.flush().expect("flush");
+            }
+        });
+        for round in 0..40 {
+            let (rev, only, other) = if round % 2 == 0 { (a, "a-only", "b-only") } else { (b, "b-only", "a-only") };
+            vfs.switch(|r| r.checkout(&rev, true)).expect("switch");
+            assert!(vfs.lookup(ROOT, only.as_bytes()).is_ok(), "round {round}: {only} missing after the switch");
+            assert!(vfs.lookup(ROOT, other.as_bytes()).is_err(), "round {round}: {other} still there");
+            let stored = repo.read_dir(&repo.worktree().expect("worktree")).expect("root");
+            assert!(stored.get(only.as_bytes()).is_some(), "round {round}: the stored tree lost {only}");
+            assert!(stored.get(other.as_bytes()).is_none(), "round {round}: a flush undid the checkout");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
