@@ -476,3 +476,93 @@ fn a_served_revision_refuses_every_change_the_front_answers() {
         res(c, "commit of a read-only tree: nothing to store");
     });
 }
+
+/// Every name of a directory once, through READDIR and READDIRPLUS with
+/// pages of a few entries: the directory holds many names of few inodes
+/// (hard links), which broke nfsserve's cookies (file ids), and READDIR
+/// ignored its cookie altogether. Listing while removing what was listed
+/// (as `rm -r` does) still reaches every entry.
+#[test]
+fn listings_page_through_hard_links_and_removals() {
+    use nfs3_types::nfs3::{READDIR3args, READDIRPLUS3args, cookieverf3};
+
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 20000 + ((std::process::id() + 7919) % 12000) as u16;
+    let _server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let names: Vec<&'static str> = (0..240).map(|i| &*Box::leak(format!("name-{i:03}").into_boxed_str())).collect();
+        let mut files = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            if i < 3 {
+                files.push(create(&mut client, &root, n).await);
+                continue;
+            }
+            let link = LINK3args { file: files[i % 3].clone(), link: diropargs3 { dir: root.clone(), name: name(n) } };
+            res(client.link(&link).await.expect("link rpc"), "link");
+        }
+        let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        want.extend([".".to_string(), "..".to_string()]);
+        want.sort();
+
+        for plus in [false, true] {
+            let (mut seen, mut cookie, mut pages) = (Vec::new(), 0u64, 0);
+            loop {
+                let verf = cookieverf3::default();
+                let (batch, eof): (Vec<(String, u64)>, bool) = if plus {
+                    let args =
+                        READDIRPLUS3args { dir: root.clone(), cookie, cookieverf: verf, dircount: 300, maxcount: 2000 };
+                    let ok = res(client.readdirplus(&args).await.expect("readdirplus rpc"), "readdirplus");
+                    for e in &ok.reply.entries.0 {
+                        assert!(matches!(e.name_handle, Nfs3Option::Some(_)), "no handle for an entry");
+                        assert!(matches!(e.name_attributes, Nfs3Option::Some(_)), "no attributes for an entry");
+                    }
+                    let batch =
+                        ok.reply.entries.0.iter().map(|e| (String::from_utf8_lossy(&e.name.0).into_owned(), e.cookie));
+                    (batch.collect(), ok.reply.eof)
+                } else {
+                    let args = READDIR3args { dir: root.clone(), cookie, cookieverf: verf, count: 400 };
+                    let ok = res(client.readdir(&args).await.expect("readdir rpc"), "readdir");
+                    let batch =
+                        ok.reply.entries.0.iter().map(|e| (String::from_utf8_lossy(&e.name.0).into_owned(), e.cookie));
+                    (batch.collect(), ok.reply.eof)
+                };
+                pages += 1;
+                assert!(pages < 500, "the listing does not end (plus: {plus})");
+                assert!(!batch.is_empty() || eof, "an empty page before the end");
+                seen.extend(batch.iter().map(|(n, _)| n.clone()));
+                if eof {
+                    break;
+                }
+                cookie = batch.last().expect("entries").1;
+            }
+            assert!(pages > 5, "pages of a few entries expected, got {pages}");
+            seen.sort();
+            assert_eq!(seen, want, "plus: {plus}");
+        }
+
+        // Remove every entry a page shows before asking for the next one.
+        let (mut cookie, mut removed) = (0u64, 0);
+        loop {
+            let args = READDIR3args { dir: root.clone(), cookie, cookieverf: cookieverf3::default(), count: 400 };
+            let ok = res(client.readdir(&args).await.expect("readdir rpc"), "readdir");
+            let batch: Vec<(Vec<u8>, u64)> = ok.reply.entries.0.iter().map(|e| (e.name.0.to_vec(), e.cookie)).collect();
+            for (n, _) in batch.iter().filter(|(n, _)| n != b"." && n != b"..") {
+                let what = diropargs3 { dir: root.clone(), name: filename3(Opaque::owned(n.clone())) };
+                res(
+                    client.remove(&nfs3_types::nfs3::REMOVE3args { object: what }).await.expect("remove rpc"),
+                    "remove",
+                );
+                removed += 1;
+            }
+            if ok.reply.eof {
+                break;
+            }
+            cookie = batch.last().expect("entries").1;
+        }
+        assert_eq!(removed, names.len(), "entries were skipped while removing");
+    });
+}

@@ -7,9 +7,11 @@
 //! inode is gone STALE.
 //!
 //! Clients reach the [`front`](NfsServer), which answers what nfsserve
-//! lacks (hard links, special files, COMMIT) and hands it the rest.
+//! lacks or gets wrong (hard links, special files, COMMIT, directory
+//! listings) and hands it the rest.
 
 mod front;
+mod listing;
 mod procs;
 mod rpc;
 mod validate;
@@ -24,7 +26,7 @@ use nfsserve::nfs::{
     nfspath3, nfsstat3, nfstime3, post_op_attr, sattr3, set_atime, set_gid3, set_mode3, set_mtime, set_size3, set_uid3,
     specdata3,
 };
-use nfsserve::vfs::{DirEntry, NFSFileSystem, ReadDirResult, VFSCapabilities};
+use nfsserve::vfs::{NFSFileSystem, ReadDirResult, VFSCapabilities};
 
 use crate::object::Timestamp;
 use crate::vfs::{Attr, FileKind, Ino, ROOT, RenameMode, SetAttr, Vfs, VfsError};
@@ -248,29 +250,10 @@ impl NFSFileSystem for NfsFs {
         self.vfs.rename(from_dirid, &from_filename.0, to_dirid, &to_filename.0, RenameMode::Replace).map_err(status)
     }
 
-    async fn readdir(
-        &self,
-        dirid: fileid3,
-        start_after: fileid3,
-        max_entries: usize,
-    ) -> Result<ReadDirResult, nfsstat3> {
-        let all = self.vfs.readdir(dirid).map_err(status)?;
-        let children: Vec<_> = all.into_iter().filter(|(_, _, n)| n != b"." && n != b"..").collect();
-        let start = if start_after == 0 {
-            0
-        } else {
-            match children.iter().position(|(ino, _, _)| *ino == start_after) {
-                Some(i) => i + 1,
-                None => return Err(nfsstat3::NFS3ERR_BAD_COOKIE),
-            }
-        };
-        let mut entries = Vec::new();
-        for (ino, _, name) in children.iter().skip(start).take(max_entries) {
-            let attr = self.vfs.getattr(*ino).map_err(status)?;
-            entries.push(DirEntry { fileid: *ino, name: filename3::from(name.clone()), attr: fattr(&attr) });
-        }
-        let end = start + entries.len() >= children.len();
-        Ok(ReadDirResult { entries, end })
+    /// Never called: the front answers READDIR and READDIRPLUS itself
+    /// (`listing`), with cookies that survive hard links and removals.
+    async fn readdir(&self, _: fileid3, _: fileid3, _: usize) -> Result<ReadDirResult, nfsstat3> {
+        Err(nfsstat3::NFS3ERR_NOTSUPP)
     }
 
     async fn symlink(

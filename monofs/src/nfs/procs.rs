@@ -1,9 +1,10 @@
 //! The calls the front answers itself: the NFSv3 procedures nfsserve does
 //! not implement (MKNOD, LINK, COMMIT), READ and WRITE (the bulk of the
 //! bytes, which should not take a detour through nfsserve, and whose
-//! WRITE must not claim FILE_SYNC for data that is not stored yet), and
-//! portmap's GETPORT, which must name the front's port rather than
-//! nfsserve's private one.
+//! WRITE must not claim FILE_SYNC for data that is not stored yet),
+//! READDIR and READDIRPLUS (whose cookies nfsserve got wrong; see
+//! [`super::listing`]), and portmap's GETPORT, which must name the front's
+//! port rather than nfsserve's private one.
 
 use std::io::Cursor;
 use std::sync::Mutex;
@@ -48,6 +49,8 @@ pub enum Proc {
     Write,
     Mknod,
     Link,
+    ReadDir,
+    ReadDirPlus,
     Commit,
     GetPort,
 }
@@ -60,6 +63,8 @@ impl Proc {
             (NFS, 3, 7) => Proc::Write,
             (NFS, 3, 11) => Proc::Mknod,
             (NFS, 3, 15) => Proc::Link,
+            (NFS, 3, 16) => Proc::ReadDir,
+            (NFS, 3, 17) => Proc::ReadDirPlus,
             (NFS, 3, 21) => Proc::Commit,
             (PORTMAP, 2, 3) => Proc::GetPort,
             _ => return None,
@@ -78,6 +83,8 @@ impl NfsFs {
             Proc::Write => self.write3(args, &mut out),
             Proc::Mknod => self.mknod(args, &mut out),
             Proc::Link => self.link(args, &mut out),
+            Proc::ReadDir => self.readdir3(args, false, &mut out),
+            Proc::ReadDirPlus => self.readdir3(args, true, &mut out),
             Proc::Commit => self.commit(args, &mut out),
             Proc::GetPort => getport(args, port, &mut out),
         };
@@ -178,7 +185,7 @@ impl NfsFs {
     }
 
     /// Attributes for a post-operation slot: none if the object is gone.
-    fn post(&self, ino: fileid3) -> post_op_attr {
+    pub(super) fn post(&self, ino: fileid3) -> post_op_attr {
         self.vfs.getattr(ino).map_or(post_op_attr::Void, |a| post_op_attr::attributes(super::fattr(&a)))
     }
 
