@@ -316,7 +316,11 @@ impl Repository {
                 // Within one chunk (most requests): a part of it, no copy.
                 return Ok(chunk.slice(at..at + n));
             }
-            out.reserve(len);
+            if out.is_empty() {
+                // Once: `reserve` counts from the length, so a reserve per
+                // chunk would grow (and copy) the buffer again each time.
+                out.reserve_exact(len);
+            }
             out.extend_from_slice(&chunk[at..at + n]);
         }
         Ok(out.into())
