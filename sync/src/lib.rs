@@ -12,6 +12,7 @@
 
 mod endpoint;
 mod error;
+mod flusher;
 mod http;
 pub mod remotes;
 mod server;

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use monofs::ObjectId;
@@ -25,6 +24,7 @@ use serde::Serialize;
 
 use crate::endpoint::{Endpoint, Identity, LOCK_WAIT, Local, RefChange, RefState, Update};
 use crate::error::{Result, SyncError};
+use crate::flusher::Flusher;
 use crate::wire::WireObject;
 
 /// Ids per presence query.
@@ -45,8 +45,6 @@ const PACK_BATCH_BYTES: u64 = 16 << 20;
 /// ... and durably once this much time has passed since the last durable
 /// commit, so a killed clone loses about this much of its transfer.
 const PACK_BATCH_TIME: Duration = Duration::from_secs(1);
-/// How often the store file is flushed while a clone copies packs.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Packs received and not yet stored (about 1 MiB each).
 const PACK_QUEUE: usize = 32;
 
@@ -271,7 +269,6 @@ fn copy_packs(
     progress.phase("copying");
     let ids: Vec<u64> = wanted.iter().map(|p| p.id).collect();
     let mut by_id: HashMap<u64, &PackListing> = wanted.iter().map(|p| (p.id, p)).collect();
-    let done = &AtomicBool::new(false);
     std::thread::scope(|s| -> Result<()> {
         let (send, recv) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(PACK_QUEUE);
         let ids = &ids;
@@ -282,9 +279,9 @@ fn copy_packs(
                 let _ = send.send(Err(e));
             }
         });
-        let store_file = dst.repo().path().join(STORE_FILE);
-        s.spawn(move || flush_until(&store_file, done));
-        let _stop = Stop(done);
+        // The pages that relaxed commits leave to the page cache reach the
+        // disk while packs keep streaming in.
+        let _flusher = Flusher::start_path(&dst.repo().path().join(STORE_FILE));
         let mut sink = dst.begin_packs()?;
         let (mut pending, mut since, mut in_metadata) = (0u64, Instant::now(), false);
         for got in recv {
@@ -325,28 +322,6 @@ fn copy_packs(
         }
         sink.commit()
     })
-}
-
-/// Sets its flag when dropped (however the scope it lives in ends).
-struct Stop<'a>(&'a AtomicBool);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Flushes `file` to disk every [`FLUSH_EVERY`] until `stop` is set: the
-/// pages that relaxed commits leave to the page cache reach the disk while
-/// packs keep streaming in, so the durable commits find little left to
-/// write. (An extra fsync never changes what is stored.)
-fn flush_until(file: &Path, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(FLUSH_EVERY);
-        if let Ok(f) = std::fs::File::open(file) {
-            let _ = f.sync_data();
-        }
-    }
 }
 
 /// Reads and verifies one object of `kind` from `src`.

@@ -16,9 +16,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monofs::ObjectId;
 use monofs::crypto::Codec;
@@ -27,14 +25,11 @@ use monofs::store::{RedbStore, Store, Table};
 
 use crate::endpoint::{Endpoint, LOCK_WAIT, Local, StoreSender, verify_frame};
 use crate::error::{Result, SyncError};
+use crate::flusher::Flusher;
 use crate::transfer::{Direction, Mode, Progress, Summary};
 
 /// Where the store file is copied to before it is verified and renamed.
 pub const PARTIAL_FILE: &str = "monofs.redb.partial";
-
-/// How often the partial file is flushed while it arrives, so that the
-/// final flush finds little left to write.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// Clones `src` into `dst` by copying its store file, when `dst` is absent,
 /// empty or holds only what an earlier attempt of this left, and `src` can
@@ -136,37 +131,6 @@ fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Co
         Err(e) => {
             remove(partial);
             Err(SyncError::io(format!("copying {} to {}", file.display(), partial.display()), e))
-        }
-    }
-}
-
-/// Flushes a file every [`FLUSH_EVERY`] until dropped.
-struct Flusher {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(file: &File) -> Flusher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = file.try_clone().ok().map(|f| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(FLUSH_EVERY);
-                    let _ = f.sync_data();
-                }
-            })
-        });
-        Flusher { stop, thread }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
