@@ -51,8 +51,7 @@ impl Chunker {
         mut on_bytes: impl FnMut(u64),
     ) -> Result<(Content, u64)> {
         let mut buf = Vec::with_capacity(INLINE_MAX + 1);
-        let io = |e| Error::io(io_path, e);
-        reader.take(INLINE_MAX as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+        reader.take(INLINE_MAX as u64 + 1).read_to_end(&mut buf).map_err(|e| Error::io(io_path, e))?;
         if buf.is_empty() {
             return Ok((Content::Empty, 0));
         }
@@ -61,8 +60,46 @@ impl Chunker {
             on_bytes(len);
             return Ok((Content::Inline(buf), len));
         }
-        let mut refs: Vec<ChunkRef> = Vec::new();
-        let mut total = 0u64;
+        self.store_chunks(sink, reader, buf, Edit::default(), io_path, on_bytes)
+    }
+
+    /// Stores a new version of a file whose old version, cut by this
+    /// chunker into `edit.old`, changed only at or after `edit.start` (an
+    /// old chunk boundary) and, when `edit.resync_after` is set, only
+    /// before that offset with the length kept. `reader` gives the new
+    /// bytes from `edit.start`. The old chunks before the change are kept
+    /// without reading them, and so are those after it from the first cut
+    /// that meets an old boundary again: the result is the same as
+    /// [`Chunker::store`] of the whole new file, at the cost of the changed
+    /// part only.
+    pub fn store_edit(
+        &self,
+        sink: &ObjectSink<'_>,
+        reader: &mut dyn Read,
+        edit: Edit<'_>,
+        io_path: &std::path::Path,
+    ) -> Result<(Content, u64)> {
+        self.store_chunks(sink, reader, Vec::new(), edit, io_path, |_| {})
+    }
+
+    /// The largest chunk this chunker cuts.
+    pub fn max_chunk(&self) -> u64 {
+        u64::from(self.params.max)
+    }
+
+    fn store_chunks(
+        &self,
+        sink: &ObjectSink<'_>,
+        reader: &mut dyn Read,
+        mut buf: Vec<u8>,
+        edit: Edit<'_>,
+        io_path: &std::path::Path,
+        mut on_bytes: impl FnMut(u64),
+    ) -> Result<(Content, u64)> {
+        let io = |e| Error::io(io_path, e);
+        let kept = edit.old.iter().take_while(|(off, _, _)| *off < edit.start);
+        let mut refs: Vec<ChunkRef> = kept.map(|&(_, id, size)| ChunkRef { id, size }).collect();
+        let mut total = edit.start;
         let mut eof = false;
         while !eof {
             let want = SEGMENT.saturating_sub(buf.len());
@@ -73,13 +110,24 @@ impl Chunker {
             // a chunk starting that close to the buffer edge is carried into
             // the next round: cut points then equal those of one pass over
             // the whole file, whatever the buffer size.
-            let carry_from = if eof {
+            let mut carry_from = if eof {
                 buf.len()
             } else {
                 let keep = cuts.iter().take_while(|c| c.0 + self.params.max as usize <= buf.len()).count();
                 cuts.truncate(keep);
                 cuts.last().map_or(0, |c| c.0 + c.1)
             };
+            let resync = edit.resync_after.and_then(|after| {
+                cuts.iter().enumerate().find_map(|(i, &(off, len))| {
+                    let end = total + (off + len) as u64;
+                    let at = edit.old.binary_search_by_key(&end, |c| c.0).ok()?;
+                    (end >= after).then_some((i + 1, at))
+                })
+            });
+            if let Some((upto, _)) = resync {
+                cuts.truncate(upto);
+                carry_from = cuts.last().map_or(0, |c| c.0 + c.1);
+            }
             let ids: Vec<Result<ObjectId>> =
                 cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect();
             for ((_, len), id) in cuts.iter().zip(ids) {
@@ -87,10 +135,31 @@ impl Chunker {
                 total += *len as u64;
                 on_bytes(*len as u64);
             }
+            if let Some((_, at)) = resync {
+                // The same bytes from an old boundary on: the same chunks.
+                for &(_, id, size) in &edit.old[at..] {
+                    refs.push(ChunkRef { id, size });
+                    total += size;
+                }
+                break;
+            }
             buf.drain(..carry_from);
         }
         Ok((build_list(sink, refs)?, total))
     }
+}
+
+/// What [`Chunker::store_edit`] needs to know of a file's old version.
+#[derive(Clone, Copy, Default)]
+pub struct Edit<'a> {
+    /// The old version's chunks (its [`Layout`]).
+    pub old: &'a [(u64, ObjectId, u64)],
+    /// Where the new bytes are read from: the old chunks before it are kept.
+    pub start: u64,
+    /// The end of the last change, when the length is unchanged: from the
+    /// first cut at or after it that falls on an old boundary, the old
+    /// chunks are kept.
+    pub resync_after: Option<u64>,
 }
 
 /// Turns a file's chunk references into its content reference, adding list

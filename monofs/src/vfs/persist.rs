@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use super::ROOT;
-use super::data::Merged;
-use super::node::{Body, Ino, Node};
-use crate::content::{ChunkCache, Chunker};
+use super::data::{Merged, ensure_layout};
+use super::node::{BLOCK, Body, Ino, Node};
+use crate::content::{ChunkCache, Chunker, Edit, INLINE_MAX};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{Dir, Entry, EntryKind, Kind, Meta};
+use crate::object::{Content, Dir, Entry, EntryKind, Kind, Meta};
 use crate::repo::{ObjectSink, Repository};
 
 pub(crate) struct Writer<'a> {
@@ -121,8 +121,10 @@ pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<ObjectId> {
     Ok(w.dir(ROOT)?.0)
 }
 
-/// Chunks and stores the whole content of `f` (stored bytes overlaid with
-/// its dirty blocks); returns the content reference.
+/// Chunks and stores the content of `f` (stored bytes overlaid with its
+/// dirty blocks); returns the content reference. Only what changed is read
+/// and cut again: an edit of a large file costs about the edit, not the
+/// file (see [`Chunker::store_edit`]).
 pub(crate) fn store_file(
     repo: &Repository,
     cache: &ChunkCache,
@@ -130,11 +132,51 @@ pub(crate) fn store_file(
     f: &mut super::node::FileData,
 ) -> Result<crate::object::Content> {
     let size = f.size;
-    let mut reader = Merged { repo, cache, file: f, pos: 0 };
-    let (content, stored) =
-        Chunker::for_repo(repo).store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
+    let chunker = Chunker::for_repo(repo);
+    let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
+    let (content, stored) = if chunked && size > INLINE_MAX as u64 {
+        let layout = ensure_layout(repo, f)?;
+        let changes = Changes::of(f);
+        // The old chunks that end before the first change and were cut by
+        // content, not by the old end of the file.
+        let kept = layout
+            .iter()
+            .take_while(|(off, _, len)| off + len <= changes.first && off + chunker.max_chunk() <= f.base_len)
+            .last()
+            .map_or(0, |(off, _, len)| off + len);
+        let edit = Edit { old: &layout, start: kept, resync_after: changes.last };
+        let mut reader = Merged { repo, cache, file: f, pos: kept };
+        chunker.store_edit(sink, &mut reader, edit, std::path::Path::new("<mount>"))?
+    } else {
+        let mut reader = Merged { repo, cache, file: f, pos: 0 };
+        chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?
+    };
     if stored != size {
         return Err(Error::Aborted);
     }
     Ok(content)
+}
+
+/// Where a file's bytes differ from its stored version.
+struct Changes {
+    /// The first offset that may differ.
+    first: u64,
+    /// The end of the last change, when the length and every byte from
+    /// there to the end are unchanged (`None`: the tail changed).
+    last: Option<u64>,
+}
+
+impl Changes {
+    fn of(f: &super::node::FileData) -> Changes {
+        let blocks = f.blocks.keys();
+        let first_block = blocks.clone().next().map_or(u64::MAX, |i| i * BLOCK);
+        let last_block = blocks.last().map_or(0, |i| ((i + 1) * BLOCK).min(f.size));
+        // Bytes past `base_size` read as zeros, and a new length moves the end.
+        let tail_kept = f.base_size == f.base_len && f.size == f.base_len;
+        if tail_kept {
+            Changes { first: first_block, last: Some(last_block) }
+        } else {
+            Changes { first: first_block.min(f.base_size), last: None }
+        }
+    }
 }
