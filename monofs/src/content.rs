@@ -102,7 +102,13 @@ impl Chunker {
         let mut total = edit.start;
         let mut eof = false;
         while !eof {
-            let want = SEGMENT.saturating_sub(buf.len());
+            // An edit that may end reads little more than its changes: a
+            // few chunks past them usually meet an old boundary.
+            let segment = edit.resync_after.map_or(SEGMENT, |after| {
+                let max = self.params.max as usize;
+                (after.saturating_sub(total) as usize).saturating_add(4 * max).min(SEGMENT)
+            });
+            let want = segment.saturating_sub(buf.len());
             let got = reader.take(want as u64).read_to_end(&mut buf).map_err(io)?;
             eof = got < want;
             let mut cuts: Vec<(usize, usize)> = self.cut(&buf).map(|c| (c.offset, c.length)).collect();

@@ -628,7 +628,7 @@ impl Vfs {
         if snapshots.is_empty() {
             return Ok(());
         }
-        let (stored, tx, _) = self.repo.write_objects(|sink| {
+        let (stored, mut tx, _) = self.repo.write_objects(|sink| {
             snapshots
                 .into_iter()
                 .map(|(ino, mut snap)| {
@@ -637,6 +637,10 @@ impl Vfs {
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })?;
+        // The tree commit that follows in the same flush makes this durable
+        // too; until then nothing refers to what it stores. One wait for
+        // the disk per flush instead of two.
+        tx.set_relaxed()?;
         tx.commit()?;
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         if st.generation != generation {
