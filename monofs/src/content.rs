@@ -60,22 +60,24 @@ impl Chunker {
             on_bytes(len);
             return Ok((Content::Inline(buf), len));
         }
-        self.store_chunks(sink, reader, buf, Edit::default(), io_path, on_bytes)
+        self.store_chunks(sink, &mut Dense(reader), buf, Edit::default(), io_path, on_bytes)
     }
 
     /// Stores a new version of a file whose old version, cut by this
     /// chunker into `edit.old`, changed only at or after `edit.start` (an
     /// old chunk boundary) and, when `edit.resync_after` is set, only
-    /// before that offset with the length kept. `reader` gives the new
+    /// before that offset with the length kept (with no old version,
+    /// `edit.old` is empty and `edit.start` 0). `source` gives the new
     /// bytes from `edit.start`. The old chunks before the change are kept
     /// without reading them, and so are those after it from the first cut
-    /// that meets an old boundary again: the result is the same as
-    /// [`Chunker::store`] of the whole new file, at the cost of the changed
-    /// part only.
+    /// that meets an old boundary again; long runs of zeros the source
+    /// knows of (holes) are not read at all. The result is the same as
+    /// [`Chunker::store`] of the whole new file (if longer than
+    /// [`INLINE_MAX`]), at the cost of the changed part only.
     pub fn store_edit(
         &self,
         sink: &ObjectSink<'_>,
-        reader: &mut dyn Read,
+        reader: &mut dyn Source,
         edit: Edit<'_>,
         io_path: &std::path::Path,
     ) -> Result<(Content, u64)> {
@@ -87,10 +89,18 @@ impl Chunker {
         u64::from(self.params.max)
     }
 
+    /// The first chunk a long run of zeros is cut into.
+    fn zeros(&self) -> Vec<u8> {
+        let mut zeros = vec![0u8; 2 * self.params.max as usize];
+        let len = self.cut(&zeros).next().map_or(zeros.len(), |c| c.length);
+        zeros.truncate(len);
+        zeros
+    }
+
     fn store_chunks(
         &self,
         sink: &ObjectSink<'_>,
-        reader: &mut dyn Read,
+        reader: &mut dyn Source,
         mut buf: Vec<u8>,
         edit: Edit<'_>,
         io_path: &std::path::Path,
@@ -101,7 +111,38 @@ impl Chunker {
         let mut refs: Vec<ChunkRef> = kept.map(|&(_, id, size)| ChunkRef { id, size }).collect();
         let mut total = edit.start;
         let mut eof = false;
+        let mut zero_chunk = None;
         while !eof {
+            // `buf` holds the bytes from `total`, a chunk boundary. Where a
+            // run of zeros follows, its chunks are known without cutting or
+            // reading it: each is `zero_len` long while at least `max`
+            // bytes of the run remain (FastCDC cuts a zero run alike
+            // wherever it starts, and a file end closer than `max` changes
+            // the cut, so the last `max` bytes go the usual way).
+            let ahead = reader.zeros_ahead();
+            if ahead > 0 && buf.iter().all(|b| *b == 0) {
+                let (zero_len, zero_id) = match zero_chunk {
+                    Some(z) => z,
+                    None => {
+                        let zeros = self.zeros();
+                        *zero_chunk.insert((zeros.len() as u64, sink.put(Kind::Chunk, &zeros)?))
+                    }
+                };
+                let run = buf.len() as u64 + ahead;
+                let n = run.saturating_sub(u64::from(self.params.max)) / zero_len;
+                for _ in 0..n {
+                    refs.push(ChunkRef { id: zero_id, size: zero_len });
+                    on_bytes(zero_len);
+                }
+                let skip = n * zero_len;
+                total += skip;
+                if skip <= buf.len() as u64 {
+                    buf.drain(..skip as usize);
+                } else {
+                    reader.skip(skip - buf.len() as u64);
+                    buf.clear();
+                }
+            }
             // An edit that may end reads little more than its changes: a
             // few chunks past them usually meet an old boundary.
             let segment = edit.resync_after.map_or(SEGMENT, |after| {
@@ -166,6 +207,35 @@ pub struct Edit<'a> {
     /// first cut at or after it that falls on an old boundary, the old
     /// chunks are kept.
     pub resync_after: Option<u64>,
+}
+
+/// The bytes of a file for [`Chunker::store_edit`]: read in order, and
+/// able to tell of runs of zeros ahead that need not be read.
+pub trait Source: Read {
+    /// How many of the bytes from the next one read are known to be zeros
+    /// (a hole of a sparse file, or stored chunks of zeros); 0 when unknown.
+    fn zeros_ahead(&self) -> u64 {
+        0
+    }
+
+    /// Moves past `n` bytes, all within what [`Source::zeros_ahead`] told.
+    fn skip(&mut self, n: u64);
+}
+
+/// A reader that knows of no holes.
+struct Dense<'a>(&'a mut dyn Read);
+
+impl Read for Dense<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Source for Dense<'_> {
+    /// Never called: a dense reader tells of no zeros ahead.
+    fn skip(&mut self, n: u64) {
+        let _ = std::io::copy(&mut (&mut *self.0).take(n), &mut std::io::sink());
+    }
 }
 
 /// Turns a file's chunk references into its content reference, adding list
@@ -354,6 +424,15 @@ impl Repository {
             true
         })?;
         Ok(out)
+    }
+
+    /// The length of the chunks a long run of zeros is cut into (every
+    /// chunk but the last few), and the id of such a chunk here.
+    pub fn zero_chunk(&self) -> (u64, ObjectId) {
+        *self.zero_chunk.get_or_init(|| {
+            let zeros = Chunker::for_repo(self).zeros();
+            (zeros.len() as u64, self.codec().id(Kind::Chunk, &zeros))
+        })
     }
 
     /// Up to `len` bytes at `offset` of a file with `layout` (or inline

@@ -46,6 +46,9 @@ pub struct Repository {
     codec: Codec,
     config: Config,
     _lock: Option<RepoLock>,
+    /// Length and id of the chunk runs of zeros are cut into, once known
+    /// (see [`Repository::zero_chunk`]).
+    pub(crate) zero_chunk: std::sync::OnceLock<(u64, ObjectId)>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -142,7 +145,7 @@ impl Repository {
             None => (None, None),
         };
         let codec = Codec::new(keys, config.zstd_level);
-        let repo = Repository { path, store, codec, config, _lock: lock };
+        let repo = Repository { path, store, codec, config, _lock: lock, zero_chunk: Default::default() };
         let empty = Dir::default().encode();
         let empty_id = repo.codec.id(Kind::Dir, &empty);
         let mut tx = repo.store.begin()?;
@@ -178,7 +181,14 @@ impl Repository {
             },
         };
         let codec = codec_for(&store, keys, &config)?;
-        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+        Ok(Repository {
+            path: path.to_owned(),
+            store: Box::new(store),
+            codec,
+            config,
+            _lock: Some(lock),
+            zero_chunk: Default::default(),
+        })
     }
 
     /// Opens the repository in directory `path` shared with other processes
@@ -196,7 +206,14 @@ impl Repository {
             (None, _) => return Err(Error::NotARepository(path.to_owned())),
         };
         let codec = codec_for(&store, keys, &config)?;
-        Ok(Repository { path: path.to_owned(), store: Box::new(store), codec, config, _lock: Some(lock) })
+        Ok(Repository {
+            path: path.to_owned(),
+            store: Box::new(store),
+            codec,
+            config,
+            _lock: Some(lock),
+            zero_chunk: Default::default(),
+        })
     }
 
     /// The store file of the repository in `path`, which must be one.

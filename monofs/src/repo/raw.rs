@@ -233,7 +233,7 @@ impl Repository {
     /// The same open repository, handled as stored frames (keeps the lock
     /// and the key).
     pub fn into_raw(self) -> RawRepository {
-        let Repository { path, store, codec, config, _lock } = self;
+        let Repository { path, store, codec, config, _lock, zero_chunk: _ } = self;
         RawRepository { path, store, config, codec: Some(codec), _lock }
     }
 

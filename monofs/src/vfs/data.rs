@@ -112,6 +112,9 @@ pub(crate) struct Merged<'a> {
     pub cache: &'a ChunkCache,
     pub file: &'a mut FileData,
     pub pos: u64,
+    /// The id of the chunks a run of zeros is cut into: stored ones in the
+    /// file's layout are zeros that need not be read.
+    pub zero_chunk: Option<crate::id::ObjectId>,
 }
 
 impl std::io::Read for Merged<'_> {
@@ -121,6 +124,33 @@ impl std::io::Read for Merged<'_> {
         buf[..bytes.len()].copy_from_slice(&bytes);
         self.pos += bytes.len() as u64;
         Ok(bytes.len())
+    }
+}
+
+impl crate::content::Source for Merged<'_> {
+    /// Stored chunks of zeros (see [`Merged::zero_chunk`]), then bytes past
+    /// the stored ones, up to the next written block.
+    fn zeros_ahead(&self) -> u64 {
+        let f = &self.file;
+        let mut end = self.pos;
+        if let (Some(zero), Some(layout)) = (self.zero_chunk, &f.layout) {
+            let at = layout.partition_point(|(off, _, len)| off + len <= end);
+            for (off, id, len) in &layout[at..] {
+                if *id != zero || off + len > f.base_size {
+                    break;
+                }
+                end = off + len;
+            }
+        }
+        if end >= f.base_size {
+            end = end.max(f.size);
+        }
+        let written = f.blocks.range(self.pos / BLOCK..).next().map_or(u64::MAX, |(i, _)| (i * BLOCK).max(self.pos));
+        end.min(written).min(f.size).saturating_sub(self.pos)
+    }
+
+    fn skip(&mut self, n: u64) {
+        self.pos += n;
     }
 }
 

@@ -133,9 +133,12 @@ pub(crate) fn store_file(
 ) -> Result<crate::object::Content> {
     let size = f.size;
     let chunker = Chunker::for_repo(repo);
-    let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
-    let (content, stored) = if chunked && size > INLINE_MAX as u64 {
-        let layout = ensure_layout(repo, f)?;
+    let (content, stored) = if size <= INLINE_MAX as u64 {
+        let mut reader = Merged { repo, cache, file: f, pos: 0, zero_chunk: None };
+        chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?
+    } else {
+        let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
+        let layout = if chunked { ensure_layout(repo, f)? } else { Default::default() };
         let changes = Changes::of(f);
         // The old chunks that end before the first change and were cut by
         // content, not by the old end of the file.
@@ -144,12 +147,10 @@ pub(crate) fn store_file(
             .take_while(|(off, _, len)| off + len <= changes.first && off + chunker.max_chunk() <= f.base_len)
             .last()
             .map_or(0, |(off, _, len)| off + len);
-        let edit = Edit { old: &layout, start: kept, resync_after: changes.last };
-        let mut reader = Merged { repo, cache, file: f, pos: kept };
+        let edit = Edit { old: &layout, start: kept, resync_after: changes.last.filter(|_| chunked) };
+        let zero_chunk = Some(repo.zero_chunk().1);
+        let mut reader = Merged { repo, cache, file: f, pos: kept, zero_chunk };
         chunker.store_edit(sink, &mut reader, edit, std::path::Path::new("<mount>"))?
-    } else {
-        let mut reader = Merged { repo, cache, file: f, pos: 0 };
-        chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?
     };
     if stored != size {
         return Err(Error::Aborted);

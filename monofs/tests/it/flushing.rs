@@ -178,3 +178,60 @@ fn flushing_an_edited_file_stores_what_storing_it_whole_does() {
     }
     assert!(vfs.read(ino, 0, model.len() + 1).expect("read") == model);
 }
+
+/// Holes (a file extended by truncation, then written here and there) are
+/// stored as what cutting the whole file stores, without reading them, and
+/// so are the stored chunks of zeros around a later edit: islands of data
+/// in 24 MiB of holes match a from-scratch store of the model, and a
+/// 16 GiB sparse file flushes at once (cutting 16 GiB of zeros would take
+/// minutes), takes an edit in its middle at once too, and reads back.
+#[test]
+fn holes_are_stored_without_reading_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let mut rng = Rng::new(99);
+    let ino = vfs.create(ROOT, b"islands", 0o644, 0, 0).expect("create").ino;
+    let mut model = vec![0u8; 24 << 20];
+    vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(model.len() as u64), ..Default::default() }).expect("truncate");
+    for round in 0..6 {
+        let offset = below(&mut rng, model.len() as u64 - 300_000) as usize;
+        let len = 1 + below(&mut rng, 300_000) as usize;
+        let bytes = rng.bytes(len);
+        vfs.write(ino, offset as u64, &bytes).expect("write");
+        model[offset..offset + bytes.len()].copy_from_slice(&bytes);
+        let grow = model.len() + (3 << 20);
+        vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(grow as u64), ..Default::default() }).expect("grow");
+        model.resize(grow, 0);
+        vfs.flush().expect("flush");
+        assert!(stored_content(&repo, b"islands") == chunked_whole(&repo, &model), "round {round}");
+    }
+
+    // Stored now: the zeros are chunks of the file, and an edit between
+    // them cuts again only around itself.
+    let reloaded = Vfs::new(repo.clone(), None).expect("reload");
+    let ino = reloaded.lookup(ROOT, b"islands").expect("lookup").ino;
+    let offset = model.len() - (2 << 20);
+    reloaded.write(ino, offset as u64, b"between the zeros").expect("write");
+    model[offset..offset + 17].copy_from_slice(b"between the zeros");
+    reloaded.flush().expect("flush");
+    assert!(stored_content(&repo, b"islands") == chunked_whole(&repo, &model), "after a reload");
+    drop(reloaded);
+
+    let big = vfs.create(ROOT, b"sparse", 0o644, 0, 0).expect("create").ino;
+    let size = 16u64 << 30;
+    vfs.setattr(big, monofs::vfs::SetAttr { size: Some(size), ..Default::default() }).expect("truncate");
+    vfs.write(big, size / 2, b"middle").expect("write");
+    vfs.flush().expect("flush");
+    let reloaded = Vfs::new(repo.clone(), None).expect("reload");
+    let again = reloaded.lookup(ROOT, b"sparse").expect("lookup");
+    assert_eq!(again.size, size);
+    assert_eq!(&reloaded.read(again.ino, size / 2 - 2, 10).expect("read")[..], b"\0\0middle\0\0");
+    assert!(reloaded.read(again.ino, size - 4096, 8192).expect("read").iter().all(|b| *b == 0));
+    reloaded.write(again.ino, size / 4, b"quarter").expect("write");
+    reloaded.flush().expect("flush");
+    let third = Vfs::new(repo.clone(), None).expect("reload");
+    let ino = third.lookup(ROOT, b"sparse").expect("lookup").ino;
+    assert_eq!(&third.read(ino, size / 4, 7).expect("read")[..], b"quarter");
+    assert_eq!(&third.read(ino, size / 2, 6).expect("read")[..], b"middle");
+}

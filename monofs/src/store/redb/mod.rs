@@ -490,7 +490,11 @@ impl Transaction for RedbTxn {
     }
 
     fn set_relaxed(&mut self) -> StoreResult<()> {
-        self.tx.set_durability(redb::Durability::None).map_err(err)
+        match self.tx.set_durability(redb::Durability::None) {
+            // A database shared between processes commits durably only.
+            Err(redb::SetDurabilityError::NonDurableCommitUnsupported) => Ok(()),
+            other => other.map_err(err),
+        }
     }
 
     fn clear(&mut self, table: Table) -> StoreResult<()> {
@@ -540,6 +544,21 @@ mod tests {
             recent.put(id, pack(b"p"), now);
         }
         assert!(recent.get(0).is_none() && recent.get(RECENT_PACKS as u64 + 1).is_some(), "oldest dropped first");
+    }
+
+    #[test]
+    fn relaxed_commits_of_a_shared_database_are_durable_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        drop(RedbStore::create(&path).expect("create"));
+        let store = RedbStore::open_shared(&path).expect("open shared");
+        let mut tx = store.begin().expect("begin");
+        tx.set_relaxed().expect("relaxed is a request, not a failure");
+        tx.put(Table::Refs, b"r", b"v").expect("put");
+        tx.commit().expect("commit");
+        drop(store);
+        let again = RedbStore::open(&path).expect("reopen");
+        assert_eq!(again.get(Table::Refs, b"r").expect("get").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
