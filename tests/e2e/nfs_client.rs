@@ -257,6 +257,31 @@ fn clients_vanishing_mid_write_or_sending_garbage_leave_it_consistent() {
         let word = |i: usize| u32::from_be_bytes(reply[4 + 4 * i..8 + 4 * i].try_into().expect("word"));
         assert_eq!((word(0), word(1), word(2), word(5)), (77, 1, 0, 4), "proc {proc}: not GARBAGE_ARGS");
     }
+    // A client that half-closes after its calls still gets every answer:
+    // NULL goes to nfsserve, GETPORT is the front's own.
+    {
+        use std::io::Read as _;
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        for call in
+            [vec![41u32, 0, 2, 100_003, 3, 0, 0, 0, 0, 0], vec![42, 0, 2, 100_000, 2, 3, 0, 0, 0, 0, 100_003, 3, 6, 0]]
+        {
+            let body: Vec<u8> = call.iter().flat_map(|w| w.to_be_bytes()).collect();
+            raw.write_all(&(0x8000_0000u32 | body.len() as u32).to_be_bytes()).expect("marker");
+            raw.write_all(&body).expect("call");
+        }
+        raw.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut replies = Vec::new();
+        raw.read_to_end(&mut replies).expect("replies");
+        let mut xids = Vec::new();
+        while replies.len() >= 8 {
+            let len = (u32::from_be_bytes(replies[..4].try_into().expect("marker")) & 0x7fff_ffff) as usize;
+            xids.push(u32::from_be_bytes(replies[4..8].try_into().expect("xid")));
+            replies.drain(..4 + len);
+        }
+        xids.sort();
+        assert_eq!(xids, [41, 42], "answers lost after a half-close");
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).expect("status");
     let peak_kib: u64 = status
         .lines()

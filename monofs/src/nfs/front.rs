@@ -136,18 +136,30 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
                 }
             });
         }
+        // The client sent its last call; it may have only half-closed and
+        // still wait for the answers: the front's own, then nfsserve's,
+        // which it sends before closing its side.
+        to_backend.shutdown().await?;
+        let _all = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.map_err(io::Error::other)?;
         Ok(())
     };
-    // Either side ending ends the connection: a client without nfsserve
+    // Either side failing ends the connection: a client without nfsserve
     // behind it would wait forever for the replies to relayed calls, and
     // it reconnects and retransmits.
     let result = tokio::select! {
         r = requests => r,
         r = &mut relay => r.map_err(io::Error::other).and_then(|r| r),
     };
+    if result.is_ok() && !relay.is_finished() {
+        let _ = tokio::time::timeout(DRAIN, &mut relay).await;
+    }
     relay.abort();
     result
 }
+
+/// How long nfsserve's last replies are waited for after the client
+/// stopped sending.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Copies nfsserve's replies to the client, a whole record at a time so
 /// they never interleave with the front's own.
