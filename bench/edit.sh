@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Small edits of a large file, made durable: a 4 KiB write in the middle
 # of a 1 GiB file then fsync, and a line appended then fsync, each 5 times
-# (median), on a fresh monofs mount and on bindfs over a plain directory.
-# A flush used to cut the whole file again for any change. Run as root:
+# (median), on a fresh monofs mount and on bindfs over a plain directory;
+# then a 100 GiB sparse file (truncate + fsync) and 1 MiB written into its
+# middle + fsync. A flush used to cut the whole file again for any change,
+# holes included. Run as root:
 #   MONOFS_BIN=target/release/monofs bash bench/edit.sh [WORK]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -46,4 +48,23 @@ for kind in write append; do
     m=$(median "${mono[@]}") p=$(median "${peer[@]}")
     echo "| $kind | $m s | $p s | $(ratio "$m" "$p") |"
     log "$kind: monofs ${mono[*]}; bindfs ${peer[*]}"
+done
+
+sparse_create() { truncate -s 100G "$1" && dd if=/dev/null of="$1" conv=notrunc,fsync status=none; }
+sparse_write() { dd if=/dev/urandom of="$1" bs=1M count=1 seek=51200 conv=notrunc,fsync status=none; }
+# seconds a command takes
+secs() {
+    local s e
+    s=$(date +%s%N)
+    "$@"
+    e=$(date +%s%N)
+    awk -v ns=$((e - s)) 'BEGIN { printf "%.3f", ns / 1e9 }'
+}
+echo
+echo "| 100 GiB sparse file | monofs | bindfs | monofs/bindfs |"
+echo "|---|---|---|---|"
+for step in "sparse_create:truncate -s 100G + fsync" "sparse_write:1 MiB at 50 GiB + fsync"; do
+    wait_quiet
+    m=$(secs "${step%%:*}" "$M/disk.img") p=$(secs "${step%%:*}" "$B/disk.img")
+    echo "| ${step#*:} | $m s | $p s | $(ratio "$m" "$p") |"
 done

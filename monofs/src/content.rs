@@ -281,7 +281,7 @@ impl Repository {
                 Some((*id, Kind::Chunk))
             }
             Content::List(id) => {
-                self.read_list(id, &mut counted)?;
+                self.read_list(id, &mut Vec::new(), &mut counted)?;
                 Some((*id, Kind::ChunkList))
             }
         };
@@ -296,10 +296,19 @@ impl Repository {
         Ok(())
     }
 
-    fn read_list(&self, id: &ObjectId, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    /// `zeros` is a buffer of zeros for the runs of them, made once.
+    fn read_list(&self, id: &ObjectId, zeros: &mut Vec<u8>, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let list = self.read_chunk_list(id)?;
         for entry in &list.entries {
             if list.level == 0 {
+                let (zero_len, zero_id) = self.zero_chunk();
+                if entry.id == zero_id && entry.size == zero_len {
+                    // Its id says what it holds: a run of a sparse file,
+                    // given without reading (or hashing) it again.
+                    zeros.resize(zero_len as usize, 0);
+                    out(zeros)?;
+                    continue;
+                }
                 let chunk = self.read(&entry.id, Kind::Chunk)?;
                 if chunk.len() as u64 != entry.size {
                     return Err(Error::Malformed {
@@ -310,7 +319,7 @@ impl Repository {
                 }
                 out(&chunk)?;
             } else {
-                self.read_list(&entry.id, out)?;
+                self.read_list(&entry.id, zeros, out)?;
             }
         }
         Ok(())

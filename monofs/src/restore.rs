@@ -8,8 +8,8 @@
 //! forbid creating them.
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,13 +139,20 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
         }
         EntryKind::File { content, size } => {
             replace_existing(path)?;
-            let mut file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
+            let file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
+            let mut at = 0u64;
             ctx.repo.read_content(content, *size, &mut |bytes| {
-                file.write_all(bytes).map_err(|err| Error::io(path, err))?;
+                // Zeros are left as holes, as `cp --sparse=auto` does: a
+                // sparse disk image comes back sparse.
+                if !bytes.iter().all(|b| *b == 0) {
+                    file.write_all_at(bytes, at).map_err(|err| Error::io(path, err))?;
+                }
+                at += bytes.len() as u64;
                 ctx.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 ctx.progress.bytes(bytes.len() as u64);
                 Ok(())
             })?;
+            file.set_len(*size).map_err(|err| Error::io(path, err))?;
             ctx.files.fetch_add(1, Ordering::Relaxed);
             ctx.progress.file();
         }

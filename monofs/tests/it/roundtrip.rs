@@ -136,3 +136,32 @@ fn checkout_restores_the_root_directory_itself() {
     assert_eq!((b.mtime(), b.mtime_nsec()), (a.mtime(), a.mtime_nsec()));
     assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()));
 }
+
+/// A sparse file comes back sparse, with the same bytes: runs of zeros are
+/// holes in the restored file (and are not read back from the store).
+#[test]
+fn sparse_files_restore_sparse() {
+    use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+
+    let repo = memory_repo();
+    let src = tempfile::tempdir().expect("tempdir");
+    let size = 48u64 << 20;
+    let file = std::fs::File::create(src.path().join("disk.img")).expect("create");
+    file.set_len(size).expect("set_len");
+    let island = Rng::new(5).bytes(300_000);
+    file.write_all_at(&island, 20 << 20).expect("write");
+    file.write_all_at(b"tail", size - 4).expect("write");
+    drop(file);
+    let rev = commit(&repo, src.path(), "sparse");
+    let out = tempfile::tempdir().expect("tempdir");
+    restore(&repo, &rev, out.path());
+    let path = out.path().join("disk.img");
+    let back = std::fs::read(&path).expect("read");
+    assert_eq!(back.len() as u64, size);
+    assert!(back[20 << 20..(20 << 20) + island.len()] == island[..]);
+    assert_eq!(&back[back.len() - 4..], b"tail");
+    let zeros = back.iter().filter(|b| **b == 0).count() as u64;
+    assert!(zeros >= size - island.len() as u64 - 4, "the holes read as zeros");
+    let allocated = std::fs::metadata(&path).expect("metadata").blocks() * 512;
+    assert!(allocated < 4 << 20, "{allocated} bytes allocated for {size} sparse bytes");
+}
