@@ -7,12 +7,13 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nfsserve::tcp::{NFSTcp as _, NFSTcpListener};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Notify, Semaphore};
 
 use super::NfsFs;
 use super::procs::Proc;
@@ -94,9 +95,10 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
     let (mut from_client, to_client) = client.into_split();
     let (mut from_backend, mut to_backend) = backend.into_split();
     let to_client = Arc::new(Mutex::new(to_client));
+    let relayed = Arc::new(Relayed::default());
     let mut relay = {
-        let to_client = to_client.clone();
-        tokio::spawn(async move { relay_replies(&mut from_backend, &to_client).await })
+        let (to_client, relayed) = (to_client.clone(), relayed.clone());
+        tokio::spawn(async move { relay_replies(&mut from_backend, &to_client, &relayed).await })
     };
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut record = Vec::new();
@@ -118,6 +120,7 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
                 continue;
             }
             let Some(proc) = Proc::of(&call) else {
+                relayed.waiting.fetch_add(1, Ordering::SeqCst);
                 to_backend.write_all(&record).await?;
                 continue;
             };
@@ -137,10 +140,22 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
             });
         }
         // The client sent its last call; it may have only half-closed and
-        // still wait for the answers: the front's own, then nfsserve's,
-        // which it sends before closing its side.
-        to_backend.shutdown().await?;
+        // still wait for the answers: the front's own, then nfsserve's
+        // (which drops what it has not answered once it reads the end).
         let _all = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.map_err(io::Error::other)?;
+        let answered = async {
+            loop {
+                // Registered before the count is read, so no answer slips by.
+                let notified = relayed.answered.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if relayed.waiting.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN, answered).await;
         Ok(())
     };
     // Either side failing ends the connection: a client without nfsserve
@@ -150,11 +165,16 @@ async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: 
         r = requests => r,
         r = &mut relay => r.map_err(io::Error::other).and_then(|r| r),
     };
-    if result.is_ok() && !relay.is_finished() {
-        let _ = tokio::time::timeout(DRAIN, &mut relay).await;
-    }
     relay.abort();
     result
+}
+
+/// Calls relayed to nfsserve and not answered yet.
+#[derive(Default)]
+struct Relayed {
+    waiting: AtomicUsize,
+    /// Told after each answer.
+    answered: Notify,
 }
 
 /// How long nfsserve's last replies are waited for after the client
@@ -163,10 +183,16 @@ const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Copies nfsserve's replies to the client, a whole record at a time so
 /// they never interleave with the front's own.
-async fn relay_replies(from: &mut tokio::net::tcp::OwnedReadHalf, to: &Mutex<OwnedWriteHalf>) -> io::Result<()> {
+async fn relay_replies(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &Mutex<OwnedWriteHalf>,
+    relayed: &Relayed,
+) -> io::Result<()> {
     let mut record = Vec::new();
     while read_record(from, &mut record, MAX_REPLY).await? {
         to.lock().await.write_all(&record).await?;
+        let _ = relayed.waiting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        relayed.answered.notify_waiters();
     }
     Ok(())
 }
