@@ -479,10 +479,12 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        match self.vfs.readdir(ino.0) {
+        // Offsets are the cookies of `vfs::listing`, which no change
+        // elsewhere in the directory shifts.
+        match self.vfs.list(ino.0, offset) {
             Ok(entries) => {
-                for (i, (child, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-                    if reply.add(INodeNo(*child), (i + 1) as u64, file_type(*kind), OsStr::from_bytes(name)) {
+                for e in &entries {
+                    if reply.add(INodeNo(e.ino), e.cookie, file_type(e.kind), OsStr::from_bytes(&e.name)) {
                         break;
                     }
                 }

@@ -127,6 +127,33 @@ fn drive_round_trip_commit_checkout_remount() {
     m.detach();
 }
 
+/// Removing the entries of a large directory while listing it (a lazy
+/// `read_dir`, read by the kernel a batch at a time) reaches every entry:
+/// listing offsets do not shift when entries go.
+#[test]
+fn removing_while_listing_reaches_every_entry() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
+    init(&repo);
+    let m = Mount::start(&repo, &mnt, &[]);
+    let dir = m.mnt.join("many");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for i in 0..1500 {
+        write(&dir.join(format!("a-rather-long-file-name-to-fill-pages-{i:05}")), b"x");
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&dir).expect("read_dir") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+        removed += 1;
+    }
+    assert_eq!(removed, 1500, "entries were skipped while removing");
+    std::fs::remove_dir(&dir).expect("the directory is empty");
+    m.detach();
+}
+
 #[test]
 fn killed_mount_is_cleaned_up_and_loses_only_unflushed_data() {
     if !fuse_available() {

@@ -10,6 +10,7 @@
 //! across remounts.
 
 mod data;
+pub mod listing;
 mod load;
 mod node;
 mod persist;

@@ -429,15 +429,11 @@ impl FileSystem for MonoVirtioFs {
     }
 
     fn readdir(&self, _ctx: Context, inode: u64, _h: u64, _size: u32, offset: u64) -> io::Result<DirIter> {
-        // Vfs has no directory handles: the listing is re-taken per call and
-        // positions are indexes into it (stable while nothing changes, as in
-        // the FUSE adapter).
-        let all = res(self.vfs.readdir(inode))?;
-        let entries = all
+        // Offsets are the cookies of `vfs::listing`, which no change
+        // elsewhere in the directory shifts.
+        let entries = res(self.vfs.list(inode, offset))?
             .into_iter()
-            .enumerate()
-            .skip(offset as usize)
-            .filter_map(|(i, (ino, kind, n))| Some((ino, (i + 1) as u64, dirent_type(kind), CString::new(n).ok()?)))
+            .filter_map(|e| Some((e.ino, e.cookie, dirent_type(e.kind), CString::new(e.name).ok()?)))
             .collect();
         Ok(DirIter { entries, pos: 0 })
     }
