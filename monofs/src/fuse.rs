@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::BackingId;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 
 use crate::filecache::FileCache;
@@ -490,6 +490,20 @@ impl fuser::Filesystem for FuseFs {
                 }
                 reply.ok();
             }
+            Err(e) => reply.error(Errno::from_i32(e.errno())),
+        }
+    }
+
+    fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let data = match whence {
+            nix::libc::SEEK_DATA => true,
+            nix::libc::SEEK_HOLE => false,
+            // The kernel answers the other kinds itself.
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else { return reply.error(Errno::ENXIO) };
+        match self.vfs.seek(ino.0, offset, data) {
+            Ok(found) => reply.offset(found as i64),
             Err(e) => reply.error(Errno::from_i32(e.errno())),
         }
     }

@@ -154,6 +154,36 @@ fn removing_while_listing_reaches_every_entry() {
     m.detach();
 }
 
+/// SEEK_DATA and SEEK_HOLE through the kernel: tools that copy sparse
+/// files (`cp`, `tar -S`, qemu-img) skip the holes of one on the mount.
+#[test]
+fn seek_data_and_hole_through_the_mount() {
+    use std::os::unix::fs::FileExt as _;
+
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
+    init(&repo);
+    let m = Mount::start(&repo, &mnt, &[]);
+    let path = m.mnt.join("disk.img");
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("open");
+    file.set_len(1 << 30).expect("set_len");
+    file.write_all_at(b"data", 512 << 20).expect("write");
+    file.sync_all().expect("fsync");
+    let seek = |offset, whence| nix::unistd::lseek(&file, offset, whence);
+    let data = seek(0, nix::unistd::Whence::SeekData).expect("SEEK_DATA");
+    assert!(((511 << 20)..=(512 << 20)).contains(&data), "data from {data}");
+    let hole = seek(data, nix::unistd::Whence::SeekHole).expect("SEEK_HOLE");
+    assert!(((512 << 20) + 4..=(513 << 20)).contains(&hole), "a hole from {hole}");
+    assert_eq!(seek(0, nix::unistd::Whence::SeekHole).expect("SEEK_HOLE"), 0);
+    assert_eq!(seek(hole, nix::unistd::Whence::SeekData), Err(nix::errno::Errno::ENXIO));
+    drop(file);
+    m.detach();
+}
+
 #[test]
 fn killed_mount_is_cleaned_up_and_loses_only_unflushed_data() {
     if !fuse_available() {

@@ -154,6 +154,46 @@ impl crate::content::Source for Merged<'_> {
     }
 }
 
+/// The runs of a file known to be zeros, in order: stored chunks of zeros
+/// (`zero` is their id) and bytes past the stored ones, less the blocks
+/// written since (which count as data whatever they hold).
+pub(crate) fn holes(repo: &Repository, f: &mut FileData, zero: crate::id::ObjectId) -> Result<Vec<(u64, u64)>> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut add = |start: u64, end: u64| match runs.last_mut() {
+        Some(last) if last.1 == start => last.1 = end,
+        _ => runs.push((start, end)),
+    };
+    if f.base_size > 0 && !matches!(f.base, crate::object::Content::Inline(_)) {
+        for (off, id, len) in ensure_layout(repo, f)?.iter() {
+            if *off >= f.base_size {
+                break;
+            }
+            if *id == zero {
+                add(*off, (off + len).min(f.base_size));
+            }
+        }
+    }
+    if f.base_size < f.size {
+        add(f.base_size, f.size);
+    }
+    // Written blocks split the runs.
+    let mut out = Vec::with_capacity(runs.len());
+    for (start, end) in runs {
+        let mut from = start;
+        for (i, _) in f.blocks.range(start / BLOCK..=(end - 1) / BLOCK) {
+            let (b0, b1) = (i * BLOCK, (i + 1) * BLOCK);
+            if b0 > from {
+                out.push((from, b0.min(end)));
+            }
+            from = from.max(b1);
+        }
+        if from < end {
+            out.push((from, end));
+        }
+    }
+    Ok(out)
+}
+
 /// What a read of stored bytes needs, taken under the state lock so the
 /// chunk I/O can run without it.
 pub(crate) struct CleanRead {

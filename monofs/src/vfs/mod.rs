@@ -708,6 +708,33 @@ impl Vfs {
         Ok(attr_of(ino, st.node(ino)?))
     }
 
+    /// `lseek` with SEEK_DATA (`data`) or SEEK_HOLE from `offset`: the
+    /// first byte at or after it that is data, or that is in a hole (the
+    /// end of the file counts as one). ENXIO at or past the end, or when
+    /// no data follows. Holes are what is known to be zeros without
+    /// reading: the unwritten part of a sparse file and stored chunks of
+    /// zeros.
+    pub fn seek(&self, ino: Ino, offset: u64, data: bool) -> VResult<u64> {
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
+        let Body::File(f) = &mut node.body else { return Err(Errno::EINVAL.into()) };
+        if offset >= f.size {
+            return Err(Errno::ENXIO.into());
+        }
+        let holes = data::holes(&self.repo, f, self.repo.zero_chunk().1)?;
+        let within = holes.iter().find(|(start, end)| *start <= offset && offset < *end);
+        let found = match (data, within) {
+            (true, None) => offset,
+            (true, Some((_, end))) => *end,
+            (false, Some(_)) => offset,
+            (false, None) => holes.iter().find(|(start, _)| *start > offset).map_or(f.size, |h| h.0),
+        };
+        if found >= f.size && data {
+            return Err(Errno::ENXIO.into());
+        }
+        Ok(found)
+    }
+
     /// Changes attributes.
     pub fn setattr(&self, ino: Ino, set: SetAttr) -> VResult<Attr> {
         if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {

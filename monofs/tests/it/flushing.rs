@@ -235,3 +235,40 @@ fn holes_are_stored_without_reading_them() {
     assert_eq!(&third.read(ino, size / 4, 7).expect("read")[..], b"quarter");
     assert_eq!(&third.read(ino, size / 2, 6).expect("read")[..], b"middle");
 }
+
+/// SEEK_DATA and SEEK_HOLE find the written parts of a sparse file, while
+/// it is dirty and once stored (then to the chunk around the data, which
+/// may start with zeros), and a dense file is all data.
+#[test]
+fn seek_data_and_seek_hole_find_the_written_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let enxio = |r: monofs::vfs::VResult<u64>| r.err().map(|e| e.errno()) == Some(nix::libc::ENXIO);
+    let (mib, size) = (1u64 << 20, 64u64 << 20);
+    let ino = vfs.create(ROOT, b"sparse", 0o644, 0, 0).expect("create").ino;
+    vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(size), ..Default::default() }).expect("truncate");
+    vfs.write(ino, 40 * mib, &[7u8; 100]).expect("write");
+    assert_eq!(vfs.seek(ino, 0, true).expect("data"), 40 * mib, "dirty: the written block");
+    assert_eq!(vfs.seek(ino, 0, false).expect("hole"), 0);
+    assert_eq!(vfs.seek(ino, 40 * mib, false).expect("hole"), 40 * mib + (64 << 10), "the block's end");
+    assert!(enxio(vfs.seek(ino, 41 * mib, true)), "no data after the block");
+    assert!(enxio(vfs.seek(ino, size, false)), "at the end");
+
+    vfs.flush().expect("flush");
+    let stored = Vfs::new(repo.clone(), None).expect("reload");
+    let ino = stored.lookup(ROOT, b"sparse").expect("lookup").ino;
+    let data = stored.seek(ino, 0, true).expect("data");
+    assert!((39 * mib..=40 * mib).contains(&data), "stored: data from {data}");
+    let hole = stored.seek(ino, data, false).expect("hole");
+    assert!((40 * mib + 100..=41 * mib).contains(&hole), "stored: a hole from {hole}");
+    assert!(stored.read(ino, data, (hole - data) as usize).expect("read").contains(&7));
+    assert!(enxio(stored.seek(ino, hole, true)), "no data after it");
+    assert_eq!(stored.seek(ino, 0, false).expect("hole"), 0);
+
+    let dense = stored.create(ROOT, b"dense", 0o644, 0, 0).expect("create").ino;
+    stored.write(dense, 0, &Rng::new(3).bytes(1 << 20)).expect("write");
+    stored.flush().expect("flush");
+    assert_eq!(stored.seek(dense, 5, true).expect("data"), 5);
+    assert_eq!(stored.seek(dense, 5, false).expect("hole"), 1 << 20, "only the end");
+}
