@@ -139,7 +139,17 @@ fn chunked_whole(repo: &Repository, bytes: &[u8]) -> monofs::object::Content {
 #[test]
 fn flushing_an_edited_file_stores_what_storing_it_whole_does() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let plain = InitOptions::default();
+    // Encrypted: chunk ids are keyed and the cut points seeded.
+    let kdf = monofs::crypto::KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 };
+    let sealed = InitOptions { passphrase: Some(b"pass".to_vec()), kdf, ..Default::default() };
+    for (name, options) in [("plain", plain), ("sealed", sealed)] {
+        let repo = Arc::new(Repository::init(&dir.path().join(name), options).expect("init"));
+        edits_store_what_storing_whole_does(repo);
+    }
+}
+
+fn edits_store_what_storing_whole_does(repo: Arc<Repository>) {
     let vfs = Vfs::new(repo.clone(), None).expect("vfs");
     let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
     let mut rng = Rng::new(2024);
