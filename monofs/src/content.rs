@@ -60,7 +60,9 @@ impl Chunker {
             on_bytes(len);
             return Ok((Content::Inline(buf), len));
         }
-        self.store_chunks(sink, &mut Dense(reader), buf, Edit::default(), io_path, on_bytes)
+        let (content, total, _) =
+            self.store_chunks(sink, &mut Dense(reader), buf, Edit::default(), io_path, on_bytes)?;
+        Ok((content, total))
     }
 
     /// Stores a new version of a file whose old version, cut by this
@@ -73,15 +75,25 @@ impl Chunker {
     /// that meets an old boundary again; long runs of zeros the source
     /// knows of (holes) are not read at all. The result is the same as
     /// [`Chunker::store`] of the whole new file (if longer than
-    /// [`INLINE_MAX`]), at the cost of the changed part only.
+    /// [`INLINE_MAX`]), at the cost of the changed part only; the new
+    /// version's [`Layout`] comes with it.
     pub fn store_edit(
         &self,
         sink: &ObjectSink<'_>,
         reader: &mut dyn Source,
         edit: Edit<'_>,
         io_path: &std::path::Path,
-    ) -> Result<(Content, u64)> {
-        self.store_chunks(sink, reader, Vec::new(), edit, io_path, |_| {})
+    ) -> Result<(Content, u64, Layout)> {
+        let (content, total, refs) = self.store_chunks(sink, reader, Vec::new(), edit, io_path, |_| {})?;
+        let mut offset = 0;
+        let layout = refs
+            .iter()
+            .map(|r| {
+                offset += r.size;
+                (offset - r.size, r.id, r.size)
+            })
+            .collect();
+        Ok((content, total, layout))
     }
 
     /// The largest chunk this chunker cuts.
@@ -105,7 +117,7 @@ impl Chunker {
         edit: Edit<'_>,
         io_path: &std::path::Path,
         mut on_bytes: impl FnMut(u64),
-    ) -> Result<(Content, u64)> {
+    ) -> Result<(Content, u64, Vec<ChunkRef>)> {
         let io = |e| Error::io(io_path, e);
         let kept = edit.old.iter().take_while(|(off, _, _)| *off < edit.start);
         let mut refs: Vec<ChunkRef> = kept.map(|&(_, id, size)| ChunkRef { id, size }).collect();
@@ -192,7 +204,7 @@ impl Chunker {
             }
             buf.drain(..carry_from);
         }
-        Ok((build_list(sink, refs)?, total))
+        Ok((build_list(sink, refs.clone())?, total, refs))
     }
 }
 

@@ -180,6 +180,8 @@ fn seek_data_and_hole_through_the_mount() {
     assert!(((512 << 20) + 4..=(513 << 20)).contains(&hole), "a hole from {hole}");
     assert_eq!(seek(0, nix::unistd::Whence::SeekHole).expect("SEEK_HOLE"), 0);
     assert_eq!(seek(hole, nix::unistd::Whence::SeekData), Err(nix::errno::Errno::ENXIO));
+    let used = std::os::unix::fs::MetadataExt::blocks(&file.metadata().expect("stat")) * 512;
+    assert!(used <= 2 << 20, "st_blocks: {used} bytes for 4 bytes of data");
     drop(file);
     m.detach();
 }

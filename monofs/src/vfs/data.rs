@@ -10,7 +10,7 @@ use crate::repo::Repository;
 
 pub(crate) fn ensure_layout(repo: &Repository, f: &mut FileData) -> Result<Arc<crate::content::Layout>> {
     if f.layout.is_none() {
-        f.layout = Some(Arc::new(repo.layout(&f.base, f.base_len)?));
+        f.set_layout(Arc::new(repo.layout(&f.base, f.base_len)?), repo.zero_chunk().1);
     }
     Ok(f.layout.clone().unwrap_or_default())
 }

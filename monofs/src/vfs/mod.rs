@@ -275,10 +275,14 @@ fn attr_of(ino: Ino, node: &Node) -> Attr {
         _ => 0,
     };
     let size = node.size();
+    let allocated = match &node.body {
+        Body::File(f) => f.allocated(),
+        _ => size,
+    };
     Attr {
         ino,
         size,
-        blocks: size.div_ceil(512),
+        blocks: allocated.div_ceil(512),
         atime: node.atime,
         mtime: node.meta.mtime,
         ctime: node.ctime,
@@ -633,8 +637,8 @@ impl Vfs {
             snapshots
                 .into_iter()
                 .map(|(ino, mut snap)| {
-                    let content = persist::store_file(&self.repo, &self.cache, sink, &mut snap)?;
-                    Ok((ino, snap, content))
+                    let stored = persist::store_file(&self.repo, &self.cache, sink, &mut snap)?;
+                    Ok((ino, snap, stored))
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })?;
@@ -649,15 +653,16 @@ impl Vfs {
             return Ok(());
         }
         let mut freed = 0;
-        for (ino, snap, content) in stored {
+        for (ino, snap, new) in stored {
             let Some(Body::File(f)) = st.nodes.get_mut(&ino).map(|n| &mut n.body) else { continue };
             let before = f.dirty_bytes();
-            // Blocks not written since the snapshot are in `content` now.
+            // Blocks not written since the snapshot are in `new` now.
             f.blocks.retain(|i, b| snap.blocks.get(i).is_none_or(|s| !Arc::ptr_eq(s, b)));
             f.base_size = snap.size.min(f.floor);
-            f.base = content;
+            f.base = new.base;
             f.base_len = snap.size;
-            f.layout = None;
+            f.layout = new.layout;
+            f.zeros = new.zeros;
             f.floor = u64::MAX;
             f.dirty = f.version != snap.version;
             freed += before - f.dirty_bytes();

@@ -65,6 +65,8 @@ pub(crate) struct FileData {
     /// The smallest size truncated to since the last snapshot (`u64::MAX`:
     /// none), so that stored bytes past it keep reading as zeros.
     pub floor: u64,
+    /// Bytes of `layout` in stored chunks of zeros (0 until it is loaded).
+    pub zeros: u64,
 }
 
 impl FileData {
@@ -79,7 +81,26 @@ impl FileData {
             dirty: false,
             version: 0,
             floor: u64::MAX,
+            zeros: 0,
         }
+    }
+
+    /// Installs the stored version's layout; `zero` is the id of a chunk
+    /// of zeros.
+    pub fn set_layout(&mut self, layout: Arc<Layout>, zero: ObjectId) {
+        self.zeros = layout.iter().filter(|(_, id, _)| *id == zero).map(|(_, _, len)| len).sum();
+        self.layout = Some(layout);
+    }
+
+    /// Bytes that hold data, for `st_blocks`: the size less the holes known
+    /// without reading (stored chunks of zeros while the stored bytes are
+    /// whole, and the unwritten bytes past them), so that `du` and `cp`
+    /// see a sparse file as one.
+    pub fn allocated(&self) -> u64 {
+        let stored_zeros = if self.base_size == self.base_len { self.zeros } else { 0 };
+        let tail = self.size.saturating_sub(self.base_size);
+        let written_tail = self.blocks.range(self.base_size / BLOCK..).count() as u64 * BLOCK;
+        self.size.saturating_sub(stored_zeros + tail.saturating_sub(written_tail))
     }
 
     pub fn empty() -> FileData {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::ROOT;
 use super::data::{Merged, ensure_layout};
-use super::node::{BLOCK, Body, Ino, Node};
+use super::node::{BLOCK, Body, FileData, Ino, Node};
 use crate::content::{ChunkCache, Chunker, Edit, INLINE_MAX};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -86,8 +86,7 @@ impl Writer<'_> {
         let kind = match &mut node.body {
             Body::File(f) => {
                 if f.dirty {
-                    let content = store_file(repo, cache, sink, f)?;
-                    *f = super::node::FileData::stored(content, f.size);
+                    *f = store_file(repo, cache, sink, f)?;
                 }
                 EntryKind::File { size: f.size, content: f.base.clone() }
             }
@@ -122,40 +121,42 @@ pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<ObjectId> {
 }
 
 /// Chunks and stores the content of `f` (stored bytes overlaid with its
-/// dirty blocks); returns the content reference. Only what changed is read
-/// and cut again: an edit of a large file costs about the edit, not the
-/// file (see [`Chunker::store_edit`]).
+/// dirty blocks); returns the new stored version of the file, layout
+/// included. Only what changed is read and cut again: an edit of a large
+/// file costs about the edit, not the file (see [`Chunker::store_edit`]).
 pub(crate) fn store_file(
     repo: &Repository,
     cache: &ChunkCache,
     sink: &ObjectSink<'_>,
-    f: &mut super::node::FileData,
-) -> Result<crate::object::Content> {
+    f: &mut FileData,
+) -> Result<FileData> {
     let size = f.size;
     let chunker = Chunker::for_repo(repo);
-    let (content, stored) = if size <= INLINE_MAX as u64 {
+    if size <= INLINE_MAX as u64 {
         let mut reader = Merged { repo, cache, file: f, pos: 0, zero_chunk: None };
-        chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?
-    } else {
-        let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
-        let layout = if chunked { ensure_layout(repo, f)? } else { Default::default() };
-        let changes = Changes::of(f);
-        // The old chunks that end before the first change and were cut by
-        // content, not by the old end of the file.
-        let kept = layout
-            .iter()
-            .take_while(|(off, _, len)| off + len <= changes.first && off + chunker.max_chunk() <= f.base_len)
-            .last()
-            .map_or(0, |(off, _, len)| off + len);
-        let edit = Edit { old: &layout, start: kept, resync_after: changes.last.filter(|_| chunked) };
-        let zero_chunk = Some(repo.zero_chunk().1);
-        let mut reader = Merged { repo, cache, file: f, pos: kept, zero_chunk };
-        chunker.store_edit(sink, &mut reader, edit, std::path::Path::new("<mount>"))?
-    };
+        let (content, stored) = chunker.store(sink, &mut reader, std::path::Path::new("<mount>"), |_| {})?;
+        return if stored == size { Ok(FileData::stored(content, size)) } else { Err(Error::Aborted) };
+    }
+    let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
+    let layout = if chunked { ensure_layout(repo, f)? } else { Default::default() };
+    let changes = Changes::of(f);
+    // The old chunks that end before the first change and were cut by
+    // content, not by the old end of the file.
+    let kept = layout
+        .iter()
+        .take_while(|(off, _, len)| off + len <= changes.first && off + chunker.max_chunk() <= f.base_len)
+        .last()
+        .map_or(0, |(off, _, len)| off + len);
+    let edit = Edit { old: &layout, start: kept, resync_after: changes.last.filter(|_| chunked) };
+    let zero_chunk = repo.zero_chunk().1;
+    let mut reader = Merged { repo, cache, file: f, pos: kept, zero_chunk: Some(zero_chunk) };
+    let (content, stored, layout) = chunker.store_edit(sink, &mut reader, edit, std::path::Path::new("<mount>"))?;
     if stored != size {
         return Err(Error::Aborted);
     }
-    Ok(content)
+    let mut new = FileData::stored(content, size);
+    new.set_layout(std::sync::Arc::new(layout), zero_chunk);
+    Ok(new)
 }
 
 /// Where a file's bytes differ from its stored version.
@@ -168,7 +169,7 @@ struct Changes {
 }
 
 impl Changes {
-    fn of(f: &super::node::FileData) -> Changes {
+    fn of(f: &FileData) -> Changes {
         let blocks = f.blocks.keys();
         let first_block = blocks.clone().next().map_or(u64::MAX, |i| i * BLOCK);
         let last_block = blocks.last().map_or(0, |i| ((i + 1) * BLOCK).min(f.size));

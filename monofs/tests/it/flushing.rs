@@ -248,7 +248,8 @@ fn holes_are_stored_without_reading_them() {
 
 /// SEEK_DATA and SEEK_HOLE find the written parts of a sparse file, while
 /// it is dirty and once stored (then to the chunk around the data, which
-/// may start with zeros), and a dense file is all data.
+/// may start with zeros), and a dense file is all data; `st_blocks` counts
+/// the data only.
 #[test]
 fn seek_data_and_seek_hole_find_the_written_parts() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -264,8 +265,11 @@ fn seek_data_and_seek_hole_find_the_written_parts() {
     assert_eq!(vfs.seek(ino, 40 * mib, false).expect("hole"), 40 * mib + (64 << 10), "the block's end");
     assert!(enxio(vfs.seek(ino, 41 * mib, true)), "no data after the block");
     assert!(enxio(vfs.seek(ino, size, false)), "at the end");
+    let used = |v: &Vfs, ino| v.getattr(ino).expect("getattr").blocks * 512;
+    assert_eq!(used(&vfs, ino), 64 << 10, "dirty: st_blocks counts the written block only");
 
     vfs.flush().expect("flush");
+    assert!(used(&vfs, ino) <= 2 * mib, "stored: {} bytes in use", used(&vfs, ino));
     let stored = Vfs::new(repo.clone(), None).expect("reload");
     let ino = stored.lookup(ROOT, b"sparse").expect("lookup").ino;
     let data = stored.seek(ino, 0, true).expect("data");
@@ -281,4 +285,6 @@ fn seek_data_and_seek_hole_find_the_written_parts() {
     stored.flush().expect("flush");
     assert_eq!(stored.seek(dense, 5, true).expect("data"), 5);
     assert_eq!(stored.seek(dense, 5, false).expect("hole"), 1 << 20, "only the end");
+    assert_eq!(used(&stored, dense), 1 << 20);
+    assert!(used(&stored, ino) <= 2 * mib, "once its layout is loaded, after a reload");
 }
