@@ -272,28 +272,57 @@ fn build_list(sink: &ObjectSink<'_>, mut refs: Vec<ChunkRef>) -> Result<Content>
     }
 }
 
+/// A piece of a file's content, as [`Repository::read_content`] gives it.
+pub enum Piece<'a> {
+    /// These bytes.
+    Data(&'a [u8]),
+    /// This many zeros.
+    Zeros(u64),
+}
+
+impl Piece<'_> {
+    /// How many bytes it stands for.
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Data(bytes) => bytes.len() as u64,
+            Piece::Zeros(n) => *n,
+        }
+    }
+
+    /// Whether it stands for no byte at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Repository {
     /// Calls `out` with the bytes of a file of `size` bytes in order, one
-    /// verified chunk at a time; fails if the content does not add up to
+    /// verified chunk at a time (a chunk of zeros as their count, known by
+    /// its id without reading it); fails if the content does not add up to
     /// `size`.
-    pub fn read_content(&self, content: &Content, size: u64, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub fn read_content(
+        &self,
+        content: &Content,
+        size: u64,
+        out: &mut dyn FnMut(Piece<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut total = 0u64;
-        let mut counted = |bytes: &[u8]| {
-            total += bytes.len() as u64;
-            out(bytes)
+        let mut counted = |piece: Piece<'_>| {
+            total += piece.len();
+            out(piece)
         };
         let id = match content {
             Content::Empty => None,
             Content::Inline(data) => {
-                counted(data)?;
+                counted(Piece::Data(data))?;
                 None
             }
             Content::Chunk(id) => {
-                counted(&self.read(id, Kind::Chunk)?)?;
+                counted(Piece::Data(&self.read(id, Kind::Chunk)?))?;
                 Some((*id, Kind::Chunk))
             }
             Content::List(id) => {
-                self.read_list(id, &mut Vec::new(), &mut counted)?;
+                self.read_list(id, &mut counted)?;
                 Some((*id, Kind::ChunkList))
             }
         };
@@ -308,8 +337,7 @@ impl Repository {
         Ok(())
     }
 
-    /// `zeros` is a buffer of zeros for the runs of them, made once.
-    fn read_list(&self, id: &ObjectId, zeros: &mut Vec<u8>, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    fn read_list(&self, id: &ObjectId, out: &mut dyn FnMut(Piece<'_>) -> Result<()>) -> Result<()> {
         let list = self.read_chunk_list(id)?;
         for entry in &list.entries {
             if list.level == 0 {
@@ -317,8 +345,7 @@ impl Repository {
                 if entry.id == zero_id && entry.size == zero_len {
                     // Its id says what it holds: a run of a sparse file,
                     // given without reading (or hashing) it again.
-                    zeros.resize(zero_len as usize, 0);
-                    out(zeros)?;
+                    out(Piece::Zeros(zero_len))?;
                     continue;
                 }
                 let chunk = self.read(&entry.id, Kind::Chunk)?;
@@ -329,9 +356,9 @@ impl Repository {
                         source: crate::encoding::DecodeError::Invalid { what: "chunk size", value: entry.size },
                     });
                 }
-                out(&chunk)?;
+                out(Piece::Data(&chunk))?;
             } else {
-                self.read_list(&entry.id, zeros, out)?;
+                self.read_list(&entry.id, out)?;
             }
         }
         Ok(())

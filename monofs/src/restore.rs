@@ -18,6 +18,7 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use rayon::prelude::*;
 
+use crate::content::Piece;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{Entry, EntryKind, Meta};
@@ -141,15 +142,17 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
             replace_existing(path)?;
             let file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
             let mut at = 0u64;
-            ctx.repo.read_content(content, *size, &mut |bytes| {
+            ctx.repo.read_content(content, *size, &mut |piece| {
                 // Zeros are left as holes, as `cp --sparse=auto` does: a
                 // sparse disk image comes back sparse.
-                if !bytes.iter().all(|b| *b == 0) {
+                if let Piece::Data(bytes) = piece
+                    && !bytes.iter().all(|b| *b == 0)
+                {
                     file.write_all_at(bytes, at).map_err(|err| Error::io(path, err))?;
                 }
-                at += bytes.len() as u64;
-                ctx.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                ctx.progress.bytes(bytes.len() as u64);
+                at += piece.len();
+                ctx.bytes.fetch_add(piece.len(), Ordering::Relaxed);
+                ctx.progress.bytes(piece.len());
                 Ok(())
             })?;
             file.set_len(*size).map_err(|err| Error::io(path, err))?;

@@ -9,6 +9,7 @@
 
 mod sample;
 mod scan;
+mod sparse;
 mod statcache;
 
 use std::path::Path;
@@ -151,8 +152,16 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                     (content.clone(), stat.size)
                 }
                 None => {
-                    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-                    ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?
+                    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                    match sparse::SparseFile::of(file) {
+                        Ok(mut sparse) => {
+                            let (content, size, _) =
+                                ctx.chunker.store_edit(ctx.sink, &mut sparse, Default::default(), path)?;
+                            ctx.progress.bytes(size);
+                            (content, size)
+                        }
+                        Err(mut file) => ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?,
+                    }
                 }
             };
             ctx.progress.file();

@@ -137,7 +137,8 @@ fn checkout_restores_the_root_directory_itself() {
     assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()));
 }
 
-/// A sparse file comes back sparse, with the same bytes: runs of zeros are
+/// A sparse file is committed without reading its holes, as a dense copy
+/// would be, and comes back sparse, with the same bytes: runs of zeros are
 /// holes in the restored file (and are not read back from the store).
 #[test]
 fn sparse_files_restore_sparse() {
@@ -153,6 +154,15 @@ fn sparse_files_restore_sparse() {
     file.write_all_at(b"tail", size - 4).expect("write");
     drop(file);
     let rev = commit(&repo, src.path(), "sparse");
+    // Its holes were skipped, not read, yet it is stored as a dense copy is.
+    let dense = std::fs::read(src.path().join("disk.img")).expect("read");
+    let chunker = monofs::content::Chunker::for_repo(&repo);
+    let ((whole, _), tx, _) =
+        repo.write_objects(|sink| chunker.store(sink, &mut &dense[..], Path::new("dense"), |_| {})).expect("store");
+    tx.commit().expect("commit");
+    let root = repo.read_dir(&repo.read_revision(&rev).expect("rev").root).expect("root");
+    let monofs::object::EntryKind::File { content, .. } = &root.entries[0].kind else { panic!("not a file") };
+    assert!(*content == whole, "a sparse commit stored other chunks");
     let out = tempfile::tempdir().expect("tempdir");
     restore(&repo, &rev, out.path());
     let path = out.path().join("disk.img");
