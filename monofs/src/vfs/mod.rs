@@ -198,6 +198,10 @@ pub struct Vfs {
     flushing: Mutex<()>,
 }
 
+/// Stored files from this size on have their zeros counted at lookup (see
+/// `Vfs::count_zeros`); smaller ones are not worth the reads.
+const SPARSE_CHECK_MIN: u64 = 64 << 20;
+
 /// The largest file: offsets and sizes past it (which only a client's
 /// arithmetic near `u64::MAX` reaches) are EFBIG, never an overflow.
 pub const MAX_FILE_SIZE: u64 = 1 << 62;
@@ -677,7 +681,21 @@ impl Vfs {
         let ino = st.child(parent, name)?;
         let node = st.node_mut(ino)?;
         node.lookups += 1;
+        self.count_zeros(node);
         Ok(attr_of(ino, node))
+    }
+
+    /// Loads the chunk list of a large stored file not read yet, so that
+    /// its `st_blocks` leaves out its stored chunks of zeros: the kernel
+    /// keeps the attributes a lookup returns, and `cp` and `du` judge from
+    /// them whether a file is sparse. A failure leaves the count for later.
+    fn count_zeros(&self, node: &mut Node) {
+        if let Body::File(f) = &mut node.body
+            && f.layout.is_none()
+            && f.base_len >= SPARSE_CHECK_MIN
+        {
+            let _ = data::ensure_layout(&self.repo, f);
+        }
     }
 
     /// Looks `name` up in `parent` without taking a reference (NFS has no

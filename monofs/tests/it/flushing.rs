@@ -271,7 +271,9 @@ fn seek_data_and_seek_hole_find_the_written_parts() {
     vfs.flush().expect("flush");
     assert!(used(&vfs, ino) <= 2 * mib, "stored: {} bytes in use", used(&vfs, ino));
     let stored = Vfs::new(repo.clone(), None).expect("reload");
-    let ino = stored.lookup(ROOT, b"sparse").expect("lookup").ino;
+    let found = stored.lookup(ROOT, b"sparse").expect("lookup");
+    assert!(found.blocks * 512 <= 2 * mib, "a lookup counts the stored zeros: {} blocks", found.blocks);
+    let ino = found.ino;
     let data = stored.seek(ino, 0, true).expect("data");
     assert!((39 * mib..=40 * mib).contains(&data), "stored: data from {data}");
     let hole = stored.seek(ino, data, false).expect("hole");
