@@ -157,8 +157,14 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                         Ok(mut sparse) => {
                             let (content, size, _) =
                                 ctx.chunker.store_edit(ctx.sink, &mut sparse, Default::default(), path)?;
-                            ctx.progress.bytes(size);
-                            (content, size)
+                            if size > crate::content::INLINE_MAX as u64 {
+                                ctx.progress.bytes(size);
+                                (content, size)
+                            } else {
+                                // It shrank while read: stored as any small file is.
+                                let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                                ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?
+                            }
                         }
                         Err(mut file) => ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?,
                     }

@@ -95,12 +95,16 @@ impl FileData {
     /// Bytes that hold data, for `st_blocks`: the size less the holes known
     /// without reading (stored chunks of zeros while the stored bytes are
     /// whole, and the unwritten bytes past them), so that `du` and `cp`
-    /// see a sparse file as one.
+    /// see a sparse file as one. Never less than the data: blocks written
+    /// over stored bytes count whole, as they may lie on stored zeros
+    /// (`tar --sparse` takes 0 blocks for a file of nothing but zeros).
     pub fn allocated(&self) -> u64 {
         let stored_zeros = if self.base_size == self.base_len { self.zeros } else { 0 };
         let tail = self.size.saturating_sub(self.base_size);
         let written_tail = self.blocks.range(self.base_size / BLOCK..).count() as u64 * BLOCK;
-        self.size.saturating_sub(stored_zeros + tail.saturating_sub(written_tail))
+        let written_over = self.blocks.range(..self.base_size.div_ceil(BLOCK)).count() as u64 * BLOCK;
+        let holes = stored_zeros + tail.saturating_sub(written_tail);
+        (self.size.saturating_sub(holes) + written_over).min(self.size)
     }
 
     pub fn empty() -> FileData {

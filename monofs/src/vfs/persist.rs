@@ -140,11 +140,13 @@ pub(crate) fn store_file(
     let chunked = matches!(f.base, Content::Chunk(_) | Content::List(_));
     let layout = if chunked { ensure_layout(repo, f)? } else { Default::default() };
     let changes = Changes::of(f);
-    // The old chunks that end before the first change and were cut by
-    // content, not by the old end of the file.
+    // The old chunks that end before the first change, the byte after each
+    // included (FastCDC tests a cut at that byte), and that were cut by
+    // content, with a full window before the old end and the new one.
+    let window_end = f.base_len.min(f.size);
     let kept = layout
         .iter()
-        .take_while(|(off, _, len)| off + len <= changes.first && off + chunker.max_chunk() <= f.base_len)
+        .take_while(|(off, _, len)| off + len < changes.first && off + chunker.max_chunk() <= window_end)
         .last()
         .map_or(0, |(off, _, len)| off + len);
     let edit = Edit { old: &layout, start: kept, resync_after: changes.last.filter(|_| chunked) };

@@ -290,3 +290,110 @@ fn seek_data_and_seek_hole_find_the_written_parts() {
     assert_eq!(used(&stored, dense), 1 << 20);
     assert!(used(&stored, ino) <= 2 * mib, "once its layout is loaded, after a reload");
 }
+
+/// A truncation exactly at a chunk boundary, then new bytes after it: the
+/// chunk before the boundary is cut again (FastCDC tests a cut at the byte
+/// after it, which changed).
+#[test]
+fn truncating_at_a_boundary_then_writing_past_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    let mut rng = Rng::new(5);
+    let mut model = rng.bytes(2 << 20);
+    vfs.write(ino, 0, &model).expect("write");
+    vfs.flush().expect("flush");
+    let layout = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    // A boundary well inside (its chunk ends < base_len - max).
+    let (off, _, len) = layout.iter().find(|c| c.0 + c.2 > 500_000 && c.2 < (256 << 10)).copied().expect("chunk");
+    let e = off + len;
+    vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(e), ..Default::default() }).expect("truncate");
+    model.truncate(e as usize);
+    // Extended with zeros (a hole), then written further on.
+    vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(e + 300_000), ..Default::default() }).expect("extend");
+    model.resize(e as usize + 300_000, 0);
+    let more = rng.bytes(300_000);
+    vfs.write(ino, e + 300_000, &more).expect("append");
+    model.extend_from_slice(&more);
+    vfs.flush().expect("flush");
+    assert!(stored_content(&repo, b"f") == chunked_whole(&repo, &model), "boundary {e}: a flush stored other chunks");
+}
+
+/// An in-place write whose first dirty block starts exactly at a chunk
+/// boundary: the chunk before it is cut again too.
+#[test]
+fn writing_at_a_block_aligned_chunk_boundary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let block = 64u64 << 10;
+    let mut rng = Rng::new(11);
+    let r = rng.bytes(3 << 20);
+    let lay = |bytes: &[u8]| repo.layout(&chunked_whole(&repo, bytes), bytes.len() as u64).expect("layout");
+    let rl = lay(&r);
+    let mut found = None;
+    'outer: for &(off, _, len) in rl.iter().skip(2).take(10) {
+        let b = off + len;
+        let p = (block - b % block) % block;
+        for seed in 0..20 {
+            let mut file = Rng::new(1000 + seed).bytes(p as usize);
+            file.extend_from_slice(&r);
+            let fl = lay(&file);
+            if fl.iter().any(|c| c.0 + c.2 == p + b && c.2 < (256 << 10)) && p + b + (256 << 10) < file.len() as u64 {
+                found = Some((file, p + b));
+                break 'outer;
+            }
+        }
+    }
+    let (mut model, at) = found.expect("a block-aligned boundary");
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    vfs.write(ino, 0, &model).expect("write");
+    vfs.flush().expect("flush");
+    assert!(stored_content(&repo, b"f") == chunked_whole(&repo, &model));
+    let byte = [model[at as usize] ^ 0x5a];
+    vfs.write(ino, at, &byte).expect("write");
+    model[at as usize] = byte[0];
+    vfs.flush().expect("flush");
+    assert!(stored_content(&repo, b"f") == chunked_whole(&repo, &model), "boundary {at}: other chunks");
+}
+
+/// `st_blocks` of a stored all-zero file with a write over its stored
+/// zeros counts the write (0 blocks reads as "all holes" to `tar --sparse`).
+#[test]
+fn blocks_count_data_written_over_stored_zeros() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(ROOT, b"z", 0o644, 0, 0).expect("create").ino;
+    let size = 64u64 << 20;
+    vfs.write(ino, 0, &vec![0u8; size as usize]).expect("write zeros");
+    vfs.flush().expect("flush");
+    vfs.write(ino, 32 << 20, &[7u8; 1 << 20]).expect("write data");
+    let blocks = vfs.getattr(ino).expect("getattr").blocks;
+    assert!(blocks * 512 >= 1 << 20, "1 MiB of data, st_blocks {blocks}");
+}
+
+/// Truncated to one byte past a chunk boundary (an odd tail): a kept chunk
+/// needs a full window before the new end of the file too.
+#[test]
+fn truncating_one_byte_past_a_boundary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    let mut rng = Rng::new(5);
+    let mut model = rng.bytes(2 << 20);
+    vfs.write(ino, 0, &model).expect("write");
+    vfs.flush().expect("flush");
+    let layout = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    let (off, _, len) =
+        layout.iter().find(|c| c.0 > 300_000 && c.2 % 2 == 0 && c.2 < (256 << 10)).copied().expect("chunk");
+    let e = off + len;
+    vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(e + 1), ..Default::default() }).expect("truncate");
+    model.truncate(e as usize + 1);
+    vfs.flush().expect("flush");
+    let got = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    let want = repo.layout(&chunked_whole(&repo, &model), model.len() as u64).expect("layout");
+    assert!(got == want, "size {}: other chunks", e + 1);
+}
