@@ -103,6 +103,16 @@ fn is_empty_dir(path: &Path) -> Result<bool> {
 }
 
 impl Repository {
+    fn assemble(
+        path: PathBuf,
+        store: Box<dyn Store>,
+        codec: Codec,
+        config: Config,
+        lock: Option<RepoLock>,
+    ) -> Repository {
+        Repository { path, store, codec, config, _lock: lock, zero_chunk: Default::default() }
+    }
+
     /// Creates a repository in directory `path` (created if missing; an
     /// existing one must be empty).
     pub fn init(path: &Path, opts: InitOptions) -> Result<Repository> {
@@ -145,7 +155,7 @@ impl Repository {
             None => (None, None),
         };
         let codec = Codec::new(keys, config.zstd_level);
-        let repo = Repository { path, store, codec, config, _lock: lock, zero_chunk: Default::default() };
+        let repo = Repository::assemble(path, store, codec, config, lock);
         let empty = Dir::default().encode();
         let empty_id = repo.codec.id(Kind::Dir, &empty);
         let mut tx = repo.store.begin()?;
@@ -181,14 +191,7 @@ impl Repository {
             },
         };
         let codec = codec_for(&store, keys, &config)?;
-        Ok(Repository {
-            path: path.to_owned(),
-            store: Box::new(store),
-            codec,
-            config,
-            _lock: Some(lock),
-            zero_chunk: Default::default(),
-        })
+        Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock)))
     }
 
     /// Opens the repository in directory `path` shared with other processes
@@ -206,14 +209,7 @@ impl Repository {
             (None, _) => return Err(Error::NotARepository(path.to_owned())),
         };
         let codec = codec_for(&store, keys, &config)?;
-        Ok(Repository {
-            path: path.to_owned(),
-            store: Box::new(store),
-            codec,
-            config,
-            _lock: Some(lock),
-            zero_chunk: Default::default(),
-        })
+        Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock)))
     }
 
     /// The store file of the repository in `path`, which must be one.

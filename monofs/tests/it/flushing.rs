@@ -291,20 +291,26 @@ fn seek_data_and_seek_hole_find_the_written_parts() {
     assert!(used(&stored, ino) <= 2 * mib, "once its layout is loaded, after a reload");
 }
 
+/// A repository in `dir` whose tree holds `f`, 2 MiB of random bytes,
+/// stored: its inode, bytes and layout.
+fn stored_random_file(dir: &std::path::Path) -> (Arc<Repository>, Vfs, u64, Vec<u8>, monofs::content::Layout) {
+    let repo = Arc::new(Repository::init(&dir.join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    let model = Rng::new(5).bytes(2 << 20);
+    vfs.write(ino, 0, &model).expect("write");
+    vfs.flush().expect("flush");
+    let layout = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    (repo, vfs, ino, model, layout)
+}
+
 /// A truncation exactly at a chunk boundary, then new bytes after it: the
 /// chunk before the boundary is cut again (FastCDC tests a cut at the byte
 /// after it, which changed).
 #[test]
 fn truncating_at_a_boundary_then_writing_past_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
-    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
-    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
-    let mut rng = Rng::new(5);
-    let mut model = rng.bytes(2 << 20);
-    vfs.write(ino, 0, &model).expect("write");
-    vfs.flush().expect("flush");
-    let layout = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    let (repo, vfs, ino, mut model, layout) = stored_random_file(dir.path());
     // A boundary well inside (its chunk ends < base_len - max).
     let (off, _, len) = layout.iter().find(|c| c.0 + c.2 > 500_000 && c.2 < (256 << 10)).copied().expect("chunk");
     let e = off + len;
@@ -313,7 +319,7 @@ fn truncating_at_a_boundary_then_writing_past_it() {
     // Extended with zeros (a hole), then written further on.
     vfs.setattr(ino, monofs::vfs::SetAttr { size: Some(e + 300_000), ..Default::default() }).expect("extend");
     model.resize(e as usize + 300_000, 0);
-    let more = rng.bytes(300_000);
+    let more = Rng::new(6).bytes(300_000);
     vfs.write(ino, e + 300_000, &more).expect("append");
     model.extend_from_slice(&more);
     vfs.flush().expect("flush");
@@ -379,14 +385,7 @@ fn blocks_count_data_written_over_stored_zeros() {
 #[test]
 fn truncating_one_byte_past_a_boundary() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
-    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
-    let ino = vfs.create(ROOT, b"f", 0o644, 0, 0).expect("create").ino;
-    let mut rng = Rng::new(5);
-    let mut model = rng.bytes(2 << 20);
-    vfs.write(ino, 0, &model).expect("write");
-    vfs.flush().expect("flush");
-    let layout = repo.layout(&stored_content(&repo, b"f"), model.len() as u64).expect("layout");
+    let (repo, vfs, ino, mut model, layout) = stored_random_file(dir.path());
     let (off, _, len) =
         layout.iter().find(|c| c.0 > 300_000 && c.2 % 2 == 0 && c.2 < (256 << 10)).copied().expect("chunk");
     let e = off + len;
