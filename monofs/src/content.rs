@@ -60,9 +60,8 @@ impl Chunker {
             on_bytes(len);
             return Ok((Content::Inline(buf), len));
         }
-        let (content, total, _) =
-            self.store_chunks(sink, &mut Dense(reader), buf, Edit::default(), io_path, on_bytes)?;
-        Ok((content, total))
+        let (refs, total) = self.store_chunks(sink, &mut Dense(reader), buf, Edit::default(), io_path, on_bytes)?;
+        Ok((build_list(sink, refs)?, total))
     }
 
     /// Stores a new version of a file whose old version, cut by this
@@ -84,7 +83,7 @@ impl Chunker {
         edit: Edit<'_>,
         io_path: &std::path::Path,
     ) -> Result<(Content, u64, Layout)> {
-        let (content, total, refs) = self.store_chunks(sink, reader, Vec::new(), edit, io_path, |_| {})?;
+        let (refs, total) = self.store_chunks(sink, reader, Vec::new(), edit, io_path, |_| {})?;
         let mut offset = 0;
         let layout = refs
             .iter()
@@ -93,7 +92,7 @@ impl Chunker {
                 (offset - r.size, r.id, r.size)
             })
             .collect();
-        Ok((content, total, layout))
+        Ok((build_list(sink, refs)?, total, layout))
     }
 
     /// The largest chunk this chunker cuts.
@@ -109,6 +108,8 @@ impl Chunker {
         zeros
     }
 
+    /// Cuts and stores what `reader` gives after `buf`, as `edit` allows;
+    /// returns the file's chunks and length (the callers make the list).
     fn store_chunks(
         &self,
         sink: &ObjectSink<'_>,
@@ -117,7 +118,7 @@ impl Chunker {
         edit: Edit<'_>,
         io_path: &std::path::Path,
         mut on_bytes: impl FnMut(u64),
-    ) -> Result<(Content, u64, Vec<ChunkRef>)> {
+    ) -> Result<(Vec<ChunkRef>, u64)> {
         let io = |e| Error::io(io_path, e);
         let kept = edit.old.iter().take_while(|(off, _, _)| *off < edit.start);
         let mut refs: Vec<ChunkRef> = kept.map(|&(_, id, size)| ChunkRef { id, size }).collect();
@@ -204,7 +205,7 @@ impl Chunker {
             }
             buf.drain(..carry_from);
         }
-        Ok((build_list(sink, refs.clone())?, total, refs))
+        Ok((refs, total))
     }
 }
 
