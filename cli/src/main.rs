@@ -38,9 +38,18 @@ fn main() -> ExitCode {
 }
 
 /// One `error:` line with the whole cause chain, then a hint if the library
-/// has one.
+/// has one. A cause whose text its parent already ends with (an I/O error
+/// wrapped and quoted by the store) is not repeated.
 pub fn report(to: &mut dyn Write, err: &anyhow::Error) {
-    let _ = writeln!(to, "error: {err:#}");
+    let mut line = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if line.is_empty() {
+            line = cause;
+        } else if !line.ends_with(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    let _ = writeln!(to, "error: {line}");
     if let Some(hint) = err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint) {
         let _ = writeln!(to, "hint: {hint}");
     }

@@ -146,8 +146,33 @@ impl Error {
                 "run `monofs fsck REPO` to list every damaged object"
             }
             Error::TagExists(_) => "pass --force to move it",
+            e if e.is_disk_full() => "free some space on that disk and run it again: what was stored before is intact",
             _ => return None,
         })
+    }
+
+    /// Whether the disk holding the repository (or a target) is full: an
+    /// OS error ENOSPC anywhere in the chain of causes.
+    pub fn is_disk_full(&self) -> bool {
+        fn full(mut cause: Option<&(dyn std::error::Error + 'static)>) -> bool {
+            while let Some(e) = cause {
+                if let Some(io) = e.downcast_ref::<std::io::Error>()
+                    && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(nix::libc::ENOSPC))
+                {
+                    return true;
+                }
+                // A backend error is transparent: its chain skips the error
+                // it wraps, so look into that one too.
+                if let Some(store) = e.downcast_ref::<StoreError>()
+                    && full(Some(store.0.as_ref()))
+                {
+                    return true;
+                }
+                cause = e.source();
+            }
+            false
+        }
+        full(Some(self))
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {

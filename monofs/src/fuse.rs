@@ -18,7 +18,7 @@ use fuser::{
 
 use crate::filecache::FileCache;
 use crate::object::Timestamp;
-use crate::vfs::{Attr, FileKind, RenameMode, SetAttr, VResult, Vfs};
+use crate::vfs::{Attr, FileKind, RenameMode, SetAttr, VResult, Vfs, VfsError};
 
 /// How long the kernel may cache attributes and names. Changes made behind
 /// the kernel's back (checkout) are announced with invalidations.
@@ -471,10 +471,7 @@ impl fuser::Filesystem for FuseFs {
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         match self.vfs.flush() {
             Ok(_) => reply.ok(),
-            Err(e) => {
-                tracing::error!("fsync: {e}");
-                reply.error(Errno::EIO);
-            }
+            Err(e) => reply.error(Errno::from_i32(VfsError::from(e).errno())),
         }
     }
 
@@ -511,7 +508,7 @@ impl fuser::Filesystem for FuseFs {
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         match self.vfs.flush() {
             Ok(_) => reply.ok(),
-            Err(_) => reply.error(Errno::EIO),
+            Err(e) => reply.error(Errno::from_i32(VfsError::from(e).errno())),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use monofs_fixtures::{Rng, assert_same_tree, make_tree, write};
+use monofs_fixtures::{Rng, SmallFs, assert_same_tree, make_tree, write};
 
 use super::{Scratch, fails, init, monofs, ok};
 
@@ -152,6 +152,59 @@ fn removing_while_listing_reaches_every_entry() {
     assert_eq!(removed, 1500, "entries were skipped while removing");
     std::fs::remove_dir(&dir).expect("the directory is empty");
     m.detach();
+}
+
+/// A full disk under a mount: the writer gets ENOSPC, the mount keeps
+/// working, and once space is freed (here by removing the file that filled
+/// it) everything else is stored; nothing stored before is lost. The same
+/// for a commit from outside: one clear error, the repository intact.
+#[test]
+fn a_full_disk_loses_nothing() {
+    use std::io::Write as _;
+
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let Some(disk) = SmallFs::mount(&s.path("disk"), 48) else { return };
+    let repo = disk.0.join("repo");
+    init(&repo);
+    let m = Mount::start(&repo, &s.path("mnt"), &[]);
+    let keep = Rng::new(41).bytes(8 << 20);
+    let mut f = std::fs::File::create(m.mnt.join("keep")).expect("create");
+    f.write_all(&keep).expect("write");
+    f.sync_all().expect("fsync with room to spare");
+    drop(f);
+
+    let mut big = std::fs::File::create(m.mnt.join("big")).expect("create");
+    let full = big.write_all(&Rng::new(42).bytes(48 << 20)).and_then(|()| big.sync_all());
+    let err = full.expect_err("48 MiB more fit on a 48 MiB disk");
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
+    drop(big);
+
+    // Freeing the space lets the rest be stored, through the same mount.
+    write(&m.mnt.join("small"), b"hello");
+    std::fs::remove_file(m.mnt.join("big")).expect("rm");
+    std::fs::File::open(m.mnt.join("small")).expect("open").sync_all().expect("fsync once there is room");
+    ok(&[&"commit", &repo, &"-m", &"after the disk filled"]);
+    m.detach();
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
+    let out = s.path("out");
+    ok(&[&"checkout", &repo, &"HEAD", &"--to", &out]);
+    assert_eq!(std::fs::read(out.join("keep")).expect("keep"), keep);
+    assert_eq!(std::fs::read(out.join("small")).expect("small"), b"hello");
+    assert!(!out.join("big").exists());
+
+    // A commit from outside that does not fit: one error, nothing changed.
+    let src = s.path("src");
+    write(&src.join("huge"), &Rng::new(43).bytes(48 << 20));
+    let log = ok(&[&"log", &repo]);
+    let err = fails(&[&"commit", &repo, &"--from", &src, &"-m", &"too big"], &[]);
+    assert!(err.contains("No space left on device") && err.contains("hint: free some space"), "{err}");
+    assert_eq!(ok(&[&"log", &repo]), log);
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
+    disk.resize(128);
+    ok(&[&"commit", &repo, &"--from", &src, &"-m", &"fits now"]);
 }
 
 /// SEEK_DATA and SEEK_HOLE through the kernel: tools that copy sparse

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use monofs_fixtures::{Rng, assert_same_tree, make_source_tree, make_tree, write};
+use monofs_fixtures::{Rng, SmallFs, assert_same_tree, make_source_tree, make_tree, write};
 
 use super::{Scratch, fails, init, monofs, ok, ok_env};
 
@@ -348,39 +348,20 @@ fn server_killed_mid_clone(repo: &Path, data: &Path, token: &Path, copy: &Path, 
     assert!(ok(&[&"fsck", &copy]).contains("0 problems"));
 }
 
-/// A tmpfs mounted for one test, unmounted on drop.
-struct SmallFs(std::path::PathBuf);
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn disk_full_on_the_receiver() {
     let s = Scratch::default();
-    let mnt = s.path("small");
-    std::fs::create_dir_all(&mnt).expect("mkdir");
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=10m", "tmpfs"]).arg(&mnt).stderr(Stdio::null()).status();
-    if !mounted.is_ok_and(|st| st.success()) {
-        eprintln!("SKIP disk_full_on_the_receiver: cannot mount a tmpfs (needs root)");
-        return;
-    }
-    let fs = SmallFs(mnt.clone());
+    let Some(fs) = SmallFs::mount(&s.path("small"), 10) else { return };
     let (repo, data) = big_repo(&s, 24, 12);
     for (name, env) in [("copy-file", &[][..]), ("copy", &[PACKS_ONLY][..])] {
-        let size = Command::new("mount").args(["-o", "remount,size=10m"]).arg(&fs.0).status().expect("remount");
-        assert!(size.success());
-        let copy = mnt.join(name);
+        fs.resize(10);
+        let copy = fs.0.join(name);
         let err = fails(&[&"clone", &repo, &copy], env);
         assert!(err.contains("No space left") || err.contains("space"), "{err}");
         nothing_half_visible(&copy);
         // A whole-file clone removes its partial copy: the disk is not left full.
         assert!(!copy.join("monofs.redb.partial").exists());
-        let grown = Command::new("mount").args(["-o", "remount,size=256m"]).arg(&fs.0).status().expect("remount");
-        assert!(grown.success());
+        fs.resize(256);
         let done = json(&ok_env(&[&"clone", &repo, &copy, &"--json"], env));
         assert_eq!(done["mode"], if env.is_empty() { "file" } else { "packs" }, "{done}");
         let out = s.path(&format!("out-{name}"));

@@ -109,7 +109,7 @@ impl NfsFs {
         let upto = d.written.load(Ordering::SeqCst);
         self.vfs.flush().map_err(|e| {
             tracing::error!("NFS: storing the working tree: {e}");
-            nfsstat3::NFS3ERR_IO
+            if e.is_disk_full() { nfsstat3::NFS3ERR_NOSPC } else { nfsstat3::NFS3ERR_IO }
         })?;
         d.stored.fetch_max(upto, Ordering::SeqCst);
         Ok(())

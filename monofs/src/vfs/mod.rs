@@ -52,7 +52,8 @@ pub enum VfsError {
     /// A POSIX error for the caller.
     #[error("{0}")]
     Errno(Errno),
-    /// The repository failed (corrupt object, I/O): EIO for the caller.
+    /// The repository failed (corrupt object, I/O): EIO for the caller,
+    /// ENOSPC when its disk is full.
     #[error(transparent)]
     Repo(#[from] Error),
 }
@@ -64,7 +65,7 @@ impl VfsError {
             VfsError::Errno(e) => *e as i32,
             VfsError::Repo(e) => {
                 tracing::error!("{e}");
-                Errno::EIO as i32
+                if e.is_disk_full() { Errno::ENOSPC as i32 } else { Errno::EIO as i32 }
             }
         }
     }
@@ -583,15 +584,18 @@ impl Vfs {
         if self.read_only || !st.changed {
             return Ok(st.root);
         }
-        let (root, mut tx, _) = self.repo.write_objects(|sink| {
-            let mut w = persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes: &mut st.nodes };
+        let ((root, written), mut tx, _) = self.repo.write_objects(|sink| {
+            let nodes = &mut st.nodes;
+            let mut w =
+                persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes, written: Default::default() };
             persist::write_root(&mut w)
         })?;
         if let Some(name) = &self.tree_ref {
             self.repo.set_ref(tx.as_mut(), name, &root)?;
         }
-        for (key, ino) in st.table_changes.drain().filter(|_| self.persist_inodes) {
-            let key = [self.ns.as_slice(), &key].concat();
+        // Kept until the commit succeeds, as everything else here.
+        for (key, ino) in st.table_changes.iter().filter(|_| self.persist_inodes) {
+            let key = [self.ns.as_slice(), key].concat();
             match ino {
                 Some(ino) => tx.put(Table::Inodes, &key, &ino.to_le_bytes())?,
                 None => tx.delete(Table::Inodes, &key)?,
@@ -601,6 +605,8 @@ impl Vfs {
             tx.put(Table::Meta, META_NEXT_INO, &st.next_ino.to_le_bytes())?;
         }
         tx.commit()?;
+        written.install(&mut st.nodes);
+        st.table_changes.clear();
         st.changed = false;
         st.dirty_bytes = 0;
         st.root = root;
@@ -1042,6 +1048,11 @@ impl Vfs {
         if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > MAX_FILE_SIZE) {
             return Err(Errno::EFBIG.into());
         }
+        if self.lock()?.dirty_bytes > MAX_DIRTY {
+            // Pending bytes are stored before more are taken, so that a
+            // write refused for want of room (ENOSPC) has changed nothing.
+            self.flush()?;
+        }
         let mut st = self.lock()?;
         let node = st.node_mut(ino)?;
         let Body::File(f) = &mut node.body else { return Err(Errno::EISDIR.into()) };
@@ -1055,11 +1066,6 @@ impl Vfs {
         node.meta.mode &= !0o6000;
         st.dirty_bytes += grown;
         st.touch_parents(ino);
-        let flush = st.dirty_bytes > MAX_DIRTY;
-        drop(st);
-        if flush {
-            self.flush()?;
-        }
         Ok(bytes.len())
     }
 

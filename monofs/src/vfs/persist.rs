@@ -13,11 +13,43 @@ use crate::id::ObjectId;
 use crate::object::{Content, Dir, Entry, EntryKind, Kind, Meta};
 use crate::repo::{ObjectSink, Repository};
 
+/// Writes the changed part of a tree into a transaction. The nodes are
+/// left as they were (bar cached chunk lists): what was written is
+/// gathered in [`Written`], to be installed only once the transaction has
+/// committed, so that a failed commit (a full disk) leaves every change
+/// still pending instead of marked stored under ids the store never got.
 pub(crate) struct Writer<'a> {
     pub repo: &'a Repository,
     pub cache: &'a ChunkCache,
     pub sink: &'a ObjectSink<'a>,
     pub nodes: &'a mut HashMap<Ino, Node>,
+    pub written: Written,
+}
+
+/// What a [`Writer`] stored: directories (id, logical size) and files (new
+/// stored version), by inode.
+#[derive(Default)]
+pub(crate) struct Written {
+    dirs: HashMap<Ino, (ObjectId, u64)>,
+    files: HashMap<Ino, FileData>,
+}
+
+impl Written {
+    /// Marks the nodes stored as written; call once the transaction that
+    /// holds them has committed.
+    pub fn install(self, nodes: &mut HashMap<Ino, Node>) {
+        for (ino, (id, size)) in self.dirs {
+            if let Some(d) = nodes.get_mut(&ino).and_then(Node::dir_mut) {
+                d.clean = Some(id);
+                d.size = size;
+            }
+        }
+        for (ino, stored) in self.files {
+            if let Some(Body::File(f)) = nodes.get_mut(&ino).map(|n| &mut n.body) {
+                *f = stored;
+            }
+        }
+    }
 }
 
 /// Path components of a directory inode, from the root.
@@ -45,29 +77,23 @@ impl Writer<'_> {
         let mut entries = Vec::with_capacity(children.len());
         let mut size = 0;
         for (name, child) in children {
-            let entry = self.entry(ino, &name, child)?;
-            if let EntryKind::File { size: s, .. } = &entry.kind {
-                size += s;
-            }
-            if let EntryKind::Dir { .. } = &entry.kind {
-                size += self.nodes.get(&child).and_then(Node::dir).map_or(0, |d| d.size);
-            }
+            let (entry, logical) = self.entry(ino, &name, child)?;
+            size += logical;
             entries.push(entry);
         }
         let id = self.sink.put(Kind::Dir, &Dir { entries, size }.encode())?;
-        if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
-            d.clean = Some(id);
-            d.size = size;
-        }
+        self.written.dirs.insert(ino, (id, size));
         Ok((id, size))
     }
 
-    fn entry(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<Entry> {
+    /// The entry for `ino` under `name` in `parent`, and the logical size
+    /// it adds to the directory (a file's size, a directory's total).
+    fn entry(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<(Entry, u64)> {
         let is_dir = matches!(self.nodes.get(&ino).map(|n| &n.body), Some(Body::Dir(_)));
         if is_dir {
-            let (id, _) = self.dir(ino)?;
+            let (id, size) = self.dir(ino)?;
             let meta = self.nodes.get(&ino).map(|n| n.meta.clone()).unwrap_or_default();
-            return Ok(Entry { name: name.to_vec(), kind: EntryKind::Dir { id }, meta });
+            return Ok((Entry { name: name.to_vec(), kind: EntryKind::Dir { id }, meta }, size));
         }
         // Hard links: the first name in pre-order holds the content.
         if let Some(first) = self.first_link(ino)
@@ -75,26 +101,25 @@ impl Writer<'_> {
         {
             let mut target = dir_path(self.nodes, first.0);
             target.push(first.1);
-            return Ok(Entry {
-                name: name.to_vec(),
-                kind: EntryKind::HardLink { target: target.join(&b'/') },
-                meta: Meta::default(),
-            });
+            let kind = EntryKind::HardLink { target: target.join(&b'/') };
+            return Ok((Entry { name: name.to_vec(), kind, meta: Meta::default() }, 0));
         }
         let (repo, cache, sink) = (self.repo, self.cache, self.sink);
         let node = self.nodes.get_mut(&ino).ok_or(Error::Aborted)?;
         let kind = match &mut node.body {
-            Body::File(f) => {
-                if f.dirty {
-                    *f = store_file(repo, cache, sink, f)?;
-                }
-                EntryKind::File { size: f.size, content: f.base.clone() }
+            Body::File(f) if f.dirty => {
+                let stored = store_file(repo, cache, sink, f)?;
+                let kind = EntryKind::File { size: stored.size, content: stored.base.clone() };
+                self.written.files.insert(ino, stored);
+                kind
             }
+            Body::File(f) => EntryKind::File { size: f.size, content: f.base.clone() },
             Body::Symlink(target) => EntryKind::Symlink { target: target.clone() },
             Body::Special(kind) => kind.clone(),
             Body::Dir(_) => return Err(Error::Aborted),
         };
-        Ok(Entry { name: name.to_vec(), kind, meta: node.meta.clone() })
+        let logical = if let EntryKind::File { size, .. } = &kind { *size } else { 0 };
+        Ok((Entry { name: name.to_vec(), kind, meta: node.meta.clone() }, logical))
     }
 
     /// For a node with several names, the first in pre-order.
@@ -115,9 +140,11 @@ impl Writer<'_> {
     }
 }
 
-/// The root directory's id after writing everything that changed.
-pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<ObjectId> {
-    Ok(w.dir(ROOT)?.0)
+/// The root directory's id after writing everything that changed, and
+/// what was written, to [`Written::install`] once committed.
+pub(crate) fn write_root(w: &mut Writer<'_>) -> Result<(ObjectId, Written)> {
+    let (root, _) = w.dir(ROOT)?;
+    Ok((root, std::mem::take(&mut w.written)))
 }
 
 /// Chunks and stores the content of `f` (stored bytes overlaid with its

@@ -396,3 +396,36 @@ fn truncating_one_byte_past_a_boundary() {
     let want = repo.layout(&chunked_whole(&repo, &model), model.len() as u64).expect("layout");
     assert!(got == want, "size {}: other chunks", e + 1);
 }
+
+/// A flush whose commit fails (here: the disk is full) leaves every change
+/// pending: directories are not taken as stored under ids the store never
+/// got, so the next flush, once there is room, stores them, and the tree
+/// reloads whole. (A flush used to mark them stored before the commit; the
+/// next one then pointed the working tree at a root that did not exist.)
+#[test]
+fn a_failed_flush_leaves_every_change_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = monofs_fixtures::SmallFs::mount(&dir.path().join("disk"), 16) else { return };
+    let path = disk.0.join("repo");
+    let repo = Arc::new(Repository::init(&path, InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    // Leave less room on the disk than a commit asks for.
+    let filler = disk.0.join("filler");
+    let free = nix::sys::statvfs::statvfs(&disk.0).expect("statvfs");
+    let room = free.blocks_available() * free.fragment_size();
+    std::fs::write(&filler, vec![1u8; (room - (1 << 20)) as usize]).expect("fill the disk");
+    let mut ino = ROOT;
+    for name in [&b"a"[..], b"b", b"c"] {
+        ino = vfs.mkdir(ino, name, 0o755, 0, 0).expect("mkdir").ino;
+    }
+    let err = vfs.flush().expect_err("no room to store the directories");
+    assert!(err.is_disk_full(), "{err}");
+    std::fs::remove_file(&filler).expect("free the disk");
+    let root = vfs.flush().expect("flush once there is room");
+    assert_eq!(repo.worktree().expect("worktree"), root);
+    let again = Vfs::new(repo, None).expect("the stored tree loads");
+    let mut ino = ROOT;
+    for name in [&b"a"[..], b"b", b"c"] {
+        ino = again.lookup(ino, name).expect("stored").ino;
+    }
+}

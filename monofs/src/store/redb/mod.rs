@@ -11,10 +11,11 @@
 //! gc has left holes in them.
 
 mod packs;
+mod space;
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use redb::{
@@ -26,6 +27,7 @@ use super::{
     ObjectEntry, ObjectVisitor, PackEntry, PackListing, PackVisitor, Store, StoreError, StoreResult, Table, Transaction,
 };
 use packs::{Location, METADATA_BIT, PackWriter, Stream};
+use space::DiskSpace;
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -63,7 +65,9 @@ fn corrupt(what: &str) -> StoreError {
 /// A [`Store`] over one redb database file.
 pub struct RedbStore {
     db: Database,
-    path: PathBuf,
+    path: Arc<Path>,
+    /// The size of redb's cache, at most half of which holds unwritten pages.
+    cache_bytes: usize,
     recent: Arc<RecentPacks>,
 }
 
@@ -148,7 +152,7 @@ impl RedbStore {
         }
         tx.open_table(PACKS).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbStore { db, path: path.to_owned(), recent: Arc::default() })
+        Ok(RedbStore { db, path: path.into(), cache_bytes, recent: Arc::default() })
     }
 
     /// Opens an existing database file, adding tables that a newer build
@@ -177,7 +181,12 @@ impl RedbStore {
             }
             tx.commit().map_err(err)?;
         }
-        Ok(RedbStore { db, path: path.to_owned(), recent: Arc::default() })
+        Ok(RedbStore { db, path: path.into(), cache_bytes: CACHE_BYTES, recent: Arc::default() })
+    }
+
+    /// A write transaction's pack writer, which checks the disk for room.
+    fn pack_writer(&self) -> PackWriter {
+        PackWriter::new(DiskSpace::new(self.path.clone(), (self.cache_bytes / 2) as u64))
     }
 
     /// Opens an existing database file for reading only.
@@ -443,7 +452,7 @@ impl Store for RedbStore {
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
         let tx = self.db.begin_write().map_err(err)?;
-        Ok(Box::new(RedbTxn { tx, packs: PackWriter::default(), recent: self.recent.clone() }))
+        Ok(Box::new(RedbTxn { tx, packs: self.pack_writer(), recent: self.recent.clone() }))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
@@ -458,7 +467,7 @@ impl Store for RedbStore {
 
     fn compact(&mut self) -> StoreResult<()> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut txn = RedbTxn { tx, packs: PackWriter::default(), recent: self.recent.clone() };
+        let mut txn = RedbTxn { tx, packs: self.pack_writer(), recent: self.recent.clone() };
         packs::repack(&txn.tx, &mut txn.packs)?;
         Box::new(txn).commit()?;
         self.db.compact().map_err(err)?;
@@ -528,6 +537,7 @@ impl Transaction for RedbTxn {
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.packs.space.check()?;
         self.packs.flush(&self.tx)?;
         self.tx.commit().map_err(err)?;
         self.recent.clear();

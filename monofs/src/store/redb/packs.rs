@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::space::DiskSpace;
 use super::{PACKS, corrupt, def, err};
 use crate::store::{PackEntry, StoreResult, Table};
 
@@ -66,13 +67,18 @@ pub(super) enum Stream {
 }
 
 /// The packs being filled inside one write transaction, one per stream.
-#[derive(Default)]
 pub(super) struct PackWriter {
     next: Option<u64>,
     open: [Option<(u64, Vec<u8>)>; 2],
+    /// Room on the disk for what is added.
+    pub space: DiskSpace,
 }
 
 impl PackWriter {
+    pub fn new(space: DiskSpace) -> PackWriter {
+        PackWriter { next: None, open: [None, None], space }
+    }
+
     /// A fresh pack id for `stream`: a counter shared by both streams, with
     /// [`METADATA_BIT`] set on metadata packs.
     fn next_id(&mut self, tx: &WriteTransaction, stream: Stream) -> StoreResult<u64> {
@@ -105,6 +111,7 @@ impl PackWriter {
 
     /// Stores `value` under object id `key` in the pack of `stream`.
     pub fn append(&mut self, tx: &WriteTransaction, key: &[u8], value: &[u8], stream: Stream) -> StoreResult<()> {
+        self.space.add(value.len())?;
         let len = u32::try_from(value.len()).map_err(|_| corrupt("object too large"))?;
         let slot = stream as usize;
         let loc = if value.len() > PACK_CAPACITY {
@@ -139,6 +146,7 @@ impl PackWriter {
         stream: Stream,
         objects: &[PackEntry],
     ) -> StoreResult<()> {
+        self.space.add(pack.len())?;
         let id = self.next_id(tx, stream)?;
         let mut entries: Vec<(&[u8], [u8; 16])> = Vec::with_capacity(objects.len());
         for e in objects {

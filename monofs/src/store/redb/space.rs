@@ -1,0 +1,75 @@
+//! Free space on the disk, checked before redb writes: redb treats a failed
+//! write as fatal for the open database (every later call fails with
+//! "Previous I/O error" until it is reopened), so a mount whose disk fills
+//! up would be left unable to store anything, even once space is freed. A
+//! transaction refuses to go on while the disk lacks room for what it may
+//! still have to write, before redb has written any of it.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::store::{StoreError, StoreResult};
+
+/// Bytes of objects added between two looks at the disk.
+const CHECK_EVERY: u64 = 1 << 20;
+
+/// Room kept for what redb writes besides the objects (index pages, the
+/// allocator's state, the commit itself): this much, plus a sixteenth of
+/// what the transaction adds, up to [`HEADROOM_MAX`].
+const HEADROOM_MIN: u64 = 2 << 20;
+const HEADROOM_MAX: u64 = 16 << 20;
+
+/// Counts what a write transaction adds and checks the disk now and then.
+pub(super) struct DiskSpace {
+    file: Arc<Path>,
+    /// Bytes redb may hold in memory, not yet written: its write buffer.
+    buffered_max: u64,
+    added: u64,
+    unchecked: u64,
+}
+
+impl DiskSpace {
+    /// For a transaction on database `file`, whose cache holds at most
+    /// `buffered_max` bytes of unwritten pages.
+    pub fn new(file: Arc<Path>, buffered_max: u64) -> DiskSpace {
+        DiskSpace { file, buffered_max, added: 0, unchecked: 0 }
+    }
+
+    /// Counts `bytes` about to be added; looks at the disk once a
+    /// [`CHECK_EVERY`] has gone by since the last look.
+    pub fn add(&mut self, bytes: usize) -> StoreResult<()> {
+        self.added += bytes as u64;
+        self.unchecked += bytes as u64;
+        if self.unchecked < CHECK_EVERY {
+            return Ok(());
+        }
+        self.unchecked = 0;
+        self.check()
+    }
+
+    /// Fails with an error of kind `StorageFull` (ENOSPC) unless the disk
+    /// has room for what is still unwritten plus the headroom. A file
+    /// system that reports no size is not checked: its writes will say.
+    pub fn check(&self) -> StoreResult<()> {
+        let Ok(fs) = nix::sys::statvfs::statvfs(&*self.file) else { return Ok(()) };
+        if fs.blocks() == 0 {
+            return Ok(());
+        }
+        let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+        let need = self.added.min(self.buffered_max) + HEADROOM_MIN + (self.added / 16).min(HEADROOM_MAX);
+        if free >= need {
+            return Ok(());
+        }
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        Err(StoreError(Box::new(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the disk holding {} is full: {:.1} MiB free, {:.1} MiB needed to store safely (No space left on device)",
+                self.file.display(),
+                mib(free),
+                mib(need)
+            ),
+        ))))
+    }
+}
