@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    logging::init("MONOFS_LOG", "warn,rustls_platform_verifier=off");
+    // fuser warns when its own unmount at the end of a session fails; ours
+    // (detach, a signal) always came first, so it fails on every detach.
+    logging::init("MONOFS_LOG", "warn,rustls_platform_verifier=off,fuser::session=error");
     let cli = args::Cli::parse();
     // A mounted repository belongs to its mount process: run there.
     if let Some(repo) = cli.command.served_repo()

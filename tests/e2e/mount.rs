@@ -81,6 +81,26 @@ impl Drop for Mount {
     }
 }
 
+/// A fresh repository mounted in a scratch directory. Fields drop in
+/// order: the mount goes before the directory holding it.
+struct Fresh {
+    m: Mount,
+    repo: PathBuf,
+    s: Scratch,
+}
+
+/// [`Fresh`], mounted with `extra` options; `None` (the test skips) where
+/// this machine cannot mount FUSE.
+fn fresh_mount(extra: &[&str]) -> Option<Fresh> {
+    if !fuse_available() {
+        return None;
+    }
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    Some(Fresh { m: Mount::start(&repo, &s.path("mnt"), extra), repo, s })
+}
+
 fn sh(cmd: &str) {
     let status = std::process::Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
     assert!(status.success(), "{cmd}");
@@ -132,13 +152,7 @@ fn drive_round_trip_commit_checkout_remount() {
 /// listing offsets do not shift when entries go.
 #[test]
 fn removing_while_listing_reaches_every_entry() {
-    if !fuse_available() {
-        return;
-    }
-    let s = Scratch::default();
-    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
-    init(&repo);
-    let m = Mount::start(&repo, &mnt, &[]);
+    let Some(Fresh { s: _s, repo: _, m }) = fresh_mount(&[]) else { return };
     let dir = m.mnt.join("many");
     std::fs::create_dir(&dir).expect("mkdir");
     for i in 0..1500 {
@@ -213,13 +227,7 @@ fn a_full_disk_loses_nothing() {
 fn seek_data_and_hole_through_the_mount() {
     use std::os::unix::fs::FileExt as _;
 
-    if !fuse_available() {
-        return;
-    }
-    let s = Scratch::default();
-    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
-    init(&repo);
-    let m = Mount::start(&repo, &mnt, &[]);
+    let Some(Fresh { s: _s, repo: _, m }) = fresh_mount(&[]) else { return };
     let path = m.mnt.join("disk.img");
     let file =
         std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("open");
@@ -241,13 +249,7 @@ fn seek_data_and_hole_through_the_mount() {
 
 #[test]
 fn killed_mount_is_cleaned_up_and_loses_only_unflushed_data() {
-    if !fuse_available() {
-        return;
-    }
-    let s = Scratch::default();
-    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
-    init(&repo);
-    let mut m = Mount::start(&repo, &mnt, &[]);
+    let Some(Fresh { s: _s, repo, mut m }) = fresh_mount(&[]) else { return };
     write(&m.mnt.join("kept/file"), b"flushed before the kill");
     ok(&[&"commit", &repo, &"-m", &"one"]);
     write(&m.mnt.join("after-commit"), b"flushed by the timer");
@@ -256,7 +258,7 @@ fn killed_mount_is_cleaned_up_and_loses_only_unflushed_data() {
     m.child.wait().expect("wait");
     assert!(!m.mnt.join("kept").exists(), "a dead mount still answers");
     // The next mount notices the stale one and cleans it up.
-    let m2 = Mount::start(&repo, &mnt, &[]);
+    let m2 = Mount::start(&repo, &m.mnt, &[]);
     assert_eq!(std::fs::read(m2.mnt.join("kept/file")).expect("read"), b"flushed before the kill");
     assert_eq!(std::fs::read(m2.mnt.join("after-commit")).expect("read"), b"flushed by the timer");
     m2.detach();
@@ -329,15 +331,10 @@ fn corrupt_chunk_reads_as_eio_never_wrong_bytes() {
 
 #[test]
 fn random_operations_match_a_plain_directory() {
-    if !fuse_available() {
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
-    let s = Scratch::default();
-    let (repo, mnt, plain) = (s.path("repo"), s.path("mnt"), s.path("plain"));
-    init(&repo);
+    let Some(Fresh { s, repo, m }) = fresh_mount(&[]) else { return };
+    let plain = s.path("plain");
     std::fs::create_dir(&plain).expect("mkdir");
-    let m = Mount::start(&repo, &mnt, &[]);
     let mut rng = Rng::new(2024);
     let names = ["a", "b", "c", "d/e", "d/f", "g/h/i"];
     for step in 0..400 {
@@ -419,14 +416,8 @@ fn compare(a: &Path, b: &Path) {
 
 #[test]
 fn autocommit_and_files_past_4_gib() {
-    if !fuse_available() {
-        return;
-    }
     use std::os::unix::fs::FileExt;
-    let s = Scratch::default();
-    let (repo, mnt) = (s.path("repo"), s.path("mnt"));
-    init(&repo);
-    let m = Mount::start(&repo, &mnt, &["--autocommit", "1s"]);
+    let Some(Fresh { s: _s, repo, m }) = fresh_mount(&["--autocommit", "1s"]) else { return };
     // One byte past 5 GiB: a sparse file whose hole reads as zeros.
     let f = std::fs::File::create(m.mnt.join("sparse")).expect("create");
     f.write_all_at(b"x", 5 << 30).expect("write past 4 GiB");
