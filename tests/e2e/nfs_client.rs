@@ -429,6 +429,19 @@ fn large_sparse_files_round_trip() {
     drop(server);
     let log: serde_json::Value = serde_json::from_str(&ok(&[&"log", &repo, &"--json"])).expect("json");
     assert_eq!(log[0]["size"], at + 4, "committed size");
+    // Served afresh, the stored file's zeros are not counted as used from
+    // the first LOOKUP on (cp and du judge sparseness from it).
+    let server = serve(&repo, port);
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let found = client
+            .lookup(&LOOKUP3args { what: diropargs3 { dir: root, name: name("big") } })
+            .await
+            .expect("lookup rpc");
+        let used = attrs(res(found, "lookup").obj_attributes).used;
+        assert!(used <= 4 << 20, "{used} bytes used by 4 bytes of data");
+    });
+    drop(server);
 }
 
 #[test]

@@ -707,13 +707,15 @@ impl Vfs {
     /// Looks `name` up in `parent` without taking a reference (NFS has no
     /// forget).
     pub fn resolve(&self, parent: Ino, name: &[u8]) -> VResult<Attr> {
-        let st = self.lock()?;
+        let mut st = self.lock()?;
         let ino = match name {
             b"." => parent,
             b".." => st.node(parent)?.parents.first().map_or(ROOT, |p| p.0),
             _ => st.child(parent, name)?,
         };
-        Ok(attr_of(ino, st.node(ino)?))
+        let node = st.node_mut(ino)?;
+        self.count_zeros(node);
+        Ok(attr_of(ino, node))
     }
 
     /// Whether the tree is a read-only revision.
