@@ -275,6 +275,10 @@ pub struct MountArgs {
     /// Commit the working tree this often when it changed (e.g. 5m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub autocommit: Option<std::time::Duration>,
+    /// Store edits in the repository at least this often (like ext4's commit=); fsync, and a
+    /// close after writing, store them sooner.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub flush_every: std::time::Duration,
     /// Mount over NFSv3 instead of FUSE: serve on ADDR (IP:PORT) and run mount -t nfs.
     #[arg(long, value_name = "ADDR")]
     pub nfs: Option<String>,

@@ -329,6 +329,21 @@ fn corrupt_chunk_reads_as_eio_never_wrong_bytes() {
     m.detach();
 }
 
+/// A file written and closed is stored a moment later, not at the next
+/// round of the flusher (here an hour away): a kill -9 soon after the close
+/// keeps it.
+#[test]
+fn closed_files_are_stored_at_once() {
+    let Some(Fresh { s: _s, repo, mut m }) = fresh_mount(&["--flush-every", "1h"]) else { return };
+    write(&m.mnt.join("closed"), b"written and closed");
+    std::thread::sleep(Duration::from_millis(1000));
+    m.child.kill().expect("kill -9");
+    m.child.wait().expect("wait");
+    let m2 = Mount::start(&repo, &m.mnt, &[]);
+    assert_eq!(std::fs::read(m2.mnt.join("closed")).expect("stored"), b"written and closed");
+    m2.detach();
+}
+
 #[test]
 fn random_operations_match_a_plain_directory() {
     use std::os::unix::fs::PermissionsExt;

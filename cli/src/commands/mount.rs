@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use fuser::{MountOption, SessionACL};
@@ -18,8 +18,9 @@ use crate::args::{DetachArgs, MountArgs, ServeArgs, TmpArgs};
 use crate::control;
 use crate::served::Served;
 
-/// How often edits are flushed into the repository.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// A file closed with changes is stored this soon after the last flush
+/// (or at once, if that was longer ago).
+const CLOSE_GAP: Duration = Duration::from_millis(200);
 
 /// A mount table entry.
 struct Mounted {
@@ -174,7 +175,7 @@ pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
         return daemonize(&a);
     }
     let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
-    serve(repo, &a.repo, &a.mountpoint, root, &a.options, a.autocommit)
+    serve(repo, &a.repo, &a.mountpoint, root, &a.options, Timers::of(&a))
 }
 
 fn serve(
@@ -183,7 +184,7 @@ fn serve(
     mountpoint: &Path,
     root: Option<monofs::ObjectId>,
     options: &[String],
-    autocommit: Option<Duration>,
+    timers: Timers,
 ) -> anyhow::Result<ExitCode> {
     let read_only = root.is_some();
     let vfs = Arc::new(Vfs::new(repo.clone(), root)?);
@@ -221,7 +222,7 @@ fn serve(
 
     let session = fuser::Session::new(FuseFs::new(vfs.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
-    let served = start_services(&vfs, repo_path, autocommit)?;
+    let served = start_services(&vfs, repo_path, timers)?;
     if let Ok(mut n) = served.notifier.lock() {
         *n = Some(session.notifier());
     }
@@ -247,10 +248,29 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// When the flusher of a served tree stores edits and commits them.
+#[derive(Clone, Copy)]
+struct Timers {
+    /// Edits are stored at least this often.
+    flush_every: Duration,
+    /// The working tree is committed this often when it changed.
+    autocommit: Option<Duration>,
+}
+
+impl Timers {
+    /// Every 2 s, no autocommit: for trees served without mount options.
+    const DEFAULT: Timers = Timers { flush_every: Duration::from_secs(2), autocommit: None };
+
+    fn of(a: &MountArgs) -> Timers {
+        Timers { flush_every: a.flush_every, autocommit: a.autocommit }
+    }
+}
+
 /// Starts what every served tree needs: the control socket (commands from
 /// other processes run here) and the flusher (edits reach the repository
-/// within [`FLUSH_EVERY`]; `autocommit` makes revisions of them).
-fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, autocommit: Option<Duration>) -> anyhow::Result<Arc<Served>> {
+/// within `flush_every`, or [`CLOSE_GAP`] once their file is closed;
+/// `autocommit` makes revisions of them).
+fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::Result<Arc<Served>> {
     let served = Arc::new(Served { vfs: vfs.clone(), notifier: Mutex::new(None) });
     let socket = control::socket_path(repo_path);
     let _ = std::fs::remove_file(&socket);
@@ -261,17 +281,21 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, autocommit: Option<Duration>
     if !vfs.is_read_only() {
         let flusher = vfs.clone();
         std::thread::spawn(move || {
-            let mut since_commit = Duration::ZERO;
+            let (mut flushed, mut committed) = (Instant::now(), Instant::now());
             loop {
-                std::thread::sleep(FLUSH_EVERY);
+                if flusher.wait_for_closed_changes(timers.flush_every) {
+                    // The files closed in a burst (an archive unpacked)
+                    // share a flush.
+                    std::thread::sleep(CLOSE_GAP.saturating_sub(flushed.elapsed()));
+                }
                 if let Err(e) = flusher.flush() {
                     tracing::error!("flushing the working tree: {e}");
                 }
-                since_commit += FLUSH_EVERY;
-                if let Some(every) = autocommit
-                    && since_commit >= every
+                flushed = Instant::now();
+                if let Some(every) = timers.autocommit
+                    && committed.elapsed() >= every
                 {
-                    since_commit = Duration::ZERO;
+                    committed = Instant::now();
                     let opts =
                         CommitOptions { message: "autocommit".into(), author: "monofs@mount".into(), time: None };
                     match flusher.repo().commit_worktree(&opts) {
@@ -296,7 +320,7 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     signals.add(Signal::SIGTERM);
     signals.thread_block()?;
     let vfs = Arc::new(Vfs::new(repo, root)?);
-    start_services(&vfs, &a.repo, None)?;
+    start_services(&vfs, &a.repo, Timers::DEFAULT)?;
     let (listener, port) = bind_nfs(addr, vfs.clone())?;
     println!(
         "serving {} over NFSv3 on {}:{port} (nfs://{}/?nfsport={port}&mountport={port}&version=3)",
@@ -359,7 +383,7 @@ fn mount_nfs(a: &MountArgs, addr: &str) -> anyhow::Result<ExitCode> {
     }
     let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     let vfs = Arc::new(Vfs::new(repo, root)?);
-    start_services(&vfs, &a.repo, a.autocommit)?;
+    start_services(&vfs, &a.repo, Timers::of(a))?;
     let (server, port) = bind_nfs(addr, vfs.clone())?;
     let status = std::process::Command::new("mount")
         .args(["-t", "nfs", "-o"])
@@ -446,7 +470,7 @@ pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     check_mountpoint(&mountpoint)?;
-    let code = serve(repo, &repo_path, &mountpoint, None, &[], None)?;
+    let code = serve(repo, &repo_path, &mountpoint, None, &[], Timers::DEFAULT)?;
     drop(scratch);
     Ok(code)
 }

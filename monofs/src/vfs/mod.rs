@@ -197,6 +197,9 @@ pub struct Vfs {
     persist_inodes: bool,
     /// Held by the one flush running.
     flushing: Mutex<()>,
+    /// Set when a file is closed with changes not stored yet, for the
+    /// flusher to store them soon (see [`Vfs::wait_for_closed_changes`]).
+    closed_changes: (Mutex<bool>, std::sync::Condvar),
 }
 
 /// Stored files from this size on have their zeros counted at lookup (see
@@ -483,6 +486,7 @@ impl Vfs {
             persist_inodes: !scratch,
             ns,
             flushing: Mutex::new(()),
+            closed_changes: Default::default(),
         };
         vfs.load(&root)?;
         Ok(vfs)
@@ -1000,14 +1004,34 @@ impl Vfs {
         })
     }
 
-    /// Closes a handle opened by [`Vfs::open`] or [`Vfs::create`].
+    /// Closes a handle opened by [`Vfs::open`] or [`Vfs::create`]. A file
+    /// closed with unstored changes is a cue for the flusher.
     pub fn release(&self, ino: Ino) {
+        let mut changed = false;
         if let Ok(mut st) = self.lock() {
             if let Some(node) = st.nodes.get_mut(&ino) {
                 node.opens = node.opens.saturating_sub(1);
+                changed = matches!(&node.body, Body::File(f) if f.dirty);
             }
             st.maybe_drop(ino);
         }
+        if changed && let Ok(mut closed) = self.closed_changes.0.lock() {
+            *closed = true;
+            self.closed_changes.1.notify_one();
+        }
+    }
+
+    /// Waits up to `timeout` for a file to be closed with unstored changes
+    /// (see [`Vfs::release`]); returns whether one was, and clears the cue.
+    /// The flusher stores them soon after, rather than at its next round,
+    /// so that what an application wrote and closed is not left in memory
+    /// for long.
+    pub fn wait_for_closed_changes(&self, timeout: std::time::Duration) -> bool {
+        let Ok(closed) = self.closed_changes.0.lock() else { return false };
+        let Ok((mut closed, _)) = self.closed_changes.1.wait_timeout_while(closed, timeout, |c| !*c) else {
+            return false;
+        };
+        std::mem::take(&mut *closed)
     }
 
     /// Reads up to `len` bytes at `offset`.
