@@ -55,7 +55,35 @@ fn def(t: Table) -> Def {
 }
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    // redb's errors do not give the OS error they carry as their source:
+    // lift it out, so that callers can tell a full disk (ENOSPC).
+    if let Some(kind) = io_kind(&e) {
+        return StoreError(Box::new(std::io::Error::new(kind, e.to_string())));
+    }
     StoreError(Box::new(e))
+}
+
+/// The kind of the I/O error under a redb error, if it is one.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let storage = if let Some(s) = e.downcast_ref::<redb::StorageError>() {
+        s
+    } else if let Some(redb::CommitError::Storage(s)) = e.downcast_ref() {
+        s
+    } else if let Some(redb::TransactionError::Storage(s)) = e.downcast_ref() {
+        s
+    } else if let Some(redb::TableError::Storage(s)) = e.downcast_ref() {
+        s
+    } else if let Some(redb::CompactionError::Storage(s)) = e.downcast_ref() {
+        s
+    } else if let Some(redb::DatabaseError::Storage(s)) = e.downcast_ref() {
+        s
+    } else {
+        return None;
+    };
+    match storage {
+        redb::StorageError::Io(io) => Some(io.kind()),
+        _ => None,
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -548,6 +576,22 @@ impl Transaction for RedbTxn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_under_a_redb_error_is_seen() {
+        let full = || std::io::Error::from_raw_os_error(nix::libc::ENOSPC);
+        let wrapped: [StoreError; 3] = [
+            err(redb::StorageError::Io(full())),
+            err(redb::CommitError::Storage(redb::StorageError::Io(full()))),
+            err(redb::TransactionError::Storage(redb::StorageError::Io(full()))),
+        ];
+        for e in wrapped {
+            assert!(crate::Error::Store(e).is_disk_full());
+        }
+        let other = err(redb::StorageError::Io(std::io::Error::from_raw_os_error(nix::libc::EIO)));
+        assert!(!crate::Error::Store(other).is_disk_full());
+        assert!(!crate::Error::Store(err(redb::StorageError::PreviousIo)).is_disk_full());
+    }
 
     #[test]
     fn recent_packs_forget_on_clear_and_refuse_stale_reads() {
