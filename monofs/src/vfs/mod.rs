@@ -647,7 +647,7 @@ impl Vfs {
         if snapshots.is_empty() {
             return Ok(());
         }
-        let (stored, mut tx, _) = self.repo.write_objects(|sink| {
+        let (stored, tx, _) = self.repo.write_objects(|sink| {
             snapshots
                 .into_iter()
                 .map(|(ino, mut snap)| {
@@ -656,10 +656,9 @@ impl Vfs {
                 })
                 .collect::<Result<Vec<_>, Error>>()
         })?;
-        // The tree commit that follows in the same flush makes this durable
-        // too; until then nothing refers to what it stores. One wait for
-        // the disk per flush instead of two.
-        tx.set_relaxed()?;
+        // Durable, though nothing refers to it until the tree commit that
+        // follows: the files are marked stored below, and a store opened
+        // again after an I/O error keeps only durable commits.
         tx.commit()?;
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         if st.generation != generation {

@@ -429,3 +429,48 @@ fn a_failed_flush_leaves_every_change_pending() {
         ino = again.lookup(ino, name).expect("stored").ino;
     }
 }
+
+/// An I/O error inside the store (here a full disk that the free-space
+/// check did not foresee: a large value outside the object packs) makes
+/// redb refuse every later call until the file is opened again. The store
+/// opens it again by itself, so once space is freed the mount's flushes
+/// work again and nothing is lost.
+#[test]
+fn the_store_recovers_from_an_io_error() {
+    use monofs::store::Table;
+    use monofs_fixtures::Rng;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = monofs_fixtures::SmallFs::mount(&dir.path().join("disk"), 16) else { return };
+    let repo = Arc::new(Repository::init(&disk.0.join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let a = Rng::new(5).bytes(1 << 20);
+    let ino = vfs.create(ROOT, b"a", 0o644, 0, 0).expect("create").ino;
+    vfs.write(ino, 0, &a).expect("write");
+    vfs.flush().expect("flush with room");
+
+    let filler = disk.0.join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    while std::io::Write::write_all(&mut f, &[1u8; 1 << 16]).is_ok() {}
+    drop(f);
+    let mut tx = repo.begin().expect("begin");
+    let latched = tx.put(Table::Meta, b"pad", &[7u8; 4 << 20]).map_err(monofs::Error::from).and_then(|()| {
+        tx.commit()?;
+        Ok(())
+    });
+    let err = latched.expect_err("4 MiB on a full disk");
+    assert!(err.is_disk_full(), "{err}");
+
+    let b = Rng::new(6).bytes(100_000);
+    let ino = vfs.create(ROOT, b"b", 0o644, 0, 0).expect("create").ino;
+    vfs.write(ino, 0, &b).expect("write");
+    assert!(vfs.flush().is_err(), "the disk is still full");
+    std::fs::remove_file(&filler).expect("free the disk");
+    vfs.flush().expect("flush once there is room again");
+
+    let again = Vfs::new(repo, None).expect("the stored tree loads");
+    for (name, want) in [(&b"a"[..], &a), (b"b", &b)] {
+        let ino = again.lookup(ROOT, name).expect("stored").ino;
+        assert_eq!(&again.read(ino, 0, 2 << 20).expect("read")[..], &want[..]);
+    }
+}

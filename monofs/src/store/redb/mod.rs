@@ -16,7 +16,8 @@ mod space;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -56,15 +57,28 @@ fn def(t: Table) -> Def {
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     // redb's errors do not give the OS error they carry as their source:
-    // lift it out, so that callers can tell a full disk (ENOSPC).
-    if let Some(kind) = io_kind(&e) {
-        return StoreError(Box::new(std::io::Error::new(kind, e.to_string())));
+    // lift it out, so that callers can tell a full disk (ENOSPC), and mark
+    // it, so that the store knows redb now refuses every call.
+    if let Some(kind) = failed_io(&e) {
+        return StoreError(Box::new(std::io::Error::new(kind, FailedIo(e.to_string()))));
     }
     StoreError(Box::new(e))
 }
 
-/// The kind of the I/O error under a redb error, if it is one.
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+/// A failed read or write of the database file (or redb's refusal to go on
+/// after one), as [`err`] gives it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FailedIo(String);
+
+/// Whether `e` is a [`FailedIo`].
+fn is_failed_io(e: &StoreError) -> bool {
+    e.0.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<FailedIo>())
+}
+
+/// The kind of the I/O error under a redb error, if it is one (`Other`
+/// for redb's "Previous I/O error").
+fn failed_io(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let storage = if let Some(s) = e.downcast_ref::<redb::StorageError>() {
         s
     } else if let Some(redb::CommitError::Storage(s)) = e.downcast_ref() {
@@ -82,6 +96,7 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> 
     };
     match storage {
         redb::StorageError::Io(io) => Some(io.kind()),
+        redb::StorageError::PreviousIo => Some(std::io::ErrorKind::Other),
         _ => None,
     }
 }
@@ -92,11 +107,20 @@ fn corrupt(what: &str) -> StoreError {
 
 /// A [`Store`] over one redb database file.
 pub struct RedbStore {
-    db: Database,
+    /// `None` only while opening it again fails (see [`RedbStore::reopen`]).
+    db: RwLock<Option<Database>>,
     path: Arc<Path>,
     /// The size of redb's cache, at most half of which holds unwritten pages.
     cache_bytes: usize,
+    /// Opened to be shared with other processes.
+    shared: bool,
     recent: Arc<RecentPacks>,
+    /// Set by a failed read or write of the file: redb then refuses every
+    /// call until the file is opened again, which the next call does.
+    failed: Arc<AtomicBool>,
+    /// Set while the last commit was relaxed (see
+    /// [`Transaction::set_relaxed`]): opening the file again would drop it.
+    relaxed: Arc<AtomicBool>,
 }
 
 /// Packs read lately, kept whole: a file read front to back reads the
@@ -173,33 +197,53 @@ impl RedbStore {
     /// recycles its buffers instead of growing, which saves memory and page
     /// faults.
     pub fn create_with_cache(path: &Path, cache_bytes: usize) -> StoreResult<RedbStore> {
-        let db = builder_with_cache(cache_bytes).create(path).map_err(err)?;
+        let store = Self::assemble(path, cache_bytes, false);
+        let db = store.builder().create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         for t in Table::ALL {
             tx.open_table(def(t)).map_err(err)?;
         }
         tx.open_table(PACKS).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbStore { db, path: path.into(), cache_bytes, recent: Arc::default() })
+        *store.db.write().map_err(|_| corrupt("lock poisoned"))? = Some(db);
+        Ok(store)
     }
 
     /// Opens an existing database file, adding tables that a newer build
     /// knows and the file lacks.
     pub fn open(path: &Path) -> StoreResult<RedbStore> {
-        Self::open_with(path, builder())
+        Self::open_with(Self::assemble(path, CACHE_BYTES, false))
     }
 
     /// Opens an existing database file that other processes may have open
     /// too, each writing in turn (one write transaction at a time across
     /// all of them); every process must open it this way.
     pub fn open_shared(path: &Path) -> StoreResult<RedbStore> {
-        let mut b = builder();
-        b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
-        Self::open_with(path, b)
+        Self::open_with(Self::assemble(path, CACHE_BYTES, true))
     }
 
-    fn open_with(path: &Path, builder: redb::Builder) -> StoreResult<RedbStore> {
-        let db = builder.open(path).map_err(err)?;
+    fn assemble(path: &Path, cache_bytes: usize, shared: bool) -> RedbStore {
+        RedbStore {
+            db: RwLock::new(None),
+            path: path.into(),
+            cache_bytes,
+            shared,
+            recent: Arc::default(),
+            failed: Arc::default(),
+            relaxed: Arc::default(),
+        }
+    }
+
+    fn builder(&self) -> redb::Builder {
+        let mut b = builder_with_cache(self.cache_bytes);
+        if self.shared {
+            b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+        }
+        b
+    }
+
+    fn open_with(store: RedbStore) -> StoreResult<RedbStore> {
+        let db = store.builder().open(&store.path).map_err(err)?;
         let present: Vec<String> =
             db.begin_read().map_err(err)?.list_tables().map_err(err)?.map(|t| t.name().to_owned()).collect();
         if Table::ALL.iter().any(|t| !present.iter().any(|p| p == t.name())) {
@@ -209,12 +253,57 @@ impl RedbStore {
             }
             tx.commit().map_err(err)?;
         }
-        Ok(RedbStore { db, path: path.into(), cache_bytes: CACHE_BYTES, recent: Arc::default() })
+        *store.db.write().map_err(|_| corrupt("lock poisoned"))? = Some(db);
+        Ok(store)
     }
 
-    /// A write transaction's pack writer, which checks the disk for room.
-    fn pack_writer(&self) -> PackWriter {
-        PackWriter::new(DiskSpace::new(self.path.clone(), (self.cache_bytes / 2) as u64))
+    /// Runs `f` on the database, opened again first if a failed read or
+    /// write left redb refusing every call; notes such a failure of `f`.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> StoreResult<T>) -> StoreResult<T> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let db = self.db.read().map_err(|_| corrupt("lock poisoned"))?;
+        let db = db.as_ref().ok_or_else(|| corrupt("the store could not be opened again after an I/O error"))?;
+        note_failure(&self.failed, f(db))
+    }
+
+    /// Opens the file again after an I/O error (a full disk, a failing
+    /// device), so that the store works once the cause is gone instead of
+    /// refusing everything until the process ends. Only durable commits
+    /// survive that, so after a relaxed one (a bulk copy) the store stays
+    /// failed rather than forget what it said it had. Fails (and is tried
+    /// again by the next call) while a transaction of the old handle is
+    /// still open.
+    fn reopen(&self) -> StoreResult<()> {
+        let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.relaxed.load(Ordering::Acquire) {
+            return Err(corrupt("an I/O error struck before a relaxed commit was made durable; start again"));
+        }
+        // Kept packs hold read transactions of the old handle open.
+        self.recent.clear();
+        drop(db.take());
+        *db = Some(self.builder().open(&self.path).map_err(err)?);
+        self.failed.store(false, Ordering::Release);
+        tracing::warn!("{}: opened again after an I/O error", self.path.display());
+        Ok(())
+    }
+
+    /// A write transaction, whose pack writer checks the disk for room.
+    fn begin_txn(&self) -> StoreResult<RedbTxn> {
+        let tx = self.with_db(|db| db.begin_write().map_err(err))?;
+        let space = DiskSpace::new(self.path.clone(), (self.cache_bytes / 2) as u64);
+        Ok(RedbTxn {
+            tx,
+            packs: PackWriter::new(space),
+            recent: self.recent.clone(),
+            failed: self.failed.clone(),
+            relaxed: self.relaxed.clone(),
+            relaxing: false,
+        })
     }
 
     /// Opens an existing database file for reading only.
@@ -437,50 +526,48 @@ impl Store for RedbStore {
         if table == Table::Objects {
             return Ok(self.get_frame(key)?.map(Vec::from));
         }
-        get_in(&self.db, table, key)
+        self.with_db(|db| get_in(db, table, key))
     }
 
     fn get_frame(&self, key: &[u8]) -> StoreResult<Option<Bytes>> {
         let generation = self.recent.generation();
-        let tx = self.db.begin_read().map_err(err)?;
-        read_object(&tx, key, Some((&self.recent, generation)))
+        self.with_db(|db| read_object(&db.begin_read().map_err(err)?, key, Some((&self.recent, generation))))
     }
 
     fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
-        has_in(&self.db, table, key)
+        self.with_db(|db| has_in(db, table, key))
     }
 
     fn scan(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()> {
-        scan_in(&self.db, table, prefix, f)
+        self.with_db(|db| scan_in(db, table, prefix, f))
     }
 
     fn count(&self, table: Table) -> StoreResult<u64> {
-        count_in(&self.db, table)
+        self.with_db(|db| count_in(db, table))
     }
 
     fn scan_lengths(&self, table: Table, prefix: &[u8], f: &mut dyn FnMut(&[u8], u64) -> bool) -> StoreResult<()> {
-        scan_lengths_in(&self.db, table, prefix, f)
+        self.with_db(|db| scan_lengths_in(db, table, prefix, f))
     }
 
     fn list_objects(&self) -> StoreResult<Vec<ObjectEntry>> {
-        list_objects_in(&self.db)
+        self.with_db(list_objects_in)
     }
 
     fn get_objects(&self, keys: &[&[u8]], f: &mut ObjectVisitor<'_>) -> StoreResult<()> {
-        get_objects_in(&self.db, keys, f)
+        self.with_db(|db| get_objects_in(db, keys, f))
     }
 
     fn list_packs(&self) -> StoreResult<Option<Vec<PackListing>>> {
-        list_packs_in(&self.db).map(Some)
+        self.with_db(|db| list_packs_in(db).map(Some))
     }
 
     fn read_packs(&self, ids: &[u64], f: &mut PackVisitor<'_>) -> StoreResult<()> {
-        read_packs_in(&self.db, ids, f)
+        self.with_db(|db| read_packs_in(db, ids, f))
     }
 
     fn begin(&self) -> StoreResult<Box<dyn Transaction + '_>> {
-        let tx = self.db.begin_write().map_err(err)?;
-        Ok(Box::new(RedbTxn { tx, packs: self.pack_writer(), recent: self.recent.clone() }))
+        Ok(Box::new(self.begin_txn()?))
     }
 
     fn size_on_disk(&self) -> StoreResult<u64> {
@@ -494,12 +581,13 @@ impl Store for RedbStore {
     }
 
     fn compact(&mut self) -> StoreResult<()> {
-        let tx = self.db.begin_write().map_err(err)?;
-        let mut txn = RedbTxn { tx, packs: self.pack_writer(), recent: self.recent.clone() };
-        packs::repack(&txn.tx, &mut txn.packs)?;
+        let mut txn = self.begin_txn()?;
+        let repacked = packs::repack(&txn.tx, &mut txn.packs);
+        txn.noted(repacked)?;
         Box::new(txn).commit()?;
-        self.db.compact().map_err(err)?;
-        Ok(())
+        let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
+        let db = db.as_mut().ok_or_else(|| corrupt("the store is not open"))?;
+        note_failure(&self.failed, db.compact().map(drop).map_err(err))
     }
 }
 
@@ -507,10 +595,21 @@ struct RedbTxn {
     tx: redb::WriteTransaction,
     packs: PackWriter,
     recent: Arc<RecentPacks>,
+    /// The store's flag for failed I/O (see [`RedbStore::with_db`]).
+    failed: Arc<AtomicBool>,
+    /// The store's flag for a relaxed commit not yet followed by a durable
+    /// one (see [`RedbStore::reopen`]).
+    relaxed: Arc<AtomicBool>,
+    /// Whether this transaction commits relaxed.
+    relaxing: bool,
 }
 
-impl Transaction for RedbTxn {
-    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+impl RedbTxn {
+    fn noted<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+        note_failure(&self.failed, r)
+    }
+
+    fn get_raw(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         if table == Table::Objects {
             return self.packs.read(&self.tx, key);
         }
@@ -518,7 +617,7 @@ impl Transaction for RedbTxn {
         Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+    fn put_raw(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
         if table == Table::Objects {
             return self.packs.append(&self.tx, key, value, Stream::Data);
         }
@@ -527,25 +626,7 @@ impl Transaction for RedbTxn {
         Ok(())
     }
 
-    fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
-        let stream = if metadata { Stream::Metadata } else { Stream::Data };
-        self.packs.append(&self.tx, key, value, stream)
-    }
-
-    fn put_pack(&mut self, pack: &[u8], metadata: bool, objects: &[PackEntry]) -> StoreResult<()> {
-        let stream = if metadata { Stream::Metadata } else { Stream::Data };
-        self.packs.import(&self.tx, pack, stream, objects)
-    }
-
-    fn set_relaxed(&mut self) -> StoreResult<()> {
-        match self.tx.set_durability(redb::Durability::None) {
-            // A database shared between processes commits durably only.
-            Err(redb::SetDurabilityError::NonDurableCommitUnsupported) => Ok(()),
-            other => other.map_err(err),
-        }
-    }
-
-    fn clear(&mut self, table: Table) -> StoreResult<()> {
+    fn clear_raw(&mut self, table: Table) -> StoreResult<()> {
         if table == Table::Objects {
             return Err(corrupt("the object index cannot be cleared"));
         }
@@ -556,7 +637,7 @@ impl Transaction for RedbTxn {
         Ok(())
     }
 
-    fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {
+    fn delete_raw(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {
         // Deleting an object only drops its index entry; its bytes stay in
         // the pack until compaction rewrites it.
         let mut t = self.tx.open_table(def(table)).map_err(err)?;
@@ -564,13 +645,75 @@ impl Transaction for RedbTxn {
         Ok(())
     }
 
-    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+    fn commit_raw(&mut self) -> StoreResult<()> {
         self.packs.space.check()?;
-        self.packs.flush(&self.tx)?;
-        self.tx.commit().map_err(err)?;
-        self.recent.clear();
+        self.packs.flush(&self.tx)
+    }
+}
+
+impl Transaction for RedbTxn {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.noted(self.get_raw(table, key))
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        let r = self.put_raw(table, key, value);
+        self.noted(r)
+    }
+
+    fn put_object(&mut self, key: &[u8], value: &[u8], metadata: bool) -> StoreResult<()> {
+        let stream = if metadata { Stream::Metadata } else { Stream::Data };
+        let r = self.packs.append(&self.tx, key, value, stream);
+        self.noted(r)
+    }
+
+    fn put_pack(&mut self, pack: &[u8], metadata: bool, objects: &[PackEntry]) -> StoreResult<()> {
+        let stream = if metadata { Stream::Metadata } else { Stream::Data };
+        let r = self.packs.import(&self.tx, pack, stream, objects);
+        self.noted(r)
+    }
+
+    fn set_relaxed(&mut self) -> StoreResult<()> {
+        match self.tx.set_durability(redb::Durability::None) {
+            Ok(()) => {
+                self.relaxing = true;
+                Ok(())
+            }
+            // A database shared between processes commits durably only.
+            Err(redb::SetDurabilityError::NonDurableCommitUnsupported) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn clear(&mut self, table: Table) -> StoreResult<()> {
+        let r = self.clear_raw(table);
+        self.noted(r)
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<()> {
+        let r = self.delete_raw(table, key);
+        self.noted(r)
+    }
+
+    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        let r = self.commit_raw();
+        self.noted(r)?;
+        let RedbTxn { tx, recent, failed, relaxed, relaxing, .. } = *self;
+        note_failure(&failed, tx.commit().map_err(err))?;
+        relaxed.store(relaxing, Ordering::Release);
+        recent.clear();
         Ok(())
     }
+}
+
+/// Notes in `failed` an error of `r` that leaves redb refusing every call.
+fn note_failure<T>(failed: &AtomicBool, r: StoreResult<T>) -> StoreResult<T> {
+    if let Err(e) = &r
+        && is_failed_io(e)
+    {
+        failed.store(true, Ordering::Release);
+    }
+    r
 }
 
 #[cfg(test)]
