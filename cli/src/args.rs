@@ -277,7 +277,7 @@ pub struct MountArgs {
     pub autocommit: Option<std::time::Duration>,
     /// Store edits in the repository at least this often (like ext4's commit=); fsync, and a
     /// close after writing, store them sooner.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, value_name = "DURATION", value_parser = flush_interval, default_value = "2s")]
     pub flush_every: std::time::Duration,
     /// Mount over NFSv3 instead of FUSE: serve on ADDR (IP:PORT) and run mount -t nfs.
     #[arg(long, value_name = "ADDR")]
@@ -449,4 +449,14 @@ pub struct DetachArgs {
 pub struct TmpArgs {
     /// Where to mount (default: a new directory under /tmp, printed).
     pub mountpoint: Option<PathBuf>,
+}
+
+/// A `--flush-every` value: a duration of at least 100 ms (a flusher with
+/// no pause would hold the tree's lock all the time).
+fn flush_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(d)
 }

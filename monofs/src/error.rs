@@ -152,12 +152,14 @@ impl Error {
     }
 
     /// Whether the disk holding the repository (or a target) is full: an
-    /// OS error ENOSPC anywhere in the chain of causes.
+    /// OS error ENOSPC (or EDQUOT, a quota reached) anywhere in the chain
+    /// of causes.
     pub fn is_disk_full(&self) -> bool {
         fn full(mut cause: Option<&(dyn std::error::Error + 'static)>) -> bool {
             while let Some(e) = cause {
                 if let Some(io) = e.downcast_ref::<std::io::Error>()
-                    && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(nix::libc::ENOSPC))
+                    && (matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                        || matches!(io.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT)))
                 {
                     return true;
                 }

@@ -282,15 +282,23 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
         let flusher = vfs.clone();
         std::thread::spawn(move || {
             let (mut flushed, mut committed) = (Instant::now(), Instant::now());
+            let mut failing = false;
             loop {
-                if flusher.wait_for_closed_changes(timers.flush_every) {
+                if failing {
+                    // A full disk: retry at the periodic round, not at every close.
+                    std::thread::sleep(timers.flush_every);
+                } else if flusher.wait_for_closed_changes(timers.flush_every) {
                     // The files closed in a burst (an archive unpacked)
                     // share a flush.
                     std::thread::sleep(CLOSE_GAP.saturating_sub(flushed.elapsed()));
                 }
-                if let Err(e) = flusher.flush() {
-                    tracing::error!("flushing the working tree: {e}");
-                }
+                failing = match flusher.flush() {
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::error!("flushing the working tree: {e}");
+                        true
+                    }
+                };
                 flushed = Instant::now();
                 if let Some(every) = timers.autocommit
                     && committed.elapsed() >= every

@@ -3,6 +3,7 @@
 mod corruption;
 mod edit;
 mod flushing;
+mod full_disk;
 mod history;
 mod hostile;
 mod roundtrip;

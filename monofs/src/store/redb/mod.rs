@@ -16,7 +16,7 @@ mod space;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
@@ -71,6 +71,11 @@ fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 #[error("{0}")]
 struct FailedIo(String);
 
+/// Whether `e` says the disk is full (from the free-space check or redb).
+fn is_disk_full(e: &StoreError) -> bool {
+    e.0.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+}
+
 /// Whether `e` is a [`FailedIo`].
 fn is_failed_io(e: &StoreError) -> bool {
     e.0.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<FailedIo>())
@@ -118,9 +123,19 @@ pub struct RedbStore {
     /// Set by a failed read or write of the file: redb then refuses every
     /// call until the file is opened again, which the next call does.
     failed: Arc<AtomicBool>,
-    /// Set while the last commit was relaxed (see
-    /// [`Transaction::set_relaxed`]): opening the file again would drop it.
-    relaxed: Arc<AtomicBool>,
+    relaxed: Arc<Relaxed>,
+}
+
+/// Relaxed commits (see [`Transaction::set_relaxed`]) not yet made durable
+/// by a durable one. Updated only while a write transaction holds redb's
+/// write slot, so in commit order.
+#[derive(Default)]
+struct Relaxed {
+    /// One is pending: opening the file again would drop it.
+    pending: AtomicBool,
+    /// The bytes of objects they added, which redb may still hold
+    /// unwritten: the next transaction's free-space check counts them.
+    bytes: AtomicU64,
 }
 
 /// Packs read lately, kept whole: a file read front to back reads the
@@ -280,7 +295,7 @@ impl RedbStore {
         if !self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        if self.relaxed.load(Ordering::Acquire) {
+        if self.relaxed.pending.load(Ordering::Acquire) {
             return Err(corrupt("an I/O error struck before a relaxed commit was made durable; start again"));
         }
         // Kept packs hold read transactions of the old handle open.
@@ -292,10 +307,20 @@ impl RedbStore {
         Ok(())
     }
 
+    /// Drops the packs nothing points into, and with `rewrite_sparse`
+    /// rewrites those that are mostly garbage, in a commit of its own.
+    fn repack(&self, rewrite_sparse: bool) -> StoreResult<()> {
+        let mut txn = self.begin_txn()?;
+        let repacked = packs::repack(&txn.tx, &mut txn.packs, rewrite_sparse);
+        txn.noted(repacked)?;
+        Box::new(txn).commit()
+    }
+
     /// A write transaction, whose pack writer checks the disk for room.
     fn begin_txn(&self) -> StoreResult<RedbTxn> {
         let tx = self.with_db(|db| db.begin_write().map_err(err))?;
-        let space = DiskSpace::new(self.path.clone(), (self.cache_bytes / 2) as u64);
+        let unwritten = self.relaxed.bytes.load(Ordering::Acquire);
+        let space = DiskSpace::new(self.path.clone(), (self.cache_bytes / 2) as u64, unwritten);
         Ok(RedbTxn {
             tx,
             packs: PackWriter::new(space),
@@ -314,10 +339,18 @@ impl RedbStore {
 
 /// The stored frame of object `key`, its pack taken from `recent` when
 /// there (and kept there once read) if given, with the generation taken
-/// before `tx` began. The frame is copied out of the pack: a kept pack holds
-/// its read transaction open (see [`PackPage`]), which only [`RecentPacks`]
-/// may do, as it lets go of its packs at every commit.
-fn read_object(tx: &ReadTransaction, key: &[u8], recent: Option<(&RecentPacks, u64)>) -> StoreResult<Option<Bytes>> {
+/// before `tx` began. With `share`, a kept pack is redb's page itself (see
+/// [`PackPage`]): only for a store no other process shares, as it holds its
+/// read transaction open until this store's next commit, and in a shared
+/// store that would keep every process from reusing pages freed since. The
+/// frame is copied out of the pack either way, so that nothing else holds
+/// such a transaction, nor a whole pack for one frame.
+fn read_object(
+    tx: &ReadTransaction,
+    key: &[u8],
+    recent: Option<(&RecentPacks, u64)>,
+    share: bool,
+) -> StoreResult<Option<Bytes>> {
     let index = tx.open_table(def(Table::Objects)).map_err(err)?;
     let Some(loc) = index.get(key).map_err(err)? else {
         return Ok(None);
@@ -333,8 +366,12 @@ fn read_object(tx: &ReadTransaction, key: &[u8], recent: Option<(&RecentPacks, u
     let pack = match recent.get(loc.pack) {
         Some(pack) => pack,
         None => recent.flights.load(loc.pack, || {
-            let page = packs.get_owned(loc.pack_key().as_slice()).map_err(err)?.ok_or_else(missing)?;
-            let pack = Bytes::from_owner(PackPage(page));
+            let key = loc.pack_key();
+            let pack = if share {
+                Bytes::from_owner(PackPage(packs.get_owned(key.as_slice()).map_err(err)?.ok_or_else(missing)?))
+            } else {
+                Bytes::from(packs.get(key.as_slice()).map_err(err)?.ok_or_else(missing)?.value().to_vec())
+            };
             recent.put(loc.pack, pack.clone(), generation);
             Ok::<_, StoreError>(pack)
         })?,
@@ -358,7 +395,7 @@ impl AsRef<[u8]> for PackPage {
 fn get_in(db: &impl ReadableDatabase, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
     let tx = db.begin_read().map_err(err)?;
     if table == Table::Objects {
-        return Ok(read_object(&tx, key, None)?.map(Vec::from));
+        return Ok(read_object(&tx, key, None, false)?.map(Vec::from));
     }
     let t = tx.open_table(def(table)).map_err(err)?;
     Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
@@ -384,7 +421,7 @@ fn scan_in(
             break;
         }
         let go_on = if table == Table::Objects {
-            let value = read_object(&tx, k.value(), None)?.ok_or_else(|| corrupt("object vanished"))?;
+            let value = read_object(&tx, k.value(), None, false)?.ok_or_else(|| corrupt("object vanished"))?;
             f(k.value(), &value)
         } else {
             f(k.value(), v.value())
@@ -531,7 +568,8 @@ impl Store for RedbStore {
 
     fn get_frame(&self, key: &[u8]) -> StoreResult<Option<Bytes>> {
         let generation = self.recent.generation();
-        self.with_db(|db| read_object(&db.begin_read().map_err(err)?, key, Some((&self.recent, generation))))
+        let recent = Some((&*self.recent, generation));
+        self.with_db(|db| read_object(&db.begin_read().map_err(err)?, key, recent, !self.shared))
     }
 
     fn has(&self, table: Table, key: &[u8]) -> StoreResult<bool> {
@@ -581,10 +619,14 @@ impl Store for RedbStore {
     }
 
     fn compact(&mut self) -> StoreResult<()> {
-        let mut txn = self.begin_txn()?;
-        let repacked = packs::repack(&txn.tx, &mut txn.packs);
-        txn.noted(repacked)?;
-        Box::new(txn).commit()?;
+        // Packs nothing points into go first, in a commit that adds
+        // nothing, so that gc frees them even on a full disk, where
+        // rewriting the packs that are mostly garbage may be refused.
+        self.repack(false)?;
+        match self.repack(true) {
+            Err(e) if is_disk_full(&e) => tracing::warn!("packs that are mostly garbage are kept: {e}"),
+            other => other?,
+        }
         let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
         let db = db.as_mut().ok_or_else(|| corrupt("the store is not open"))?;
         note_failure(&self.failed, db.compact().map(drop).map_err(err))
@@ -597,9 +639,8 @@ struct RedbTxn {
     recent: Arc<RecentPacks>,
     /// The store's flag for failed I/O (see [`RedbStore::with_db`]).
     failed: Arc<AtomicBool>,
-    /// The store's flag for a relaxed commit not yet followed by a durable
-    /// one (see [`RedbStore::reopen`]).
-    relaxed: Arc<AtomicBool>,
+    /// The store's relaxed commits not yet made durable.
+    relaxed: Arc<Relaxed>,
     /// Whether this transaction commits relaxed.
     relaxing: bool,
 }
@@ -698,9 +739,17 @@ impl Transaction for RedbTxn {
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         let r = self.commit_raw();
         self.noted(r)?;
-        let RedbTxn { tx, recent, failed, relaxed, relaxing, .. } = *self;
-        note_failure(&failed, tx.commit().map_err(err))?;
-        relaxed.store(relaxing, Ordering::Release);
+        let RedbTxn { tx, packs, recent, failed, relaxed, relaxing } = *self;
+        // Set before committing, while this transaction holds the write
+        // slot; put back if the commit fails.
+        let was = relaxed.pending.swap(relaxing, Ordering::AcqRel);
+        let bytes = relaxed.bytes.load(Ordering::Acquire);
+        relaxed.bytes.store(if relaxing { bytes + packs.space.added() } else { 0 }, Ordering::Release);
+        if let Err(e) = note_failure(&failed, tx.commit().map_err(err)) {
+            relaxed.pending.store(was, Ordering::Release);
+            relaxed.bytes.store(bytes, Ordering::Release);
+            return Err(e);
+        }
         recent.clear();
         Ok(())
     }
@@ -719,6 +768,53 @@ fn note_failure<T>(failed: &AtomicBool, r: StoreResult<T>) -> StoreResult<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two handles on one shared file stand for two processes.
+    fn shared_pair(path: &Path) -> (RedbStore, RedbStore) {
+        drop(RedbStore::create(path).expect("create"));
+        (RedbStore::open_shared(path).expect("open a"), RedbStore::open_shared(path).expect("open b"))
+    }
+
+    fn put_object(store: &RedbStore, key: [u8; 32], value: &[u8]) {
+        let mut tx = store.begin().expect("begin");
+        tx.put_object(&key, value, false).expect("put");
+        tx.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_shared_reader_does_not_hold_pages_others_free() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let (a, b) = shared_pair(&path);
+        put_object(&b, [7; 32], &[7; 100_000]);
+        let churn = |n: u8| {
+            for i in 0..n {
+                let mut tx = b.begin().expect("begin");
+                tx.put(Table::Meta, b"churn", &vec![i; 4 << 20]).expect("put");
+                tx.commit().expect("commit");
+            }
+        };
+        churn(5);
+        let before = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(a.get_frame(&[7; 32]).expect("read").as_deref(), Some(&[7u8; 100_000][..]));
+        churn(40);
+        let grown = std::fs::metadata(&path).expect("stat").len().saturating_sub(before);
+        assert!(grown <= 16 << 20, "the file grew {} MiB while a reader kept a pack", grown >> 20);
+    }
+
+    #[test]
+    fn a_kept_pack_is_never_another_pack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, mut b) = shared_pair(&dir.path().join("s.redb"));
+        put_object(&b, [1; 32], &[1; 50_000]);
+        assert_eq!(a.get_frame(&[1; 32]).expect("read").as_deref(), Some(&[1u8; 50_000][..]));
+        let mut tx = b.begin().expect("begin");
+        tx.delete(Table::Objects, &[1; 32]).expect("delete");
+        tx.commit().expect("commit");
+        b.compact().expect("compaction drops the pack");
+        put_object(&b, [2; 32], &[2; 50_000]);
+        assert_eq!(a.get_frame(&[2; 32]).expect("read").as_deref(), Some(&[2u8; 50_000][..]));
+    }
 
     #[test]
     fn a_full_disk_under_a_redb_error_is_seen() {

@@ -54,6 +54,12 @@ impl Location {
     }
 }
 
+/// `meta` key of the pack id to use next (u64 little-endian): ids are never
+/// reused, so a pack once read can be kept by its id (readers in other
+/// processes keep packs across their transactions), whatever compaction
+/// drops meanwhile.
+const NEXT_PACK: &[u8] = b"next_pack";
+
 /// Set in the id of every pack that holds metadata.
 pub(super) const METADATA_BIT: u64 = 1 << 63;
 
@@ -80,11 +86,15 @@ impl PackWriter {
     }
 
     /// A fresh pack id for `stream`: a counter shared by both streams, with
-    /// [`METADATA_BIT`] set on metadata packs.
+    /// [`METADATA_BIT`] set on metadata packs. Never one used before, even
+    /// by a pack compaction has dropped since (see [`NEXT_PACK`]).
     fn next_id(&mut self, tx: &WriteTransaction, stream: Stream) -> StoreResult<u64> {
         let n = match self.next {
             Some(n) => n,
             None => {
+                let stored = tx.open_table(def(Table::Meta)).map_err(err)?.get(NEXT_PACK).map_err(err)?.map(|v| {
+                    <[u8; 8]>::try_from(v.value()).map(u64::from_le_bytes).map_err(|_| corrupt("bad next pack id"))
+                });
                 let packs = tx.open_table(PACKS).map_err(err)?;
                 let low = |k: &[u8]| -> StoreResult<u64> {
                     Ok(u64::from_be_bytes(k.try_into().map_err(|_| corrupt("bad pack key"))?) & !METADATA_BIT)
@@ -99,7 +109,7 @@ impl PackWriter {
                 if let Some((k, _)) = packs.last().map_err(err)? {
                     next = next.max(low(k.value())? + 1);
                 }
-                next
+                next.max(stored.transpose()?.unwrap_or(0))
             }
         };
         self.next = Some(n + 1);
@@ -171,10 +181,18 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Writes the open packs into the transaction.
+    /// Writes the open packs into the transaction, and the pack id to use
+    /// next if this transaction used any.
     pub fn flush(&mut self, tx: &WriteTransaction) -> StoreResult<()> {
         self.flush_slot(tx, Stream::Data as usize)?;
-        self.flush_slot(tx, Stream::Metadata as usize)
+        self.flush_slot(tx, Stream::Metadata as usize)?;
+        if let Some(next) = self.next {
+            tx.open_table(def(Table::Meta))
+                .map_err(err)?
+                .insert(NEXT_PACK, next.to_le_bytes().as_slice())
+                .map_err(err)?;
+        }
+        Ok(())
     }
 
     /// Reads an object as the transaction sees it, including the open pack.
@@ -193,9 +211,10 @@ impl PackWriter {
     }
 }
 
-/// Drops packs nothing points into and rewrites those that are mostly
-/// garbage, moving their live objects into fresh packs.
-pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter) -> StoreResult<()> {
+/// Drops packs nothing points into and, with `rewrite_sparse`, rewrites
+/// those that are mostly garbage, moving their live objects into fresh
+/// packs.
+pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter, rewrite_sparse: bool) -> StoreResult<()> {
     let mut live: HashMap<u64, u64> = HashMap::new();
     let mut entries: Vec<(Vec<u8>, Location)> = Vec::new();
     {
@@ -216,7 +235,9 @@ pub(super) fn repack(tx: &WriteTransaction, writer: &mut PackWriter) -> StoreRes
             let id = u64::from_be_bytes(k.value().try_into().map_err(|_| corrupt("bad pack key"))?);
             match live.get(&id) {
                 None => drop.push(id),
-                Some(&bytes) if (bytes as f64) < v.value().len() as f64 * REPACK_BELOW => rewrite.push(id),
+                Some(&bytes) if rewrite_sparse && (bytes as f64) < v.value().len() as f64 * REPACK_BELOW => {
+                    rewrite.push(id)
+                }
                 Some(_) => {}
             }
         }

@@ -25,15 +25,23 @@ pub(super) struct DiskSpace {
     file: Arc<Path>,
     /// Bytes redb may hold in memory, not yet written: its write buffer.
     buffered_max: u64,
+    /// Bytes earlier (relaxed) commits may have left unwritten.
+    unwritten: u64,
     added: u64,
     unchecked: u64,
 }
 
 impl DiskSpace {
     /// For a transaction on database `file`, whose cache holds at most
-    /// `buffered_max` bytes of unwritten pages.
-    pub fn new(file: Arc<Path>, buffered_max: u64) -> DiskSpace {
-        DiskSpace { file, buffered_max, added: 0, unchecked: 0 }
+    /// `buffered_max` bytes of unwritten pages, after relaxed commits that
+    /// added `unwritten` bytes since the last durable one.
+    pub fn new(file: Arc<Path>, buffered_max: u64, unwritten: u64) -> DiskSpace {
+        DiskSpace { file, buffered_max, unwritten, added: 0, unchecked: 0 }
+    }
+
+    /// The bytes of objects added so far.
+    pub fn added(&self) -> u64 {
+        self.added
     }
 
     /// Counts `bytes` about to be added; looks at the disk once a
@@ -50,19 +58,22 @@ impl DiskSpace {
 
     /// Fails with an error of kind `StorageFull` (ENOSPC) unless the disk
     /// has room for what is still unwritten plus the headroom. A
-    /// transaction that adds no objects (removals, refs: `gc` on a full
-    /// disk) is let through, and so is one on a file system that reports
-    /// no size: their writes will say.
+    /// transaction that adds no objects after durable commits (removals,
+    /// refs: `gc` on a full disk) is let through, and so is one on a file
+    /// system that reports no size: their writes will say. Root may use
+    /// the blocks the file system keeps for root, as its writes can.
     pub fn check(&self) -> StoreResult<()> {
-        if self.added == 0 {
+        if self.added == 0 && self.unwritten == 0 {
             return Ok(());
         }
         let Ok(fs) = nix::sys::statvfs::statvfs(&*self.file) else { return Ok(()) };
         if fs.blocks() == 0 {
             return Ok(());
         }
-        let free = fs.blocks_available().saturating_mul(fs.fragment_size());
-        let need = self.added.min(self.buffered_max) + HEADROOM_MIN + (self.added / 16).min(HEADROOM_MAX);
+        let blocks = if nix::unistd::geteuid().is_root() { fs.blocks_free() } else { fs.blocks_available() };
+        let free = blocks.saturating_mul(fs.fragment_size());
+        let need =
+            (self.unwritten + self.added).min(self.buffered_max) + HEADROOM_MIN + (self.added / 16).min(HEADROOM_MAX);
         if free >= need {
             return Ok(());
         }
