@@ -44,8 +44,11 @@ impl DiskSpace {
         self.added
     }
 
-    /// Counts `bytes` about to be added; looks at the disk once a
-    /// [`CHECK_EVERY`] has gone by since the last look.
+    /// Counts `bytes` of objects about to be added; looks at the disk once
+    /// a [`CHECK_EVERY`] has gone by since the last look. Records (the stat
+    /// cache, refs) are small beside objects and not counted: should they
+    /// not fit, the store recovers once space is freed (see
+    /// `RedbStore::reopen`).
     pub fn add(&mut self, bytes: usize) -> StoreResult<()> {
         self.added += bytes as u64;
         self.unchecked += bytes as u64;
