@@ -4,8 +4,10 @@
 //! returned to the caller.
 //!
 //! Protocol: one JSON request line `{"argv": [...], "cwd": "..."}`, one JSON
-//! reply line `{"code": N, "out": "...", "err": "..."}`. The socket lives in
-//! the repository directory with mode 0600.
+//! reply line `{"code": N, "out": "...", "err": "..."}`. A request with
+//! `"flush": true` (and no argv) only stores the pending edits: `detach`
+//! asks for that before it unmounts. The socket lives in the repository
+//! directory with mode 0600.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -27,8 +29,13 @@ pub fn socket_path(repo: &Path) -> PathBuf {
 
 #[derive(Serialize, Deserialize)]
 struct Request {
+    #[serde(default)]
     argv: Vec<String>,
+    #[serde(default)]
     cwd: PathBuf,
+    /// Only store the pending edits.
+    #[serde(default)]
+    flush: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,22 +49,35 @@ struct Reply {
 /// does; `None` when nobody listens.
 pub fn forward(repo: &Path) -> Option<anyhow::Result<ExitCode>> {
     let stream = UnixStream::connect(socket_path(repo)).ok()?;
-    Some(exchange(stream))
+    Some((|| {
+        let request = Request {
+            argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+            cwd: std::env::current_dir()?,
+            flush: false,
+        };
+        let reply = exchange(stream, &request)?;
+        print!("{}", reply.out);
+        eprint!("{}", reply.err);
+        Ok(ExitCode::from(reply.code))
+    })())
 }
 
-fn exchange(mut stream: UnixStream) -> anyhow::Result<ExitCode> {
-    let request = Request {
-        argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
-        cwd: std::env::current_dir()?,
-    };
-    writeln!(stream, "{}", serde_json::to_string(&request)?)?;
+/// Asks the process that mounts `repo` to store its pending edits; `None`
+/// when nobody listens. The error carries the mount's own message.
+pub fn flush(repo: &Path) -> Option<anyhow::Result<()>> {
+    let stream = UnixStream::connect(socket_path(repo)).ok()?;
+    let request = Request { argv: Vec::new(), cwd: PathBuf::new(), flush: true };
+    Some(exchange(stream, &request).and_then(|reply| match reply.code {
+        0 => Ok(()),
+        _ => Err(anyhow::anyhow!("{}", reply.err.trim())),
+    }))
+}
+
+fn exchange(mut stream: UnixStream, request: &Request) -> anyhow::Result<Reply> {
+    writeln!(stream, "{}", serde_json::to_string(request)?)?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
-    let reply: Reply =
-        serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("bad reply from the mount process: {e}"))?;
-    print!("{}", reply.out);
-    eprint!("{}", reply.err);
-    Ok(ExitCode::from(reply.code))
+    serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("bad reply from the mount process: {e}"))
 }
 
 /// Serves requests until the listener fails.
@@ -76,22 +96,16 @@ fn handle(stream: UnixStream, served: &Served) -> anyhow::Result<()> {
     reader.read_line(&mut line)?;
     let request: Request = serde_json::from_str(&line)?;
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = match Cli::try_parse_from(&request.argv) {
-        Ok(mut cli) => {
-            cli.command.absolutize(&request.cwd);
-            let mut ctx = Ctx { out: &mut out, err: &mut err, served: Some(served) };
-            match commands::run(cli.command, &mut ctx) {
-                Ok(code) => u8::from(code != ExitCode::SUCCESS),
-                Err(e) => {
-                    crate::report(&mut err, &e);
-                    1
-                }
+    let code = if request.flush {
+        match served.vfs.flush() {
+            Ok(_) => 0,
+            Err(e) => {
+                err.extend_from_slice(e.to_string().as_bytes());
+                1
             }
         }
-        Err(e) => {
-            err.extend_from_slice(e.to_string().as_bytes());
-            2
-        }
+    } else {
+        run(&request, served, &mut out, &mut err)
     };
     let reply = Reply {
         code,
@@ -101,4 +115,25 @@ fn handle(stream: UnixStream, served: &Served) -> anyhow::Result<()> {
     let mut stream = stream;
     writeln!(stream, "{}", serde_json::to_string(&reply)?)?;
     Ok(())
+}
+
+/// Runs a forwarded command; returns its exit code.
+fn run(request: &Request, served: &Served, out: &mut Vec<u8>, err: &mut Vec<u8>) -> u8 {
+    match Cli::try_parse_from(&request.argv) {
+        Ok(mut cli) => {
+            cli.command.absolutize(&request.cwd);
+            let mut ctx = Ctx { out, err, served: Some(served) };
+            match commands::run(cli.command, &mut ctx) {
+                Ok(code) => u8::from(code != ExitCode::SUCCESS),
+                Err(e) => {
+                    crate::report(ctx.err, &e);
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            err.extend_from_slice(e.to_string().as_bytes());
+            2
+        }
+    }
 }

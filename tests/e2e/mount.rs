@@ -196,8 +196,18 @@ fn a_full_disk_loses_nothing() {
     assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{err}");
     drop(big);
 
-    // Freeing the space lets the rest be stored, through the same mount.
+    // Neither detach nor a signal unmounts while the pending changes
+    // cannot be stored: that would lose them.
     write(&m.mnt.join("small"), b"hello");
+    let err = fails(&[&"detach", &m.mnt], &[]);
+    assert!(err.contains("stays mounted") && err.contains("--force"), "{err}");
+    let pid = nix::unistd::Pid::from_raw(m.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(is_mounted(&m.mnt), "unmounted with changes it could not store");
+    assert_eq!(std::fs::read(m.mnt.join("small")).expect("still served"), b"hello");
+
+    // Freeing the space lets the rest be stored, through the same mount.
     std::fs::remove_file(m.mnt.join("big")).expect("rm");
     std::fs::File::open(m.mnt.join("small")).expect("open").sync_all().expect("fsync once there is room");
     ok(&[&"commit", &repo, &"-m", &"after the disk filled"]);

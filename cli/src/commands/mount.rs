@@ -228,13 +228,26 @@ fn serve(
     }
     let socket = control::socket_path(repo_path);
 
-    let mp = mountpoint.clone();
+    let (mp, flusher) = (mountpoint.clone(), vfs.clone());
     std::thread::spawn(move || {
-        if let Ok(sig) = signals.wait() {
+        let mut refused = false;
+        while let Ok(sig) = signals.wait() {
+            // Store first, while still mounted: if that fails (a full disk),
+            // stay, so that nothing pending is lost, unless asked twice.
+            if let Err(e) = flusher.flush()
+                && !refused
+            {
+                tracing::error!(
+                    "{sig:?}: staying mounted: pending changes could not be stored: {e}; send it again to unmount without them"
+                );
+                refused = true;
+                continue;
+            }
             tracing::info!("{sig:?}: unmounting");
             if unmount(&mp, false).is_err() {
                 let _ = unmount(&mp, true);
             }
+            break;
         }
     });
 
@@ -428,6 +441,16 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
         .as_ref()
         .and_then(|r| std::fs::read_to_string(r.join("lock")).ok())
         .and_then(|p| p.trim().parse::<i32>().ok());
+    // Pending edits are stored while the mount stays: if they cannot be
+    // (a full disk), unmounting would lose them.
+    if !a.force
+        && let Some(Err(e)) = repo.as_deref().and_then(control::flush)
+    {
+        bail!(
+            "{} stays mounted: its pending changes could not be stored: {e:#}; fix that and run detach again, or pass --force to detach without them",
+            mountpoint.display()
+        );
+    }
     if let Err(e) = unmount(&mountpoint, a.force) {
         let busy = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(nix::libc::EBUSY)
             || e.to_string().contains("busy");
