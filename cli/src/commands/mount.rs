@@ -230,24 +230,10 @@ fn serve(
 
     let (mp, flusher) = (mountpoint.clone(), vfs.clone());
     std::thread::spawn(move || {
-        let mut refused = false;
-        while let Ok(sig) = signals.wait() {
-            // Store first, while still mounted: if that fails (a full disk),
-            // stay, so that nothing pending is lost, unless asked twice.
-            if let Err(e) = flusher.flush()
-                && !refused
-            {
-                tracing::error!(
-                    "{sig:?}: staying mounted: pending changes could not be stored: {e}; send it again to unmount without them"
-                );
-                refused = true;
-                continue;
-            }
-            tracing::info!("{sig:?}: unmounting");
-            if unmount(&mp, false).is_err() {
-                let _ = unmount(&mp, true);
-            }
-            break;
+        let _ = stop_signal(&signals, &flusher);
+        tracing::info!("unmounting");
+        if unmount(&mp, false).is_err() {
+            let _ = unmount(&mp, true);
         }
     });
 
@@ -331,6 +317,27 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
     Ok(served)
 }
 
+/// Waits for SIGINT or SIGTERM and stores the pending changes. If they
+/// cannot be stored (a full disk), the tree stays served, so that nothing
+/// is lost, until they can be at a later signal, or a second signal in a
+/// row gives up on them (their error is returned).
+fn stop_signal(signals: &SigSet, vfs: &Vfs) -> anyhow::Result<()> {
+    let mut refused = false;
+    loop {
+        let sig = signals.wait()?;
+        match vfs.flush() {
+            Ok(_) => return Ok(()),
+            Err(e) if refused => return Err(e.into()),
+            Err(e) => {
+                tracing::error!(
+                    "{sig:?}: still serving: pending changes could not be stored: {e}; send it again to stop without them"
+                );
+                refused = true;
+            }
+        }
+    }
+}
+
 /// `monofs serve`: the working tree (or a revision) over NFSv3 until
 /// SIGINT/SIGTERM.
 pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -352,14 +359,13 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let socket = control::socket_path(&a.repo);
     let done = vfs.clone();
     std::thread::spawn(move || {
-        if signals.wait().is_ok() {
-            let _ = std::fs::remove_file(&socket);
-            if let Err(e) = done.flush() {
-                eprintln!("error: final flush: {e}");
-                std::process::exit(1);
-            }
-            std::process::exit(0);
+        let stored = stop_signal(&signals, &done);
+        let _ = std::fs::remove_file(&socket);
+        if let Err(e) = stored {
+            eprintln!("error: final flush: {e}");
+            std::process::exit(1);
         }
+        std::process::exit(0);
     });
     listener.join().map_err(|_| anyhow::anyhow!("the NFS server thread panicked"))??;
     Ok(ExitCode::SUCCESS)
