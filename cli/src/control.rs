@@ -49,17 +49,19 @@ struct Reply {
 /// does; `None` when nobody listens.
 pub fn forward(repo: &Path) -> Option<anyhow::Result<ExitCode>> {
     let stream = UnixStream::connect(socket_path(repo)).ok()?;
-    Some((|| {
-        let request = Request {
-            argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
-            cwd: std::env::current_dir()?,
-            flush: false,
-        };
-        let reply = exchange(stream, &request)?;
-        print!("{}", reply.out);
-        eprint!("{}", reply.err);
-        Ok(ExitCode::from(reply.code))
-    })())
+    Some(forward_to(stream))
+}
+
+fn forward_to(stream: UnixStream) -> anyhow::Result<ExitCode> {
+    let request = Request {
+        argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: std::env::current_dir()?,
+        flush: false,
+    };
+    let reply = exchange(stream, &request)?;
+    print!("{}", reply.out);
+    eprint!("{}", reply.err);
+    Ok(ExitCode::from(reply.code))
 }
 
 /// Asks the process that mounts `repo` to store its pending edits; `None`
@@ -68,7 +70,9 @@ pub fn flush(repo: &Path) -> Option<anyhow::Result<()>> {
     let stream = UnixStream::connect(socket_path(repo)).ok()?;
     let request = Request { argv: Vec::new(), cwd: PathBuf::new(), flush: true };
     Some(exchange(stream, &request).and_then(|reply| match reply.code {
-        0 => Ok(()),
+        // 2: a mount process from before flush requests took it for a bad
+        // command line; it stores its changes after the unmount.
+        0 | 2 => Ok(()),
         _ => Err(anyhow::anyhow!("{}", reply.err.trim())),
     }))
 }
