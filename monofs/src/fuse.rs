@@ -491,6 +491,22 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
+    /// No ioctls: ENOTTY, which is what `isatty` (TCGETS) and other probes
+    /// expect, quietly (fuser's default logs a warning for each).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn lseek(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         let data = match whence {
             nix::libc::SEEK_DATA => true,

@@ -37,6 +37,11 @@ pub struct Mount {
 impl Mount {
     /// Mounts `repo` on `mnt` and waits until the mount answers.
     pub fn start(repo: &Path, mnt: &Path, extra: &[&str]) -> Mount {
+        Mount::start_logging_to(repo, mnt, extra, Stdio::null())
+    }
+
+    /// [`Mount::start`] with the mount process's stderr (its log) on `log`.
+    pub fn start_logging_to(repo: &Path, mnt: &Path, extra: &[&str], log: Stdio) -> Mount {
         // A stale mount point cannot even be stat'ed; the mount cleans it.
         let _ = std::fs::create_dir_all(mnt);
         let child = monofs()
@@ -45,7 +50,7 @@ impl Mount {
             .arg(mnt)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn mount");
         let mut m = Mount { child, mnt: std::path::absolute(mnt).expect("absolute") };
@@ -183,7 +188,10 @@ fn a_full_disk_loses_nothing() {
     let Some(disk) = SmallFs::mount(&s.path("disk"), 48) else { return };
     let repo = disk.0.join("repo");
     init(&repo);
-    let m = Mount::start(&repo, &s.path("mnt"), &[]);
+    // Its log cannot be written either (as with `--daemon`, whose log is in
+    // the repository): the errors it logs must not stop it.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let m = Mount::start_logging_to(&repo, &s.path("mnt"), &[], full.into());
     let keep = Rng::new(41).bytes(8 << 20);
     let mut f = std::fs::File::create(m.mnt.join("keep")).expect("create");
     f.write_all(&keep).expect("write");

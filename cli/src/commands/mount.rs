@@ -1,5 +1,6 @@
 //! `mount`, `detach` and `tmp`: a repository's working tree as a drive.
 
+use std::io::Write as _;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -238,7 +239,7 @@ fn serve(
     });
 
     read_ahead(&mountpoint);
-    eprintln!("mounted {} on {}", repo_path.display(), mountpoint.display());
+    say(format_args!("mounted {} on {}", repo_path.display(), mountpoint.display()));
     let result = session.run();
     let _ = std::fs::remove_file(&socket);
     let flushed = vfs.flush();
@@ -317,6 +318,12 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
     Ok(served)
 }
 
+/// A line on stderr from a process that serves a tree: one that cannot be
+/// written (its disk full) is dropped, where eprintln! would panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Waits for SIGINT or SIGTERM and stores the pending changes. If they
 /// cannot be stored (a full disk), the tree stays served, so that nothing
 /// is lost, until they can be at a later signal, or a second signal in a
@@ -350,7 +357,8 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let vfs = Arc::new(Vfs::new(repo, root)?);
     start_services(&vfs, &a.repo, Timers::DEFAULT)?;
     let (listener, port) = bind_nfs(addr, vfs.clone())?;
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "serving {} over NFSv3 on {}:{port} (nfs://{}/?nfsport={port}&mountport={port}&version=3)",
         a.repo.display(),
         host(addr),
@@ -362,7 +370,7 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let stored = stop_signal(&signals, &done);
         let _ = std::fs::remove_file(&socket);
         if let Err(e) = stored {
-            eprintln!("error: final flush: {e}");
+            say(format_args!("error: final flush: {e}"));
             std::process::exit(1);
         }
         std::process::exit(0);
@@ -383,9 +391,9 @@ fn bind_nfs(addr: &str, vfs: Arc<Vfs>) -> anyhow::Result<(std::thread::JoinHandl
         tracing::warn!(
             "serving on {addr}: NFSv3 has no authentication of its own; anyone who reaches it can read and write"
         );
-        eprintln!(
+        say(format_args!(
             "warning: NFSv3 on {addr} has no authentication: anyone who can reach it can read and write the tree"
-        );
+        ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
     let server = runtime
