@@ -173,6 +173,22 @@ fn removing_while_listing_reaches_every_entry() {
     m.detach();
 }
 
+/// `detach` returns once the repository is free: scripts run the next
+/// command on it straight away (a daemon's process used to linger, still
+/// holding the lock, after `detach` had returned).
+#[test]
+fn detach_leaves_the_repository_free() {
+    let Some(Fresh { s, repo, m }) = fresh_mount(&[]) else { return };
+    m.detach();
+    let mnt = s.path("mnt");
+    for i in 0..10u64 {
+        ok(&[&"mount", &repo, &mnt, &"--daemon"]);
+        write(&mnt.join("big"), &Rng::new(i).bytes(5 << 20));
+        ok(&[&"detach", &mnt]);
+        ok(&[&"log", &repo]);
+    }
+}
+
 /// A full disk under a mount: the writer gets ENOSPC, the mount keeps
 /// working, and once space is freed (here by removing the file that filled
 /// it) everything else is stored; nothing stored before is lost. The same

@@ -478,26 +478,21 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
         }
         return Err(e.context(format!("unmounting {}", mountpoint.display())));
     }
-    // The mount process flushes and exits; wait so the repository is free.
-    if let Some(pid) = owner {
-        let pid = nix::unistd::Pid::from_raw(pid);
+    // The mount process flushes and exits; wait until it has let go of the
+    // repository's lock (its process may linger as a zombie meanwhile), so
+    // that the next command finds the repository free.
+    if let (Some(repo), Some(owner)) = (&repo, owner) {
         for _ in 0..600 {
-            if !alive(pid) {
-                break;
+            match monofs::repo::RepoLock::acquire(repo) {
+                Err(monofs::Error::Locked { pid, .. }) if pid == owner.to_string() => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => break,
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
     note!(ctx, "detached {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether a process runs (a zombie waiting for its parent does not).
-fn alive(pid: nix::unistd::Pid) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the parenthesised command name.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
 /// `monofs tmp`.
