@@ -18,6 +18,10 @@ fn main() -> ExitCode {
     // fuser warns when its own unmount at the end of a session fails; ours
     // (detach, a signal) always came first, so it fails on every detach.
     logging::init("MONOFS_LOG", "warn,rustls_platform_verifier=off,fuser::session=error");
+    logging::catching_panics(run)
+}
+
+fn run() -> ExitCode {
     let cli = args::Cli::parse();
     // A mounted repository belongs to its mount process: run there.
     if let Some(repo) = cli.command.served_repo()

@@ -1,6 +1,6 @@
 //! Bad input gets one clear error line and a non-zero exit, and loses nothing.
 
-use monofs_fixtures::write;
+use monofs_fixtures::{make_tree, write};
 
 use super::{Scratch, fails, init, ok};
 
@@ -103,4 +103,25 @@ fn unreadable_entries_are_named_and_nothing_is_committed() {
     let log = as_user(&["log".as_ref(), repo.as_os_str(), "--all".as_ref()]);
     assert!(log.status.success() && log.stdout.is_empty(), "a failed commit left a revision");
     std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+}
+
+/// A store file damaged where redb keeps its b-tree roots: redb panics on
+/// some of those pages; every command still ends with one error line and
+/// exit status 1 (the panic's backtrace notice and status 101 before).
+#[test]
+fn a_damaged_store_file_is_an_error_not_a_panic() {
+    let s = Scratch::default();
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    make_tree(&data);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    let store = repo.join("monofs.redb");
+    let mut bytes = std::fs::read(&store).expect("read");
+    for b in &mut bytes[4096..4160] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&store, bytes).expect("write");
+    for args in [&[&"log" as &dyn AsRef<std::ffi::OsStr>, &repo][..], &[&"fsck", &repo]] {
+        fails(args, &[("RUST_BACKTRACE", "0")]);
+    }
 }

@@ -18,14 +18,13 @@ fn main() -> ExitCode {
         monocore_sandbox::init::main();
     }
     logging::init("MONOCORE_LOG", "warn");
-    let cli = args::Cli::parse();
-    match commands::run(cli) {
+    logging::catching_panics(|| match commands::run(args::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
             report(&err);
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
 /// One `error:` line with the whole cause chain, then a hint if the library
