@@ -14,6 +14,8 @@ pub fn init(var: &str, default: &str) {
         // lost, not fatal: the default reports it with eprintln!, which
         // panics, and a mount process must not die for a log line.
         .log_internal_errors(false)
+        // Colours only on a terminal, not in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)

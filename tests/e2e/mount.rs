@@ -329,6 +329,11 @@ fn mount_errors_are_clear() {
     m.detach();
     let err = fails(&[&"detach", &mnt], &[]);
     assert!(err.contains("not mounted"), "{err}");
+    // A daemon that fails says why, as in the foreground (its hint too),
+    // not what an earlier run left in its log.
+    std::fs::write(repo.join("mount.log"), "error: an earlier run's error\n").expect("log");
+    let err = fails(&[&"mount", &repo, &mnt, &"--daemon", &"--rev", &"nosuch"], &[]);
+    assert!(err.starts_with("error: unknown revision") && err.contains("\nhint: "), "{err}");
 }
 
 #[test]

@@ -142,6 +142,8 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("{}", log_path.display()))?;
+    // What this mount process logs starts here; earlier runs' lines stay.
+    let start = log.metadata()?.len();
     let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--daemon").collect();
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(args)
@@ -157,9 +159,17 @@ fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let last = log.lines().rev().find(|l| l.starts_with("error")).unwrap_or("the mount process exited");
-            bail!("{} (exit {status})", last.trim_start_matches("error: "));
+            // Its own error line (and hint), as the foreground mount prints them.
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let ours = String::from_utf8_lossy(log.get(start as usize..).unwrap_or_default());
+            let mut lines = ours.lines().skip_while(|l| !l.starts_with("error: "));
+            let Some(error) = lines.next() else { bail!("the mount process exited ({status})") };
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{error}");
+            if let Some(hint) = lines.next().filter(|l| l.starts_with("hint: ")) {
+                let _ = writeln!(err, "{hint}");
+            }
+            return Ok(ExitCode::FAILURE);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
