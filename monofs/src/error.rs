@@ -46,6 +46,14 @@ pub enum Error {
     /// A revision expression names nothing.
     #[error("unknown revision '{0}'")]
     UnknownRevision(String),
+    /// `REV~N` goes further back than the history does.
+    #[error("unknown revision '{spec}': history ends after {found} ancestor(s)")]
+    HistoryTooShort {
+        /// The expression.
+        spec: String,
+        /// How many ancestors there are.
+        found: u64,
+    },
     /// A short id matches several revisions.
     #[error("ambiguous revision '{spec}': it matches {count} revisions")]
     AmbiguousRevision {
@@ -138,7 +146,9 @@ impl Error {
             Error::NoSuchRepository(_) | Error::NotARepository(_) => "create one with `monofs init REPO`",
             Error::Locked { .. } => "wait for that process to finish, or stop it",
             Error::WrongPassphrase(_) => "set MONOFS_PASSPHRASE to the passphrase given at `monofs init`",
-            Error::UnknownRevision(_) => "see `monofs log REPO --all` and `monofs tag REPO --list`",
+            Error::UnknownRevision(_) | Error::HistoryTooShort { .. } => {
+                "see `monofs log REPO --all` and `monofs tag REPO --list`"
+            }
             Error::AmbiguousRevision { .. } => "type more digits of the id",
             Error::DirtyWorkingTree => "commit them first, or pass --force to discard them",
             Error::NotEmpty(_) => "choose an empty or new directory, or pass --force",

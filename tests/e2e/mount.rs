@@ -230,6 +230,9 @@ fn a_full_disk_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(is_mounted(&m.mnt), "unmounted with changes it could not store");
     assert_eq!(std::fs::read(m.mnt.join("small")).expect("still served"), b"hello");
+    // History stays readable meanwhile.
+    ok(&[&"log", &repo]);
+    assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
 
     // Freeing the space lets the rest be stored, through the same mount.
     std::fs::remove_file(m.mnt.join("big")).expect("rm");

@@ -6,7 +6,7 @@ use crate::args::FsckArgs;
 use crate::style;
 
 pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let repo = ctx.open(&a.repo)?;
+    let repo = ctx.open_stored(&a.repo)?;
     let report = repo.fsck()?;
     if a.json {
         let problems: Vec<_> = report

@@ -7,7 +7,7 @@ use crate::args::LogArgs;
 use crate::style;
 
 pub fn run(a: LogArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let repo = ctx.open(&a.repo)?;
+    let repo = ctx.open_stored(&a.repo)?;
     let head = repo.head()?;
     let mut tags: HashMap<_, Vec<String>> = HashMap::new();
     for (name, id) in repo.tags()? {

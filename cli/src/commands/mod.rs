@@ -73,6 +73,15 @@ impl Ctx<'_> {
     pub fn open(&self, repo: &Path) -> anyhow::Result<RepoRef> {
         if let Some(served) = self.served {
             served.vfs.flush().context("flushing the mounted working tree")?;
+        }
+        self.open_stored(repo)
+    }
+
+    /// [`Ctx::open`] without storing the mount's pending edits first: for
+    /// commands that read history or add to it only (log, tag, fsck),
+    /// which so keep working while the mount cannot store (a full disk).
+    pub fn open_stored(&self, repo: &Path) -> anyhow::Result<RepoRef> {
+        if let Some(served) = self.served {
             return Ok(RepoRef::Shared(served.vfs.repo().clone()));
         }
         Ok(RepoRef::Own(Box::new(open(repo)?)))

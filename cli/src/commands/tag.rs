@@ -6,7 +6,7 @@ use crate::args::TagArgs;
 use crate::style;
 
 pub fn run(a: TagArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let repo = ctx.open(&a.repo)?;
+    let repo = ctx.open_stored(&a.repo)?;
     if let Some(name) = &a.delete {
         repo.delete_tag(name)?;
         note!(ctx, "deleted tag {name}");

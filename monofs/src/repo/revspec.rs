@@ -16,10 +16,7 @@ impl Repository {
         let mut id = self.resolve_base(spec, base)?;
         for n in 0..steps {
             let rev = self.read_revision(&id)?;
-            id = *rev
-                .parents
-                .first()
-                .ok_or_else(|| Error::UnknownRevision(format!("{spec}: history ends after {n} ancestor(s)")))?;
+            id = *rev.parents.first().ok_or_else(|| Error::HistoryTooShort { spec: spec.to_owned(), found: n })?;
         }
         Ok(id)
     }
