@@ -12,6 +12,10 @@ fn no_source() -> std::io::Error {
 /// The passphrase of an existing repository.
 pub fn existing(repo: &Path) -> std::io::Result<Vec<u8>> {
     if let Some(pw) = std::env::var_os(ENV) {
+        // No repository has an empty one (`new` refuses it).
+        if pw.is_empty() {
+            return Err(std::io::Error::other("MONOFS_PASSPHRASE is empty"));
+        }
         return Ok(pw.into_encoded_bytes());
     }
     if !std::io::stdin().is_terminal() {

@@ -101,6 +101,8 @@ fn encrypted_repository_hides_names_and_content() {
     assert!(std::fs::read(repo.join("monofs.redb")).expect("read") == before, "a failed open wrote to the store");
     let err = fails(&[&"log", &repo], &[]);
     assert!(err.contains("MONOFS_PASSPHRASE"), "{err}");
+    let err = fails(&[&"log", &repo], &[("MONOFS_PASSPHRASE", "")]);
+    assert!(err.contains("MONOFS_PASSPHRASE is empty"), "{err}");
     ok_env(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")], &pw);
     assert_eq!(std::fs::read(s.path("out/small-secret")).expect("read"), b"SECRET-MARKER-42");
 }
