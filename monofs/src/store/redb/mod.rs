@@ -291,7 +291,24 @@ impl RedbStore {
     /// again by the next call) while a transaction of the old handle is
     /// still open.
     fn reopen(&self) -> StoreResult<()> {
-        let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
+        // Not `write()`: waiting for the lock would hold back every new
+        // call behind the longest one running (a sync server streaming
+        // packs to a slow client). Short calls are waited out; otherwise
+        // the next call tries again.
+        let mut tries = 0;
+        let mut db = loop {
+            match self.db.try_write() {
+                Ok(db) => break db,
+                Err(std::sync::TryLockError::WouldBlock) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(corrupt("the store is busy being opened again after an I/O error; try again"));
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(corrupt("lock poisoned")),
+            }
+        };
         if !self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -814,6 +831,33 @@ mod tests {
         b.compact().expect("compaction drops the pack");
         put_object(&b, [2; 32], &[2; 50_000]);
         assert_eq!(a.get_frame(&[2; 32]).expect("read").as_deref(), Some(&[2u8; 50_000][..]));
+    }
+
+    #[test]
+    fn opening_again_does_not_wait_for_a_long_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(RedbStore::create(&dir.path().join("s.redb")).expect("create"));
+        let mut tx = store.begin().expect("begin");
+        tx.put(Table::Meta, b"k", b"v").expect("put");
+        tx.commit().expect("commit");
+        let (started, wait) = std::sync::mpsc::channel();
+        let long = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.scan(Table::Meta, b"", &mut |_, _| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
+                    false
+                })
+            }
+        });
+        wait.recv().expect("the long call runs");
+        store.failed.store(true, Ordering::Release);
+        let t = std::time::Instant::now();
+        assert!(store.get(Table::Meta, b"k").is_err(), "opened again under a running call");
+        assert!(t.elapsed() < std::time::Duration::from_millis(700), "waited {:?} for the long call", t.elapsed());
+        long.join().expect("join").expect("the long call ends well");
+        assert_eq!(store.get(Table::Meta, b"k").expect("opened again").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
