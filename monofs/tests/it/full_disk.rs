@@ -8,6 +8,26 @@ use monofs::vfs::{ROOT, Vfs};
 use monofs::{InitOptions, Repository};
 use monofs_fixtures::{Rng, SmallFs};
 
+/// Bytes free on `disk` (to root, which the tests run as).
+fn free(disk: &SmallFs) -> u64 {
+    let fs = nix::sys::statvfs::statvfs(&disk.0).expect("statvfs");
+    fs.blocks_free() * fs.fragment_size()
+}
+
+/// Fills `disk` with a file until `leave` bytes are free (none: until a
+/// write fails); returns the file, to remove for room again.
+fn fill(disk: &SmallFs, leave: u64) -> std::path::PathBuf {
+    let filler = disk.0.join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    if leave == 0 {
+        while std::io::Write::write_all(&mut f, &[1u8; 1 << 16]).is_ok() {}
+    } else {
+        let bytes = vec![1u8; free(disk).saturating_sub(leave) as usize];
+        std::io::Write::write_all(&mut f, &bytes).expect("fill the disk");
+    }
+    filler
+}
+
 /// A flush whose commit fails (here: the disk is full) leaves every change
 /// pending: directories are not taken as stored under ids the store never
 /// got, so the next flush, once there is room, stores them, and the tree
@@ -21,10 +41,7 @@ fn a_failed_flush_leaves_every_change_pending() {
     let repo = Arc::new(Repository::init(&path, InitOptions::default()).expect("init"));
     let vfs = Vfs::new(repo.clone(), None).expect("vfs");
     // Leave less room on the disk than a commit asks for.
-    let filler = disk.0.join("filler");
-    let free = nix::sys::statvfs::statvfs(&disk.0).expect("statvfs");
-    let room = free.blocks_available() * free.fragment_size();
-    std::fs::write(&filler, vec![1u8; (room - (1 << 20)) as usize]).expect("fill the disk");
+    let filler = fill(&disk, 1 << 20);
     let mut ino = ROOT;
     for name in [&b"a"[..], b"b", b"c"] {
         ino = vfs.mkdir(ino, name, 0o755, 0, 0).expect("mkdir").ino;
@@ -59,10 +76,7 @@ fn the_store_recovers_from_an_io_error() {
     vfs.write(ino, 0, &a).expect("write");
     vfs.flush().expect("flush with room");
 
-    let filler = disk.0.join("filler");
-    let mut f = std::fs::File::create(&filler).expect("filler");
-    while std::io::Write::write_all(&mut f, &[1u8; 1 << 16]).is_ok() {}
-    drop(f);
+    let filler = fill(&disk, 0);
     let mut tx = repo.begin().expect("begin");
     let latched = tx.put(Table::Meta, b"pad", &[7u8; 4 << 20]).map_err(monofs::Error::from).and_then(|()| {
         tx.commit()?;
@@ -109,10 +123,7 @@ fn relaxed_commits_count_against_the_free_space() {
         tx.commit()
     };
     put(0..20, true).expect("a relaxed commit of 20 MiB");
-    let fs = nix::sys::statvfs::statvfs(&disk.0).expect("statvfs");
-    let room = fs.blocks_free() * fs.fragment_size();
-    let filler = disk.0.join("filler");
-    std::fs::write(&filler, vec![1u8; (room - (8 << 20)) as usize]).expect("leave 8 MiB");
+    let filler = fill(&disk, 8 << 20);
     let err = put(20..21, false).expect_err("no room for what the relaxed commit left unwritten");
     assert!(monofs::Error::Store(err).is_disk_full());
     std::fs::remove_file(&filler).expect("free the disk");
@@ -149,14 +160,11 @@ fn gc_frees_space_on_a_full_disk() {
 
     // Nearly full: less room than a commit that adds objects asks for,
     // enough for redb's pages of one that only removes.
-    let free = || {
-        let fs = nix::sys::statvfs::statvfs(&disk.0).expect("statvfs");
-        fs.blocks_free() * fs.fragment_size()
-    };
-    std::fs::write(disk.0.join("filler"), vec![1u8; (free() - (1 << 20)) as usize]).expect("fill the disk");
-    let before = free();
+    fill(&disk, 1 << 20);
+    let before = free(&disk);
     repo.gc().expect("gc on a full disk");
-    assert!(free() >= before + (6 << 20), "gc freed {} KiB", (free() - before) >> 10);
+    let after = free(&disk);
+    assert!(after >= before + (6 << 20), "gc freed {} KiB", (after - before) >> 10);
     drop(repo);
     let repo = Arc::new(Repository::open(&path, &mut || Ok(Vec::new())).expect("open"));
     assert!(repo.fsck().expect("fsck").problems.is_empty());
