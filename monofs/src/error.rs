@@ -165,31 +165,35 @@ impl Error {
     /// OS error ENOSPC (or EDQUOT, a quota reached) anywhere in the chain
     /// of causes.
     pub fn is_disk_full(&self) -> bool {
-        fn full(mut cause: Option<&(dyn std::error::Error + 'static)>) -> bool {
-            while let Some(e) = cause {
-                if let Some(io) = e.downcast_ref::<std::io::Error>()
-                    && (matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-                        || matches!(io.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT)))
-                {
-                    return true;
-                }
-                // A backend error is transparent: its chain skips the error
-                // it wraps, so look into that one too.
-                if let Some(store) = e.downcast_ref::<StoreError>()
-                    && full(Some(store.0.as_ref()))
-                {
-                    return true;
-                }
-                cause = e.source();
-            }
-            false
-        }
-        full(Some(self))
+        disk_full(self)
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
     }
+}
+
+/// Whether `e` or one of its causes is an OS error saying a disk is full
+/// (ENOSPC, or EDQUOT: a quota reached).
+pub(crate) fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                || matches!(io.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT)))
+        {
+            return true;
+        }
+        // A backend error is transparent: its chain skips the error it
+        // wraps, so look into that one too.
+        if let Some(store) = e.downcast_ref::<StoreError>()
+            && disk_full(store.0.as_ref())
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Short alias used across the crate.

@@ -121,6 +121,15 @@ impl FuseFs {
         self
     }
 
+    /// Stores every pending change (fsync, fsyncdir) and answers: ENOSPC
+    /// when the repository's disk is full, EIO for other failures.
+    fn store(&self, reply: ReplyEmpty) {
+        match self.vfs.flush() {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(Errno::from_i32(VfsError::from(e).errno())),
+        }
+    }
+
     /// The stored owner of what `req` creates.
     fn owner(&self, req: &Request) -> (u32, u32) {
         (self.ids.stored_uid(req.uid()), self.ids.stored_gid(req.gid()))
@@ -469,10 +478,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.vfs.flush() {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(Errno::from_i32(VfsError::from(e).errno())),
-        }
+        self.store(reply);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -522,10 +528,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.vfs.flush() {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(Errno::from_i32(VfsError::from(e).errno())),
-        }
+        self.store(reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -71,11 +71,6 @@ fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 #[error("{0}")]
 struct FailedIo(String);
 
-/// Whether `e` says the disk is full (from the free-space check or redb).
-fn is_disk_full(e: &StoreError) -> bool {
-    e.0.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
-}
-
 /// Whether `e` is a [`FailedIo`].
 fn is_failed_io(e: &StoreError) -> bool {
     e.0.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<FailedIo>())
@@ -641,7 +636,7 @@ impl Store for RedbStore {
         // rewriting the packs that are mostly garbage may be refused.
         self.repack(false)?;
         match self.repack(true) {
-            Err(e) if is_disk_full(&e) => tracing::warn!("packs that are mostly garbage are kept: {e}"),
+            Err(e) if crate::error::disk_full(&e) => tracing::warn!("packs that are mostly garbage are kept: {e}"),
             other => other?,
         }
         let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
