@@ -272,13 +272,8 @@ pub struct MountArgs {
     /// Mount options, comma-separated: allow_other, allow_root, ro, noatime, ...
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     pub options: Vec<String>,
-    /// Commit the working tree this often when it changed (e.g. 5m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub autocommit: Option<std::time::Duration>,
-    /// Store edits in the repository at least this often (like ext4's commit=); fsync, and a
-    /// close after writing, store them sooner.
-    #[arg(long, value_name = "DURATION", value_parser = flush_interval, default_value = "2s")]
-    pub flush_every: std::time::Duration,
+    #[command(flatten)]
+    pub timers: Timers,
     /// Mount over NFSv3 instead of FUSE: serve on ADDR (IP:PORT) and run mount -t nfs.
     #[arg(long, value_name = "ADDR")]
     pub nfs: Option<String>,
@@ -298,7 +293,13 @@ pub struct ServeArgs {
     pub rev: Option<String>,
     /// Serve objects and refs over HTTP on ADDR (IP:PORT; default 127.0.0.1:7420) for clone and
     /// sync. Needs no passphrase: encrypted objects are served sealed.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7420", conflicts_with = "nfs")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:7420",
+        conflicts_with_all = ["nfs", "autocommit", "flush_every"]
+    )]
     pub http: Option<String>,
     /// Bearer token clients must send: read from FILE, or a new one written there (mode 0600).
     /// Default: REPO/http-token.
@@ -314,6 +315,21 @@ pub struct ServeArgs {
     /// MiB, GiB), like rsync's --bwlimit.
     #[arg(long, value_name = "RATE", requires = "http", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
+    #[command(flatten)]
+    pub timers: Timers,
+}
+
+/// When a served tree (`mount`, `tmp`, `serve --nfs`) stores edits and
+/// commits them.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Timers {
+    /// Commit the working tree this often when it changed (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub autocommit: Option<std::time::Duration>,
+    /// Store edits in the repository at least this often (like ext4's commit=); fsync, and a
+    /// close after writing, store them sooner.
+    #[arg(long, value_name = "DURATION", value_parser = flush_interval, default_value = "2s")]
+    pub flush_every: std::time::Duration,
 }
 
 /// A byte rate: a number with an optional K, M or G (binary) suffix.
@@ -449,6 +465,8 @@ pub struct DetachArgs {
 pub struct TmpArgs {
     /// Where to mount (default: a new directory under /tmp, printed).
     pub mountpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub timers: Timers,
 }
 
 /// A `--flush-every` value: a duration of at least 100 ms (a flusher with

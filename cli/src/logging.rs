@@ -51,3 +51,65 @@ pub fn catching_panics(main: impl FnOnce() -> std::process::ExitCode) -> std::pr
     }));
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(main)).unwrap_or(std::process::ExitCode::FAILURE)
 }
+
+/// Parses the command line. A usage error is reported as one `error:` line
+/// and one `usage:` line (clap's own report spreads it over a paragraph),
+/// exit status 2; `--help` and `--version` print as usual.
+pub fn parse_args<P: clap::Parser>() -> Result<P, std::process::ExitCode> {
+    use clap::error::ErrorKind;
+    P::try_parse().map_err(|e| {
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+            || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        {
+            e.exit();
+        }
+        let _ = std::io::stderr().lock().write_all(one_line_usage_error(&e.render().to_string()).as_bytes());
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// clap's usage report, `error: ...` paragraph, tips, `Usage: ...` line
+/// and a pointer to `--help`, as an `error:` line (tips in it) and a
+/// `usage:` line.
+fn one_line_usage_error(report: &str) -> String {
+    let joined = |paragraph: &str| paragraph.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let mut paragraphs = report.split("\n\n").map(str::trim).filter(|p| !p.is_empty());
+    let first = joined(paragraphs.next().unwrap_or_default());
+    let mut line = first.strip_prefix("error: ").unwrap_or(&first).to_owned();
+    let mut usage = String::new();
+    for paragraph in paragraphs {
+        if paragraph.starts_with("tip:") {
+            line = format!("{line} ({})", joined(paragraph));
+        } else if let Some(u) = paragraph.strip_prefix("Usage: ") {
+            usage = format!("usage: {} (see --help)\n", joined(u));
+        }
+    }
+    format!("error: {line}\n{usage}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line_usage_error;
+
+    #[test]
+    fn a_usage_error_is_two_lines() {
+        let report = "error: the following required arguments were not provided:\n  <REPO>\n\n\
+                      Usage: monofs commit <REPO>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_usage_error(report),
+            "error: the following required arguments were not provided: <REPO>\n\
+             usage: monofs commit <REPO> (see --help)\n"
+        );
+    }
+
+    #[test]
+    fn tips_join_the_line() {
+        let report = "error: unrecognized subcommand 'comit'\n\n  tip: a similar subcommand exists: 'commit'\n\n\
+                      Usage: monofs <COMMAND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_usage_error(report),
+            "error: unrecognized subcommand 'comit' (tip: a similar subcommand exists: 'commit')\n\
+             usage: monofs <COMMAND> (see --help)\n"
+        );
+    }
+}

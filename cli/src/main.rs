@@ -12,8 +12,6 @@ mod style;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // fuser warns when its own unmount at the end of a session fails; ours
     // (detach, a signal) always came first, so it fails on every detach.
@@ -22,7 +20,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match logging::parse_args::<args::Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     // A mounted repository belongs to its mount process: run there.
     if let Some(repo) = cli.command.served_repo()
         && let Some(result) = control::forward(repo)

@@ -15,7 +15,7 @@ use monofs::vfs::Vfs;
 use monofs::{CommitOptions, Repository};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::args::{DetachArgs, MountArgs, ServeArgs, TmpArgs};
+use crate::args::{DetachArgs, MountArgs, ServeArgs, Timers, TmpArgs};
 use crate::control;
 use crate::served::Served;
 
@@ -186,7 +186,7 @@ pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
         return daemonize(&a);
     }
     let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
-    serve(repo, &a.repo, &a.mountpoint, root, &a.options, Timers::of(&a))
+    serve(repo, &a.repo, &a.mountpoint, root, &a.options, a.timers)
 }
 
 fn serve(
@@ -256,24 +256,6 @@ fn serve(
     result.with_context(|| format!("serving {}", mountpoint.display()))?;
     flushed.context("final flush")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// When the flusher of a served tree stores edits and commits them.
-#[derive(Clone, Copy)]
-struct Timers {
-    /// Edits are stored at least this often.
-    flush_every: Duration,
-    /// The working tree is committed this often when it changed.
-    autocommit: Option<Duration>,
-}
-
-impl Timers {
-    /// Every 2 s, no autocommit: for trees served without mount options.
-    const DEFAULT: Timers = Timers { flush_every: Duration::from_secs(2), autocommit: None };
-
-    fn of(a: &MountArgs) -> Timers {
-        Timers { flush_every: a.flush_every, autocommit: a.autocommit }
-    }
 }
 
 /// Starts what every served tree needs: the control socket (commands from
@@ -365,7 +347,7 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     signals.add(Signal::SIGTERM);
     signals.thread_block()?;
     let vfs = Arc::new(Vfs::new(repo, root)?);
-    start_services(&vfs, &a.repo, Timers::DEFAULT)?;
+    start_services(&vfs, &a.repo, a.timers)?;
     let (listener, port) = bind_nfs(addr, vfs.clone())?;
     let _ = writeln!(
         std::io::stdout(),
@@ -428,7 +410,7 @@ fn mount_nfs(a: &MountArgs, addr: &str) -> anyhow::Result<ExitCode> {
     }
     let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
     let vfs = Arc::new(Vfs::new(repo, root)?);
-    start_services(&vfs, &a.repo, Timers::of(a))?;
+    start_services(&vfs, &a.repo, a.timers)?;
     let (server, port) = bind_nfs(addr, vfs.clone())?;
     let status = std::process::Command::new("mount")
         .args(["-t", "nfs", "-o"])
@@ -520,7 +502,7 @@ pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     check_mountpoint(&mountpoint)?;
-    let code = serve(repo, &repo_path, &mountpoint, None, &[], Timers::DEFAULT)?;
+    let code = serve(repo, &repo_path, &mountpoint, None, &[], a.timers)?;
     drop(scratch);
     Ok(code)
 }

@@ -10,19 +10,23 @@ mod logging;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // A namespace sandbox's init is this binary, started by `monocore tmp`.
     if std::env::args_os().nth(1).is_some_and(|a| a == monocore_sandbox::init::INIT_ARG) {
         monocore_sandbox::init::main();
     }
     logging::init("MONOCORE_LOG", "warn");
-    logging::catching_panics(|| match commands::run(args::Cli::parse()) {
-        Ok(code) => code,
-        Err(err) => {
-            report(&err);
-            ExitCode::FAILURE
+    logging::catching_panics(|| {
+        let cli = match logging::parse_args::<args::Cli>() {
+            Ok(cli) => cli,
+            Err(code) => return code,
+        };
+        match commands::run(cli) {
+            Ok(code) => code,
+            Err(err) => {
+                report(&err);
+                ExitCode::FAILURE
+            }
         }
     })
 }
