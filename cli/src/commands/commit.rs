@@ -13,22 +13,29 @@ fn default_author() -> String {
 }
 
 pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let mut repo = ctx.open(&a.repo)?;
     let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
     let started = std::time::Instant::now();
-    let summary = match &a.from {
-        Some(dir) => {
-            let bar = crate::progress::Bar::new("commit");
-            let result = repo.commit_dir(dir, &opts, &bar);
-            bar.finish();
-            result?
+    let summary = match (&a.from, ctx.served) {
+        // The mount stores its edits and commits them with no flush in
+        // between (see `Vfs::with_flushed`); it compacts at gc.
+        (None, Some(served)) => served.vfs.commit(&opts)?,
+        (from, _) => {
+            let mut repo = ctx.open(&a.repo)?;
+            let summary = match from {
+                Some(dir) => {
+                    let bar = crate::progress::Bar::new("commit");
+                    let result = repo.commit_dir(dir, &opts, &bar);
+                    bar.finish();
+                    result?
+                }
+                None => repo.commit_worktree(&opts)?,
+            };
+            if let super::RepoRef::Own(own) = &mut repo {
+                own.compact_if_sparse()?;
+            }
+            summary
         }
-        None => repo.commit_worktree(&opts)?,
     };
-    // A mount process keeps its store to itself; it compacts at gc.
-    if let super::RepoRef::Own(own) = &mut repo {
-        own.compact_if_sparse()?;
-    }
     if a.json {
         style::print_json(
             &mut *ctx.out,

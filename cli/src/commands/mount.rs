@@ -298,7 +298,7 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
                     committed = Instant::now();
                     let opts =
                         CommitOptions { message: "autocommit".into(), author: "monofs@mount".into(), time: None };
-                    match flusher.repo().commit_worktree(&opts) {
+                    match flusher.commit(&opts) {
                         Ok(c) => tracing::info!("autocommit {}", c.revision.short(12)),
                         Err(monofs::Error::NothingToCommit) => {}
                         Err(e) => tracing::error!("autocommit: {e}"),

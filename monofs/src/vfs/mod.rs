@@ -574,11 +574,32 @@ impl Vfs {
     /// nothing changed.
     pub fn flush(&self) -> Result<ObjectId, Error> {
         let _one = self.flushing.lock().map_err(|_| Error::Aborted)?;
+        self.flush_unlocked()
+    }
+
+    /// [`Vfs::flush`] for a caller that holds `flushing`.
+    fn flush_unlocked(&self) -> Result<ObjectId, Error> {
         if !self.read_only {
             self.store_files()?;
         }
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         self.write_tree(&mut st)
+    }
+
+    /// Stores every change and commits the tree; see [`Vfs::with_flushed`].
+    pub fn commit(&self, opts: &crate::CommitOptions) -> Result<crate::CommitSummary, Error> {
+        self.with_flushed(|repo| repo.commit_worktree(opts))
+    }
+
+    /// Stores every change, then runs `f` with no flush of this tree until
+    /// it returns: what `f` reads of the stored tree stays current. A
+    /// commit reads the tree's ref and then points it at the same root in
+    /// its own transaction; a flush in between would be undone by that,
+    /// and its files dropped from what is stored.
+    pub fn with_flushed<T>(&self, f: impl FnOnce(&Repository) -> Result<T, Error>) -> Result<T, Error> {
+        let _one = self.flushing.lock().map_err(|_| Error::Aborted)?;
+        self.flush_unlocked()?;
+        f(&self.repo)
     }
 
     /// The locked part of a flush: writes the changed directories (and

@@ -396,3 +396,61 @@ fn truncating_one_byte_past_a_boundary() {
     let want = repo.layout(&chunked_whole(&repo, &model), model.len() as u64).expect("layout");
     assert!(got == want, "size {}: other chunks", e + 1);
 }
+
+/// Commits of the mounted tree while another thread keeps creating files
+/// and flushing (the flusher of a mount, and `monofs commit` through its
+/// control socket): a commit records the tree as flushed and must never
+/// point the stored tree back at an older flush, which would drop the
+/// files flushed in between from what is stored once the mount ends.
+#[test]
+fn a_commit_never_points_the_stored_tree_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Arc::new(Vfs::new(repo.clone(), None).expect("vfs"));
+    let stop = AtomicBool::new(false);
+    // Files the flusher has created and flushed.
+    let flushed = std::sync::atomic::AtomicUsize::new(0);
+    let stored_files = || repo.read_dir(&repo.worktree().expect("worktree")).expect("root").entries.len();
+    let moved_back = std::thread::scope(|s| {
+        s.spawn(|| {
+            for n in 1usize.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ino = vfs.create(ROOT, format!("f{n}").as_bytes(), 0o644, 0, 0).expect("create").ino;
+                vfs.write(ino, 0, &n.to_le_bytes()).expect("write");
+                vfs.release(ino);
+                vfs.flush().expect("flush");
+                flushed.store(n, Ordering::SeqCst);
+            }
+        });
+        // Asserted after the flusher stopped: a panic here would leave it
+        // running and the scope waiting for it.
+        let mut moved_back = None;
+        // Until the flusher has stored a few hundred files meanwhile.
+        for round in 0.. {
+            if flushed.load(Ordering::SeqCst) >= 300 {
+                break;
+            }
+            let opts = monofs::CommitOptions { message: format!("{round}"), author: "t".into(), time: None };
+            match vfs.commit(&opts) {
+                Ok(_) | Err(monofs::Error::NothingToCommit) => {}
+                Err(e) => {
+                    moved_back = Some(format!("round {round}: commit: {e}"));
+                    break;
+                }
+            }
+            // Every flush that ended before this point is in the stored tree,
+            // which only grows unless a commit moved it back.
+            let done = flushed.load(Ordering::SeqCst);
+            let stored = stored_files();
+            if stored < done {
+                moved_back = Some(format!("round {round}: {done} files flushed, the stored tree has {stored}"));
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        moved_back
+    });
+    assert!(moved_back.is_none(), "{moved_back:?}");
+}
