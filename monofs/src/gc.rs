@@ -8,7 +8,7 @@ use crate::id::ObjectId;
 use crate::object::Kind;
 use crate::repo::Repository;
 use crate::store::Table;
-use crate::walk::Visitor;
+use crate::walk::{Held, Visitor};
 
 /// What a collection removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,10 +41,21 @@ impl Visitor for Mark {
 
 impl Repository {
     /// Removes every object no revision, ref or working tree reaches.
-    pub fn gc(&mut self) -> Result<GcSummary> {
+    pub fn gc(&self) -> Result<GcSummary> {
+        self.gc_keeping(|| Ok(Held::default()))
+    }
+
+    /// [`Repository::gc`] that keeps what `held` names too: what a mounted
+    /// tree holds in memory. `held` is called, and the mark made, inside
+    /// the sweep's transaction, which no other writer can commit beside:
+    /// nothing can come to refer to an object between the mark and the
+    /// sweep (a write finding a doomed object already stored), nor be
+    /// stored unmarked.
+    pub fn gc_keeping(&self, held: impl FnOnce() -> Result<Held>) -> Result<GcSummary> {
         let size_before = self.store().size_on_disk()?;
+        let mut tx = self.begin()?;
         let mut mark = Mark(HashSet::new());
-        self.walk_reachable(&mut mark)?;
+        self.walk_reachable_and(&mut mark, &held()?)?;
         let live = mark.0;
         let mut dead: Vec<(ObjectId, u64)> = Vec::new();
         let mut kept = 0u64;
@@ -62,7 +73,6 @@ impl Repository {
             }
             true
         })?;
-        let mut tx = self.begin()?;
         for (id, _) in &dead {
             tx.delete(Table::Objects, id.as_bytes())?;
         }

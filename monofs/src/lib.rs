@@ -39,3 +39,4 @@ pub use error::{Error, Result};
 pub use id::ObjectId;
 pub use progress::{NoProgress, Progress};
 pub use repo::{InitOptions, Repository};
+pub use walk::Held;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Kind};
+use crate::object::{Content, EntryKind, Kind};
 use crate::repo::{Repository, WORKTREE, WORKTREES_PREFIX};
 use crate::store::Table;
 
@@ -26,9 +26,25 @@ struct Walk<'a> {
     visitor: &'a mut dyn Visitor,
 }
 
+/// What a mounted tree holds in memory besides what its ref names: the
+/// stored content of its files (of open files no longer named too) and
+/// its unchanged directories.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Stored content and its size.
+    pub contents: Vec<(Content, u64)>,
+    /// Stored directories.
+    pub dirs: Vec<ObjectId>,
+}
+
 impl Repository {
     /// Every revision (indexed or named by a ref) and the working tree.
     pub(crate) fn walk_reachable(&self, visitor: &mut dyn Visitor) -> Result<()> {
+        self.walk_reachable_and(visitor, &Held::default())
+    }
+
+    /// [`Repository::walk_reachable`], and what `held` names.
+    pub(crate) fn walk_reachable_and(&self, visitor: &mut dyn Visitor, held: &Held) -> Result<()> {
         let mut revisions = self.all_revisions()?;
         let mut trees = Vec::new();
         self.store().scan(Table::Refs, b"", &mut |k, v| {
@@ -45,8 +61,11 @@ impl Repository {
         for rev in revisions {
             walk.revision(&rev)?;
         }
-        for root in trees {
-            walk.dir(&root, "")?;
+        for root in trees.iter().chain(&held.dirs) {
+            walk.dir(root, "")?;
+        }
+        for (content, size) in &held.contents {
+            walk.content(content, *size, "<held by a mount>")?;
         }
         Ok(())
     }
@@ -85,29 +104,32 @@ impl Walk<'_> {
             };
             match &e.kind {
                 EntryKind::Dir { id } => self.dir(id, &child)?,
-                EntryKind::File { size, content } => {
-                    let (seen, visitor) = (&mut self.seen, &mut *self.visitor);
-                    let walked = self.repo.content_objects(content, *size, &mut |id, kind, size| {
-                        if kind == Kind::Chunk {
-                            visitor.object(&id, kind, size, &child);
-                            return false;
-                        }
-                        if !seen.insert(id) {
-                            return false;
-                        }
-                        visitor.object(&id, kind, size, &child);
-                        true
-                    });
-                    if let Err(e) = walked {
-                        let id = match &e {
-                            Error::MissingObject(id) | Error::Corrupt { id, .. } | Error::Malformed { id, .. } => *id,
-                            _ => ObjectId::default(),
-                        };
-                        self.visitor.broken(&id, Kind::ChunkList, &child, e)?;
-                    }
-                }
+                EntryKind::File { size, content } => self.content(content, *size, &child)?,
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    fn content(&mut self, content: &Content, size: u64, path: &str) -> Result<()> {
+        let (seen, visitor) = (&mut self.seen, &mut *self.visitor);
+        let walked = self.repo.content_objects(content, size, &mut |id, kind, size| {
+            if kind == Kind::Chunk {
+                visitor.object(&id, kind, size, path);
+                return false;
+            }
+            if !seen.insert(id) {
+                return false;
+            }
+            visitor.object(&id, kind, size, path);
+            true
+        });
+        if let Err(e) = walked {
+            let id = match &e {
+                Error::MissingObject(id) | Error::Corrupt { id, .. } | Error::Malformed { id, .. } => *id,
+                _ => ObjectId::default(),
+            };
+            self.visitor.broken(&id, Kind::ChunkList, path, e)?;
         }
         Ok(())
     }

@@ -386,6 +386,38 @@ fn closed_files_are_stored_at_once() {
     m2.detach();
 }
 
+/// gc runs on a mounted repository, through the mount: it removes what
+/// the working tree dropped, keeps the content of a file that is open but
+/// no longer named (stored, in no tree), and leaves a sound repository.
+#[test]
+fn gc_runs_while_mounted() {
+    use std::io::Read;
+    let Some(Fresh { s: _s, repo, m }) = fresh_mount(&[]) else { return };
+    let mut rng = Rng::new(11);
+    let (committed, held) = (rng.bytes(3 << 20), rng.bytes(2 << 20));
+    write(&m.mnt.join("committed"), &committed);
+    ok(&[&"commit", &repo, &"-m", &"one"]);
+    write(&m.mnt.join("scratch"), &rng.bytes(1 << 20));
+    write(&m.mnt.join("held"), &held);
+    let mut open = std::fs::File::open(m.mnt.join("held")).expect("open");
+    // Both stored by the flush after their close.
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::remove_file(m.mnt.join("scratch")).expect("rm");
+    std::fs::remove_file(m.mnt.join("held")).expect("rm");
+    let out = ok(&[&"gc", &repo]);
+    assert!(out.starts_with("removed ") && !out.starts_with("removed 0 "), "{out}");
+    // Read through the mount, not from the kernel's cache of it.
+    std::fs::write("/proc/sys/vm/drop_caches", "1").expect("drop caches");
+    let mut back = Vec::new();
+    open.read_to_end(&mut back).expect("read the open file after gc");
+    assert!(back == held, "the open file changed");
+    assert_eq!(std::fs::read(m.mnt.join("committed")).expect("read"), committed);
+    assert!(ok(&[&"fsck", &repo]).contains(" 0 problems"), "fsck");
+    drop(open);
+    m.detach();
+    assert!(ok(&[&"fsck", &repo]).contains(" 0 problems"), "fsck after detach");
+}
+
 #[test]
 fn random_operations_match_a_plain_directory() {
     use std::os::unix::fs::PermissionsExt;

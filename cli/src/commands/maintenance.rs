@@ -4,8 +4,11 @@ use crate::args::{RepoArg, StatsArgs};
 use crate::style;
 
 pub fn gc(a: RepoArg, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let mut repo = ctx.open_exclusive(&a.repo)?;
-    let s = repo.gc()?;
+    let s = match ctx.served {
+        // The mount's edits are stored first, and what it holds is kept.
+        Some(served) => served.vfs.gc()?,
+        None => super::open(&a.repo)?.gc()?,
+    };
     say!(
         ctx,
         "removed {} objects ({}), kept {}; store {} -> {}",

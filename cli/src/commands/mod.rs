@@ -87,12 +87,6 @@ impl Ctx<'_> {
         Ok(RepoRef::Own(Box::new(open(repo)?)))
     }
 
-    /// Opens REPO for a command that needs it to itself (gc).
-    pub fn open_exclusive(&self, repo: &Path) -> anyhow::Result<Repository> {
-        anyhow::ensure!(self.served.is_none(), "{} is mounted: detach it first", repo.display());
-        open(repo)
-    }
-
     /// Runs `change`, which moves the working tree of `repo` (a checkout):
     /// through the mount when one serves it, so that the mount shows the
     /// new tree and no flush of the old one undoes the move.

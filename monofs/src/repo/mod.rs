@@ -274,7 +274,7 @@ impl Repository {
     }
 
     /// Gives freed space back to the file system.
-    pub fn compact(&mut self) -> Result<()> {
+    pub fn compact(&self) -> Result<()> {
         Ok(self.store.compact()?)
     }
 
@@ -282,7 +282,7 @@ impl Repository {
     /// (redb doubles a small file when it needs room, and pages freed by
     /// copy-on-write stay in the file), so that a repository's size on disk,
     /// apparent or real, follows its content. Returns whether it compacted.
-    pub fn compact_if_sparse(&mut self) -> Result<bool> {
+    pub fn compact_if_sparse(&self) -> Result<bool> {
         let (used, length) = (self.store.size_on_disk()?, self.store.apparent_size()?);
         if length <= used + (used / 16).max(4 << 20) {
             return Ok(false);

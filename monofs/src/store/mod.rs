@@ -183,7 +183,7 @@ pub trait Store: Send + Sync {
     }
 
     /// Gives freed space back to the file system, where the backend can.
-    fn compact(&mut self) -> StoreResult<()> {
+    fn compact(&self) -> StoreResult<()> {
         Ok(())
     }
 }

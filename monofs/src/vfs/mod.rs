@@ -591,6 +591,26 @@ impl Vfs {
         self.with_flushed(|repo| repo.commit_worktree(opts))
     }
 
+    /// Removes the objects nothing refers to, while mounted: stores every
+    /// change, then collects ([`Repository::gc_keeping`]) keeping what the
+    /// tree holds in memory, such as open files no longer named.
+    pub fn gc(&self) -> Result<crate::gc::GcSummary, Error> {
+        self.with_flushed(|repo| {
+            repo.gc_keeping(|| {
+                let st = self.state.lock().map_err(|_| Error::Aborted)?;
+                let mut held = crate::Held::default();
+                for node in st.nodes.values() {
+                    match &node.body {
+                        Body::File(f) => held.contents.push((f.base.clone(), f.base_len)),
+                        Body::Dir(d) => held.dirs.extend(d.clean),
+                        Body::Symlink(_) | Body::Special(_) => {}
+                    }
+                }
+                Ok(held)
+            })
+        })
+    }
+
     /// Stores every change, then runs `f` with no flush of this tree until
     /// it returns: what `f` reads of the stored tree stays current. A
     /// commit reads the tree's ref and then points it at the same root in

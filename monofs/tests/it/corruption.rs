@@ -67,7 +67,7 @@ fn corrupt_and_truncated_chunks_are_named_by_fsck_and_never_returned() {
 #[test]
 fn gc_removes_only_unreachable_objects() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut repo, rev) = repo_with_data(dir.path());
+    let (repo, rev) = repo_with_data(dir.path());
     // The empty tree made by init is unreachable once the first commit moved
     // the working tree.
     assert_eq!(repo.gc().expect("gc").removed, 1);

@@ -156,7 +156,7 @@ fn gc_frees_space_on_a_full_disk() {
     vfs.unlink(ROOT, b"big").expect("rm");
     vfs.flush().expect("flush");
     drop(vfs);
-    let Ok(mut repo) = Arc::try_unwrap(repo) else { panic!("another handle on the repository") };
+    let Ok(repo) = Arc::try_unwrap(repo) else { panic!("another handle on the repository") };
 
     // Nearly full: less room than a commit that adds objects asks for,
     // enough for redb's pages of one that only removes.

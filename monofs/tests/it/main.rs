@@ -6,6 +6,7 @@ mod flushing;
 mod full_disk;
 mod history;
 mod hostile;
+mod mounted_gc;
 mod roundtrip;
 mod shared;
 mod worktrees;

@@ -48,7 +48,7 @@ fn named_worktrees_branch_a_tree_independently() {
     let vfs = Vfs::serve(repo.clone(), Tree::Named("sb1".into())).expect("serve");
     assert_eq!(vfs.lookup(ROOT, b"new").expect("lookup").ino, ino);
     drop(vfs);
-    let mut repo = Arc::try_unwrap(repo).expect("sole owner");
+    let repo = Arc::try_unwrap(repo).expect("sole owner");
     repo.gc().expect("gc");
     assert!(repo.fsck().expect("fsck").problems.is_empty());
     let out = tempfile::tempdir().expect("tempdir");
