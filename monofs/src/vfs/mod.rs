@@ -592,23 +592,77 @@ impl Vfs {
     }
 
     /// Removes the objects nothing refers to, while mounted: stores every
-    /// change, then collects ([`Repository::gc_keeping`]) keeping what the
-    /// tree holds in memory, such as open files no longer named.
+    /// change (what it supersedes becomes garbage), then collects
+    /// ([`Repository::gc_keeping`]) keeping what the tree holds in memory.
+    /// On a full disk, where the changes may not fit until gc makes room,
+    /// only the names are stored first ([`Vfs::store_names`]), so that
+    /// files removed on the mount are garbage; the flusher stores the
+    /// rest once there is room.
     pub fn gc(&self) -> Result<crate::gc::GcSummary, Error> {
-        self.with_flushed(|repo| {
-            repo.gc_keeping(|| {
-                let st = self.state.lock().map_err(|_| Error::Aborted)?;
-                let mut held = crate::Held::default();
-                for node in st.nodes.values() {
-                    match &node.body {
-                        Body::File(f) => held.contents.push((f.base.clone(), f.base_len)),
-                        Body::Dir(d) => held.dirs.extend(d.clean),
-                        Body::Symlink(_) | Body::Special(_) => {}
-                    }
-                }
-                Ok(held)
-            })
-        })
+        let _one = self.flushing.lock().map_err(|_| Error::Aborted)?;
+        if let Err(e) = self.flush_unlocked() {
+            if !crate::error::disk_full(&e) {
+                return Err(e);
+            }
+            tracing::warn!("collecting garbage before the pending changes are stored: {e}");
+            self.store_names()?;
+        }
+        self.repo.gc_keeping(|| self.held())
+    }
+
+    /// Points the tree's ref at the tree as it is named now, with changed
+    /// files at their last stored version: no file content is stored, only
+    /// directories. The changes stay pending, for the next flush.
+    fn store_names(&self) -> Result<(), Error> {
+        let Some(name) = self.tree_ref.as_deref().filter(|_| !self.read_only) else { return Ok(()) };
+        let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
+        let (root, _, mut tx) = self.write_root(&mut st, true)?;
+        self.repo.set_ref(tx.as_mut(), name, &root)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Writes the changed directories and files (`stored_only`: see
+    /// [`persist::Writer::stored_only`]) into a transaction; returns the
+    /// root's id, what to install once committed, and the transaction.
+    fn write_root(
+        &self,
+        st: &mut State,
+        stored_only: bool,
+    ) -> Result<(ObjectId, persist::Written, Box<dyn crate::store::Transaction + '_>), Error> {
+        let ((root, written), tx, _) = self.repo.write_objects(|sink| {
+            let nodes = &mut st.nodes;
+            let mut w = persist::Writer {
+                repo: &self.repo,
+                cache: &self.cache,
+                sink,
+                nodes,
+                written: Default::default(),
+                stored_only,
+            };
+            persist::write_root(&mut w)
+        })?;
+        Ok((root, written, tx))
+    }
+
+    /// What the tree refers to besides its stored ref: the stored content
+    /// of every file that is named or open (an open file keeps its content
+    /// after its last name is removed), and the stored directories.
+    /// Without a flush first, this covers the changes not stored yet too:
+    /// a changed directory has all its entries in memory.
+    fn held(&self) -> Result<crate::Held, Error> {
+        let st = self.state.lock().map_err(|_| Error::Aborted)?;
+        let mut held = crate::Held::default();
+        for node in st.nodes.values().filter(|n| !n.parents.is_empty() || n.opens > 0) {
+            match &node.body {
+                Body::File(f) => held.contents.push((f.base.clone(), f.base_len)),
+                Body::Dir(d) => held.dirs.extend(d.clean),
+                Body::Symlink(_) | Body::Special(_) => {}
+            }
+        }
+        if let Some(Body::Dir(root)) = st.nodes.get(&ROOT).map(|n| &n.body) {
+            held.dirs.extend(root.clean);
+        }
+        Ok(held)
     }
 
     /// Stores every change, then runs `f` with no flush of this tree until
@@ -629,12 +683,7 @@ impl Vfs {
         if self.read_only || !st.changed {
             return Ok(st.root);
         }
-        let ((root, written), mut tx, _) = self.repo.write_objects(|sink| {
-            let nodes = &mut st.nodes;
-            let mut w =
-                persist::Writer { repo: &self.repo, cache: &self.cache, sink, nodes, written: Default::default() };
-            persist::write_root(&mut w)
-        })?;
+        let (root, written, mut tx) = self.write_root(st, false)?;
         if let Some(name) = &self.tree_ref {
             self.repo.set_ref(tx.as_mut(), name, &root)?;
         }

@@ -24,6 +24,11 @@ pub(crate) struct Writer<'a> {
     pub sink: &'a ObjectSink<'a>,
     pub nodes: &'a mut HashMap<Ino, Node>,
     pub written: Written,
+    /// Whether changed files are written as their last stored version,
+    /// which stores no file content: a tree of the names as they are now,
+    /// small enough to store on a full disk (see `Vfs::gc`). Nothing it
+    /// writes may be installed.
+    pub stored_only: bool,
 }
 
 /// What a [`Writer`] stored: directories (id, logical size) and files (new
@@ -107,12 +112,13 @@ impl Writer<'_> {
         let (repo, cache, sink) = (self.repo, self.cache, self.sink);
         let node = self.nodes.get_mut(&ino).ok_or(Error::Aborted)?;
         let kind = match &mut node.body {
-            Body::File(f) if f.dirty => {
+            Body::File(f) if f.dirty && !self.stored_only => {
                 let stored = store_file(repo, cache, sink, f)?;
                 let kind = EntryKind::File { size: stored.size, content: stored.base.clone() };
                 self.written.files.insert(ino, stored);
                 kind
             }
+            Body::File(f) if f.dirty => EntryKind::File { size: f.base_len, content: f.base.clone() },
             Body::File(f) => EntryKind::File { size: f.size, content: f.base.clone() },
             Body::Symlink(target) => EntryKind::Symlink { target: target.clone() },
             Body::Special(kind) => kind.clone(),
