@@ -16,6 +16,7 @@ pub mod microvm;
 pub mod mounts;
 pub mod namespace;
 pub mod net;
+pub mod netns;
 pub mod rootfs;
 pub mod runtime;
 pub mod sandbox;

@@ -604,3 +604,40 @@ fn listings_page_through_hard_links_and_removals() {
         assert_eq!(removed, names.len(), "entries were skipped while removing");
     });
 }
+
+/// Listening TCP sockets of process `pid` that this (the host's) network
+/// namespace can reach, by port.
+fn host_listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                let port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports
+}
+
+/// nfsserve, behind the front, listens in a network namespace of the
+/// server's own: no local process can reach it around the front's checks.
+/// The only port of the server this namespace sees is the front's.
+#[test]
+fn only_the_front_is_reachable() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    init(&repo);
+    let port = 20000 + ((std::process::id() + 10007) % 12000) as u16;
+    let server = serve(&repo, port);
+    assert_eq!(host_listening_ports(server.0.id()), vec![port]);
+}

@@ -388,8 +388,16 @@ fn bind_nfs(addr: &str, vfs: Arc<Vfs>) -> anyhow::Result<(std::thread::JoinHandl
         ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
+    // nfsserve's port where only this process reaches it, where it can.
+    let net: Arc<dyn monofs::nfs::BackendNet> = match monocore_sandbox::netns::PrivateNet::new() {
+        Ok(net) => Arc::new(net),
+        Err(e) => {
+            tracing::info!("the NFS backend's port is on the host's loopback (no network namespace: {e})");
+            Arc::new(monofs::nfs::HostNet)
+        }
+    };
     let server = runtime
-        .block_on(monofs::nfs::NfsServer::bind(addr, vfs))
+        .block_on(monofs::nfs::NfsServer::bind(addr, vfs, net))
         .with_context(|| format!("binding the NFS server to {addr}"))?;
     let port = server.port();
     let thread = std::thread::spawn(move || -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
-//! The NFS front: the port clients talk to. nfsserve listens on a private
-//! loopback port behind it; the front answers READ, WRITE and the calls
+//! The NFS front: the port clients talk to. nfsserve listens on a loopback
+//! port behind it, in a network namespace of the server's own where the
+//! caller gives one ([`BackendNet`]); the front answers READ, WRITE and the calls
 //! nfsserve cannot (see [`procs`](super::procs)) and passes every other
 //! record to it unchanged, one nfsserve connection per client connection.
 //! It also caps the size of a request and checks the lengths inside its
@@ -25,19 +26,55 @@ use crate::vfs::Vfs;
 pub struct NfsServer {
     listener: TcpListener,
     backend: NFSTcpListener<NfsFs>,
+    net: Arc<dyn BackendNet>,
     fs: Arc<NfsFs>,
     port: u16,
 }
 
+/// Where the sockets of nfsserve's loopback port are made: the listener
+/// and the front's connections to it. A network namespace of the server's
+/// own keeps other processes from reaching that port, and so from going
+/// around the front's checks.
+pub trait BackendNet: Send + Sync {
+    /// Runs `job` on a thread of this network (whose sockets are made in
+    /// it), outside any async runtime.
+    fn run(&self, job: Box<dyn FnOnce() + Send>) -> io::Result<()>;
+}
+
+/// The host's own network: nfsserve's port on its loopback, reachable by
+/// every local process.
+pub struct HostNet;
+
+impl BackendNet for HostNet {
+    fn run(&self, job: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        std::thread::Builder::new().name("nfs-backend".into()).spawn(job).map(drop)
+    }
+}
+
+/// `f`'s value, run by `net` (this thread waits for it).
+fn run_in<T: Send + 'static>(
+    net: &dyn BackendNet,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (done, value) = std::sync::mpsc::channel();
+    net.run(Box::new(move || {
+        let _ = done.send(f());
+    }))?;
+    value.recv().map_err(|_| io::Error::other("the backend network did not run its job"))?
+}
+
 impl NfsServer {
     /// Binds `addr` (`IP:PORT`; port 0 picks one) for clients, and nfsserve
-    /// on a loopback port of its own.
-    pub async fn bind(addr: &str, vfs: Arc<Vfs>) -> io::Result<NfsServer> {
+    /// on a loopback port of its own in `net`.
+    pub async fn bind(addr: &str, vfs: Arc<Vfs>, net: Arc<dyn BackendNet>) -> io::Result<NfsServer> {
         let fs = NfsFs::new(vfs);
         let listener = TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
-        let backend = NFSTcpListener::bind("127.0.0.1:0", fs.clone()).await?;
-        Ok(NfsServer { listener, backend, fs: Arc::new(fs), port })
+        let runtime = tokio::runtime::Handle::current();
+        let backend_fs = fs.clone();
+        // Waits for `net`'s thread, on this one: once, at start.
+        let backend = run_in(&*net, move || runtime.block_on(NFSTcpListener::bind("127.0.0.1:0", backend_fs)))?;
+        Ok(NfsServer { listener, backend, net, fs: Arc::new(fs), port })
     }
 
     /// The port clients connect to (NFS and MOUNT both).
@@ -48,7 +85,7 @@ impl NfsServer {
     /// Serves for as long as the process runs.
     pub async fn run(self) -> io::Result<()> {
         let backend_port = self.backend.get_listen_port();
-        let NfsServer { listener, backend, fs, port } = self;
+        let NfsServer { listener, backend, net, fs, port } = self;
         let accept = async move {
             loop {
                 let (client, peer) = match listener.accept().await {
@@ -61,9 +98,9 @@ impl NfsServer {
                         continue;
                     }
                 };
-                let fs = fs.clone();
+                let (fs, net) = (fs.clone(), net.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = connection(client, backend_port, fs, port).await {
+                    if let Err(e) = connection(client, &*net, backend_port, fs, port).await {
                         tracing::debug!("NFS connection from {peer}: {e}");
                     }
                 });
@@ -88,8 +125,17 @@ impl NfsServer {
 const MAX_IN_FLIGHT: usize = 32;
 
 /// Serves one client connection until it closes or sends what is not RPC.
-async fn connection(client: TcpStream, backend_port: u16, fs: Arc<NfsFs>, port: u16) -> io::Result<()> {
-    let backend = TcpStream::connect(("127.0.0.1", backend_port)).await?;
+async fn connection(
+    client: TcpStream,
+    net: &dyn BackendNet,
+    backend_port: u16,
+    fs: Arc<NfsFs>,
+    port: u16,
+) -> io::Result<()> {
+    // A loopback connect: it returns at once.
+    let backend = run_in(net, move || std::net::TcpStream::connect(("127.0.0.1", backend_port)))?;
+    backend.set_nonblocking(true)?;
+    let backend = TcpStream::from_std(backend)?;
     client.set_nodelay(true)?;
     backend.set_nodelay(true)?;
     let (mut from_client, to_client) = client.into_split();

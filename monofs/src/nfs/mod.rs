@@ -16,7 +16,7 @@ mod procs;
 mod rpc;
 mod validate;
 
-pub use front::NfsServer;
+pub use front::{BackendNet, HostNet, NfsServer};
 
 use std::sync::Arc;
 
