@@ -68,6 +68,16 @@ pub enum Error {
     /// An object referenced by the tree is absent.
     #[error("object {0} is missing from the repository")]
     MissingObject(ObjectId),
+    /// A clone into this directory was interrupted: it holds only part of
+    /// its source, and must not be used (a commit there would be lost
+    /// when the clone is finished).
+    #[error("{path}: an unfinished clone of {origin}")]
+    UnfinishedClone {
+        /// The repository directory.
+        path: PathBuf,
+        /// What it is a clone of, as the clone named it.
+        origin: String,
+    },
     /// An object failed authentication, decompression or its hash check.
     #[error("object {id} is corrupt: {source}")]
     Corrupt {
@@ -151,7 +161,8 @@ impl Error {
             }
             Error::AmbiguousRevision { .. } => "type more digits of the id",
             Error::DirtyWorkingTree => "commit them first, or pass --force to discard them",
-            Error::NotEmpty(_) => "choose an empty or new directory, or pass --force",
+            Error::NotEmpty(_) => "choose an empty or new directory",
+            Error::UnfinishedClone { .. } => "run the same `monofs clone` again to finish it, or delete the directory",
             Error::Corrupt { .. } | Error::MissingObject(_) | Error::Malformed { .. } => {
                 "run `monofs fsck REPO` to list every damaged object"
             }

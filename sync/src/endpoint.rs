@@ -16,7 +16,7 @@ use crate::error::{Result, SyncError};
 use crate::wire::WireObject;
 
 /// Meta key marking a clone that has not finished (value: the source).
-pub const PARTIAL_CLONE: &[u8] = b"sync.partial-clone";
+pub use monofs::repo::META_PARTIAL_CLONE as PARTIAL_CLONE;
 
 /// The refs of a repository and its index of revisions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

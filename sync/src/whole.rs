@@ -29,7 +29,7 @@ use crate::flusher::Flusher;
 use crate::transfer::{Direction, Mode, Progress, Summary};
 
 /// Where the store file is copied to before it is verified and renamed.
-pub const PARTIAL_FILE: &str = "monofs.redb.partial";
+pub use monofs::repo::PARTIAL_STORE_FILE as PARTIAL_FILE;
 
 /// Clones `src` into `dst` by copying its store file, when `dst` is absent,
 /// empty or holds only what an earlier attempt of this left, and `src` can

@@ -26,6 +26,13 @@ use crate::store::{MemoryStore, RedbStore, Store, Table, Transaction};
 /// File name of the embedded store inside a repository directory.
 pub const STORE_FILE: &str = "monofs.redb";
 const META_CONFIG: &[u8] = b"config";
+/// Meta key of an unfinished clone: its value names the source. Set when
+/// a clone that copies objects into the store begins, cleared by the
+/// commit that moves its refs (`monofs-sync`).
+pub const META_PARTIAL_CLONE: &[u8] = b"sync.partial-clone";
+/// The file a clone that copies the store file whole writes before it
+/// renames it to [`STORE_FILE`].
+pub const PARTIAL_STORE_FILE: &str = "monofs.redb.partial";
 const META_KEY: &[u8] = b"key";
 
 /// How a new repository is made.
@@ -183,6 +190,7 @@ impl Repository {
             Err(_) => (None, None),
         };
         let store = RedbStore::open(&file)?;
+        refuse_unfinished_clone(path, &store)?;
         let (config, keys) = match config {
             Some(config) => (config, keys),
             None => match Self::unlock(path, &store, passphrase)? {
@@ -204,6 +212,7 @@ impl Repository {
         let file = Self::store_file(path)?;
         let lock = RepoLock::acquire_shared(path)?;
         let store = RedbStore::open_shared(&file)?;
+        refuse_unfinished_clone(path, &store)?;
         let (config, keys) = match Self::unlock(path, &store, passphrase)? {
             (Some(config), keys) => (config, keys),
             (None, _) => return Err(Error::NotARepository(path.to_owned())),
@@ -219,6 +228,10 @@ impl Repository {
         }
         let file = path.join(STORE_FILE);
         if !file.is_file() {
+            if path.join(PARTIAL_STORE_FILE).is_file() {
+                let origin = "its source (the store file was being copied)".to_owned();
+                return Err(Error::UnfinishedClone { path: path.to_owned(), origin });
+            }
             return Err(Error::NotARepository(path.to_owned()));
         }
         Ok(file)
@@ -358,4 +371,25 @@ impl Repository {
         }
         Ok(id)
     }
+}
+
+/// Refuses the store of an unfinished clone: marked (see
+/// [`META_PARTIAL_CLONE`]), or without any ref, which only a clone killed
+/// before its mark leaves (`init` makes the working tree's ref).
+fn refuse_unfinished_clone(path: &Path, store: &dyn Store) -> Result<()> {
+    let origin = match store.get(Table::Meta, META_PARTIAL_CLONE)? {
+        Some(origin) => String::from_utf8_lossy(&origin).into_owned(),
+        None => {
+            let mut any_ref = false;
+            store.scan(Table::Refs, b"", &mut |_, _| {
+                any_ref = true;
+                false
+            })?;
+            if any_ref {
+                return Ok(());
+            }
+            "its source".to_owned()
+        }
+    };
+    Err(Error::UnfinishedClone { path: path.to_owned(), origin })
 }

@@ -277,8 +277,12 @@ mod tests {
         assert!(copy.config().encrypted);
         drop(copy);
         assert!(RawRepository::create(&dir.path().join("copy"), &meta).is_err(), "never over a repository");
-        let opened = Repository::open(&dir.path().join("copy"), &mut || Ok(b"pw".to_vec())).expect("opens");
-        assert_eq!(opened.codec().id(kind, plain), src_codec.id(kind, plain));
+        // Without refs yet, it is an unfinished clone to every other command.
+        let refused = Repository::open(&dir.path().join("copy"), &mut || Ok(b"pw".to_vec()));
+        assert!(matches!(refused, Err(Error::UnfinishedClone { .. })), "{refused:?}");
+        let mut opened = RawRepository::open(&dir.path().join("copy")).expect("open raw");
+        opened.unlock(b"pw").expect("unlock the copy");
+        assert_eq!(opened.codec().expect("codec").id(kind, plain), src_codec.id(kind, plain));
     }
 
     #[test]
