@@ -84,6 +84,16 @@ pub enum SyncError {
         /// The value it would get (short id).
         ours: String,
     },
+    /// The receiver's working tree has changes not committed: moving its
+    /// HEAD would leave them on top of revisions they were not made from,
+    /// and its next commit would undo those.
+    #[error(
+        "{side} has uncommitted changes in its working tree: a backup sync would move its HEAD under them, and its next commit would undo what the sync brought; commit them there first (then sync them back), or discard them with `monofs checkout {side} HEAD --force`"
+    )]
+    DirtyReceiver {
+        /// The receiving replica.
+        side: String,
+    },
     /// A ref changed while the sync ran (another sync won the race).
     #[error("{side}: ref '{name}' changed during the sync; run it again")]
     RefChanged {
@@ -134,7 +144,7 @@ impl SyncError {
     pub fn status(&self) -> u16 {
         match self {
             SyncError::Unauthorized { .. } => 401,
-            SyncError::NotFastForward { .. } | SyncError::RefChanged { .. } => 409,
+            SyncError::NotFastForward { .. } | SyncError::RefChanged { .. } | SyncError::DirtyReceiver { .. } => 409,
             SyncError::BadObject { .. }
             | SyncError::Protocol { .. }
             | SyncError::RefTargetMissing { .. }

@@ -304,3 +304,33 @@ fn pushes_wait_while_the_store_file_is_sent_whole() {
     assert_eq!(&hash, blake3::hash(&got).as_bytes());
     server.shutdown().expect("shutdown");
 }
+
+/// A receiver whose working tree has changes of its own is not synced into
+/// (its next commit would undo what the sync brought); once they are gone,
+/// the sync goes through.
+#[test]
+fn a_receiver_with_uncommitted_changes_stops_the_sync() {
+    let s = setup();
+    {
+        let repo = std::sync::Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open"));
+        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+        vfs.create(monofs::vfs::ROOT, b"draft", 0o644, 0, 0).expect("create");
+        vfs.flush().expect("flush");
+    }
+    std::fs::write(s.data.join("a.txt"), b"fixed on the source").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let codec = src.codec().cloned();
+    let before = dst.state().expect("state");
+    let err = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect_err("a dirty receiver");
+    assert!(matches!(err, SyncError::DirtyReceiver { .. }), "{err}");
+    assert_eq!(dst.state().expect("state"), before, "nothing moved");
+    drop(dst);
+    let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");
+    let head = repo.head().expect("head").expect("a HEAD");
+    repo.checkout(&head, true).expect("discard the changes");
+    drop(repo);
+    let dst = local(&s.dst);
+    sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync once clean");
+    assert_eq!(dst.state().expect("state"), src.state().expect("state"));
+}

@@ -415,8 +415,9 @@ fn is_tree_ref(name: &str) -> bool {
 }
 
 /// The ref moves a backup sync makes on `dst`: new refs are created,
-/// existing ones only fast-forwarded; the working tree follows HEAD when it
-/// was clean.
+/// existing ones only fast-forwarded; the working tree follows HEAD, and
+/// one with uncommitted changes stops the sync (with the key: without it,
+/// the working tree cannot be compared and is left alone).
 fn plan(
     src: &dyn Endpoint,
     dst: &dyn Endpoint,
@@ -458,12 +459,11 @@ fn plan(
                     Some(old) => read_revision(src, codec, &old)?.root,
                     None => codec.id(Kind::Dir, &Dir::default().encode()),
                 };
-                if current.is_none() || current == Some(clean) {
-                    let root = read_revision(src, codec, &head.new)?.root;
-                    changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
-                } else {
-                    worktree_kept = true;
+                if current.is_some() && current != Some(clean) {
+                    return Err(SyncError::DirtyReceiver { side: dst.describe() });
                 }
+                let root = read_revision(src, codec, &head.new)?.root;
+                changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
             }
             None => worktree_kept = current.is_some(),
         }
