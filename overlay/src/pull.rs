@@ -97,7 +97,8 @@ fn registry_error(registry: &str, e: &OciDistributionError) -> Error {
 fn transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(r) => !r.is_builder() && !r.is_redirect(),
-        OciDistributionError::IoError(_) => true,
+        // Past its declared size (see `Capped`): the same next time.
+        OciDistributionError::IoError(io) => io.kind() != std::io::ErrorKind::FileTooLarge,
         OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
         OciDistributionError::RegistryError { envelope, .. } => {
             envelope.errors.iter().any(|x| matches!(x.code, OciErrorCode::Toomanyrequests))
@@ -176,8 +177,68 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The largest manifest or index accepted (Docker's limit too): a registry
+/// that sends more is cut off, not buffered.
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// A writer that takes at most `left` bytes: a registry that sends a blob
+/// past the size its manifest declares is cut off there, instead of
+/// filling memory or the disk.
+struct Capped<W> {
+    inner: W,
+    left: u64,
+    limit: u64,
+}
+
+impl<W> Capped<W> {
+    fn new(inner: W, limit: u64) -> Capped<W> {
+        Capped { inner, left: limit, limit }
+    }
+}
+
+/// The error for bytes past a declared size; `transient` does not retry it.
+fn too_large(limit: u64) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("the registry sent more than {limit} bytes"))
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            return std::task::Poll::Ready(Err(too_large(self.limit)));
+        }
+        let this = &mut *self;
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &written {
+            this.left -= *n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 struct Remote {
     client: Client,
+    /// For manifests, which oci-client reads whole whatever their size.
+    http: reqwest::Client,
+    /// Whether the registry is spoken to over plain HTTP.
+    plain_http: bool,
     auth: RegistryAuth,
     registry: String,
     shown: String,
@@ -186,11 +247,8 @@ struct Remote {
 impl Remote {
     async fn manifest(&self, reference: &Reference, expected: Option<&Descriptor>) -> Result<(Vec<u8>, String)> {
         // The digest is computed here, not taken from the registry's header.
-        let (bytes, _) = retry(&self.registry, &format!("manifest of {}", self.shown), || {
-            self.client.pull_manifest_raw(reference, &self.auth, &spec::MANIFEST_TYPES)
-        })
-        .await?;
-        let bytes = bytes.to_vec();
+        let bytes =
+            retry(&self.registry, &format!("manifest of {}", self.shown), || self.manifest_capped(reference)).await?;
         let actual = sha256_of(&bytes);
         if let Some(d) = expected {
             verify_bytes(&format!("manifest {}", d.digest), &bytes, &d.digest, Some(d.size))?;
@@ -206,6 +264,42 @@ impl Remote {
         Ok((bytes, actual))
     }
 
+    /// The manifest `reference` names, at most [`MAX_MANIFEST`] bytes, with
+    /// the auth oci-client negotiates.
+    async fn manifest_capped(&self, reference: &Reference) -> std::result::Result<Vec<u8>, OciDistributionError> {
+        let token = self.client.auth(reference, &self.auth, oci_client::RegistryOperation::Pull).await?;
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            if self.plain_http { "http" } else { "https" },
+            reference.resolve_registry(),
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
+        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, spec::MANIFEST_TYPES.join(", "));
+        request = match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let mut response = request.send().await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(OciDistributionError::ImageManifestNotFoundError(url));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(OciDistributionError::UnauthorizedError { url });
+        }
+        if !status.is_success() {
+            let message = status.canonical_reason().unwrap_or_default().to_owned();
+            return Err(OciDistributionError::ServerError { code: status.as_u16(), url, message });
+        }
+        let mut body = Capped::new(Vec::new(), MAX_MANIFEST);
+        while let Some(piece) = response.chunk().await? {
+            tokio::io::AsyncWriteExt::write_all(&mut body, &piece).await?;
+        }
+        Ok(body.inner)
+    }
+
     async fn blob_to_vec(&self, reference: &Reference, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
         let layer = oci_client::manifest::OciDescriptor {
             media_type: desc.media_type.clone(),
@@ -214,9 +308,9 @@ impl Remote {
             ..Default::default()
         };
         let data = retry(&self.registry, what, || async {
-            let mut out: Vec<u8> = Vec::new();
+            let mut out = Capped::new(Vec::new(), desc.size);
             self.client.pull_blob(reference, &layer, &mut out).await?;
-            Ok(out)
+            Ok(out.inner)
         })
         .await?;
         verify_bytes(what, &data, &desc.digest, Some(desc.size))?;
@@ -232,11 +326,15 @@ impl Remote {
             ..Default::default()
         };
         let partial = path.with_extension("partial");
-        retry(&self.registry, &what, || async {
+        let pulled = retry(&self.registry, &what, || async {
             let file = tokio::fs::File::create(&partial).await?;
-            self.client.pull_blob(reference, &layer, file).await
+            self.client.pull_blob(reference, &layer, Capped::new(file, desc.size)).await
         })
-        .await?;
+        .await;
+        if let Err(e) = pulled {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
         let len = std::fs::metadata(&partial).map_err(|e| Error::io(&partial, e))?.len();
         crate::digest::check_size(&what, desc.size, len)?;
         std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))?;
@@ -261,7 +359,8 @@ impl ImageStore {
         let reference: Reference = full
             .parse()
             .map_err(|e: oci_client::ParseError| Error::InvalidName { name: full.to_owned(), reason: e.to_string() })?;
-        let protocol = if opts.insecure || parsed.is_loopback() {
+        let plain_http = opts.insecure || parsed.is_loopback();
+        let protocol = if plain_http {
             ClientProtocol::HttpsExcept(vec![parsed.registry.clone(), reference.resolve_registry().to_owned()])
         } else {
             ClientProtocol::Https
@@ -280,8 +379,19 @@ impl ImageStore {
                 None => RegistryAuth::Anonymous,
             },
         };
-        let remote =
-            Remote { client: Client::new(config), auth, registry: parsed.registry.clone(), shown: full.to_owned() };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Registry { registry: parsed.registry.clone(), message: e.to_string() })?;
+        let remote = Remote {
+            client: Client::new(config),
+            http,
+            plain_http,
+            auth,
+            registry: parsed.registry.clone(),
+            shown: full.to_owned(),
+        };
         let platform = opts.platform.clone().unwrap_or_else(Platform::host);
 
         // Manifest, through an index if needed.

@@ -44,10 +44,16 @@ impl Env {
         self.home().join("store")
     }
 
-    /// Runs monocore with this home.
-    pub fn run(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    /// A monocore command with this home.
+    pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_monocore"));
         c.env("MONOCORE_HOME", self.home()).env("HOME", self.path("user-home"));
+        c
+    }
+
+    /// Runs monocore with this home.
+    pub fn run(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+        let mut c = self.command();
         for a in args {
             c.arg(a);
         }

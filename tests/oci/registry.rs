@@ -433,3 +433,112 @@ fn bearer_token_challenge_is_followed() {
     env.ok(&[&"unpack", &name, &env.path("out")]);
     monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "t", &env.path("ref")), &env.path("out"));
 }
+
+/// A registry in a thread that sends without end: the manifest (`manifest`)
+/// or the one layer its manifest declares 1024 bytes long (`layer`).
+fn endless_registry(endless: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+        "0".repeat(64)
+    )
+    .into_bytes();
+    let config_digest = oci::sha256(&config);
+    let layer_digest = format!("sha256:{}", "1".repeat(64));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": 1024}],
+    })
+    .to_string()
+    .into_bytes();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (config, manifest, layer_digest) = (config.clone(), manifest.clone(), layer_digest.clone());
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let without_end = (endless == "manifest" && path.contains("/manifests/"))
+                    || (endless == "layer" && path.ends_with(&layer_digest));
+                if without_end {
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    let _ = conn.write_all(head.as_bytes());
+                    let piece = [b'A'; 65536];
+                    while conn.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).is_ok()
+                        && conn.write_all(&piece).is_ok()
+                        && conn.write_all(b"\r\n").is_ok()
+                    {}
+                    return;
+                }
+                let body = if path.contains("/manifests/") {
+                    manifest
+                } else if path.contains("/blobs/") {
+                    config
+                } else {
+                    b"{}".to_vec()
+                };
+                let ctype = if path.contains("/manifests/") {
+                    "application/vnd.oci.image.manifest.v1+json"
+                } else {
+                    "application/octet-stream"
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    addr
+}
+
+/// A registry that sends a manifest without end, or a layer past the size
+/// its manifest declares, is cut off at once with one clear error, and
+/// leaves no partial download: it can fill neither memory nor the disk.
+#[test]
+fn an_endless_registry_is_cut_off() {
+    for endless in ["manifest", "layer"] {
+        let env = Env::new();
+        let addr = endless_registry(endless);
+        let mut child = env
+            .command()
+            .args(["pull", &format!("{addr}/evil:latest")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{endless}: the pull did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read");
+        assert!(!status.success() && err.contains("the registry sent more than"), "{endless}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let partial = std::fs::read_dir(env.home().join("blobs/sha256"))
+            .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "partial")).count())
+            .unwrap_or(0);
+        assert_eq!(partial, 0, "{endless}: a partial download was left");
+    }
+}
