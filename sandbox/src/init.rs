@@ -243,6 +243,9 @@ fn exec_command(
     terminal: Option<OwnedFd>,
 ) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    if let Err(e) = sys::default_sigpipe() {
+        fail(EXIT_SETUP, &format!("restoring SIGPIPE: {e}"));
+    }
     if let Some(t) = terminal {
         let step = nix::unistd::dup2_stdin(&t)
             .and_then(|()| nix::unistd::dup2_stdout(&t))
@@ -267,7 +270,8 @@ fn exec_command(
             nix::unistd::setresuid(Uid::from_raw(creds.uid), Uid::from_raw(creds.uid), Uid::from_raw(creds.uid))
         });
     if let Err(e) = step {
-        fail(EXIT_SETUP, &format!("switching to user {}:{}: {e}", creds.uid, creds.gid));
+        let why = if e == Errno::EINVAL { " (an id outside the sandbox's user namespace)" } else { "" };
+        fail(EXIT_SETUP, &format!("switching to user {}:{}: {e}{why}", creds.uid, creds.gid));
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail(EXIT_SETUP, &format!("no_new_privs: {e}"));

@@ -108,6 +108,16 @@ pub fn loopback_up() -> nix::Result<()> {
     Ok(())
 }
 
+/// Gives SIGPIPE its default action again, for a command about to be
+/// exec'd: the Rust runtime ignores it, and an ignored signal stays ignored
+/// across exec, so `yes | head -n1` would end in EPIPE errors instead of
+/// quietly.
+pub fn default_sigpipe() -> nix::Result<()> {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
+    // signal context.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
+}
+
 /// Makes the terminal `fd` the calling session leader's controlling terminal.
 pub fn set_controlling_terminal(fd: RawFd) -> nix::Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument; fd is an open terminal.

@@ -53,6 +53,11 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Credentials, Str
         }
         _ => Vec::new(),
     };
+    // setresuid/setresgid read -1 as "leave it as it is": the command
+    // would keep running as root.
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(format!("user '{spec}': id 4294967295 ((uid_t)-1) is not a usable user or group id"));
+    }
     extra.retain(|g| *g != gid);
     extra.insert(0, gid);
     extra.dedup();
@@ -82,6 +87,14 @@ mod tests {
         assert_eq!((explicit.gid, explicit.groups.clone()), (50, vec![50]));
         let unknown_uid = resolve("4242:7", "", "").expect("numeric ids need no passwd");
         assert_eq!((unknown_uid.uid, unknown_uid.gid, unknown_uid.home.as_str()), (4242, 7, "/"));
+    }
+
+    #[test]
+    fn minus_one_is_no_id() {
+        for spec in ["4294967295", "0:4294967295", "4294967295:0", "ghost"] {
+            let passwd = "ghost:x:4294967295:0::/:/bin/sh\n";
+            assert!(resolve(spec, passwd, GROUP).is_err(), "{spec}");
+        }
     }
 
     #[test]

@@ -208,6 +208,10 @@ fn image_config_and_options_shape_the_process() {
     assert_eq!(out, "cli f1 /work/dir 1234:55 /\n");
     let host = sh(&env, &[], "hostname");
     assert_eq!(host.trim().len(), 12, "the hostname is the sandbox id: {host}");
+    // SIGPIPE has its default action, as on the host: a writer whose reader
+    // is gone ends quietly.
+    let script = "m=$(grep SigIgn /proc/self/status | cut -f2); echo $(( 0x$m & 0x1000 )); yes | head -n1";
+    assert_eq!(sh(&env, &[], script), "0\ny\n");
 }
 
 #[test]
@@ -366,6 +370,8 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         (vec!["-v", "/nonexistent-host-path:/x", "bb", "--", "true"], "invalid -v"),
         (vec!["-v", "/tmp:relative", "bb", "--", "true"], "invalid -v"),
         (vec!["-u", "ghost", "bb", "--", "true"], "no user 'ghost'"),
+        // (uid_t)-1 would mean "no change": the command would stay root.
+        (vec!["-u", "4294967295", "bb", "--", "true"], "is not a usable user or group id"),
     ] {
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"tmp"];
         for a in &args {
