@@ -24,7 +24,7 @@ use crate::served::Served;
 
 /// The socket of repository `repo`.
 pub fn socket_path(repo: &Path) -> PathBuf {
-    repo.join("control.sock")
+    repo.join(monofs::repo::CONTROL_SOCKET)
 }
 
 #[derive(Serialize, Deserialize)]

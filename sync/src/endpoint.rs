@@ -196,6 +196,13 @@ impl Local {
         loop {
             match RawRepository::open(path) {
                 Ok(repo) => return Ok(Local::new(repo)),
+                // A mount keeps the repository until it is detached: no
+                // use waiting for it.
+                Err(monofs::Error::Locked { pid, .. })
+                    if std::os::unix::net::UnixStream::connect(path.join(monofs::repo::CONTROL_SOCKET)).is_ok() =>
+                {
+                    return Err(SyncError::Mounted { path: path.to_owned(), pid });
+                }
                 Err(monofs::Error::Locked { pid, .. }) if start.elapsed() < wait => {
                     if !told {
                         tracing::warn!("{}: waiting for process {pid} to release the repository", path.display());

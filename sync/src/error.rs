@@ -112,6 +112,17 @@ pub enum SyncError {
         /// The object.
         id: ObjectId,
     },
+    /// The repository is mounted (or served over NFS): its mount process
+    /// owns it until it is detached.
+    #[error(
+        "{path} is mounted or served by process {pid}, which has it to itself: detach it (`monofs detach MOUNTPOINT`) and run this again"
+    )]
+    Mounted {
+        /// The repository.
+        path: std::path::PathBuf,
+        /// The mount process.
+        pid: String,
+    },
     /// The clone destination exists and is not an unfinished clone of SRC.
     #[error("{0}: already exists and is not an unfinished clone of the source")]
     DestinationExists(std::path::PathBuf),
@@ -138,6 +149,17 @@ impl SyncError {
     /// An I/O error while doing `what`.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> SyncError {
         SyncError::Io { what: what.into(), source }
+    }
+
+    /// Whether running the same command again may get further: the
+    /// connection, the disk or the other side failed, not the request.
+    pub fn resumable(&self) -> bool {
+        match self {
+            SyncError::Http { .. } | SyncError::Io { .. } | SyncError::Store(_) | SyncError::Protocol { .. } => true,
+            SyncError::Remote { status, .. } => *status == 429 || *status >= 500,
+            SyncError::Repo(e) => e.is_disk_full(),
+            _ => false,
+        }
     }
 
     /// The HTTP status a server answers this error with.

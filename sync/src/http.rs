@@ -26,6 +26,11 @@ pub(crate) const STORE_LENGTH: &str = "x-monofs-store-length";
 /// would cut a large store off on a slow link; a cut is resumed anyway).
 const STORE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// Timeout of the small requests every sync starts with (meta, state):
+/// a server that accepts and never answers is given up in half a minute,
+/// not after the bulk requests' 600 s.
+const SMALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A repository served over HTTP(S).
 pub struct HttpRemote {
     base: String,
@@ -84,7 +89,12 @@ impl HttpRemote {
     }
 
     fn call(&self, post: Option<Vec<u8>>, path: &str) -> Result<Vec<u8>> {
-        let resp = self.send(post, path)?;
+        self.call_with(post, path, None)
+    }
+
+    /// [`HttpRemote::call`] with a timeout of its own.
+    fn call_with(&self, post: Option<Vec<u8>>, path: &str, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        let resp = self.send_with(post, path, timeout)?;
         let body = resp.bytes().map_err(|e| SyncError::Http { url: self.base.clone(), message: chain(&e) })?;
         self.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok(body.to_vec())
@@ -140,14 +150,14 @@ impl Endpoint for HttpRemote {
     }
 
     fn meta(&self) -> Result<RepoMeta> {
-        let m: json::Meta = self.json(&self.call(None, "/meta")?)?;
+        let m: json::Meta = self.json(&self.call_with(None, "/meta", Some(SMALL_TIMEOUT))?)?;
         json::meta_from(m, &self.base)
     }
 
     fn identity(&self) -> Result<Identity> {
         // Records left out (empty) by the server; one from before this
         // query sends them, which costs only bytes.
-        let m: json::Meta = self.json(&self.call(None, "/meta?records=0")?)?;
+        let m: json::Meta = self.json(&self.call_with(None, "/meta?records=0", Some(SMALL_TIMEOUT))?)?;
         Ok(Identity::of(json::meta_from(m, &self.base)?))
     }
 
@@ -158,7 +168,7 @@ impl Endpoint for HttpRemote {
     }
 
     fn state(&self) -> Result<RefState> {
-        let s: json::State = self.json(&self.call(None, "/state")?)?;
+        let s: json::State = self.json(&self.call_with(None, "/state", Some(SMALL_TIMEOUT))?)?;
         json::state_from(s, &self.base)
     }
 

@@ -152,8 +152,9 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> std::result::Result<(), 
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        // The scheme's name is case-insensitive (RFC 9110).
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, token)| token.trim());
     match given {
         Some(t) if same_token(t.as_bytes(), state.token.as_bytes()) => Ok(()),
         _ => Err(Failure(SyncError::Unauthorized { url: "this server".into() })),

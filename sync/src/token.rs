@@ -17,7 +17,18 @@ pub fn read(path: &Path) -> Result<String> {
     if t.is_empty() {
         return Err(SyncError::Invalid(format!("token file {} is empty", path.display())));
     }
-    Ok(t.to_owned())
+    checked(t, &format!("token file {}", path.display()))
+}
+
+/// `token` if an HTTP header can carry it: printable ASCII without spaces
+/// (a bearer token's characters). Anything else no client could send.
+fn checked(token: &str, from: &str) -> Result<String> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(token.to_owned());
+    }
+    Err(SyncError::Invalid(format!(
+        "{from}: a token must be printable ASCII without spaces or line breaks (an HTTP header carries it)"
+    )))
 }
 
 /// The server's token: read from `path`, or a new random one written there
@@ -45,7 +56,11 @@ pub fn client(file: Option<&Path>) -> Result<Option<String>> {
     if let Some(path) = file {
         return read(path).map(Some);
     }
-    Ok(std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+    match std::env::var(TOKEN_ENV).map(|t| t.trim().to_owned()) {
+        Ok(t) if !t.is_empty() => checked(&t, TOKEN_ENV).map(Some),
+        Err(std::env::VarError::NotUnicode(_)) => Err(SyncError::Invalid(format!("{TOKEN_ENV} is not valid UTF-8"))),
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +80,10 @@ mod tests {
         assert_eq!(client(Some(&path)).expect("read").as_deref(), Some("secret"));
         std::fs::write(&path, " \n").expect("write");
         assert!(client(Some(&path)).is_err());
+        for bad in ["pässwört\n", "line1\nline2\n", "two words"] {
+            std::fs::write(&path, bad).expect("write");
+            let err = server(&path).expect_err(bad).to_string();
+            assert!(err.contains("printable ASCII"), "{bad:?}: {err}");
+        }
     }
 }

@@ -297,6 +297,27 @@ fn gc_makes_room_on_a_full_mount() {
     assert!(!out.join("old").exists());
 }
 
+/// sync and clone of a mounted repository are refused at once, naming the
+/// mount, instead of waiting minutes for a lock the mount never releases.
+#[test]
+fn sync_and_clone_of_a_mounted_repository_fail_at_once() {
+    let Some(Fresh { s, repo, m }) = fresh_mount(&[]) else { return };
+    write(&m.mnt.join("f"), b"x");
+    ok(&[&"commit", &repo, &"-m", &"one"]);
+    for args in [["sync", "copy-a"], ["clone", "copy-b"]] {
+        let started = std::time::Instant::now();
+        let err = if args[0] == "sync" {
+            fails(&[&"sync", &repo, &s.path(args[1])], &[])
+        } else {
+            fails(&[&"clone", &repo, &s.path(args[1])], &[])
+        };
+        assert!(err.contains("is mounted or served by process") && err.contains("detach"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} waited {:?}", started.elapsed());
+    }
+    m.detach();
+    ok(&[&"clone", &repo, &s.path("copy-b")]);
+}
+
 /// SEEK_DATA and SEEK_HOLE through the kernel: tools that copy sparse
 /// files (`cp`, `tar -S`, qemu-img) skip the holes of one on the mount.
 #[test]

@@ -656,3 +656,21 @@ fn served_repository_is_free_between_syncs() {
     ok_env(&[&"sync", &repo, &server.url, &"--pull"], &env);
     assert!(ok(&[&"log", &repo]).contains("made-on-the-server"));
 }
+
+/// A clone into its own source is refused at once (it used to wait two
+/// minutes for its own lock); so is a sync of a repository with itself.
+#[test]
+fn a_clone_into_itself_is_refused_at_once() {
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let slash = format!("{}/", repo.display());
+    for target in [&repo as &dyn AsRef<std::ffi::OsStr>, &slash] {
+        let started = Instant::now();
+        let err = fails(&[&"clone", &repo, target], &[]);
+        assert!(err.contains("into itself"), "{err}");
+        let err = fails(&[&"sync", &repo, target], &[]);
+        assert!(err.contains("the same repository"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

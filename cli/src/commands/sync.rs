@@ -76,6 +76,9 @@ fn report(ctx: &mut super::Ctx<'_>, s: &Summary, other: &str, wire: Option<u64>,
 
 /// `monofs clone`.
 pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
+    if same_repository(&a.src, &a.dst) {
+        bail!("cannot clone {} into itself", a.src);
+    }
     let src = connect(&a.src, &a.client)?;
     let bar = TransferBar::new("cloning");
     // MONOFS_CLONE_WHOLE_FILE=0 makes a clone into an empty directory copy
@@ -83,13 +86,19 @@ pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode>
     let whole_file = std::env::var_os("MONOFS_CLONE_WHOLE_FILE").is_none_or(|v| v != "0");
     let result = monofs_sync::clone_with(src.endpoint(), &a.dst, &bar, whole_file);
     bar.finish();
-    let (summary, _) = result.with_context(|| {
-        let resumable = a.dst.join(monofs::repo::STORE_FILE).exists() || a.dst.join(monofs_sync::PARTIAL_FILE).exists();
-        let hint = if resumable { " (run the same command again to resume)" } else { "" };
-        format!("cloning {} into {}{hint}", a.src, a.dst.display())
+    let (summary, _) = result.map_err(|e| {
+        let started = a.dst.join(monofs::repo::STORE_FILE).exists() || a.dst.join(monofs_sync::PARTIAL_FILE).exists();
+        let hint = if started && e.resumable() { " (run the same command again to resume)" } else { "" };
+        anyhow::Error::new(e).context(format!("cloning {} into {}{hint}", a.src, a.dst.display()))
     })?;
     report(ctx, &summary, &a.src, src.wire_bytes(), a.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `spec` (a path or URL) names the directory `path`.
+fn same_repository(spec: &str, path: &Path) -> bool {
+    !monofs_sync::is_url(spec)
+        && std::fs::canonicalize(spec).is_ok_and(|a| std::fs::canonicalize(path).is_ok_and(|b| a == b))
 }
 
 /// Unlocks an encrypted repository when a passphrase is at hand, so the
@@ -122,7 +131,7 @@ pub fn sync(a: SyncArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
         }
         _ => (a.remote.clone(), a.client),
     };
-    if !monofs_sync::is_url(&target) && std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&a.repo).ok() {
+    if same_repository(&target, &a.repo) {
         bail!("{} and {target} are the same repository", a.repo.display());
     }
     let mut other = connect(&target, &client)?;

@@ -30,6 +30,10 @@ const META_CONFIG: &[u8] = b"config";
 /// a clone that copies objects into the store begins, cleared by the
 /// commit that moves its refs (`monofs-sync`).
 pub const META_PARTIAL_CLONE: &[u8] = b"sync.partial-clone";
+/// The Unix socket in a repository through which its mount (or NFS
+/// server) process, which owns the repository while it runs, takes
+/// commands from other processes.
+pub const CONTROL_SOCKET: &str = "control.sock";
 /// The file a clone that copies the store file whole writes before it
 /// renames it to [`STORE_FILE`].
 pub const PARTIAL_STORE_FILE: &str = "monofs.redb.partial";
