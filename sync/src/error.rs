@@ -172,7 +172,7 @@ impl SyncError {
             | SyncError::RefTargetMissing { .. }
             | SyncError::Invalid(_) => 422,
             // Another process (a mount, a commit) has the served repository.
-            SyncError::Repo(monofs::Error::Locked { .. }) => 503,
+            SyncError::Repo(monofs::Error::Locked { .. }) | SyncError::Mounted { .. } => 503,
             _ => 500,
         }
     }
