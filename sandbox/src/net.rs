@@ -103,10 +103,20 @@ impl Network {
         self.rules()
     }
 
-    /// The host end's address, up.
+    /// The host end's address, up. IPv6 is off on it before it comes up:
+    /// the scopes and their nftables rules are IPv4, and an IPv6 link-local
+    /// address would let the sandbox reach the host's services around them.
     fn host_side(&self) -> Result<()> {
         let (host, _) = self.addresses();
         let hif = self.host_interface();
+        let no_v6 = format!("/proc/sys/net/ipv6/conf/{hif}/disable_ipv6");
+        match std::fs::write(&no_v6, "1") {
+            // A kernel without IPv6 has no such file, and nothing to turn off.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("turning IPv6 off on {hif}"), e));
+            }
+            _ => {}
+        }
         run("ip", &["addr", "add", &format!("{host}/30"), "dev", &hif], None)?;
         run("ip", &["link", "set", &hif, "up"], None)
     }

@@ -505,6 +505,14 @@ fn network_scopes_reach_what_they_say() {
     assert_eq!(sh(&env, &["--scope", "any"], &probe), "routed\npong\n");
     // Public scope: the internet only, not the host or private networks.
     assert_eq!(sh(&env, &["--scope", "public"], &probe), "routed\nno-answer\n");
+    // Nor the host over IPv6: no neighbour answers on the link but the
+    // sandbox itself (the host end once had a link-local address). The
+    // sandbox's own link-local address is usable once its duplicate address
+    // detection is over.
+    let neighbours =
+        "sleep 3; ping6 -c 2 -w 3 ff02::1%eth0 2>/dev/null | grep -o 'fe80::[0-9a-f:]*[0-9a-f]' | sort -u | wc -l";
+    let seen: u32 = sh(&env, &["--scope", "public"], neighbours).trim().parse().expect("a count");
+    assert!(seen <= 1, "{seen} IPv6 neighbours answer on the sandbox's link");
     let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
     assert!(!stdout(&tables).contains("monocore_"), "leftover nftables table: {}", stdout(&tables));
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
