@@ -33,8 +33,12 @@ pub struct FuseFs {
 }
 
 /// File handle of opens whose reads the kernel passes through to a file of
-/// the [`FileCache`] (every other open is handle 0).
+/// the [`FileCache`].
 const PASSTHROUGH_FH: u64 = 1;
+
+/// File handle of opens the kernel caches (the usual kind); counted per
+/// inode while passthrough is on.
+const CACHED_FH: u64 = 0;
 
 /// Files smaller than this are read through the VFS: a copy would cost more
 /// than it saves.
@@ -45,9 +49,24 @@ struct Passthrough {
     cache: FileCache,
     /// The kernel agreed at init (Linux 6.9+, root).
     enabled: AtomicBool,
+    /// The opens of each inode, by kind.
+    open: Mutex<Opens>,
+}
+
+/// The kernel puts an inode either in passthrough or in cached I/O mode
+/// and refuses (EIO) an open of the other kind while one is in use, such
+/// as a file read by one process and written by another. So only code is
+/// passed through (programs and libraries, which are run and mapped, and
+/// seldom written in place: see [`Vfs::is_code`]), not while the inode has
+/// cached opens, and an open for writing of an inode with passthrough opens
+/// is ETXTBSY, as for a running program.
+#[derive(Default)]
+struct Opens {
     /// Backing file and open count per inode: the kernel wants one backing
-    /// file for all the opens of an inode.
-    open: Mutex<HashMap<u64, (BackingId, u32)>>,
+    /// file for all the passthrough opens of an inode.
+    passthrough: HashMap<u64, (BackingId, u32)>,
+    /// Cached opens per inode.
+    cached: HashMap<u64, u32>,
 }
 
 impl FuseFs {
@@ -72,7 +91,7 @@ impl FuseFs {
     pub fn with_file_cache(mut self, cache: FileCache) -> FuseFs {
         if !self.vfs.repo().config().encrypted {
             self.passthrough =
-                Some(Passthrough { cache, enabled: AtomicBool::new(false), open: Mutex::new(HashMap::new()) });
+                Some(Passthrough { cache, enabled: AtomicBool::new(false), open: Mutex::new(Opens::default()) });
         }
         self
     }
@@ -84,11 +103,14 @@ impl FuseFs {
             return Some(reply);
         };
         let Ok(Some((id, size))) = self.vfs.stored_content(ino) else { return Some(reply) };
-        if size < PASSTHROUGH_MIN {
+        if size < PASSTHROUGH_MIN || !self.vfs.is_code(ino).unwrap_or(false) {
             return Some(reply);
         }
         let Ok(mut open) = pt.open.lock() else { return Some(reply) };
-        if let Some((backing, count)) = open.get_mut(&ino) {
+        if open.cached.contains_key(&ino) {
+            return Some(reply);
+        }
+        if let Some((backing, count)) = open.passthrough.get_mut(&ino) {
             if self.vfs.open(ino, false, false).is_err() {
                 return Some(reply);
             }
@@ -110,8 +132,27 @@ impl FuseFs {
             return Some(reply);
         }
         reply.opened_passthrough(FileHandle(PASSTHROUGH_FH), FopenFlags::empty(), &backing);
-        open.insert(ino, (backing, 1));
+        open.passthrough.insert(ino, (backing, 1));
         None
+    }
+
+    /// Opens `ino` in the VFS with `open` and answers as a cached open,
+    /// counted (see [`Opens`]); ETXTBSY while the inode has passthrough
+    /// opens, before `open` runs (it may truncate).
+    fn cached_open(&self, ino: u64, open: impl FnOnce() -> VResult<()>) -> Result<(FileHandle, FopenFlags), Errno> {
+        // The page cache stays valid across opens: only this process
+        // changes the tree, and a checkout invalidates what it replaces.
+        let cached = (FileHandle(CACHED_FH), FopenFlags::FOPEN_KEEP_CACHE);
+        let opens = self.passthrough.as_ref().filter(|p| p.enabled.load(Ordering::Relaxed)).map(|p| p.open.lock());
+        let Some(Ok(mut opens)) = opens else {
+            return open().map(|()| cached).map_err(|e| Errno::from_i32(e.errno()));
+        };
+        if opens.passthrough.contains_key(&ino) {
+            return Err(Errno::ETXTBSY);
+        }
+        open().map_err(|e| Errno::from_i32(e.errno()))?;
+        *opens.cached.entry(ino).or_default() += 1;
+        Ok(cached)
     }
 
     /// Leaves unflushed edits unflushed at unmount: for a throwaway tree,
@@ -406,11 +447,9 @@ impl fuser::Filesystem for FuseFs {
                 None => return,
             }
         };
-        // The page cache stays valid across opens: only this process changes
-        // the tree, and a checkout invalidates what it replaces.
-        match self.vfs.open(ino.0, write, truncate) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(Errno::from_i32(e.errno())),
+        match self.cached_open(ino.0, || self.vfs.open(ino.0, write, truncate)) {
+            Ok((fh, flags)) => reply.opened(fh, flags),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -463,14 +502,27 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if fh.0 == PASSTHROUGH_FH
-            && let Some(pt) = &self.passthrough
+        if let Some(pt) = &self.passthrough
             && let Ok(mut open) = pt.open.lock()
-            && let Some((_, count)) = open.get_mut(&ino.0)
         {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&ino.0);
+            match fh.0 {
+                PASSTHROUGH_FH => {
+                    if let Some((_, count)) = open.passthrough.get_mut(&ino.0) {
+                        *count -= 1;
+                        if *count == 0 {
+                            open.passthrough.remove(&ino.0);
+                        }
+                    }
+                }
+                CACHED_FH => {
+                    if let Some(count) = open.cached.get_mut(&ino.0) {
+                        *count -= 1;
+                        if *count == 0 {
+                            open.cached.remove(&ino.0);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         self.vfs.release(ino.0);
@@ -580,9 +632,14 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         let (uid, gid) = self.owner(req);
-        match self.vfs.create(parent.0, bytes(name), mode & !umask, uid, gid) {
-            Ok(a) => reply.created(&TTL, &file_attr(&a, self.ids), Generation(0), FileHandle(0), FopenFlags::empty()),
-            Err(e) => reply.error(Errno::from_i32(e.errno())),
+        let attr = match self.vfs.create(parent.0, bytes(name), mode & !umask, uid, gid) {
+            Ok(a) => a,
+            Err(e) => return reply.error(Errno::from_i32(e.errno())),
+        };
+        // A new inode: no passthrough open to mind, only the count.
+        match self.cached_open(attr.ino, || Ok(())) {
+            Ok((fh, flags)) => reply.created(&TTL, &file_attr(&attr, self.ids), Generation(0), fh, flags),
+            Err(e) => reply.error(e),
         }
     }
 }

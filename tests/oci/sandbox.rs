@@ -489,6 +489,19 @@ fn pong_server() -> u16 {
     port
 }
 
+/// An image file read by one process and written by another, either way
+/// round. (A data file's reads used to be passed through to the file
+/// cache, and the kernel refused a cached open beside such an open: EIO.)
+#[test]
+fn an_image_file_open_for_reading_can_be_written_too() {
+    let Some(env) = sandbox_env("an_image_file_open_for_reading_can_be_written_too") else { return };
+    let script = "sleep 3 </srv/data.bin & sleep 0.5; echo x >> /srv/data.bin && echo appended; \
+                  exec 4>>/srv/data.bin; wc -c </srv/data.bin; tail -c 2 /srv/data.bin";
+    assert_eq!(sh(&env, &[], script), format!("appended\n{}\nx\n", (256 << 10) + 2));
+    let reverse = "exec 4>>/srv/data.bin; wc -c </srv/data.bin; echo y >&4; exec 4>&-; tail -c 2 /srv/data.bin";
+    assert_eq!(sh(&env, &[], reverse), format!("{}\ny\n", 256 << 10));
+}
+
 #[test]
 fn network_scopes_reach_what_they_say() {
     let Some(env) = sandbox_env("network_scopes_reach_what_they_say") else { return };

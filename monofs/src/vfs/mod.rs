@@ -1093,6 +1093,16 @@ impl Vfs {
         })
     }
 
+    /// Whether file `ino` looks like code: a program (an execute bit) or a
+    /// shared library (a name with a `.so` part), which is run or mapped
+    /// and seldom written in place.
+    pub fn is_code(&self, ino: Ino) -> VResult<bool> {
+        let st = self.lock()?;
+        let node = st.node(ino)?;
+        let library = |name: &[u8]| name.ends_with(b".so") || name.windows(4).any(|w| w == b".so.");
+        Ok(node.meta.mode & 0o111 != 0 || node.parents.iter().any(|(_, name)| library(name)))
+    }
+
     /// Closes a handle opened by [`Vfs::open`] or [`Vfs::create`]. A file
     /// closed with unstored changes is a cue for the flusher.
     pub fn release(&self, ino: Ino) {
