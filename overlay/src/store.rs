@@ -514,12 +514,37 @@ impl ImageStore {
                 keep.extend(other.record.layers.iter().map(|l| l.chain_id.clone()));
             }
         }
+        // Begun first: no other process commits until this does, so the
+        // refs read below stay the refs there are.
         let mut tx = self.repo.begin()?;
-        self.repo.delete_ref(tx.as_mut(), &format!("{IMAGE_PREFIX}{}", img.name))?;
+        let mut dropped = vec![format!("{IMAGE_PREFIX}{}", img.name)];
         for (chain, _) in self.repo.refs_with_prefix(CHAIN_PREFIX)? {
             if !keep.contains(&chain) {
-                self.repo.delete_ref(tx.as_mut(), &format!("{CHAIN_PREFIX}{chain}"))?;
+                dropped.push(format!("{CHAIN_PREFIX}{chain}"));
             }
+        }
+        for name in &dropped {
+            self.repo.delete_ref(tx.as_mut(), name)?;
+        }
+        // The revisions of the image and its layer chains leave the index
+        // once no remaining ref reaches them, so that `monofs gc` frees them
+        // (it keeps every indexed revision).
+        let indexed: BTreeSet<ObjectId> = self.repo.all_revisions()?.into_iter().collect();
+        let mut reached = BTreeSet::new();
+        let mut todo: Vec<ObjectId> = self
+            .repo
+            .refs_with_prefix("")?
+            .into_iter()
+            .filter(|(name, id)| !dropped.contains(name) && indexed.contains(id))
+            .map(|(_, id)| id)
+            .collect();
+        while let Some(id) = todo.pop() {
+            if reached.insert(id) {
+                todo.extend(self.repo.read_revision(&id)?.parents);
+            }
+        }
+        for id in indexed.difference(&reached) {
+            self.repo.unindex_revision(tx.as_mut(), id)?;
         }
         tx.commit().map_err(monofs::Error::from)?;
         Ok(img.name)

@@ -209,6 +209,12 @@ fn rmi_removes_the_image_and_unused_layer_chains() {
     assert!(env.image_names().is_empty());
     let store = monofs_overlay::ImageStore::open(&env.home()).expect("store");
     assert!(store.repo().refs_with_prefix("chains/").expect("refs").is_empty());
+    assert!(store.repo().all_revisions().expect("index").is_empty(), "revisions of removed images stay indexed");
+    drop(store);
+    // And gc frees what they held (it kept every indexed revision).
+    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_monofs")).arg("gc").arg(env.store()).output().expect("gc");
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(gc.status.success() && said.starts_with("removed ") && !said.starts_with("removed 0 "), "{said}");
 }
 
 #[test]

@@ -176,4 +176,11 @@ impl Repository {
     pub fn index_revision(&self, tx: &mut dyn Transaction, id: &ObjectId) -> Result<()> {
         Ok(tx.put(Table::Revisions, id.as_bytes(), &[])?)
     }
+
+    /// Takes revision `id` out of the revision index, in `tx`: gc, whose
+    /// roots are every indexed revision and every ref, may then free it
+    /// once no ref reaches it.
+    pub fn unindex_revision(&self, tx: &mut dyn Transaction, id: &ObjectId) -> Result<()> {
+        Ok(tx.delete(Table::Revisions, id.as_bytes())?)
+    }
 }
