@@ -52,6 +52,21 @@ pub fn catching_panics(main: impl FnOnce() -> std::process::ExitCode) -> std::pr
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(main)).unwrap_or(std::process::ExitCode::FAILURE)
 }
 
+/// The `error:` line of `err`: its cause chain joined by `: `, leaving out
+/// a cause whose text is already in the line (an I/O error wrapped and
+/// quoted by the library), on one line.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if line.is_empty() {
+            line = cause;
+        } else if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line.replace('\n', " ")
+}
+
 /// Parses the command line. A usage error is reported as one `error:` line
 /// and one `usage:` line (clap's own report spreads it over a paragraph),
 /// exit status 2; `--help` and `--version` print as usual.
@@ -89,7 +104,16 @@ fn one_line_usage_error(report: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line_usage_error;
+    use super::{error_line, one_line_usage_error};
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let err = anyhow::Error::new(io)
+            .context("/x: No such file or directory (os error 2)")
+            .context("importing /x\nfrom here");
+        assert_eq!(error_line(&err), "importing /x from here: /x: No such file or directory (os error 2)");
+    }
 
     #[test]
     fn a_usage_error_is_two_lines() {

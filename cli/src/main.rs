@@ -44,19 +44,10 @@ fn run() -> ExitCode {
     }
 }
 
-/// One `error:` line with the whole cause chain, then a hint if the library
-/// has one. A cause whose text its parent already ends with (an I/O error
-/// wrapped and quoted by the store) is not repeated.
+/// One `error:` line with the whole cause chain (see
+/// [`logging::error_line`]), then a hint if the library has one.
 pub fn report(to: &mut dyn Write, err: &anyhow::Error) {
-    let mut line = String::new();
-    for cause in err.chain().map(ToString::to_string) {
-        if line.is_empty() {
-            line = cause;
-        } else if !line.ends_with(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
-    let _ = writeln!(to, "error: {line}");
+    let _ = writeln!(to, "error: {}", logging::error_line(err));
     if let Some(hint) = err.chain().find_map(|e| e.downcast_ref::<monofs::Error>()).and_then(monofs::Error::hint) {
         let _ = writeln!(to, "hint: {hint}");
     }

@@ -35,8 +35,7 @@ fn main() -> ExitCode {
 /// has one.
 fn report(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
-    let line = format!("{err:#}").replace('\n', " ");
-    let _ = writeln!(stderr, "error: {line}");
+    let _ = writeln!(stderr, "error: {}", logging::error_line(err));
     let hint = err
         .chain()
         .find_map(|e| e.downcast_ref::<monofs_overlay::Error>())
