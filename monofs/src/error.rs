@@ -130,6 +130,9 @@ pub enum Error {
     /// A tag name is not acceptable.
     #[error("invalid tag name '{0}'")]
     InvalidTagName(String),
+    /// A ref name no command could show or remove (from a replica).
+    #[error("invalid ref name {0:?}")]
+    InvalidRefName(String),
     /// A named working tree does not exist.
     #[error("no working tree named '{0}'")]
     NoSuchWorktree(String),

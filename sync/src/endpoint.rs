@@ -286,6 +286,9 @@ impl Local {
         let store = self.repo.store();
         let side = self.describe();
         for c in &update.refs {
+            monofs::repo::validate_ref_name(&c.name)?;
+        }
+        for c in &update.refs {
             if !store.has(Table::Objects, c.new.as_bytes())? {
                 return Err(SyncError::RefTargetMissing { side, name: c.name.clone(), id: c.new });
             }

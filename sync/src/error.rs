@@ -170,7 +170,8 @@ impl SyncError {
             SyncError::BadObject { .. }
             | SyncError::Protocol { .. }
             | SyncError::RefTargetMissing { .. }
-            | SyncError::Invalid(_) => 422,
+            | SyncError::Invalid(_)
+            | SyncError::Repo(monofs::Error::InvalidRefName(_)) => 422,
             // Another process (a mount, a commit) has the served repository.
             SyncError::Repo(monofs::Error::Locked { .. }) | SyncError::Mounted { .. } => 503,
             _ => 500,

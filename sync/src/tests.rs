@@ -334,3 +334,26 @@ fn a_receiver_with_uncommitted_changes_stops_the_sync() {
     sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync once clean");
     assert_eq!(dst.state().expect("state"), src.state().expect("state"));
 }
+
+/// A replica's update with a ref name no command could show or remove
+/// (from a hostile or broken peer) is refused whole, before anything moves.
+#[test]
+fn ref_names_from_a_replica_are_checked() {
+    let s = setup();
+    let dst = local(&s.dst);
+    let before = dst.state().expect("state");
+    let head = *before.refs.get("HEAD").expect("HEAD");
+    for name in ["", "../../x", "tags/a\nb", "tags/with space"] {
+        let update = Update {
+            refs: vec![
+                RefChange { name: "tags/fine".into(), old: None, new: head },
+                RefChange { name: name.into(), old: None, new: head },
+            ],
+            revisions: Vec::new(),
+        };
+        let err = dst.update(&update).expect_err(name);
+        assert!(err.to_string().contains("invalid ref name"), "{name:?}: {err}");
+        assert_eq!(err.status(), 422);
+        assert_eq!(dst.state().expect("state"), before, "{name:?}: something moved");
+    }
+}

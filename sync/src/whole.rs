@@ -234,6 +234,18 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
         None => store.count(Table::Objects)?,
     };
     tracing::debug!("{objects} objects verified in {:?}", t.elapsed());
+    // Refs as a sync would accept them (see `Local::apply`).
+    let mut bad_ref = None;
+    store.scan(Table::Refs, b"", &mut |k, _| {
+        let name = String::from_utf8_lossy(k);
+        if let Err(e) = monofs::repo::validate_ref_name(&name) {
+            bad_ref = Some(e);
+        }
+        bad_ref.is_none()
+    })?;
+    if let Some(e) = bad_ref {
+        return Err(SyncError::Protocol { from: from.into(), what: format!("the copied store file has an {e}") });
+    }
     let mut tx = store.begin()?;
     tx.clear(Table::StatCache)?;
     tx.clear(Table::Inodes)?;

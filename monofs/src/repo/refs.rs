@@ -42,6 +42,30 @@ pub fn validate_tag_name(name: &str) -> Result<()> {
     if bad { Err(Error::InvalidTagName(name.to_owned())) } else { Ok(()) }
 }
 
+/// Ref names a repository may hold: `HEAD`, `WORKTREE`, and slash-separated
+/// names of printable components (no `.`, `..`, spaces or `^?*[\~`), a
+/// tag's (`tags/NAME`) valid as a tag name. A replica's refs are checked
+/// with this before they are stored.
+pub fn validate_ref_name(name: &str) -> Result<()> {
+    if name == HEAD || name == WORKTREE {
+        return Ok(());
+    }
+    if let Some(tag) = name.strip_prefix("tags/") {
+        return validate_tag_name(tag).map_err(|_| Error::InvalidRefName(name.to_owned()));
+    }
+    let bad_part = |p: &str| {
+        p.is_empty()
+            || p == "."
+            || p == ".."
+            || p.starts_with('-')
+            || p.chars().any(|c| c.is_whitespace() || c.is_control() || "^?*[\\~".contains(c))
+    };
+    if name.len() > 255 || !name.contains('/') || name.split('/').any(bad_part) {
+        return Err(Error::InvalidRefName(name.to_owned()));
+    }
+    Ok(())
+}
+
 impl Repository {
     /// The id a ref points at.
     pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
@@ -182,5 +206,22 @@ impl Repository {
     /// once no ref reaches it.
     pub fn unindex_revision(&self, tx: &mut dyn Transaction, id: &ObjectId) -> Result<()> {
         Ok(tx.delete(Table::Revisions, id.as_bytes())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_ref_name;
+
+    #[test]
+    fn ref_names() {
+        for good in
+            ["HEAD", "WORKTREE", "tags/v1.0", "worktrees/sb1", "images/docker.io/library/alpine:3", "chains/sha256:ab"]
+        {
+            assert!(validate_ref_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../../x", "tags/a\nb", "tags/with space", "x", "a//b", "a/./b", "/a", "a/", "tags/", "a/-b"] {
+            assert!(validate_ref_name(bad).is_err(), "{bad:?}");
+        }
     }
 }
