@@ -49,20 +49,42 @@ fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !name.starts_with('.');
+        && !name.starts_with(['.', '-']);
     if ok {
         Ok(())
     } else {
-        Err(SyncError::Invalid(format!("bad remote name '{name}': use letters, digits, '-', '_', '.'")))
+        Err(SyncError::Invalid(format!(
+            "bad remote name '{name}': use letters, digits, '-', '_', '.', starting with a letter, digit or '_'"
+        )))
     }
+}
+
+/// A remote's address: an absolute path, or an http(s) URL with a host.
+fn check_url(url: &str) -> Result<()> {
+    if url.trim().is_empty() {
+        return Err(SyncError::Invalid("the remote URL is empty".into()));
+    }
+    if crate::is_url(url) {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| SyncError::Invalid(format!("bad remote URL '{url}': {e}")))?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(SyncError::Invalid(format!("bad remote URL '{url}': no host")));
+        }
+        return Ok(());
+    }
+    if url.contains("://") {
+        return Err(SyncError::Invalid(format!("bad remote URL '{url}': only http:// and https:// are served")));
+    }
+    if !url.starts_with('/') {
+        return Err(SyncError::Invalid(format!("bad remote path '{url}': give it absolute")));
+    }
+    Ok(())
 }
 
 /// Adds (or with `force`, replaces) remote `name`.
 pub fn add(repo: &RawRepository, name: &str, remote: &Remote, force: bool) -> Result<()> {
     check_name(name)?;
-    if remote.url.trim().is_empty() {
-        return Err(SyncError::Invalid("the remote URL is empty".into()));
-    }
+    check_url(&remote.url)?;
     let key = format!("{PREFIX}{name}");
     if !force && repo.store().has(Table::Meta, key.as_bytes())? {
         return Err(SyncError::Invalid(format!("remote '{name}' exists already (remove it first)")));

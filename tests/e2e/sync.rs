@@ -100,6 +100,17 @@ fn local_clone_incremental_sync_and_divergence() {
     assert!(err.contains("not an ancestor"), "{err}");
     ok(&[&"remote", &"remove", &repo, &"backup"]);
     assert!(ok(&[&"remote", &"list", &repo]).is_empty());
+    // Addresses no sync could use, and names read as options, are refused.
+    for (name, url, says) in [
+        ("x", "ftp://host/r", "only http:// and https://"),
+        ("x", "http://", "bad remote URL"),
+        ("--", "/tmp", "bad remote name"),
+        ("...", "/tmp", "starting with a letter"),
+    ] {
+        let err = fails(&[&"remote", &"add", &repo, &"--", &name, &url], &[]);
+        assert!(err.contains(says), "{name} {url}: {err}");
+    }
+    assert!(ok(&[&"remote", &"list", &repo]).is_empty());
 }
 
 /// A repository with one revision of a test tree (`repo`, from `data`),

@@ -164,16 +164,25 @@ pub fn remote(a: RemoteArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
         |repo: &Path| monofs::repo::RawRepository::open(repo).with_context(|| format!("opening {}", repo.display()));
     match a.action {
         RemoteAction::Add { repo, name, url, force, token_file, ca_cert } => {
-            let url = if monofs_sync::is_url(&url) {
-                url
+            let (url, not_a_repository) = if monofs_sync::is_url(&url) || url.contains("://") {
+                (url, false)
             } else {
-                std::path::absolute(&url).with_context(|| url.clone())?.display().to_string()
+                let path = std::path::absolute(&url).with_context(|| url.clone())?;
+                let not_a_repository = !path.join(monofs::repo::STORE_FILE).is_file();
+                (path.display().to_string(), not_a_repository)
             };
             let absolute = |p: Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
                 p.map(|p| std::path::absolute(&p).with_context(|| p.display().to_string())).transpose()
             };
             let remote = remotes::Remote { url, token_file: absolute(token_file)?, ca_cert: absolute(ca_cert)? };
             remotes::add(&open(&repo)?, &name, &remote, force)?;
+            if not_a_repository {
+                note!(
+                    ctx,
+                    "note: {} is not a repository now; sync needs one there (monofs clone makes one)",
+                    remote.url
+                );
+            }
         }
         RemoteAction::Remove { repo, name } => remotes::remove(&open(&repo)?, &name)?,
         RemoteAction::List { repo, json } => {
