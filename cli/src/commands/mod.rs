@@ -125,7 +125,21 @@ pub fn run(command: Command, ctx: &mut Ctx<'_>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens REPO, asking for its passphrase only if it is encrypted.
+/// How long a command waits for another process to release the
+/// repository: long enough for a short command, or for `serve --http`,
+/// which keeps it for 2 s after its last request.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens REPO, asking for its passphrase only if it is encrypted; waits up
+/// to [`LOCK_WAIT`] while another process holds it.
 pub fn open(repo: &Path) -> anyhow::Result<Repository> {
-    Ok(Repository::open(repo, &mut || crate::passphrase::existing(repo))?)
+    let start = std::time::Instant::now();
+    loop {
+        match Repository::open(repo, &mut || crate::passphrase::existing(repo)) {
+            Err(monofs::Error::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            result => return Ok(result?),
+        }
+    }
 }
