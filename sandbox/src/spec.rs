@@ -164,11 +164,16 @@ pub fn parse_memory(s: &str) -> Result<u64> {
     if !n.is_finite() || n <= 0.0 {
         return Err(bad("must be positive"));
     }
-    let bytes = (n * mult as f64) as u64;
-    if bytes < 4 << 20 {
+    let bytes = n * mult as f64;
+    if bytes < (4 << 20) as f64 {
         return Err(bad("must be at least 4m"));
     }
-    Ok(bytes)
+    // The kernel's own "no limit" is 2^63 rounded down to a page; anything
+    // near it is a typo, not a limit.
+    if bytes >= (1u64 << 60) as f64 {
+        return Err(bad("too large for a memory limit"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Parses `--cpus` (a positive number of cores, at most this host's).
@@ -262,7 +267,9 @@ mod tests {
         assert_eq!(parse_memory("1g").ok(), Some(1 << 30));
         assert_eq!(parse_memory("1.5GiB").ok(), Some(3 << 29));
         assert_eq!(parse_memory("8388608").ok(), Some(8 << 20));
-        for bad in ["", "x", "-1m", "0", "1k", "nanm"] {
+        for bad in
+            ["", "x", "-1m", "0", "1k", "nanm", "99999999999999999999", "18446744073709551615", "9999999999g", "inf"]
+        {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }
     }
