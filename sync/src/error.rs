@@ -84,6 +84,21 @@ pub enum SyncError {
         /// The value it would get (short id).
         ours: String,
     },
+    /// A ref on the receiver is ahead of the sender's: the sender moved
+    /// back (a checkout of an older revision, a tag moved back).
+    #[error(
+        "{side}: ref '{name}' is at {theirs}, which already has {ours} in its history: the sender is behind (it checked out an older revision, or moved a tag back); a backup sync never moves a ref back, and `sync --pull` brings the newer revisions to the sender"
+    )]
+    SenderBehind {
+        /// Where the ref would move.
+        side: String,
+        /// The ref.
+        name: String,
+        /// Its current value there (short id).
+        theirs: String,
+        /// The sender's value (short id).
+        ours: String,
+    },
     /// The receiver's working tree has changes not committed: moving its
     /// HEAD would leave them on top of revisions they were not made from,
     /// and its next commit would undo those.
@@ -166,7 +181,10 @@ impl SyncError {
     pub fn status(&self) -> u16 {
         match self {
             SyncError::Unauthorized { .. } => 401,
-            SyncError::NotFastForward { .. } | SyncError::RefChanged { .. } | SyncError::DirtyReceiver { .. } => 409,
+            SyncError::NotFastForward { .. }
+            | SyncError::SenderBehind { .. }
+            | SyncError::RefChanged { .. }
+            | SyncError::DirtyReceiver { .. } => 409,
             SyncError::BadObject { .. }
             | SyncError::Protocol { .. }
             | SyncError::RefTargetMissing { .. }

@@ -357,3 +357,28 @@ fn ref_names_from_a_replica_are_checked() {
         assert_eq!(dst.state().expect("state"), before, "{name:?}: something moved");
     }
 }
+
+/// A sender that moved back (a checkout of an older revision) is told so,
+/// not that the replicas diverged, and nothing moves on the receiver.
+#[test]
+fn a_sender_behind_is_told_so() {
+    let s = setup();
+    let first = {
+        let repo = Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open");
+        repo.head().expect("head").expect("a HEAD")
+    };
+    std::fs::write(s.data.join("a.txt"), b"second").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let codec = src.codec().cloned();
+    sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
+    drop(src);
+    let repo = Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open");
+    repo.checkout(&first, true).expect("checkout the first revision");
+    drop(repo);
+    let src = local(&s.src);
+    let before = dst.state().expect("state");
+    let err = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect_err("behind");
+    assert!(matches!(err, SyncError::SenderBehind { .. }), "{err}");
+    assert_eq!(dst.state().expect("state"), before);
+}

@@ -437,6 +437,19 @@ fn plan(
                     // what the sender has itself, so no revision is lost.
                     None => ours.revisions.contains(&old),
                 };
+                // The receiver has the old value's history; the sender's
+                // value may be in it.
+                if !forward
+                    && let Some(codec) = codec
+                    && is_ancestor(dst, codec, new, &old)?
+                {
+                    return Err(SyncError::SenderBehind {
+                        side: dst.describe(),
+                        name: name.clone(),
+                        theirs: old.short(12),
+                        ours: new.short(12),
+                    });
+                }
                 if !forward {
                     return Err(SyncError::NotFastForward {
                         side: dst.describe(),
