@@ -309,6 +309,11 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     // The image's tree, writable, referred to by nothing: copy-on-write
     // for free, and nothing to delete afterwards unless it is kept.
     let vfs = Arc::new(Vfs::serve(repo.clone(), Tree::Scratch(image.root))?);
+    // Written files are held by this process, outside the sandbox's cgroup,
+    // until stored: a quarter of its memory limit at most.
+    if let Some(memory) = opts.limits.memory {
+        vfs.limit_dirty(memory / 4);
+    }
     if relay.cancelled.load(Ordering::SeqCst) {
         return Err(Error::Setup("interrupted".into()));
     }

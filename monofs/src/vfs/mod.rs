@@ -37,7 +37,8 @@ pub const ROOT: Ino = 1;
 const READ_AHEAD: u64 = 4 << 20;
 
 /// Dirty file bytes held in memory before a write forces a flush (512 MiB
-/// made a mount process peak at 1 GB writing one large file).
+/// made a mount process peak at 1 GB writing one large file); see
+/// [`Vfs::limit_dirty`].
 const MAX_DIRTY: u64 = 256 << 20;
 
 /// Verified chunks kept for readers (sequential reads need only the
@@ -200,6 +201,8 @@ pub struct Vfs {
     /// Set when a file is closed with changes not stored yet, for the
     /// flusher to store them soon (see [`Vfs::wait_for_closed_changes`]).
     closed_changes: (Mutex<bool>, std::sync::Condvar),
+    /// Dirty file bytes held in memory before a write forces a flush.
+    max_dirty: std::sync::atomic::AtomicU64,
 }
 
 /// Stored files from this size on have their zeros counted at lookup (see
@@ -487,9 +490,18 @@ impl Vfs {
             ns,
             flushing: Mutex::new(()),
             closed_changes: Default::default(),
+            max_dirty: MAX_DIRTY.into(),
         };
         vfs.load(&root)?;
         Ok(vfs)
+    }
+
+    /// Holds at most `bytes` of written file data in memory (at least
+    /// 1 MiB): past it a write stores what is pending first. A sandbox's
+    /// tree keeps this within its memory limit, as the data is held by the
+    /// process serving the tree, outside the sandbox's cgroup.
+    pub fn limit_dirty(&self, bytes: u64) {
+        self.max_dirty.store(bytes.clamp(1 << 20, MAX_DIRTY), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The repository.
@@ -1173,7 +1185,7 @@ impl Vfs {
         if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > MAX_FILE_SIZE) {
             return Err(Errno::EFBIG.into());
         }
-        if self.lock()?.dirty_bytes > MAX_DIRTY {
+        if self.lock()?.dirty_bytes > self.max_dirty.load(std::sync::atomic::Ordering::Relaxed) {
             // Pending bytes are stored before more are taken, so that a
             // write refused for want of room (ENOSPC) has changed nothing.
             self.flush()?;
