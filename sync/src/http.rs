@@ -131,11 +131,21 @@ impl HttpRemote {
         self.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         match status {
             401 => Err(SyncError::Unauthorized { url: self.base.clone() }),
-            _ => Err(SyncError::Remote {
-                url: self.base.clone(),
-                status,
-                message: String::from_utf8_lossy(&body).lines().next().unwrap_or("").to_owned(),
-            }),
+            _ => {
+                let said = String::from_utf8_lossy(&body).lines().next().unwrap_or("").trim().to_owned();
+                let message = if !said.is_empty() {
+                    said
+                } else if status == 404 {
+                    "not found: is this the address of a `monofs serve --http`?".to_owned()
+                } else {
+                    reqwest::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                Err(SyncError::Remote { url: self.base.clone(), status, message })
+            }
         }
     }
 

@@ -414,6 +414,12 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
             assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
         }
     }
+    // Usage errors: one line, exit 2, before anything starts.
+    for (args, says) in [(["-w", "relative/dir"], "must be an absolute path"), (["--timeout", "0"], "longer than 0")] {
+        let out = tmp(&env, &[args[0], args[1], "bb", "--", "true"]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).starts_with("error: ") && stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
     let missing = tmp(&env, &["bb", "--", "no-such-command"]);
     assert_eq!(missing.status.code(), Some(127));
     assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));

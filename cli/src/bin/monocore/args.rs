@@ -55,8 +55,8 @@ pub struct TmpArgs {
     /// Read environment variables from a file of `K=V` lines.
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Working directory inside the sandbox.
-    #[arg(short = 'w', long, value_name = "DIR")]
+    /// Working directory inside the sandbox (absolute).
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = absolute_dir)]
     pub workdir: Option<String>,
     /// User to run as: `name|uid[:group|gid]`.
     #[arg(short = 'u', long, value_name = "USER")]
@@ -80,7 +80,7 @@ pub struct TmpArgs {
     #[arg(long)]
     pub pids: Option<String>,
     /// Stop the sandbox after this long (`30s`, `5m`); exit status 124.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = positive_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Give the command a terminal.
     #[arg(short = 't', long)]
@@ -189,4 +189,17 @@ pub struct UnpackArgs {
     pub image: String,
     /// Target directory (missing or empty).
     pub dir: PathBuf,
+}
+
+/// A `-w` value: an absolute path, as Docker requires.
+fn absolute_dir(s: &str) -> Result<String, String> {
+    if s.starts_with('/') { Ok(s.to_owned()) } else { Err("must be an absolute path".into()) }
+}
+
+/// A `--timeout` value: a duration above zero.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0".into()),
+        other => other.map_err(|e| e.to_string()),
+    }
 }
