@@ -507,6 +507,9 @@ impl ImageStore {
     /// data goes at the next `monofs gc` of the store. Returns the name
     /// removed.
     pub fn remove(&self, name: &str) -> Result<String> {
+        // Begun first: no other process commits until this does, so the
+        // images and refs read below stay the ones there are.
+        let mut tx = self.repo.begin()?;
         let img = self.image(name)?;
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for other in self.images()? {
@@ -514,9 +517,6 @@ impl ImageStore {
                 keep.extend(other.record.layers.iter().map(|l| l.chain_id.clone()));
             }
         }
-        // Begun first: no other process commits until this does, so the
-        // refs read below stay the refs there are.
-        let mut tx = self.repo.begin()?;
         let mut dropped = vec![format!("{IMAGE_PREFIX}{}", img.name)];
         for (chain, _) in self.repo.refs_with_prefix(CHAIN_PREFIX)? {
             if !keep.contains(&chain) {

@@ -382,3 +382,25 @@ fn a_sender_behind_is_told_so() {
     assert!(matches!(err, SyncError::SenderBehind { .. }), "{err}");
     assert_eq!(dst.state().expect("state"), before);
 }
+
+/// A receiver whose working tree already is the new revision's tree (it
+/// was cloned from a working tree that was committed since) is clean.
+#[test]
+fn a_receiver_already_at_the_new_tree_is_synced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    Repository::init(&src, InitOptions::default()).expect("init");
+    {
+        let repo = std::sync::Arc::new(Repository::open(&src, &mut || Ok(Vec::new())).expect("open"));
+        repo.commit_worktree(&opts("empty")).ok();
+        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+        vfs.create(monofs::vfs::ROOT, b"draft", 0o644, 0, 0).expect("create");
+        vfs.flush().expect("flush");
+    }
+    clone(&local(&src), &dst, &NoProgress).expect("clone");
+    Repository::open(&src, &mut || Ok(Vec::new())).expect("open").commit_worktree(&opts("draft")).expect("commit");
+    let (src, dst) = (local(&src), local(&dst));
+    let codec = src.codec().cloned();
+    sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("a clean receiver");
+    assert_eq!(dst.state().expect("state"), src.state().expect("state"));
+}

@@ -472,11 +472,15 @@ fn plan(
                     Some(old) => read_revision(src, codec, &old)?.root,
                     None => codec.id(Kind::Dir, &Dir::default().encode()),
                 };
-                if current.is_some() && current != Some(clean) {
-                    return Err(SyncError::DirtyReceiver { side: dst.describe() });
-                }
                 let root = read_revision(src, codec, &head.new)?.root;
-                changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
+                // Already the new revision's tree (a clone of a working tree
+                // that was committed since): nothing to move.
+                if current != Some(root) {
+                    if current.is_some() && current != Some(clean) {
+                        return Err(SyncError::DirtyReceiver { side: dst.describe() });
+                    }
+                    changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
+                }
             }
             None => worktree_kept = current.is_some(),
         }

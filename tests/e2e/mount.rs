@@ -458,10 +458,17 @@ fn gc_runs_while_mounted() {
     write(&m.mnt.join("scratch"), &rng.bytes(1 << 20));
     write(&m.mnt.join("held"), &held);
     let mut open = std::fs::File::open(m.mnt.join("held")).expect("open");
-    // Both stored by the flush after their close.
+    // Known to the kernel only (O_PATH is no open): it can open the file
+    // again, through /proc/self/fd, once its name is gone.
+    let by_path = rng.bytes(1 << 20);
+    write(&m.mnt.join("by-path"), &by_path);
+    let path_fd = nix::fcntl::open(&m.mnt.join("by-path"), nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
+        .expect("O_PATH");
+    // All stored by the flush after their close.
     std::thread::sleep(Duration::from_millis(800));
     std::fs::remove_file(m.mnt.join("scratch")).expect("rm");
     std::fs::remove_file(m.mnt.join("held")).expect("rm");
+    std::fs::remove_file(m.mnt.join("by-path")).expect("rm");
     let out = ok(&[&"gc", &repo]);
     assert!(out.starts_with("removed ") && !out.starts_with("removed 0 "), "{out}");
     // Read through the mount, not from the kernel's cache of it.
@@ -469,9 +476,11 @@ fn gc_runs_while_mounted() {
     let mut back = Vec::new();
     open.read_to_end(&mut back).expect("read the open file after gc");
     assert!(back == held, "the open file changed");
+    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&path_fd));
+    assert!(std::fs::read(again).expect("open again after gc") == by_path, "the file known by path changed");
     assert_eq!(std::fs::read(m.mnt.join("committed")).expect("read"), committed);
     assert!(ok(&[&"fsck", &repo]).contains(" 0 problems"), "fsck");
-    drop(open);
+    drop((open, path_fd));
     m.detach();
     assert!(ok(&[&"fsck", &repo]).contains(" 0 problems"), "fsck after detach");
 }

@@ -657,22 +657,20 @@ impl Vfs {
     }
 
     /// What the tree refers to besides its stored ref: the stored content
-    /// of every file that is named or open (an open file keeps its content
-    /// after its last name is removed), and the stored directories.
-    /// Without a flush first, this covers the changes not stored yet too:
-    /// a changed directory has all its entries in memory.
+    /// of every file in memory (named, open, or still known to the kernel,
+    /// which can open a file after its last name is removed, through
+    /// /proc/PID/fd), and the stored directories. Without a flush first,
+    /// this covers the changes not stored yet too: a changed directory has
+    /// all its entries in memory.
     fn held(&self) -> Result<crate::Held, Error> {
         let st = self.state.lock().map_err(|_| Error::Aborted)?;
         let mut held = crate::Held::default();
-        for node in st.nodes.values().filter(|n| !n.parents.is_empty() || n.opens > 0) {
+        for node in st.nodes.values() {
             match &node.body {
                 Body::File(f) => held.contents.push((f.base.clone(), f.base_len)),
                 Body::Dir(d) => held.dirs.extend(d.clean),
                 Body::Symlink(_) | Body::Special(_) => {}
             }
-        }
-        if let Some(Body::Dir(root)) = st.nodes.get(&ROOT).map(|n| &n.body) {
-            held.dirs.extend(root.clean);
         }
         Ok(held)
     }
