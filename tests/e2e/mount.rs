@@ -125,6 +125,9 @@ fn drive_round_trip_commit_checkout_remount() {
     assert_same_tree(&data, &m.mnt);
     let first = ok(&[&"commit", &repo, &"-m", &"copied in"]);
     assert_eq!(first.trim().len(), 64);
+    // A directory's snapshot would replace the mounted tree: refused.
+    let err = fails(&[&"commit", &repo, &"--from", &data, &"-m", &"from elsewhere"], &[]);
+    assert!(err.contains("is mounted") && err.contains("without --from"), "{err}");
     // Edits through the kernel, then a commit from another process.
     std::fs::rename(m.mnt.join("hello.txt"), m.mnt.join("hi.txt")).expect("rename");
     std::fs::remove_file(m.mnt.join("a/b/random.bin")).expect("unlink");

@@ -19,6 +19,13 @@ pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> 
         // The mount stores its edits and commits them with no flush in
         // between (see `Vfs::with_flushed`); it compacts at gc.
         (None, Some(served)) => served.vfs.commit(&opts)?,
+        // It would move the working tree to DIR under the mount, whose next
+        // flush would move it back: nothing to do here that means well.
+        (Some(dir), Some(_)) => anyhow::bail!(
+            "{} is mounted: commit --from would replace the mounted working tree; copy {} into the mount and run `monofs commit` without --from, or detach it first",
+            a.repo.display(),
+            dir.display()
+        ),
         (from, _) => {
             let mut repo = ctx.open(&a.repo)?;
             let summary = match from {
