@@ -50,8 +50,14 @@ impl ImageName {
         } else {
             repository
         };
+        // Each part starts and ends with a letter or digit, as Docker's
+        // grammar has it.
+        let edge_ok = |c: &str| {
+            c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        };
         if repository.is_empty()
-            || repository.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || repository.split('/').any(|c| !edge_ok(c))
             || !repository.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
         {
             return Err(bad("the repository must be lower-case letters, digits and . _ - /"));
@@ -62,7 +68,12 @@ impl ImageName {
             return Err(bad("invalid tag"));
         }
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
-        Ok(ImageName { registry, repository, tag, digest })
+        let parsed = ImageName { registry, repository, tag, digest };
+        // Stored as a ref, which a clone or sync of the store must accept.
+        if monofs::repo::validate_ref_name(&format!("{}{}", crate::store::IMAGE_PREFIX, parsed.full())).is_err() {
+            return Err(bad("not a registry host and repository"));
+        }
+        Ok(parsed)
     }
 
     /// The full normalised form, e.g. `docker.io/library/alpine:latest`.
@@ -100,10 +111,13 @@ pub fn validate_local(name: &str) -> Result<()> {
         || name.contains("..")
         || name.contains("//")
         || name.chars().any(|c| c.is_whitespace() || c.is_control() || "~^?*[\\".contains(c));
+    // Stored as a ref, which a clone or sync of the store must accept.
+    let bad = bad || monofs::repo::validate_ref_name(&format!("{}{name}", crate::store::IMAGE_PREFIX)).is_err();
     if bad {
         return Err(Error::InvalidName {
             name: name.to_owned(),
-            reason: "use letters, digits and . _ - / : @ (no spaces, no '..')".to_owned(),
+            reason: "use letters, digits and . _ - / : @ (no spaces, no '..', no part that is '.' or starts with '-')"
+                .to_owned(),
         });
     }
     Ok(())
@@ -145,6 +159,18 @@ mod tests {
         assert!(full("Upper").starts_with("error"));
         assert!(ImageName::parse("127.0.0.1:5000/bb").is_ok_and(|n| n.is_loopback()));
         assert!(ImageName::parse("alpine").is_ok_and(|n| !n.is_loopback()));
+    }
+
+    #[test]
+    fn names_are_usable_as_refs() {
+        for bad in ["a/./b", "./x", "team/-exp:1", "x/.y", "y-/z"] {
+            assert!(full(bad).starts_with("error"), "{bad}");
+        }
+        for bad in ["a/./b", "./x", "team/-exp:1"] {
+            assert!(validate_local(bad).is_err(), "{bad}");
+        }
+        assert!(validate_local("my-app/v2:1.0").is_ok());
+        assert!(validate_local(&"a".repeat(255)).is_ok());
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn validate_ref_name(name: &str) -> Result<()> {
             || p.starts_with('-')
             || p.chars().any(|c| c.is_whitespace() || c.is_control() || "^?*[\\~".contains(c))
     };
-    if name.len() > 255 || !name.contains('/') || name.split('/').any(bad_part) {
+    if name.len() > 1024 || !name.contains('/') || name.split('/').any(bad_part) {
         return Err(Error::InvalidRefName(name.to_owned()));
     }
     Ok(())
