@@ -59,7 +59,8 @@ struct Passthrough {
 /// passed through (programs and libraries, which are run and mapped, and
 /// seldom written in place: see [`Vfs::is_code`]), not while the inode has
 /// cached opens, and an open for writing of an inode with passthrough opens
-/// is ETXTBSY, as for a running program.
+/// is ETXTBSY while anyone reads it that way (Linux says so only while a
+/// program runs).
 #[derive(Default)]
 struct Opens {
     /// Backing file and open count per inode: the kernel wants one backing
@@ -96,44 +97,71 @@ impl FuseFs {
         self
     }
 
-    /// Opens `ino` for reading with passthrough to its cached copy, if it
-    /// qualifies; gives `reply` back when it does not.
-    fn open_passthrough(&self, ino: u64, reply: ReplyOpen) -> Option<ReplyOpen> {
-        let Some(pt) = self.passthrough.as_ref().filter(|p| p.enabled.load(Ordering::Relaxed)) else {
-            return Some(reply);
-        };
-        let Ok(Some((id, size))) = self.vfs.stored_content(ino) else { return Some(reply) };
+    /// The cached whole copy of `ino`, opened, when its reads may be passed
+    /// through: an unchanged program or library (see [`Opens`]) of
+    /// [`PASSTHROUGH_MIN`] bytes or more. Made outside the lock on the
+    /// opens, as copying a large program takes a while.
+    fn passthrough_copy(&self, pt: &Passthrough, ino: u64) -> Option<std::fs::File> {
+        let (id, size) = self.vfs.stored_content(ino).ok().flatten()?;
         if size < PASSTHROUGH_MIN || !self.vfs.is_code(ino).unwrap_or(false) {
-            return Some(reply);
-        }
-        let Ok(mut open) = pt.open.lock() else { return Some(reply) };
-        if open.cached.contains_key(&ino) {
-            return Some(reply);
-        }
-        if let Some((backing, count)) = open.passthrough.get_mut(&ino) {
-            if self.vfs.open(ino, false, false).is_err() {
-                return Some(reply);
-            }
-            *count += 1;
-            reply.opened_passthrough(FileHandle(PASSTHROUGH_FH), FopenFlags::empty(), backing);
             return None;
         }
         let copy = pt.cache.get_or_fill(&id, size, &mut |offset, len| {
             self.vfs.read(ino, offset, len).map(Vec::from).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
         });
-        let backing = match copy.and_then(std::fs::File::open).and_then(|f| reply.open_backing(&f)) {
-            Ok(b) => b,
+        match copy.and_then(std::fs::File::open) {
+            Ok(file) => Some(file),
             Err(e) => {
                 tracing::debug!("no passthrough for inode {ino}: {e}");
-                return Some(reply);
+                None
             }
-        };
-        if self.vfs.open(ino, false, false).is_err() {
-            return Some(reply);
         }
-        reply.opened_passthrough(FileHandle(PASSTHROUGH_FH), FopenFlags::empty(), &backing);
-        open.passthrough.insert(ino, (backing, 1));
-        None
+    }
+
+    /// Opens `ino` for reading: passed through to its cached copy when it
+    /// qualifies and has no cached opens, joining the passthrough opens it
+    /// has in any case (the kernel takes no other kind beside them), else
+    /// cached. Decided under one hold of the opens.
+    fn open_read(&self, ino: u64, reply: ReplyOpen) {
+        let Some(pt) = self.passthrough.as_ref().filter(|p| p.enabled.load(Ordering::Relaxed)) else {
+            return match self.cached_open(ino, || self.vfs.open(ino, false, false)) {
+                Ok((fh, flags)) => reply.opened(fh, flags),
+                Err(e) => reply.error(e),
+            };
+        };
+        let copy = self.passthrough_copy(pt, ino);
+        let Ok(mut opens) = pt.open.lock() else { return reply.error(Errno::EIO) };
+        if let Some((backing, count)) = opens.passthrough.get_mut(&ino) {
+            match self.vfs.open(ino, false, false) {
+                Ok(()) => {
+                    *count += 1;
+                    reply.opened_passthrough(FileHandle(PASSTHROUGH_FH), FopenFlags::empty(), backing);
+                }
+                Err(e) => reply.error(Errno::from_i32(e.errno())),
+            }
+            return;
+        }
+        let backing = match copy.filter(|_| !opens.cached.contains_key(&ino)).map(|f| reply.open_backing(&f)) {
+            Some(Ok(backing)) => Some(backing),
+            Some(Err(e)) => {
+                tracing::debug!("no passthrough for inode {ino}: {e}");
+                None
+            }
+            None => None,
+        };
+        if let Err(e) = self.vfs.open(ino, false, false) {
+            return reply.error(Errno::from_i32(e.errno()));
+        }
+        match backing {
+            Some(backing) => {
+                reply.opened_passthrough(FileHandle(PASSTHROUGH_FH), FopenFlags::empty(), &backing);
+                opens.passthrough.insert(ino, (backing, 1));
+            }
+            None => {
+                *opens.cached.entry(ino).or_default() += 1;
+                reply.opened(FileHandle(CACHED_FH), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+        }
     }
 
     /// Opens `ino` in the VFS with `open` and answers as a cached open,
@@ -439,14 +467,9 @@ impl fuser::Filesystem for FuseFs {
         let acc = flags.0 & nix::libc::O_ACCMODE;
         let write = acc != nix::libc::O_RDONLY;
         let truncate = flags.0 & nix::libc::O_TRUNC != 0;
-        let reply = if write || truncate {
-            reply
-        } else {
-            match self.open_passthrough(ino.0, reply) {
-                Some(reply) => reply,
-                None => return,
-            }
-        };
+        if !write && !truncate {
+            return self.open_read(ino.0, reply);
+        }
         match self.cached_open(ino.0, || self.vfs.open(ino.0, write, truncate)) {
             Ok((fh, flags)) => reply.opened(fh, flags),
             Err(e) => reply.error(e),

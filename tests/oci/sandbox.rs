@@ -535,6 +535,11 @@ fn an_image_file_open_for_reading_can_be_written_too() {
     assert_eq!(sh(&env, &[], script), format!("appended\n{}\nx\n", (256 << 10) + 2));
     let reverse = "exec 4>>/srv/data.bin; wc -c </srv/data.bin; echo y >&4; exec 4>&-; tail -c 2 /srv/data.bin";
     assert_eq!(sh(&env, &[], reverse), format!("{}\ny\n", 256 << 10));
+    // A program is passed through: more readers join, whatever became of
+    // its mode meanwhile; a writer waits until no one reads it (ETXTBSY).
+    let program = "sleep 3 </srv/tool & sleep 0.5; chmod -x /srv/tool; wc -c </srv/tool; \
+                   echo x >>/srv/tool 2>/dev/null || echo busy";
+    assert_eq!(sh(&env, &[], program), format!("{}\nbusy\n", 256 << 10));
 }
 
 #[test]
