@@ -192,6 +192,20 @@ fn detach_leaves_the_repository_free() {
     }
 }
 
+/// A repository on a 48 MiB tmpfs of its own (its scratch directory, the
+/// tmpfs, the repository); `None` (the test skips) where this machine
+/// cannot mount FUSE or tmpfs.
+fn repository_on_a_small_disk() -> Option<(Scratch, SmallFs, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let s = Scratch::default();
+    let disk = SmallFs::mount(&s.path("disk"), 48)?;
+    let repo = disk.0.join("repo");
+    init(&repo);
+    Some((s, disk, repo))
+}
+
 /// A full disk under a mount: the writer gets ENOSPC, the mount keeps
 /// working, and once space is freed (here by removing the file that filled
 /// it) everything else is stored; nothing stored before is lost. The same
@@ -200,13 +214,7 @@ fn detach_leaves_the_repository_free() {
 fn a_full_disk_loses_nothing() {
     use std::io::Write as _;
 
-    if !fuse_available() {
-        return;
-    }
-    let s = Scratch::default();
-    let Some(disk) = SmallFs::mount(&s.path("disk"), 48) else { return };
-    let repo = disk.0.join("repo");
-    init(&repo);
+    let Some((s, disk, repo)) = repository_on_a_small_disk() else { return };
     // Its log cannot be written either (as with `--daemon`, whose log is in
     // the repository): the errors it logs must not stop it.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
@@ -268,13 +276,7 @@ fn a_full_disk_loses_nothing() {
 fn gc_makes_room_on_a_full_mount() {
     use std::io::Write as _;
 
-    if !fuse_available() {
-        return;
-    }
-    let s = Scratch::default();
-    let Some(disk) = SmallFs::mount(&s.path("disk"), 48) else { return };
-    let repo = disk.0.join("repo");
-    init(&repo);
+    let Some((s, _disk, repo)) = repository_on_a_small_disk() else { return };
     let m = Mount::start(&repo, &s.path("mnt"), &[]);
     let mut old = std::fs::File::create(m.mnt.join("old")).expect("create");
     old.write_all(&Rng::new(51).bytes(20 << 20)).expect("write");

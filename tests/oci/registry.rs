@@ -344,11 +344,26 @@ fn a_killed_pull_leaves_no_image_and_the_next_pull_completes() {
     monofs_fixtures::assert_same_tree(&oci::umoci_unpack(&layout, "v2", &env.path("ref")), &env.path("out"));
 }
 
+/// The head of an HTTP request (up to its blank line), or `None` when the
+/// connection ends first.
+fn read_request(conn: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&req).into_owned())
+}
+
 /// A minimal registry in a thread that serves one layout as `img:1` and
 /// demands a bearer token from its token endpoint (the Docker Hub flow).
 /// Returns its address and the number of tokens handed out.
 fn bearer_registry(layout: &Path) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let tokens = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -362,15 +377,7 @@ fn bearer_registry(layout: &Path) -> (String, std::sync::Arc<std::sync::atomic::
         let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).ok();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&req).into_owned();
+            let Some(text) = read_request(&mut conn) else { continue };
             let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
             let authed = text.lines().any(|l| l.eq_ignore_ascii_case("authorization: bearer tok-123"));
             let (status, ctype, body, extra): (&str, &str, Vec<u8>, String) = if path.starts_with("/token") {
@@ -437,7 +444,7 @@ fn bearer_token_challenge_is_followed() {
 /// A registry in a thread that sends without end: the manifest (`manifest`)
 /// or the one layer its manifest declares 1024 bytes long (`layer`).
 fn endless_registry(endless: &'static str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let config = format!(
@@ -460,15 +467,7 @@ fn endless_registry(endless: &'static str) -> String {
             let Ok(mut conn) = conn else { continue };
             let (config, manifest, layer_digest) = (config.clone(), manifest.clone(), layer_digest.clone());
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req).into_owned();
+                let Some(text) = read_request(&mut conn) else { return };
                 let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let without_end = (endless == "manifest" && path.contains("/manifests/"))
                     || (endless == "layer" && path.ends_with(&layer_digest));
