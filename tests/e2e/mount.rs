@@ -464,11 +464,16 @@ fn gc_runs_while_mounted() {
     write(&m.mnt.join("held"), &held);
     let mut open = std::fs::File::open(m.mnt.join("held")).expect("open");
     // Known to the kernel only (O_PATH is no open): it can open the file
-    // again, through /proc/self/fd, once its name is gone.
+    // again, through /proc/self/fd, once its name is gone. (Close-on-exec:
+    // other tests' children must not inherit it and keep the mount busy.)
     let by_path = rng.bytes(1 << 20);
     write(&m.mnt.join("by-path"), &by_path);
-    let path_fd = nix::fcntl::open(&m.mnt.join("by-path"), nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
-        .expect("O_PATH");
+    let path_fd = nix::fcntl::open(
+        &m.mnt.join("by-path"),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("O_PATH");
     // All stored by the flush after their close.
     std::thread::sleep(Duration::from_millis(800));
     std::fs::remove_file(m.mnt.join("scratch")).expect("rm");
