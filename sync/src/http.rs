@@ -22,14 +22,26 @@ pub const API: &str = "/v1";
 /// Response header of `GET /v1/store`: the store file's whole length.
 pub(crate) const STORE_LENGTH: &str = "x-monofs-store-length";
 
-/// Timeout of a whole-file store request (the client's default, 600 s,
-/// would cut a large store off on a slow link; a cut is resumed anyway).
-const STORE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long the client waits for each step of a request (connecting,
+/// sending, the answer's head, every read of its body) before it gives a
+/// stalled server up: an idle limit, not one on a whole transfer, which
+/// may take as long as the link needs. `MONOFS_HTTP_IDLE_SECS` overrides
+/// it (tests).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Timeout of the small requests every sync starts with (meta, state):
-/// a server that accepts and never answers is given up in half a minute,
-/// not after the bulk requests' 600 s.
+/// Timeout of the small requests every sync starts with (meta, state),
+/// whole: a server that accepts and never answers is given up in half a
+/// minute.
 const SMALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`IDLE_TIMEOUT`], or `MONOFS_HTTP_IDLE_SECS`.
+fn idle_timeout() -> Duration {
+    std::env::var("MONOFS_HTTP_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(IDLE_TIMEOUT, Duration::from_secs)
+}
 
 /// A repository served over HTTP(S).
 pub struct HttpRemote {
@@ -72,7 +84,8 @@ impl HttpRemote {
         if !is_url(url) {
             return Err(SyncError::Invalid(format!("'{url}' is not an http:// or https:// URL")));
         }
-        let mut builder = Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(600));
+        // reqwest's blocking client applies `timeout` to each operation.
+        let mut builder = Client::builder().connect_timeout(Duration::from_secs(10)).timeout(idle_timeout());
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path).map_err(|e| SyncError::io(format!("reading {}", path.display()), e))?;
             let cert = reqwest::Certificate::from_pem(&pem)
@@ -233,8 +246,8 @@ impl Endpoint for HttpRemote {
     }
 
     fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
-        // A few requests rather than one, so that each stays well inside
-        // the client's timeout on a slow link.
+        // A few requests rather than one, so that a request broken off
+        // costs little to send again.
         for group in ids.chunks(PACKS_PER_REQUEST) {
             let body: Vec<u8> = group.iter().flat_map(|id| id.to_le_bytes()).collect();
             let mut resp = self.send(Some(body), "/packs/get")?;
@@ -249,7 +262,7 @@ impl Endpoint for HttpRemote {
 
 impl HttpRemote {
     fn read_store_from(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-        let mut resp = match self.send_with(None, &format!("/store?offset={offset}"), Some(STORE_TIMEOUT)) {
+        let mut resp = match self.send(None, &format!("/store?offset={offset}")) {
             Ok(r) => r,
             // A server from before whole-file copies, or one storing a push.
             Err(SyncError::Remote { status: 404 | 503, .. }) => return Ok(None),
@@ -298,6 +311,6 @@ impl HttpRemote {
     }
 }
 
-/// Packs (about 1 MiB each) asked for in one request: 64 MiB arrive within
-/// the 600 s timeout down to about 110 KiB/s.
+/// Packs (about 1 MiB each) asked for in one request: a failed request
+/// costs at most 64 MiB again.
 const PACKS_PER_REQUEST: usize = 64;

@@ -681,3 +681,33 @@ fn a_clone_into_itself_is_refused_at_once() {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
+
+/// A server that stops answering mid-transfer (stopped, not dead: the
+/// connection stays open) is given up once it has been silent for the idle
+/// limit, not after hours; the clone resumes once it answers again.
+#[test]
+fn a_stalled_server_is_given_up_and_the_clone_resumes() {
+    let s = Scratch::default();
+    let (repo, data) = big_repo(&s, 16, 21);
+    let token = s.path("token");
+    std::fs::write(&token, "t").expect("token");
+    let copy = s.path("copy");
+    let slow = serve_with(&repo, &token, &["--bwlimit", "4M"]);
+    let client = spawn_env(&[&"clone", &slow.url, &copy], &token, &[("MONOFS_HTTP_IDLE_SECS", "2")]);
+    wait_for("part of the store file", || stored(&copy) >= 2 << 20);
+    let pid = nix::unistd::Pid::from_raw(slow.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP the server");
+    let stopped = Instant::now();
+    let out = client.wait_with_output().expect("client");
+    let waited = stopped.elapsed();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT the server");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    assert!(waited < Duration::from_secs(20), "the client waited {waited:?} for a silent server");
+    nothing_half_visible(&copy);
+    ok(&[&"clone", &slow.url, &copy, &"--token-file", &token]);
+    let out = s.path("out");
+    ok(&[&"checkout", &copy, &"HEAD", &"--to", &out]);
+    assert_same_tree(&data, &out);
+}
