@@ -111,8 +111,11 @@ pub fn validate_local(name: &str) -> Result<()> {
         || name.contains("..")
         || name.contains("//")
         || name.chars().any(|c| c.is_whitespace() || c.is_control() || "~^?*[\\".contains(c));
-    // Stored as a ref, which a clone or sync of the store must accept.
-    let bad = bad || monofs::repo::validate_ref_name(&format!("{}{name}", crate::store::IMAGE_PREFIX)).is_err();
+    // Stored as a ref, which a clone or sync of the store must accept; a
+    // digest part is one, as in references pulled.
+    let bad = bad
+        || monofs::repo::validate_ref_name(&format!("{}{name}", crate::store::IMAGE_PREFIX)).is_err()
+        || name.split_once('@').is_some_and(|(_, d)| crate::digest::sha256_hex(d).is_err());
     if bad {
         return Err(Error::InvalidName {
             name: name.to_owned(),
@@ -170,6 +173,8 @@ mod tests {
             assert!(validate_local(bad).is_err(), "{bad}");
         }
         assert!(validate_local("my-app/v2:1.0").is_ok());
+        assert!(validate_local("a/b:c@sha256:1234").is_err());
+        assert!(validate_local(&format!("a/b@sha256:{}", "e".repeat(64))).is_ok());
         assert!(validate_local(&"a".repeat(255)).is_ok());
     }
 

@@ -250,16 +250,43 @@ pub fn environment(config: &RunConfig, overrides: &[String], hostname: &str, tty
     Ok(env)
 }
 
-/// Reads `--env-file`: `K=V` lines; blank lines and `#` comments skipped.
+/// Reads `--env-file`: `K=V` lines (or `K`, taken from this environment);
+/// blank lines and `#` comments skipped. A line with an empty name is an
+/// error naming the file and line.
 pub fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Io { what: format!("reading {}", path.display()), source: e })?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect())
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('=') {
+            return Err(Error::BadOption {
+                option: "--env-file".into(),
+                value: format!("{}:{n}", path.display()),
+                why: format!("'{line}' has an empty name"),
+            });
+        }
+        out.push(line.to_owned());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_files_name_the_bad_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("env");
+        std::fs::write(&path, "# comment\nA=1\n\n=bad\n").expect("write");
+        let err = read_env_file(&path).expect_err("=bad").to_string();
+        assert!(err.contains(&format!("{}:4", path.display())) && err.contains("empty name"), "{err}");
+        std::fs::write(&path, "A=1\n  B=two words \nC\n").expect("write");
+        assert_eq!(read_env_file(&path).expect("read"), ["A=1", "B=two words", "C"]);
+    }
 
     #[test]
     fn memory_sizes() {
