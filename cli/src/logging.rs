@@ -73,9 +73,10 @@ pub fn error_line(err: &anyhow::Error) -> String {
 pub fn parse_args<P: clap::Parser>() -> Result<P, std::process::ExitCode> {
     use clap::error::ErrorKind;
     P::try_parse().map_err(|e| {
-        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-            || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-        {
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
             e.exit();
         }
         let _ = std::io::stderr().lock().write_all(one_line_usage_error(&e.render().to_string()).as_bytes());

@@ -529,22 +529,8 @@ impl fuser::Filesystem for FuseFs {
             && let Ok(mut open) = pt.open.lock()
         {
             match fh.0 {
-                PASSTHROUGH_FH => {
-                    if let Some((_, count)) = open.passthrough.get_mut(&ino.0) {
-                        *count -= 1;
-                        if *count == 0 {
-                            open.passthrough.remove(&ino.0);
-                        }
-                    }
-                }
-                CACHED_FH => {
-                    if let Some(count) = open.cached.get_mut(&ino.0) {
-                        *count -= 1;
-                        if *count == 0 {
-                            open.cached.remove(&ino.0);
-                        }
-                    }
-                }
+                PASSTHROUGH_FH => count_down(&mut open.passthrough, ino.0, |(_, count)| count),
+                CACHED_FH => count_down(&mut open.cached, ino.0, |count| count),
                 _ => {}
             }
         }
@@ -663,6 +649,18 @@ impl fuser::Filesystem for FuseFs {
         match self.cached_open(attr.ino, || Ok(())) {
             Ok((fh, flags)) => reply.created(&TTL, &file_attr(&attr, self.ids), Generation(0), fh, flags),
             Err(e) => reply.error(e),
+        }
+    }
+}
+
+/// Takes one open of `ino` off `opens`, whose open count `count` finds,
+/// and the inode's entry with the last.
+fn count_down<V>(opens: &mut HashMap<u64, V>, ino: u64, count: impl Fn(&mut V) -> &mut u32) {
+    if let Some(entry) = opens.get_mut(&ino) {
+        let n = count(entry);
+        *n -= 1;
+        if *n == 0 {
+            opens.remove(&ino);
         }
     }
 }

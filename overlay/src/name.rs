@@ -70,7 +70,7 @@ impl ImageName {
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
         let parsed = ImageName { registry, repository, tag, digest };
         // Stored as a ref, which a clone or sync of the store must accept.
-        if monofs::repo::validate_ref_name(&format!("{}{}", crate::store::IMAGE_PREFIX, parsed.full())).is_err() {
+        if monofs::repo::validate_ref_name(&crate::store::image_ref(&parsed.full())).is_err() {
             return Err(bad("not a registry host and repository"));
         }
         Ok(parsed)
@@ -114,7 +114,7 @@ pub fn validate_local(name: &str) -> Result<()> {
     // Stored as a ref, which a clone or sync of the store must accept; a
     // digest part is one, as in references pulled.
     let bad = bad
-        || monofs::repo::validate_ref_name(&format!("{}{name}", crate::store::IMAGE_PREFIX)).is_err()
+        || monofs::repo::validate_ref_name(&crate::store::image_ref(name)).is_err()
         || name.split_once('@').is_some_and(|(_, d)| crate::digest::sha256_hex(d).is_err());
     if bad {
         return Err(Error::InvalidName {

@@ -28,6 +28,11 @@ use crate::spec::{self, Compression, ImageConfigFile, Platform, RunConfig};
 
 /// Ref prefix of images.
 pub const IMAGE_PREFIX: &str = "images/";
+
+/// The ref of image `name`.
+pub fn image_ref(name: &str) -> String {
+    format!("{IMAGE_PREFIX}{name}")
+}
 /// Ref prefix of layer-chain trees.
 pub const CHAIN_PREFIX: &str = "chains/";
 /// Value of [`ImageRecord::format`].
@@ -221,7 +226,7 @@ impl ImageStore {
     /// Finds a local image: as given, with `:latest`, then normalised.
     pub fn lookup(&self, name: &str) -> Result<Option<Image>> {
         for candidate in crate::name::candidates(name) {
-            if let Some(rev) = self.repo.get_ref(&format!("{IMAGE_PREFIX}{candidate}"))? {
+            if let Some(rev) = self.repo.get_ref(&image_ref(&candidate))? {
                 return Ok(Some(self.load(&candidate, &rev)?));
             }
         }
@@ -426,7 +431,7 @@ impl ImageStore {
         };
         let mut tx = self.repo.begin()?;
         let id = self.repo.write_revision(tx.as_mut(), &rev)?;
-        self.repo.set_ref(tx.as_mut(), &format!("{IMAGE_PREFIX}{name}"), &id)?;
+        self.repo.set_ref(tx.as_mut(), &image_ref(name), &id)?;
         tx.commit().map_err(monofs::Error::from)?;
         summary.revision = id.to_hex();
         summary.manifest_digest = image.manifest_digest.clone();
@@ -517,7 +522,7 @@ impl ImageStore {
                 keep.extend(other.record.layers.iter().map(|l| l.chain_id.clone()));
             }
         }
-        let mut dropped = vec![format!("{IMAGE_PREFIX}{}", img.name)];
+        let mut dropped = vec![image_ref(&img.name)];
         for (chain, _) in self.repo.refs_with_prefix(CHAIN_PREFIX)? {
             if !keep.contains(&chain) {
                 dropped.push(format!("{CHAIN_PREFIX}{chain}"));

@@ -264,17 +264,10 @@ impl Local {
         Ok(tx.commit()?)
     }
 
-    /// Whether this is an unfinished clone (marked, or without any ref).
+    /// Whether this is an unfinished clone (see
+    /// [`monofs::repo::unfinished_clone`]).
     pub fn is_partial_clone(&self) -> Result<bool> {
-        if self.repo.store().has(Table::Meta, PARTIAL_CLONE)? {
-            return Ok(true);
-        }
-        let mut any = false;
-        self.repo.store().scan(Table::Refs, b"", &mut |_, _| {
-            any = true;
-            false
-        })?;
-        Ok(!any)
+        Ok(monofs::repo::unfinished_clone(self.repo.store())?.is_some())
     }
 
     /// Applies `update` and clears the unfinished-clone mark, atomically.

@@ -377,23 +377,26 @@ impl Repository {
     }
 }
 
-/// Refuses the store of an unfinished clone: marked (see
-/// [`META_PARTIAL_CLONE`]), or without any ref, which only a clone killed
-/// before its mark leaves (`init` makes the working tree's ref).
+/// What `store` is an unfinished clone of, if it is one: marked (see
+/// [`META_PARTIAL_CLONE`]; its source), or without any ref, which only a
+/// clone killed before its mark leaves (`init` makes the working tree's
+/// ref; "its source").
+pub fn unfinished_clone(store: &dyn Store) -> Result<Option<String>> {
+    if let Some(origin) = store.get(Table::Meta, META_PARTIAL_CLONE)? {
+        return Ok(Some(String::from_utf8_lossy(&origin).into_owned()));
+    }
+    let mut any_ref = false;
+    store.scan(Table::Refs, b"", &mut |_, _| {
+        any_ref = true;
+        false
+    })?;
+    Ok((!any_ref).then(|| "its source".to_owned()))
+}
+
+/// Refuses the store of an unfinished clone (see [`unfinished_clone`]).
 fn refuse_unfinished_clone(path: &Path, store: &dyn Store) -> Result<()> {
-    let origin = match store.get(Table::Meta, META_PARTIAL_CLONE)? {
-        Some(origin) => String::from_utf8_lossy(&origin).into_owned(),
-        None => {
-            let mut any_ref = false;
-            store.scan(Table::Refs, b"", &mut |_, _| {
-                any_ref = true;
-                false
-            })?;
-            if any_ref {
-                return Ok(());
-            }
-            "its source".to_owned()
-        }
-    };
-    Err(Error::UnfinishedClone { path: path.to_owned(), origin })
+    match unfinished_clone(store)? {
+        Some(origin) => Err(Error::UnfinishedClone { path: path.to_owned(), origin }),
+        None => Ok(()),
+    }
 }

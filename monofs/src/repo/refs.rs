@@ -50,7 +50,7 @@ pub fn validate_ref_name(name: &str) -> Result<()> {
     if name == HEAD || name == WORKTREE {
         return Ok(());
     }
-    if let Some(tag) = name.strip_prefix("tags/") {
+    if let Some(tag) = name.strip_prefix(TAG_PREFIX) {
         return validate_tag_name(tag).map_err(|_| Error::InvalidRefName(name.to_owned()));
     }
     let bad_part = |p: &str| {
