@@ -77,7 +77,9 @@ sleep 1
 # together before the next run: deleting a 270 MB copy just before a
 # measurement slows that measurement (the file system is still busy
 # freeing it), so no command may follow a deletion that others do not.
-CLONES=() PACK_CLONES=() RSYNCS=() RSYNCS_FSYNC=()
+# The floor of any durable copy on this disk: dd of the store file with
+# conv=fsync, local, no network.
+CLONES=() PACK_CLONES=() RSYNCS=() RSYNCS_FSYNC=() DDS=()
 for i in 1 2 3; do
     rm -rf "$B" "$S"/copy-*
     timed "clone_packs_$i" env -u MONOFS_PASSPHRASE MONOFS_CLONE_WHOLE_FILE=0 "$MONOFS_BIN" clone "$URL" "$S/copy-packs" --token-file "$S/token" --json
@@ -88,12 +90,16 @@ for i in 1 2 3; do
     RSYNCS+=("${WALL[rsync_daemon_$i]}")
     timed "rsync_fsync_$i" rsync -a --fsync "rsync://127.0.0.1:$RP/bench/a/" "$S/copy-rsync-fsync/"
     RSYNCS_FSYNC+=("${WALL[rsync_fsync_$i]}")
+    mkdir -p "$S/copy-dd"
+    timed "dd_fsync_$i" dd if="$A/monofs.redb" of="$S/copy-dd/monofs.redb" bs=1M conv=fsync status=none
+    DDS+=("${WALL[dd_fsync_$i]}")
 done
 rm -rf "$S"/copy-*
 WALL[clone_http]=$(median "${CLONES[@]}") WALL[rsync_daemon]=$(median "${RSYNCS[@]}")
 WALL[clone_packs]=$(median "${PACK_CLONES[@]}")
 CLONE_BYTES=$(jq .wire_bytes "$S/logs/clone_http_3.out")
 WALL[rsync_fsync]=$(median "${RSYNCS_FSYNC[@]}")
+WALL[dd_fsync]=$(median "${DDS[@]}")
 CLONE_MODE=$(jq -r .mode "$S/logs/clone_http_3.out")
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 
@@ -119,7 +125,7 @@ timed restic_copy_1pct restic copy -q --from-repo "$R1" --repo "$R2"
 {
 echo "| step | monofs | comparison |"
 echo "| --- | --- | --- |"
-echo "| full copy of the repository ($(mib "$STORED") store file) | clone over HTTP (mode $CLONE_MODE), median of 3: ${WALL[clone_http]} s (${CLONES[*]}), $(mib "$CLONE_BYTES") on the wire; pack clone (MONOFS_CLONE_WHOLE_FILE=0): ${WALL[clone_packs]} s (${PACK_CLONES[*]}) | rsync -a from rsyncd, median of 3: ${WALL[rsync_daemon]} s (${RSYNCS[*]}); with --fsync: ${WALL[rsync_fsync]} s (${RSYNCS_FSYNC[*]}); restic copy: ${WALL[restic_copy_full]} s |"
+echo "| full copy of the repository ($(mib "$STORED") store file) | clone over HTTP (mode $CLONE_MODE), median of 3: ${WALL[clone_http]} s (${CLONES[*]}), $(mib "$CLONE_BYTES") on the wire; pack clone (MONOFS_CLONE_WHOLE_FILE=0): ${WALL[clone_packs]} s (${PACK_CLONES[*]}) | rsync -a from rsyncd, median of 3: ${WALL[rsync_daemon]} s (${RSYNCS[*]}); with --fsync: ${WALL[rsync_fsync]} s (${RSYNCS_FSYNC[*]}); local dd conv=fsync of the store file (the durable floor): ${WALL[dd_fsync]} s (${DDS[*]}); restic copy: ${WALL[restic_copy_full]} s |"
 echo "| after ~1% change (new stored objects: $(mib "$NEW_BYTES")) | sync: ${WALL[sync_1pct]} s, objects $(mib "$SENT"), on the wire $(mib "$WIRE") ($(ratio "$WIRE" "$NEW_BYTES")x) | restic copy: ${WALL[restic_copy_1pct]} s |"
 echo "| nothing new | sync: ${WALL[sync_noop]} s, $NOOP_WIRE bytes on the wire | |"
 } | tee "$S/results.md"

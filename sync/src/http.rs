@@ -79,7 +79,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl HttpRemote {
     /// A client for the server at `url` (`http://host:port` or
     /// `https://...`), sending `token` as a bearer token; `ca_cert` (PEM) is
-    /// trusted in addition to the system's roots.
+    /// trusted in addition to the system's roots (see [`crate::tls`]).
     pub fn new(url: &str, token: Option<String>, ca_cert: Option<&Path>) -> Result<HttpRemote> {
         if !is_url(url) {
             return Err(SyncError::Invalid(format!("'{url}' is not an http:// or https:// URL")));
@@ -88,9 +88,9 @@ impl HttpRemote {
         let mut builder = Client::builder().connect_timeout(Duration::from_secs(10)).timeout(idle_timeout());
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path).map_err(|e| SyncError::io(format!("reading {}", path.display()), e))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| SyncError::Invalid(format!("{}: not a PEM certificate: {e}", path.display())))?;
-            builder = builder.add_root_certificate(cert);
+            let config =
+                crate::tls::client_config(&pem).map_err(|e| SyncError::Invalid(format!("{}: {e}", path.display())))?;
+            builder = builder.tls_backend_preconfigured(config);
         }
         let client = builder.build().map_err(|e| SyncError::Http { url: url.into(), message: chain(&e) })?;
         Ok(HttpRemote { base: url.trim_end_matches('/').to_owned(), token, client, wire_bytes: AtomicU64::new(0) })
@@ -135,7 +135,10 @@ impl HttpRemote {
             req = req.timeout(t);
         }
         let http = |e: reqwest::Error| SyncError::Http { url: self.base.clone(), message: chain(&e) };
-        let resp = req.send().map_err(http)?;
+        let resp = req.send().map_err(|e| match crate::tls::refusal(&e) {
+            Some(message) => SyncError::Http { url: self.base.clone(), message },
+            None => http(e),
+        })?;
         let status = resp.status().as_u16();
         if (200..=299).contains(&status) {
             return Ok(resp);

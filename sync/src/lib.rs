@@ -16,6 +16,7 @@ mod flusher;
 mod http;
 pub mod remotes;
 mod server;
+mod tls;
 pub mod token;
 mod transfer;
 mod whole;

@@ -41,7 +41,7 @@ fn serve_with(repo: &Path, token_file: &Path, extra: &[&str]) -> Served {
         .expect("spawn serve");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("url in the banner").to_owned();
+    let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("url in the banner").to_owned();
     Served { child, url }
 }
 
@@ -581,49 +581,63 @@ fn bad_arguments() {
     let _ = Command::new("true").status();
 }
 
-#[test]
-fn https_with_a_self_signed_certificate() {
-    let s = Scratch::default();
-    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+/// A self-signed certificate and key for `localhost` (by name only) as
+/// `openssl req -x509` makes them, plus `extra` options; `None` without
+/// openssl.
+fn self_signed(s: &Scratch, name: &str, extra: &[&str]) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (s.path(&format!("{name}.crt")), s.path(&format!("{name}.key")));
     let made = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .args(extra)
+        .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .stderr(Stdio::null())
         .status();
-    if !made.is_ok_and(|st| st.success()) {
-        eprintln!("SKIP https_with_a_self_signed_certificate: openssl is not installed");
-        return;
-    }
+    made.is_ok_and(|st| st.success()).then_some((cert, key))
+}
+
+#[test]
+fn https_with_self_signed_certificates() {
+    let s = Scratch::default();
     let (repo, data) = (s.path("repo"), s.path("data"));
     write(&data.join("f.txt"), b"over tls\n");
     init(&repo);
     ok(&[&"commit", &repo, &"--from", &data, &"-m", &"tls-rev"]);
-    let token = s.path("token");
-    let mut child = monofs()
-        .arg("serve")
-        .arg(&repo)
-        .args(["--http", "127.0.0.1:0", "--token-file"])
-        .arg(&token)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("banner");
-    let url = line.split_whitespace().find(|w| w.starts_with("https://")).expect("https url").to_owned();
-    let server = Served { child, url: url.replace("127.0.0.1", "localhost") };
-    assert!(token.exists(), "a token was generated");
-    fails(&[&"clone", &server.url, &s.path("c0"), &"--token-file", &token], &[]);
-    ok(&[&"clone", &server.url, &s.path("c1"), &"--token-file", &token, &"--ca-cert", &cert]);
-    assert!(ok(&[&"log", &s.path("c1")]).contains("tls-rev"));
+    let Some((other, _)) = self_signed(&s, "other", &[]) else {
+        eprintln!("SKIP https_with_self_signed_certificates: openssl is not installed");
+        return;
+    };
+    // openssl's -x509 marks a certificate as a CA unless told otherwise,
+    // which webpki alone refuses as a server's own.
+    for (name, extra) in [("ca", &[][..]), ("leaf", &["-addext", "basicConstraints=critical,CA:FALSE"][..])] {
+        let (cert, key) = self_signed(&s, name, extra).expect("openssl");
+        let token = s.path(&format!("token-{name}"));
+        let tls = ["--tls-cert", cert.to_str().expect("utf-8"), "--tls-key", key.to_str().expect("utf-8")];
+        let server = serve_with(&repo, &token, &tls);
+        assert!(server.url.starts_with("https://"), "{}", server.url);
+        assert!(token.exists(), "a token was generated");
+        let by_name = server.url.replace("127.0.0.1", "localhost");
+        let err = fails(&[&"clone", &by_name, &s.path(&format!("{name}-0")), &"--token-file", &token], &[]);
+        assert!(err.contains("not trusted") && err.contains("--ca-cert"), "{name}: {err}");
+        let err = fails(
+            &[&"clone", &by_name, &s.path(&format!("{name}-1")), &"--token-file", &token, &"--ca-cert", &other],
+            &[],
+        );
+        assert!(err.contains("not trusted"), "{name}, another certificate: {err}");
+        // The name is checked even for the very certificate given: this one
+        // names localhost, not 127.0.0.1.
+        let err = fails(
+            &[&"clone", &server.url, &s.path(&format!("{name}-2")), &"--token-file", &token, &"--ca-cert", &cert],
+            &[],
+        );
+        assert!(err.contains("another name"), "{name}, by address: {err}");
+        let copy = s.path(&format!("{name}-3"));
+        ok(&[&"clone", &by_name, &copy, &"--token-file", &token, &"--ca-cert", &cert]);
+        assert!(ok(&[&"log", &copy]).contains("tls-rev"), "{name}");
+    }
 }
 
 #[test]
