@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monofs::ObjectId;
 use monofs::crypto::Codec;
@@ -191,29 +191,25 @@ impl Local {
     /// Opens the repository at `path` without its key, waiting up to
     /// `wait` while another process (a concurrent sync) holds it.
     pub fn open(path: &Path, wait: Duration) -> Result<Local> {
-        let start = Instant::now();
         let mut told = false;
-        loop {
-            match RawRepository::open(path) {
-                Ok(repo) => return Ok(Local::new(repo)),
-                // A mount keeps the repository until it is detached: no
-                // use waiting for it.
-                Err(monofs::Error::Locked { pid, .. })
-                    if std::os::unix::net::UnixStream::connect(path.join(monofs::repo::CONTROL_SOCKET)).is_ok() =>
-                {
-                    return Err(SyncError::Mounted { path: path.to_owned(), pid });
+        let repo = monofs::repo::wait_for_lock(
+            wait,
+            || RawRepository::open(path),
+            |pid| {
+                // A mount keeps the repository until it is detached: no use
+                // waiting for it.
+                if std::os::unix::net::UnixStream::connect(path.join(monofs::repo::CONTROL_SOCKET)).is_ok() {
+                    return Err(SyncError::Mounted { path: path.to_owned(), pid: pid.to_owned() });
                 }
-                Err(monofs::Error::Locked { pid, .. }) if start.elapsed() < wait => {
-                    if !told {
-                        tracing::warn!("{}: waiting for process {pid} to release the repository", path.display());
-                        eprintln!("waiting for process {pid} to release {}", path.display());
-                        told = true;
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
+                if !told {
+                    tracing::warn!("{}: waiting for process {pid} to release the repository", path.display());
+                    eprintln!("waiting for process {pid} to release {}", path.display());
+                    told = true;
                 }
-                Err(e) => return Err(e.into()),
-            }
-        }
+                Ok(())
+            },
+        )?;
+        Ok(Local::new(repo))
     }
 
     /// Sets the codec objects are verified with (the key of a replica,

@@ -133,13 +133,6 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Opens REPO, asking for its passphrase only if it is encrypted; waits up
 /// to [`LOCK_WAIT`] while another process holds it.
 pub fn open(repo: &Path) -> anyhow::Result<Repository> {
-    let start = std::time::Instant::now();
-    loop {
-        match Repository::open(repo, &mut || crate::passphrase::existing(repo)) {
-            Err(monofs::Error::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            result => return Ok(result?),
-        }
-    }
+    let open = || Repository::open(repo, &mut || crate::passphrase::existing(repo));
+    Ok(monofs::repo::wait_for_lock(LOCK_WAIT, open, |_| Ok::<_, monofs::Error>(()))?)
 }

@@ -60,3 +60,81 @@ impl RepoLock {
         Ok(RepoLock { _file: file })
     }
 }
+
+/// Runs `open` until it does not fail with [`Error::Locked`], for up to
+/// `wait`: the holder may be a short command, or `serve --http` between
+/// requests. Each time the repository is found locked (the last time
+/// too), `locked` gets the holder's PID and may give up with its own error
+/// instead (for a holder that will not let go, such as a mount).
+pub fn wait_for_lock<T, E: From<Error>>(
+    wait: std::time::Duration,
+    mut open: impl FnMut() -> Result<T>,
+    mut locked: impl FnMut(&str) -> std::result::Result<(), E>,
+) -> std::result::Result<T, E> {
+    let start = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(Error::Locked { path, pid }) => {
+                locked(&pid)?;
+                if start.elapsed() >= wait {
+                    return Err(Error::Locked { path, pid }.into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_while_locked_and_gives_up_when_told_or_late() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = RepoLock::acquire(dir.path()).expect("lock");
+        // Released by another thread after a few tries.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            drop(held);
+        });
+        let mut seen = 0;
+        let got: Result<RepoLock> = wait_for_lock(
+            std::time::Duration::from_secs(5),
+            || RepoLock::acquire(dir.path()),
+            |_| {
+                seen += 1;
+                Ok(())
+            },
+        );
+        release.join().expect("join");
+        let lock = got.expect("the lock, once released");
+        assert!(seen >= 1, "it waited");
+
+        // Late: the last error is the lock's.
+        let late: Result<RepoLock> =
+            wait_for_lock(std::time::Duration::ZERO, || RepoLock::acquire(dir.path()), |_| Ok(()));
+        assert!(matches!(late, Err(Error::Locked { .. })), "{late:?}");
+        // Told to give up: the caller's error, at once.
+        #[derive(Debug)]
+        enum Gave {
+            Up(String),
+            Repo,
+        }
+        impl From<Error> for Gave {
+            fn from(_: Error) -> Gave {
+                Gave::Repo
+            }
+        }
+        let start = std::time::Instant::now();
+        let told = wait_for_lock(
+            std::time::Duration::from_secs(60),
+            || RepoLock::acquire(dir.path()),
+            |pid| Err(Gave::Up(pid.to_owned())),
+        );
+        assert!(matches!(told, Err(Gave::Up(ref pid)) if *pid == std::process::id().to_string()), "{told:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        drop(lock);
+    }
+}

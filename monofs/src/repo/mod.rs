@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ChunkerParams, Config, DICTIONARY_VERSION, FORMAT_VERSION};
 pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
-pub use lock::RepoLock;
+pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
 pub use sink::{ObjectSink, WriteStats};
