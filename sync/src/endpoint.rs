@@ -8,7 +8,7 @@ use std::time::Duration;
 use monofs::ObjectId;
 use monofs::crypto::Codec;
 use monofs::object::Kind;
-use monofs::repo::{DictionaryRecord, RawRepository, RepoMeta};
+use monofs::repo::{DictionaryRecord, HEAD, RawRepository, RepoMeta, WORKTREE};
 use monofs::store::{PackEntry, PackListing, Table, Transaction};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,10 @@ pub struct RefState {
     pub refs: BTreeMap<String, ObjectId>,
     /// Every revision ever made there.
     pub revisions: BTreeSet<ObjectId>,
+    /// What the working tree was based on when a sync without the key
+    /// moved HEAD under it: the HEAD then and the working tree then (see
+    /// [`monofs::repo::META_WORKTREE_BASE`]).
+    pub worktree_base: Option<(Option<ObjectId>, ObjectId)>,
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -298,6 +302,19 @@ impl Local {
         for r in &update.revisions {
             tx.put(Table::Revisions, r.as_bytes(), &[])?;
         }
+        // HEAD moved and the working tree did not: a sync without the key,
+        // which cannot tell where it should go (the next open with the key
+        // settles it).
+        let moves = |name: &str| update.refs.iter().find(|c| c.name == name);
+        match (moves(HEAD), moves(WORKTREE)) {
+            (Some(head), None) => {
+                if let Some(tree) = tx.get(Table::Refs, WORKTREE.as_bytes())?.and_then(|v| ObjectId::from_slice(&v)) {
+                    monofs::repo::note_worktree_base(&mut *tx, head.old.as_ref(), &tree)?;
+                }
+            }
+            (_, Some(_)) => tx.delete(Table::Meta, monofs::repo::META_WORKTREE_BASE)?,
+            (None, None) => {}
+        }
         if finish_clone {
             tx.delete(Table::Meta, PARTIAL_CLONE)?;
         }
@@ -336,6 +353,9 @@ impl Endpoint for Local {
             state.revisions.extend(ObjectId::from_slice(k));
             true
         })?;
+        state.worktree_base = store
+            .get(Table::Meta, monofs::repo::META_WORKTREE_BASE)?
+            .and_then(|n| monofs::repo::decode_worktree_base(&n));
         Ok(state)
     }
 
@@ -505,6 +525,9 @@ pub(crate) mod json {
     pub struct State {
         pub refs: BTreeMap<String, String>,
         pub revisions: Vec<String>,
+        /// The HEAD then ("": none) and the working tree then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub worktree_base: Option<(String, String)>,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -520,6 +543,9 @@ pub(crate) mod json {
         State {
             refs: s.refs.iter().map(|(k, v)| (k.clone(), v.to_hex())).collect(),
             revisions: s.revisions.iter().map(|r| r.to_hex()).collect(),
+            worktree_base: s
+                .worktree_base
+                .map(|(head, tree)| (head.map(|h| h.to_hex()).unwrap_or_default(), tree.to_hex())),
         }
     }
 
@@ -528,6 +554,13 @@ pub(crate) mod json {
         Ok(RefState {
             refs: s.refs.into_iter().map(|(k, v)| Ok((k, v.parse().map_err(bad)?))).collect::<Result<_>>()?,
             revisions: s.revisions.iter().map(|r| r.parse().map_err(bad)).collect::<Result<_>>()?,
+            worktree_base: match s.worktree_base {
+                None => None,
+                Some((head, tree)) => Some((
+                    (!head.is_empty()).then(|| head.parse().map_err(bad)).transpose()?,
+                    tree.parse().map_err(bad)?,
+                )),
+            },
         })
     }
 

@@ -143,7 +143,7 @@ impl Summary {
             objects_sent: c.objects,
             bytes_sent: c.bytes,
             resumed_at: None,
-            refs_updated: update.refs.iter().map(|r| r.name.clone()).collect(),
+            refs_updated: update.refs.iter().filter(|r| r.old != Some(r.new)).map(|r| r.name.clone()).collect(),
             revisions_added: update.revisions.len() as u64,
             worktree_kept,
             duration_ms: start.elapsed().as_millis() as u64,
@@ -473,14 +473,23 @@ fn plan(
                     None => codec.id(Kind::Dir, &Dir::default().encode()),
                 };
                 let root = read_revision(src, codec, &head.new)?.root;
+                // A tree that syncs without the key left behind, still
+                // what it was based on, is clean too.
+                let left_clean = theirs.worktree_base.is_some_and(|(base, tree)| {
+                    current == Some(tree)
+                        && match base {
+                            Some(b) => read_revision(dst, codec, &b).is_ok_and(|r| r.root == tree),
+                            None => tree == codec.id(Kind::Dir, &Dir::default().encode()),
+                        }
+                });
                 // Already the new revision's tree (a clone of a working tree
-                // that was committed since): nothing to move.
-                if current != Some(root) {
-                    if current.is_some() && current != Some(clean) {
-                        return Err(SyncError::DirtyReceiver { side: dst.describe() });
-                    }
-                    changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
+                // that was committed since): nothing to move, but the move
+                // is sent all the same, so that the receiver knows its
+                // working tree went with HEAD.
+                if current != Some(root) && current.is_some() && current != Some(clean) && !left_clean {
+                    return Err(SyncError::DirtyReceiver { side: dst.describe() });
                 }
+                changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
             }
             None => worktree_kept = current.is_some(),
         }

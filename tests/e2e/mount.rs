@@ -12,7 +12,7 @@ use monofs_fixtures::{Rng, SmallFs, assert_same_tree, make_tree, write};
 use super::{Scratch, fails, init, monofs, ok};
 
 /// Whether this machine can mount FUSE file systems; CI must.
-fn fuse_available() -> bool {
+pub fn fuse_available() -> bool {
     let ok = Path::new("/dev/fuse").exists() && monofs_fixtures::is_root();
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "CI must be able to mount FUSE (root and /dev/fuse)");
@@ -42,9 +42,15 @@ impl Mount {
 
     /// [`Mount::start`] with the mount process's stderr (its log) on `log`.
     pub fn start_logging_to(repo: &Path, mnt: &Path, extra: &[&str], log: Stdio) -> Mount {
+        Mount::start_env(repo, mnt, extra, log, &[])
+    }
+
+    /// [`Mount::start_logging_to`] with `env` set for the mount process.
+    pub fn start_env(repo: &Path, mnt: &Path, extra: &[&str], log: Stdio, env: &[(&str, &str)]) -> Mount {
         // A stale mount point cannot even be stat'ed; the mount cleans it.
         let _ = std::fs::create_dir_all(mnt);
         let child = monofs()
+            .envs(env.iter().copied())
             .arg("mount")
             .arg(repo)
             .arg(mnt)

@@ -725,3 +725,51 @@ fn a_stalled_server_is_given_up_and_the_clone_resumes() {
     ok(&[&"checkout", &copy, &"HEAD", &"--to", &out]);
     assert_same_tree(&data, &out);
 }
+
+#[test]
+fn a_sync_without_the_key_leaves_no_stale_working_tree() {
+    let s = Scratch::default();
+    let (repo, data, copy) = (s.path("repo"), s.path("data"), s.path("copy"));
+    make_tree(&data);
+    let pw = [("MONOFS_PASSPHRASE", "pw")];
+    let no_key = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let out = monofs().args(args).env_remove("MONOFS_PASSPHRASE").stdin(Stdio::null()).output().expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok_env(&[&"init", &repo, &"--encrypt"], &pw);
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"one"], &pw);
+    no_key(&[&"clone", &repo, &copy]);
+
+    // A clean replica: its working tree follows HEAD at the next open with
+    // the key, so a commit there does not undo what the sync brought.
+    write(&data.join("a/new.txt"), b"brought by the sync\n");
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"two"], &pw);
+    assert_eq!(json(&no_key(&[&"sync", &repo, &copy, &"--json"]))["worktree_kept"], true);
+    // A sync with the key before that open takes it along too.
+    write(&data.join("a/new2.txt"), b"and another\n");
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"two-b"], &pw);
+    assert_eq!(json(&ok_env(&[&"sync", &repo, &copy, &"--json"], &pw))["worktree_kept"], false);
+    let err = fails(&[&"commit", &copy, &"-m", &"on the replica"], &pw);
+    assert!(err.contains("nothing to commit"), "{err}");
+    ok_env(&[&"checkout", &copy, &"HEAD", &"--to", &s.path("out")], &pw);
+    assert_same_tree(&data, &s.path("out"));
+
+    // A replica with uncommitted changes keeps them, and says so once.
+    if !super::mount::fuse_available() {
+        return;
+    }
+    let m = super::mount::Mount::start_env(&copy, &s.path("mnt"), &[], Stdio::null(), &pw);
+    write(&m.mnt.join("local.txt"), b"not committed\n");
+    m.detach();
+    write(&data.join("a/third.txt"), b"three\n");
+    ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"three"], &pw);
+    no_key(&[&"sync", &repo, &copy]);
+    let out = monofs().args(["diff"]).arg(&copy).arg("HEAD").env("MONOFS_PASSPHRASE", "pw").output().expect("diff");
+    let (said, diff) = (String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("changes made before a sync"), "{said}");
+    assert!(diff.contains("local.txt"), "{diff}");
+    let again = monofs().args(["log"]).arg(&copy).env("MONOFS_PASSPHRASE", "pw").output().expect("log");
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("changes made before"), "said once");
+}

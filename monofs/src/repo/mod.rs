@@ -7,6 +7,7 @@ mod raw;
 mod refs;
 mod revspec;
 mod sink;
+mod synced_head;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
 pub use sink::{ObjectSink, WriteStats};
+pub use synced_head::{META_WORKTREE_BASE, decode_worktree_base, note_worktree_base};
 
 use crate::crypto::{Codec, KdfParams, KeyFile, Keys};
 use crate::error::{Error, Result};
@@ -203,7 +205,9 @@ impl Repository {
             },
         };
         let codec = codec_for(&store, keys, &config)?;
-        Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock)))
+        let repo = Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock));
+        repo.follow_synced_head()?;
+        Ok(repo)
     }
 
     /// Opens the repository in directory `path` shared with other processes
