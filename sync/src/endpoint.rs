@@ -206,7 +206,7 @@ impl Local {
                     return Err(SyncError::Mounted { path: path.to_owned(), pid: pid.to_owned() });
                 }
                 if !told {
-                    tracing::warn!("{}: waiting for process {pid} to release the repository", path.display());
+                    tracing::debug!("{}: waiting for process {pid} to release the repository", path.display());
                     eprintln!("waiting for process {pid} to release {}", path.display());
                     told = true;
                 }

@@ -43,6 +43,28 @@ fn idle_timeout() -> Duration {
         .map_or(IDLE_TIMEOUT, Duration::from_secs)
 }
 
+/// The largest answers the client reads: a server sending more is
+/// refused before it fills memory.
+mod limits {
+    use crate::transfer::BATCH_BYTES;
+    use crate::wire::{FRAME_OVERHEAD, MAX_FRAME};
+
+    /// Replies with nothing to say (`put`, `update`, `dictionaries`).
+    pub const EMPTY: u64 = 64 << 10;
+    /// Config, key and dictionaries.
+    pub const META: u64 = 64 << 20;
+    /// Refs and the revision index: millions of revisions.
+    pub const STATE: u64 = 512 << 20;
+    /// Object and pack listings: tens of millions of objects.
+    pub const LISTING: u64 = 2 << 30;
+
+    /// Frames of `n` objects: a batch holds at most [`BATCH_BYTES`] of
+    /// them, or one larger object.
+    pub fn objects(n: usize) -> u64 {
+        BATCH_BYTES + MAX_FRAME as u64 + n as u64 * FRAME_OVERHEAD as u64
+    }
+}
+
 /// A repository served over HTTP(S).
 pub struct HttpRemote {
     base: String,
@@ -55,6 +77,25 @@ impl std::fmt::Debug for HttpRemote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpRemote").field("base", &self.base).finish()
     }
+}
+
+/// Parses a server's URL (see [`is_url`]): it must have a host, and no
+/// credentials: the token is given in a file or `MONOFS_TOKEN`, never in a
+/// URL that is stored with a remote and printed in messages.
+pub(crate) fn server_url(url: &str) -> Result<reqwest::Url> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| SyncError::Invalid(format!("bad URL '{url}': {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let mut shown = parsed.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(SyncError::Invalid(format!(
+            "'{shown}' with a user or password: those are not used; give the token with --token-file or MONOFS_TOKEN"
+        )));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(SyncError::Invalid(format!("bad URL '{url}': no host")));
+    }
+    Ok(parsed)
 }
 
 /// Whether `s` names a server rather than a path.
@@ -84,6 +125,7 @@ impl HttpRemote {
         if !is_url(url) {
             return Err(SyncError::Invalid(format!("'{url}' is not an http:// or https:// URL")));
         }
+        server_url(url)?;
         // reqwest's blocking client applies `timeout` to each operation.
         let mut builder = Client::builder().connect_timeout(Duration::from_secs(10)).timeout(idle_timeout());
         if let Some(path) = ca_cert {
@@ -101,16 +143,25 @@ impl HttpRemote {
         self.wire_bytes.load(Ordering::Relaxed)
     }
 
-    fn call(&self, post: Option<Vec<u8>>, path: &str) -> Result<Vec<u8>> {
-        self.call_with(post, path, None)
+    /// Sends a request and reads the answer, which may be at most `limit`
+    /// bytes: a server that sends more is refused before it fills memory.
+    fn call(&self, post: Option<Vec<u8>>, path: &str, limit: u64) -> Result<Vec<u8>> {
+        self.call_with(post, path, None, limit)
     }
 
     /// [`HttpRemote::call`] with a timeout of its own.
-    fn call_with(&self, post: Option<Vec<u8>>, path: &str, timeout: Option<Duration>) -> Result<Vec<u8>> {
+    fn call_with(&self, post: Option<Vec<u8>>, path: &str, timeout: Option<Duration>, limit: u64) -> Result<Vec<u8>> {
         let resp = self.send_with(post, path, timeout)?;
-        let body = resp.bytes().map_err(|e| SyncError::Http { url: self.base.clone(), message: chain(&e) })?;
+        let mut body = Vec::new();
+        resp.take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| SyncError::Http { url: self.base.clone(), message: chain(&e) })?;
         self.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        Ok(body.to_vec())
+        if body.len() as u64 > limit {
+            let what = format!("the answer to {path} is larger than {limit} bytes");
+            return Err(SyncError::Protocol { from: self.base.clone(), what });
+        }
+        Ok(body)
     }
 
     /// Sends a request; a success comes back with its body unread.
@@ -176,25 +227,26 @@ impl Endpoint for HttpRemote {
     }
 
     fn meta(&self) -> Result<RepoMeta> {
-        let m: json::Meta = self.json(&self.call_with(None, "/meta", Some(SMALL_TIMEOUT))?)?;
+        let m: json::Meta = self.json(&self.call_with(None, "/meta", Some(SMALL_TIMEOUT), limits::META)?)?;
         json::meta_from(m, &self.base)
     }
 
     fn identity(&self) -> Result<Identity> {
         // Records left out (empty) by the server; one from before this
         // query sends them, which costs only bytes.
-        let m: json::Meta = self.json(&self.call_with(None, "/meta?records=0", Some(SMALL_TIMEOUT))?)?;
+        let m: json::Meta =
+            self.json(&self.call_with(None, "/meta?records=0", Some(SMALL_TIMEOUT), limits::META)?)?;
         Ok(Identity::of(json::meta_from(m, &self.base)?))
     }
 
     fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()> {
         let hex: Vec<(String, String)> = records.iter().map(|(k, v)| (hex::encode(k), hex::encode(v))).collect();
         let body = serde_json::to_vec(&hex).map_err(|e| SyncError::Invalid(e.to_string()))?;
-        self.call(Some(body), "/dictionaries").map(drop)
+        self.call(Some(body), "/dictionaries", limits::EMPTY).map(drop)
     }
 
     fn state(&self) -> Result<RefState> {
-        let s: json::State = self.json(&self.call_with(None, "/state", Some(SMALL_TIMEOUT))?)?;
+        let s: json::State = self.json(&self.call_with(None, "/state", Some(SMALL_TIMEOUT), limits::STATE)?)?;
         json::state_from(s, &self.base)
     }
 
@@ -202,22 +254,39 @@ impl Endpoint for HttpRemote {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let bits = self.call(Some(wire::encode_ids(ids)), "/has")?;
+        let bits = self.call(Some(wire::encode_ids(ids)), "/has", ids.len().div_ceil(8) as u64)?;
         wire::decode_bitmap(&bits, ids.len(), &self.base)
     }
 
     fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
-        wire::decode_listing(&self.call(None, "/list")?, &self.base)
+        wire::decode_listing(&self.call(None, "/list", limits::LISTING)?, &self.base)
     }
 
     fn get(&self, ids: &[ObjectId]) -> Result<Vec<WireObject>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let objects = wire::decode_objects(&self.call(Some(wire::encode_ids(ids)), "/get")?, &self.base)?;
-        if objects.len() != ids.len() {
-            let got: std::collections::HashSet<ObjectId> = objects.iter().map(|o| o.id).collect();
-            let id = ids.iter().find(|i| !got.contains(i)).copied().unwrap_or_default();
+        let objects = wire::decode_objects(
+            &self.call(Some(wire::encode_ids(ids)), "/get", limits::objects(ids.len()))?,
+            &self.base,
+        )?;
+        // Exactly what was asked for: an object sent in place of another
+        // (each verifies against its own id) would leave the one asked for
+        // missing below a directory the receiver then has.
+        let mut asked: std::collections::HashMap<ObjectId, usize> = std::collections::HashMap::new();
+        for id in ids {
+            *asked.entry(*id).or_default() += 1;
+        }
+        for o in &objects {
+            match asked.get_mut(&o.id) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => {
+                    let what = format!("sent object {} that was not asked for", o.id.short(12));
+                    return Err(SyncError::Protocol { from: self.base.clone(), what });
+                }
+            }
+        }
+        if let Some((id, _)) = asked.into_iter().find(|(_, n)| *n > 0) {
             return Err(SyncError::MissingObject { from: self.base.clone(), id });
         }
         Ok(objects)
@@ -227,16 +296,16 @@ impl Endpoint for HttpRemote {
         if objects.is_empty() {
             return Ok(());
         }
-        self.call(Some(wire::encode_objects(objects)), "/put").map(drop)
+        self.call(Some(wire::encode_objects(objects)), "/put", limits::EMPTY).map(drop)
     }
 
     fn update(&self, update: &Update) -> Result<()> {
         let body = serde_json::to_vec(update).map_err(|e| SyncError::Invalid(e.to_string()))?;
-        self.call(Some(body), "/update").map(drop)
+        self.call(Some(body), "/update", limits::EMPTY).map(drop)
     }
 
     fn packs(&self) -> Result<Option<Vec<PackListing>>> {
-        match self.call(None, "/packs") {
+        match self.call(None, "/packs", limits::LISTING) {
             Ok(body) => Ok(Some(wire::decode_pack_listing(&body, &self.base)?)),
             // A store without packs, or a server from before packs.
             Err(SyncError::Remote { status: 404, .. }) => Ok(None),

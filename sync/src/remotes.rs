@@ -65,12 +65,7 @@ fn check_url(url: &str) -> Result<()> {
         return Err(SyncError::Invalid("the remote URL is empty".into()));
     }
     if crate::is_url(url) {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| SyncError::Invalid(format!("bad remote URL '{url}': {e}")))?;
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(SyncError::Invalid(format!("bad remote URL '{url}': no host")));
-        }
-        return Ok(());
+        return crate::http::server_url(url).map(drop);
     }
     if url.contains("://") {
         return Err(SyncError::Invalid(format!("bad remote URL '{url}': only http:// and https:// are served")));

@@ -148,6 +148,19 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Refuses a request without the token before anything reads its body:
+/// an unauthenticated client must not make the server hold gigabytes.
+async fn require_token(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorized(&s, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 fn authorized(state: &AppState, headers: &HeaderMap) -> std::result::Result<(), Failure> {
     let given = headers
         .get(header::AUTHORIZATION)
@@ -163,13 +176,11 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> std::result::Result<(), 
 
 type Reply = std::result::Result<Response, Failure>;
 
-/// Runs `f` on the blocking pool after checking the token, with the
-/// repository open.
-async fn blocking<F>(state: Arc<AppState>, headers: HeaderMap, f: F) -> Reply
+/// Runs `f` on the blocking pool, with the repository open.
+async fn blocking<F>(state: Arc<AppState>, f: F) -> Reply
 where
     F: FnOnce(&AppState, &Local) -> Result<Response> + Send + 'static,
 {
-    authorized(&state, &headers)?;
     match tokio::task::spawn_blocking(move || f(&state, &*state.repo.lease()?)).await {
         Ok(r) => r.map_err(Failure),
         Err(e) => Err(Failure(SyncError::Invalid(format!("request handler failed: {e}")))),
@@ -185,11 +196,11 @@ fn json_reply<T: serde::Serialize>(v: &T) -> Result<Response> {
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
+async fn meta(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
     // `records=0`: dictionary keys only (a sync compares them; the records
     // are fetched when the other side lacks one).
     let records = !uri.query().unwrap_or("").split('&').any(|kv| kv == "records=0");
-    blocking(s, h, move |_, local| {
+    blocking(s, move |_, local| {
         let mut meta = local.meta()?;
         if !records {
             meta.dictionaries.iter_mut().for_each(|(_, record)| record.clear());
@@ -199,24 +210,24 @@ async fn meta(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
     .await
 }
 
-async fn ref_state(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |_, local| json_reply(&json::state_to(&local.state()?))).await
+async fn ref_state(State(s): State<Arc<AppState>>) -> Reply {
+    blocking(s, |_, local| json_reply(&json::state_to(&local.state()?))).await
 }
 
-async fn has(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |_, local| {
+async fn has(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    blocking(s, move |_, local| {
         let ids = wire::decode_ids(&body, "the client")?;
         Ok(octets(wire::encode_bitmap(&local.has(&ids)?)))
     })
     .await
 }
 
-async fn list(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |_, local| Ok(octets(wire::encode_listing(&local.list()?)))).await
+async fn list(State(s): State<Arc<AppState>>) -> Reply {
+    blocking(s, |_, local| Ok(octets(wire::encode_listing(&local.list()?)))).await
 }
 
-async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s, local| {
+async fn get_objects(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    blocking(s, move |s, local| {
         let ids = wire::decode_ids(&body, "the client")?;
         let reply = wire::encode_objects(&local.get(&ids)?);
         Pacer::new(s.bwlimit).wait(reply.len());
@@ -225,8 +236,8 @@ async fn get_objects(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) 
     .await
 }
 
-async fn list_packs(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
-    blocking(s, h, |_, local| match local.packs()? {
+async fn list_packs(State(s): State<Arc<AppState>>) -> Reply {
+    blocking(s, |_, local| match local.packs()? {
         Some(packs) => Ok(octets(wire::encode_pack_listing(&packs))),
         None => Ok((StatusCode::NOT_FOUND, "this store keeps no packs\n").into_response()),
     })
@@ -235,8 +246,7 @@ async fn list_packs(State(s): State<Arc<AppState>>, h: HeaderMap) -> Reply {
 
 /// Streams the packs asked for (u64 little-endian ids) as checksummed
 /// frames, read one by one on the blocking pool.
-async fn get_packs(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    authorized(&s, &h)?;
+async fn get_packs(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
     if !body.len().is_multiple_of(8) {
         let what = "pack id list length is not a multiple of 8".into();
         return Err(Failure(SyncError::Protocol { from: "the client".into(), what }));
@@ -270,8 +280,7 @@ const STORE_PIECE: usize = 1 << 20;
 /// `x-monofs-store-length`. `503` while a push is being stored (the client
 /// then copies packs), `404` for a store that is not one file, `416` for
 /// an offset past the end.
-async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Reply {
-    authorized(&s, &h)?;
+async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
     let offset = match uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("offset=")) {
         None => 0,
         Some(v) => v.parse::<u64>().map_err(|_| {
@@ -340,8 +349,8 @@ async fn get_store(State(s): State<Arc<AppState>>, h: HeaderMap, uri: Uri) -> Re
         .into_response())
 }
 
-async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s, local| {
+async fn put(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
         local.put(&objects)?;
@@ -350,8 +359,8 @@ async fn put(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply
     .await
 }
 
-async fn add_dictionaries(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s, local| {
+async fn add_dictionaries(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let records: Vec<(String, String)> = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
@@ -361,8 +370,8 @@ async fn add_dictionaries(State(s): State<Arc<AppState>>, h: HeaderMap, body: By
     .await
 }
 
-async fn update(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Reply {
-    blocking(s, h, move |s, local| {
+async fn update(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let update: Update = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
@@ -387,6 +396,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{API}/packs/get"), post(get_packs))
         .route(&format!("{API}/store"), get(get_store))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 

@@ -404,3 +404,78 @@ fn a_receiver_already_at_the_new_tree_is_synced() {
     sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("a clean receiver");
     assert_eq!(dst.state().expect("state"), src.state().expect("state"));
 }
+
+#[test]
+fn a_request_without_the_token_is_refused_before_its_body_is_read() {
+    use std::io::{Read, Write};
+    let s = setup();
+    let opts =
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "sekrit".into(), tls: None, bwlimit: None };
+    let server = serve(local(&s.dst), opts).expect("serve");
+    // A body of 1 GiB announced, 4 bytes sent: the answer must come at once.
+    let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.write_all(b"POST /v1/put HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\nabcd").expect("send");
+    let mut answer = [0u8; 12];
+    conn.read_exact(&mut answer).expect("an answer before the body");
+    assert_eq!(&answer, b"HTTP/1.1 401");
+    server.shutdown().expect("shutdown");
+}
+
+/// A one-request-at-a-time HTTP server on loopback that answers every
+/// request with `answer(path, body)`, for servers that misbehave.
+fn fake_server(answer: fn(&str, &[u8]) -> Vec<u8>) -> String {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut reader = std::io::BufReader::new(conn);
+            let (mut path, mut len) = (String::new(), 0usize);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if path.is_empty() {
+                    path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let reply = answer(&path, &body);
+            let mut conn = reader.into_inner();
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", reply.len());
+            let _ = conn.write_all(&reply);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_server_sending_other_objects_than_asked_is_refused() {
+    // Asked for A and B, it sends A twice (a valid frame each time).
+    let url = fake_server(|_, body| {
+        let first = monofs::ObjectId::from_slice(&body[..32]).expect("id");
+        let a = WireObject { id: first, metadata: false, bytes: b"frame".to_vec() };
+        crate::wire::encode_objects(&[a.clone(), a])
+    });
+    let remote = HttpRemote::new(&url, Some("t".into()), None).expect("client");
+    let ids =
+        [monofs::ObjectId::from_slice(&[1; 32]).expect("id"), monofs::ObjectId::from_slice(&[2; 32]).expect("id")];
+    let err = remote.get(&ids).expect_err("refused");
+    assert!(matches!(err, SyncError::Protocol { .. }), "{err}");
+    assert!(err.to_string().contains("not asked for"), "{err}");
+}
+
+#[test]
+fn a_server_answering_too_much_is_refused_before_it_fills_memory() {
+    // 8 ids take a 1-byte bitmap; this one sends 64 MiB.
+    let url = fake_server(|_, _| vec![0xff; 64 << 20]);
+    let remote = HttpRemote::new(&url, Some("t".into()), None).expect("client");
+    let ids: Vec<monofs::ObjectId> = (0..8u8).map(|i| monofs::ObjectId::from_slice(&[i; 32]).expect("id")).collect();
+    let err = remote.has(&ids).expect_err("refused");
+    assert!(err.to_string().contains("larger than 1 bytes"), "{err}");
+}

@@ -33,7 +33,7 @@ const HAS_BATCH: usize = 16384;
 const META_BATCH: usize = 2048;
 /// Stored bytes per committed batch of file data (each commit syncs the
 /// receiver's disk, so batches are not small).
-const BATCH_BYTES: u64 = 32 << 20;
+pub(crate) const BATCH_BYTES: u64 = 32 << 20;
 /// Objects per committed batch of file data.
 const BATCH_OBJECTS: usize = 8192;
 /// Assumed size of a chunk whose size is not known yet.

@@ -23,9 +23,11 @@ pub struct WireObject {
 
 const HEADER: usize = ID_LEN + 1 + 4;
 const SUM: usize = 32;
+/// Bytes an object frame adds to the stored bytes it carries.
+pub(crate) const FRAME_OVERHEAD: usize = HEADER + SUM;
 /// Largest frame accepted, so a hostile length cannot make us allocate
 /// without bound (objects are at most 256 MiB of plaintext).
-const MAX_FRAME: usize = 300 << 20;
+pub(crate) const MAX_FRAME: usize = 300 << 20;
 
 /// Concatenated 32-byte ids.
 pub fn encode_ids(ids: &[ObjectId]) -> Vec<u8> {

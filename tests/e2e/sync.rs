@@ -103,12 +103,13 @@ fn local_clone_incremental_sync_and_divergence() {
     // Addresses no sync could use, and names read as options, are refused.
     for (name, url, says) in [
         ("x", "ftp://host/r", "only http:// and https://"),
-        ("x", "http://", "bad remote URL"),
+        ("x", "http://", "bad URL"),
+        ("x", "http://user:secret@127.0.0.1:9/", "not used; give the token"),
         ("--", "/tmp", "bad remote name"),
         ("...", "/tmp", "starting with a letter"),
     ] {
         let err = fails(&[&"remote", &"add", &repo, &"--", &name, &url], &[]);
-        assert!(err.contains(says), "{name} {url}: {err}");
+        assert!(err.contains(says) && !err.contains("secret"), "{name} {url}: {err}");
     }
     assert!(ok(&[&"remote", &"list", &repo]).is_empty());
 }

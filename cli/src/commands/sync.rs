@@ -117,7 +117,8 @@ fn try_unlock(local: &mut Local, repo: &Path) -> anyhow::Result<()> {
 /// `monofs sync`.
 pub fn sync(a: SyncArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     if a.mode != SyncMode::Backup {
-        bail!("sync mode {:?} is not available yet; use --mode backup", a.mode);
+        let name = clap::ValueEnum::to_possible_value(&a.mode).map(|v| v.get_name().to_owned()).unwrap_or_default();
+        bail!("sync mode {name} is not available yet; use --mode backup");
     }
     let mut local = Local::open(&a.repo, LOCK_WAIT)?;
     try_unlock(&mut local, &a.repo)?;
