@@ -193,8 +193,19 @@ impl Local {
     }
 
     /// Opens the repository at `path` without its key, waiting up to
-    /// `wait` while another process (a concurrent sync) holds it.
+    /// `wait` while another process (a concurrent sync) holds it. An
+    /// unfinished clone is refused, as every command refuses it: it is
+    /// neither a source nor a receiver until its clone finishes.
     pub fn open(path: &Path, wait: Duration) -> Result<Local> {
+        let local = Local::open_unfinished(path, wait)?;
+        if let Some(origin) = monofs::repo::unfinished_clone(local.repo.store())? {
+            return Err(monofs::Error::UnfinishedClone { path: path.to_owned(), origin }.into());
+        }
+        Ok(local)
+    }
+
+    /// [`Local::open`], for the clone that finishes an unfinished one.
+    pub(crate) fn open_unfinished(path: &Path, wait: Duration) -> Result<Local> {
         let mut told = false;
         let repo = monofs::repo::wait_for_lock(
             wait,

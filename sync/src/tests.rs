@@ -479,3 +479,75 @@ fn a_server_answering_too_much_is_refused_before_it_fills_memory() {
     let err = remote.has(&ids).expect_err("refused");
     assert!(err.to_string().contains("larger than 1 bytes"), "{err}");
 }
+
+#[test]
+fn an_unfinished_clone_is_neither_a_source_nor_a_receiver() {
+    let s = setup();
+    local(&s.dst).mark_partial_clone("somewhere").expect("mark");
+    let unfinished = |r: Result<Local>| matches!(r, Err(SyncError::Repo(monofs::Error::UnfinishedClone { .. })));
+    assert!(unfinished(Local::open(&s.dst, Duration::ZERO)), "opened as a source or receiver");
+    let opts = ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None };
+    assert!(Local::open(&s.dst, Duration::ZERO).and_then(|l| serve(l, opts)).is_err(), "served");
+    // The clone it is part of still finishes it.
+    let (_, done) = clone(&local(&s.src), &s.dst, &NoProgress).expect("resumed");
+    assert!(!done.is_partial_clone().expect("mark"));
+    let state = done.state().expect("state");
+    drop(done);
+    assert_eq!(state, local(&s.src).state().expect("state"));
+}
+
+/// A source whose pack listing leaves out one object of its last
+/// metadata pack (a broken or tampered server).
+struct Omitting<'a>(&'a Local);
+
+impl Endpoint for Omitting<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn meta(&self) -> Result<monofs::repo::RepoMeta> {
+        self.0.meta()
+    }
+    fn add_dictionaries(&self, records: &[monofs::repo::DictionaryRecord]) -> Result<()> {
+        self.0.add_dictionaries(records)
+    }
+    fn state(&self) -> Result<RefState> {
+        self.0.state()
+    }
+    fn has(&self, ids: &[monofs::ObjectId]) -> Result<Vec<bool>> {
+        self.0.has(ids)
+    }
+    fn list(&self) -> Result<Vec<(monofs::ObjectId, u64)>> {
+        self.0.list()
+    }
+    fn get(&self, ids: &[monofs::ObjectId]) -> Result<Vec<WireObject>> {
+        self.0.get(ids)
+    }
+    fn put(&self, objects: &[WireObject]) -> Result<()> {
+        self.0.put(objects)
+    }
+    fn update(&self, update: &Update) -> Result<()> {
+        self.0.update(update)
+    }
+    fn packs(&self) -> Result<Option<Vec<monofs::store::PackListing>>> {
+        let mut packs = self.0.packs()?.expect("packs");
+        let last = packs.iter_mut().rev().find(|p| p.metadata).expect("a metadata pack");
+        last.objects.pop();
+        Ok(Some(packs))
+    }
+    fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
+        self.0.get_packs(ids, f)
+    }
+}
+
+#[test]
+fn a_pack_clone_fetches_what_the_listing_left_out() {
+    let s = setup();
+    let copy = s.src.with_file_name("copy");
+    let src = local(&s.src);
+    let (_, done) = clone_with(&Omitting(&src), &copy, &NoProgress, false).expect("clone");
+    let state = done.state().expect("state");
+    drop(done);
+    assert_eq!(state, src.state().expect("state"));
+    let repo = Repository::open(&copy, &mut || Ok(Vec::new())).expect("open");
+    assert!(repo.fsck().expect("fsck").problems.is_empty(), "the clone lacks objects");
+}

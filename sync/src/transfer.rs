@@ -410,6 +410,44 @@ fn copy_walk(
     put_metadata(dst, &meta, progress, c)
 }
 
+/// What a repository's refs and revision index name, with their kinds.
+fn roots_of(state: &RefState) -> Vec<(ObjectId, Kind)> {
+    let refs = state.refs.iter().map(|(name, id)| (*id, if is_tree_ref(name) { Kind::Dir } else { Kind::Revision }));
+    refs.chain(state.revisions.iter().map(|id| (*id, Kind::Revision))).collect()
+}
+
+/// The objects below `roots` (included) that `dst` lacks, with their
+/// kinds: every object `dst` has is read, level by level, so nothing is
+/// taken on trust (unlike a sync's walk, which stops at what the receiver
+/// has).
+fn missing_below(dst: &dyn Endpoint, codec: &Codec, roots: Vec<(ObjectId, Kind)>) -> Result<Vec<(ObjectId, Kind)>> {
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut missing = Vec::new();
+    let mut frontier = roots;
+    while !frontier.is_empty() {
+        frontier.retain(|(id, _)| seen.insert(*id));
+        let ids: Vec<ObjectId> = frontier.iter().map(|(id, _)| *id).collect();
+        let mut read = Vec::new();
+        for ((id, kind), have) in frontier.iter().zip(has_batched(dst, &ids)?) {
+            match (have, kind) {
+                (false, _) => missing.push((*id, *kind)),
+                (true, Kind::Chunk) => {}
+                (true, _) => read.push(*id),
+            }
+        }
+        let mut next = Vec::new();
+        for batch in read.chunks(META_BATCH) {
+            for o in dst.get(batch)? {
+                let (kind, plain) =
+                    codec.open(&o.id, &o.bytes).map_err(|e| SyncError::BadObject { id: o.id, why: e.to_string() })?;
+                next.extend(links(kind, &plain).map_err(|e| SyncError::BadObject { id: o.id, why: e.to_string() })?);
+            }
+        }
+        frontier = next;
+    }
+    Ok(missing)
+}
+
 fn is_tree_ref(name: &str) -> bool {
     name == WORKTREE || name.starts_with(WORKTREES_PREFIX)
 }
@@ -572,7 +610,7 @@ pub fn clone_with(
         return Ok(done);
     }
     let local = if dst.join(STORE_FILE).exists() {
-        let local = Local::open(dst, LOCK_WAIT)?;
+        let local = Local::open_unfinished(dst, LOCK_WAIT)?;
         let mine = local.meta()?;
         if !local.is_partial_clone()? || !mine.same_repository(&meta) {
             return Err(SyncError::DestinationExists(dst.to_owned()));
@@ -598,6 +636,17 @@ pub fn clone_with(
             Mode::IdSet
         }
     };
+    // A listing that left objects out (a broken or tampered server) must
+    // not make a clone whose refs name what it cannot read: with a codec,
+    // everything below the refs is checked, and what is missing fetched.
+    if let Some(codec) = local.codec().cloned() {
+        progress.phase("checking");
+        let missing = missing_below(&local, &codec, roots_of(&state))?;
+        if !missing.is_empty() {
+            tracing::warn!("{}: {} objects missing from its listing; fetching them", src.describe(), missing.len());
+            copy_walk(src, &local, &codec, missing, progress, &mut c)?;
+        }
+    }
     progress.phase("updating refs");
     let mine = local.state()?;
     let update = Update {
