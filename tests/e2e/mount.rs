@@ -146,18 +146,32 @@ fn drive_round_trip_commit_checkout_remount() {
     for line in ["A big", "M a/lines.txt", "D a/b/random.bin", "A hi.txt", "D hello.txt"] {
         assert!(diff.lines().any(|l| l == line), "missing {line:?} in\n{diff}");
     }
-    let ino_before = std::fs::metadata(m.mnt.join("a/lines.txt")).expect("stat").ino();
+    let ino_before = std::fs::metadata(m.mnt.join("a")).expect("stat").ino();
+    // Descriptors open across the checkout keep the files they opened (a
+    // logger, an editor), whether their path changes or goes.
+    let open = |p: &str| std::fs::OpenOptions::new().read(true).write(true).open(m.mnt.join(p)).expect("open");
+    let (mut changed, mut gone) = (open("a/lines.txt"), open("big"));
     // checkout moves the mounted view at once.
     ok(&[&"checkout", &repo, &"HEAD~1"]);
     assert!(m.mnt.join("hello.txt").exists() && m.mnt.join("a/b/random.bin").exists());
     assert!(!m.mnt.join("big").exists());
     assert_same_tree(&data, &m.mnt);
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut changed, &mut old).expect("read the open file");
+    let tail = &old[old.len().saturating_sub(20)..];
+    assert!(old.ends_with("more\n"), "the open file changed under its descriptor: ...{tail:?}");
+    std::io::Write::write_all(&mut changed, b"LOGLINE").expect("write");
+    std::io::Write::write_all(&mut gone, b"LOGLINE").expect("write");
+    drop((changed, gone));
+    assert!(!m.mnt.join("big").exists());
+    assert_same_tree(&data, &m.mnt);
+    assert!(fails(&[&"commit", &repo, &"-m", &"nothing"], &[]).contains("nothing to commit"));
     m.detach();
     assert!(ok(&[&"fsck", &repo]).contains("0 problems"));
     // Remount: same tree, same inode numbers.
     let m = Mount::start(&repo, &mnt, &[]);
     assert_same_tree(&data, &m.mnt);
-    assert_eq!(std::fs::metadata(m.mnt.join("a/lines.txt")).expect("stat").ino(), ino_before);
+    assert_eq!(std::fs::metadata(m.mnt.join("a")).expect("stat").ino(), ino_before);
     m.detach();
 }
 

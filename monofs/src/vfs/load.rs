@@ -7,11 +7,15 @@ use super::node::{Body, DirData, FileData, Ino, Node};
 use super::{ROOT, table_key};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Meta};
+use crate::object::{Content, EntryKind, Meta};
 use crate::repo::Repository;
 
 /// (parent inode, name) keys to inode numbers.
 pub(crate) type InodeTable = HashMap<Vec<u8>, Ino>;
+
+/// What an open file holds: its stored content and size, or `None` with
+/// changes not stored yet.
+pub(crate) type Held = Option<(Content, u64)>;
 
 pub(crate) struct Loader<'a> {
     pub repo: &'a Repository,
@@ -22,11 +26,26 @@ pub(crate) struct Loader<'a> {
     /// The new table.
     pub table: HashMap<Vec<u8>, Ino>,
     used: HashSet<Ino>,
+    /// Files open now, with the content and size they hold: a path keeps
+    /// such a file's number only if it holds that same content (see
+    /// [`Loader::new`]).
+    open: &'a HashMap<Ino, Held>,
 }
 
 impl<'a> Loader<'a> {
-    pub fn new(repo: &'a Repository, old: &'a HashMap<Vec<u8>, Ino>, next_ino: &'a mut u64) -> Loader<'a> {
-        Loader { repo, old, next_ino, nodes: HashMap::new(), table: HashMap::new(), used: HashSet::from([ROOT]) }
+    /// A loader that keeps the numbers of `old`, except those of `open`
+    /// files whose path now holds something else: their numbers stay with
+    /// the open files (the caller keeps them, unnamed), as a file replaced
+    /// on a local file system stays with the descriptors open on it.
+    pub fn new(
+        repo: &'a Repository,
+        old: &'a HashMap<Vec<u8>, Ino>,
+        next_ino: &'a mut u64,
+        open: &'a HashMap<Ino, Held>,
+    ) -> Loader<'a> {
+        let mut used = HashSet::from([ROOT]);
+        used.extend(open.keys());
+        Loader { repo, old, next_ino, nodes: HashMap::new(), table: HashMap::new(), used, open }
     }
 
     /// Loads the tree of directory `root` under inode [`ROOT`].
@@ -39,8 +58,13 @@ impl<'a> Loader<'a> {
         Ok((self.nodes, self.table))
     }
 
-    fn ino_for(&mut self, key: &[u8]) -> Ino {
+    /// The number for the entry at `key` holding `kind`.
+    fn ino_for(&mut self, key: &[u8], kind: &EntryKind) -> Ino {
+        let same_file = |held: &Held| matches!((held, kind), (Some((c, s)), EntryKind::File { size, content }) if c == content && s == size);
         match self.old.get(key) {
+            // An open file's number, reserved in `used`: taken only by
+            // its own path, holding the same content.
+            Some(&ino) if self.open.get(&ino).is_some_and(same_file) && !self.nodes.contains_key(&ino) => ino,
             Some(&ino) if self.used.insert(ino) => ino,
             _ => {
                 let ino = *self.next_ino;
@@ -64,7 +88,7 @@ impl<'a> Loader<'a> {
                     primary
                 }
                 kind => {
-                    let child = self.ino_for(&key);
+                    let child = self.ino_for(&key, &kind);
                     let body = match kind {
                         EntryKind::File { size, content } => Body::File(FileData::stored(content, size)),
                         EntryKind::Dir { id } => {

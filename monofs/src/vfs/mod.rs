@@ -561,7 +561,38 @@ impl Vfs {
             mtime: now(),
             xattrs: Vec::new(),
         });
-        let (nodes, table) = load::Loader::new(&self.repo, &st.table, &mut st.next_ino).load(root, root_meta)?;
+        // Files open now keep what they hold: one whose path holds other
+        // content in the new tree, or none, stays open under its number,
+        // unnamed, and the path gets a new number. Without this, a
+        // descriptor opened before a checkout read and wrote the checked
+        // out file.
+        let open: HashMap<Ino, load::Held> = st
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.opens > 0)
+            .filter_map(|(ino, n)| match &n.body {
+                // Unstored changes are in no stored tree.
+                Body::File(f) => Some((*ino, (!f.dirty).then(|| (f.base.clone(), f.size)))),
+                _ => None,
+            })
+            .collect();
+        let (mut nodes, table) =
+            load::Loader::new(&self.repo, &st.table, &mut st.next_ino, &open).load(root, root_meta)?;
+        let mut kept_dirty = 0;
+        for ino in open.keys() {
+            let Some(mut held) = st.nodes.remove(ino) else { continue };
+            match nodes.get_mut(ino) {
+                Some(same) => {
+                    same.opens = held.opens;
+                    same.lookups = held.lookups;
+                }
+                None => {
+                    held.parents.clear();
+                    kept_dirty += held.file_mut().map_or(0, |f| f.dirty_bytes());
+                    nodes.insert(*ino, held);
+                }
+            }
+        }
         for key in st.table.keys() {
             if !table.contains_key(key) {
                 st.table_changes.insert(key.clone(), None);
@@ -574,7 +605,7 @@ impl Vfs {
         }
         st.table = table;
         st.nodes = nodes;
-        st.dirty_bytes = 0;
+        st.dirty_bytes = kept_dirty;
         st.root = *root;
         st.generation += 1;
         st.changed = !st.table_changes.is_empty();

@@ -7,6 +7,7 @@ mod full_disk;
 mod history;
 mod hostile;
 mod mounted_gc;
+mod open_across_checkout;
 mod roundtrip;
 mod shared;
 mod worktrees;
