@@ -262,24 +262,16 @@ fn system_time(t: Timestamp) -> SystemTime {
     }
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
-        Err(e) => {
-            let d = e.duration();
-            let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
-            if nsec > 0 {
-                sec -= 1;
-                nsec = 1_000_000_000 - nsec;
-            }
-            Timestamp { sec, nsec }
-        }
-    }
-}
-
+/// A time the kernel set (setattr), as fuser 0.18 hands it over: it turns
+/// the kernel's (seconds, nanoseconds) before 1970 into the epoch minus
+/// (|seconds| + nanoseconds), so -1.5 s (-2, 500000000) arrives as -2.5 s.
+/// This takes the kernel's two numbers back.
 fn time_or_now(t: TimeOrNow) -> Timestamp {
     match t {
-        TimeOrNow::SpecificTime(t) => timestamp(t),
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+            Err(e) => Timestamp { sec: -(e.duration().as_secs() as i64), nsec: e.duration().subsec_nanos() },
+        },
         TimeOrNow::Now => Timestamp::now(),
     }
 }

@@ -628,3 +628,39 @@ fn autocommit_and_files_past_4_gib() {
     let stats: serde_json::Value = serde_json::from_str(&ok(&[&"log", &repo, &"--json"])).expect("json");
     assert_eq!(stats[0]["size"], (5u64 << 30) + 1);
 }
+
+/// Details a local disk gets right: set-group-ID directories, times before
+/// 1970 with nanoseconds, directory link counts.
+#[test]
+fn metadata_details_match_a_local_disk() {
+    let Some(Fresh { s: _s, repo, m }) = fresh_mount(&[]) else { return };
+    let sg = m.mnt.join("shared");
+    std::fs::create_dir(&sg).expect("mkdir");
+    std::os::unix::fs::chown(&sg, Some(0), Some(1234)).expect("chown");
+    std::fs::set_permissions(&sg, std::os::unix::fs::PermissionsExt::from_mode(0o2775)).expect("chmod");
+    write(&sg.join("f"), b"x");
+    std::fs::create_dir(sg.join("d")).expect("mkdir");
+    let (f, d) = (std::fs::metadata(sg.join("f")).expect("stat"), std::fs::metadata(sg.join("d")).expect("stat"));
+    assert_eq!((f.gid(), d.gid()), (1234, 1234), "the directory's group");
+    assert_eq!(d.mode() & 0o7777, 0o2755, "set-group-ID passed on to directories");
+
+    // -1.5 s: (-2 s, 500000000 ns), as ext4 keeps it.
+    let old = std::time::UNIX_EPOCH - Duration::from_millis(1500);
+    std::fs::File::options().write(true).open(sg.join("f")).expect("open").set_modified(old).expect("utimens");
+    let f = std::fs::metadata(sg.join("f")).expect("stat");
+    assert_eq!((f.mtime(), f.mtime_nsec()), (-2, 500_000_000));
+
+    // 2 + one per subdirectory: `shared` holds a file and one directory.
+    std::fs::create_dir(sg.join("e")).expect("mkdir");
+    assert_eq!(std::fs::metadata(&sg).expect("stat").nlink(), 4);
+    std::fs::remove_dir(sg.join("e")).expect("rmdir");
+    std::fs::rename(sg.join("d"), m.mnt.join("d")).expect("rename");
+    assert_eq!(std::fs::metadata(&sg).expect("stat").nlink(), 2);
+    ok(&[&"commit", &repo, &"-m", &"details"]);
+    m.detach();
+    let m = Mount::start(&repo, &_s.path("mnt"), &[]);
+    let f = std::fs::metadata(m.mnt.join("shared/f")).expect("stat");
+    assert_eq!((f.mtime(), f.mtime_nsec(), f.gid()), (-2, 500_000_000, 1234), "as stored");
+    assert_eq!(std::fs::metadata(&m.mnt).expect("stat").nlink(), 4, "root: shared, d");
+    m.detach();
+}

@@ -50,10 +50,7 @@ impl<'a> Loader<'a> {
 
     /// Loads the tree of directory `root` under inode [`ROOT`].
     pub fn load(mut self, root: &ObjectId, root_meta: Meta) -> Result<(HashMap<Ino, Node>, InodeTable)> {
-        self.nodes.insert(
-            ROOT,
-            Node::new(None, root_meta, Body::Dir(DirData { children: Default::default(), clean: None, size: 0 })),
-        );
+        self.nodes.insert(ROOT, Node::new(None, root_meta, Body::Dir(DirData::new(None))));
         self.load_dir(ROOT, root)?;
         Ok((self.nodes, self.table))
     }
@@ -91,9 +88,7 @@ impl<'a> Loader<'a> {
                     let child = self.ino_for(&key, &kind);
                     let body = match kind {
                         EntryKind::File { size, content } => Body::File(FileData::stored(content, size)),
-                        EntryKind::Dir { id } => {
-                            Body::Dir(DirData { children: Default::default(), clean: Some(id), size: 0 })
-                        }
+                        EntryKind::Dir { id } => Body::Dir(DirData::new(Some(id))),
                         EntryKind::Symlink { target } => Body::Symlink(target),
                         other => Body::Special(other),
                     };
@@ -111,8 +106,10 @@ impl<'a> Loader<'a> {
             self.table.insert(key, child);
             // Added as we go: a hard link later in this directory may name
             // an entry loaded earlier in it.
+            let is_dir = self.nodes.get(&child).is_some_and(|n| n.dir().is_some());
             if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
                 d.children.insert(e.name, child);
+                d.subdirs += u32::from(is_dir);
             }
         }
         if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {

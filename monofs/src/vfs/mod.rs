@@ -275,7 +275,7 @@ fn kind_of(node: &Node) -> FileKind {
 
 fn attr_of(ino: Ino, node: &Node) -> Attr {
     let nlink = match &node.body {
-        Body::Dir(d) => 2 + d.children.len() as u32,
+        Body::Dir(d) => 2 + d.subdirs,
         // An unlinked file still open reports 0 links, as POSIX says.
         _ => node.parents.len() as u32,
     };
@@ -368,8 +368,10 @@ impl State {
     }
 
     fn link_name(&mut self, parent: Ino, name: &[u8], ino: Ino) -> VResult<()> {
+        let is_dir = matches!(self.node(ino)?.body, Body::Dir(_));
         let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
         d.children.insert(name.to_vec(), ino);
+        d.subdirs += u32::from(is_dir);
         let key = table_key(parent, name);
         self.table.insert(key.clone(), ino);
         self.table_changes.insert(key, Some(ino));
@@ -385,6 +387,11 @@ impl State {
     fn unlink_name(&mut self, parent: Ino, name: &[u8]) -> VResult<Ino> {
         let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
         let ino = d.children.remove(name).ok_or(VfsError::Errno(Errno::ENOENT))?;
+        if self.nodes.get(&ino).is_some_and(|n| matches!(n.body, Body::Dir(_)))
+            && let Some(d) = self.node_mut(parent)?.dir_mut()
+        {
+            d.subdirs = d.subdirs.saturating_sub(1);
+        }
         let key = table_key(parent, name);
         self.table.remove(&key);
         self.table_changes.insert(key, None);
@@ -417,10 +424,19 @@ impl State {
         }
     }
 
-    fn new_node(&mut self, parent: Ino, name: &[u8], meta: Meta, body: Body) -> VResult<(Ino, Attr)> {
+    fn new_node(&mut self, parent: Ino, name: &[u8], mut meta: Meta, body: Body) -> VResult<(Ino, Attr)> {
         check_name(name)?;
         if self.dir(parent)?.children.contains_key(name) {
             return Err(Errno::EEXIST.into());
+        }
+        // A set-group-ID directory gives what is made in it its group, and
+        // its set-group-ID bit to directories (shared group directories).
+        let above = &self.node(parent)?.meta;
+        if above.mode & nix::libc::S_ISGID != 0 {
+            meta.gid = above.gid;
+            if matches!(body, Body::Dir(_)) {
+                meta.mode |= nix::libc::S_ISGID;
+            }
         }
         let ino = self.alloc();
         let mut node = Node::new(None, meta, body);
@@ -982,7 +998,7 @@ impl Vfs {
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> VResult<Attr> {
         self.writable()?;
         let mut st = self.lock()?;
-        let body = Body::Dir(DirData { children: Default::default(), clean: None, size: 0 });
+        let body = Body::Dir(DirData::new(None));
         Ok(st.new_node(parent, name, Self::meta(mode, uid, gid), body)?.1)
     }
 

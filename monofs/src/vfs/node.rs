@@ -42,6 +42,17 @@ pub(crate) struct DirData {
     pub clean: Option<ObjectId>,
     /// Logical bytes below, as of the last load or flush.
     pub size: u64,
+    /// How many children are directories (for the link count: 2 plus
+    /// one per subdirectory's `..`).
+    pub subdirs: u32,
+}
+
+impl DirData {
+    /// An empty directory; `clean`: the stored Dir it will equal once
+    /// loaded.
+    pub fn new(clean: Option<ObjectId>) -> DirData {
+        DirData { children: BTreeMap::new(), clean, size: 0, subdirs: 0 }
+    }
 }
 
 /// A regular file: stored content overlaid with dirty blocks.
