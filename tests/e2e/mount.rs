@@ -420,6 +420,13 @@ fn mount_errors_are_clear() {
     std::fs::write(repo.join("mount.log"), "error: an earlier run's error\n").expect("log");
     let err = fails(&[&"mount", &repo, &mnt, &"--daemon", &"--rev", &"nosuch"], &[]);
     assert!(err.starts_with("error: unknown revision") && err.contains("\nhint: "), "{err}");
+    // Not a repository: said before the daemon's log is made (in it).
+    let err = fails(&[&"mount", &s.path("nosuch"), &mnt, &"--daemon"], &[]);
+    assert!(err.contains("no such repository"), "{err}");
+    std::fs::create_dir(s.path("plain")).expect("mkdir");
+    let err = fails(&[&"mount", &s.path("plain"), &mnt, &"--daemon"], &[]);
+    assert!(err.contains("not a monofs repository"), "{err}");
+    assert!(!s.path("plain/mount.log").exists(), "a log left in a directory that is no repository");
 }
 
 #[test]

@@ -136,6 +136,8 @@ fn open_tree(path: &Path, rev: Option<&str>) -> anyhow::Result<(Arc<Repository>,
 
 /// Re-runs this command in the background and waits until it has mounted.
 fn daemonize(a: &MountArgs) -> anyhow::Result<ExitCode> {
+    // Its log goes into the repository: it must be one.
+    Repository::store_file(&a.repo)?;
     let log_path = a.repo.join("mount.log");
     let log = std::fs::OpenOptions::new()
         .create(true)

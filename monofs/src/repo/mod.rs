@@ -229,8 +229,9 @@ impl Repository {
         Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock)))
     }
 
-    /// The store file of the repository in `path`, which must be one.
-    fn store_file(path: &Path) -> Result<std::path::PathBuf> {
+    /// The store file of the repository in `path`, which must be one (an
+    /// error like [`Repository::open`]'s otherwise; nothing is opened).
+    pub fn store_file(path: &Path) -> Result<std::path::PathBuf> {
         if !path.exists() {
             return Err(Error::NoSuchRepository(path.to_owned()));
         }
