@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// What a restore did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreSummary {
     /// Regular files written (hard links counted once).
     pub files: u64,
@@ -35,6 +35,11 @@ pub struct RestoreSummary {
     /// Entries that could not be recreated without privileges (devices as
     /// non-root), skipped with a warning.
     pub skipped: u64,
+    /// Extended attributes the target refused (its file system's limits,
+    /// a namespace that needs privileges), and what the first refusal said.
+    pub xattrs_lost: u64,
+    /// The first refused attribute: path, name and error.
+    pub first_xattr_lost: Option<String>,
 }
 
 struct Ctx<'a> {
@@ -47,6 +52,30 @@ struct Ctx<'a> {
     files: AtomicU64,
     bytes: AtomicU64,
     skipped: AtomicU64,
+    lost: Lost,
+}
+
+/// Extended attributes not written: how many, and the first refusal.
+#[derive(Default)]
+struct Lost(Mutex<(u64, Option<String>)>);
+
+impl Lost {
+    fn add(&self, path: &Path, name: &[u8], e: &std::io::Error) {
+        let what = format!("{}: {}: {e}", path.display(), String::from_utf8_lossy(name));
+        tracing::warn!("xattr not restored: {what}");
+        if let Ok(mut lost) = self.0.lock() {
+            lost.0 += 1;
+            lost.1.get_or_insert(what);
+        }
+    }
+
+    fn into_summary(self, summary: &mut RestoreSummary) {
+        let (n, first) = self.0.into_inner().unwrap_or_default();
+        summary.xattrs_lost += n;
+        if summary.first_xattr_lost.is_none() {
+            summary.first_xattr_lost = first;
+        }
+    }
 }
 
 impl Repository {
@@ -60,8 +89,10 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<RestoreSummary> {
         let rev = self.read_revision(rev)?;
-        let summary = self.restore(&rev.root, target, force, progress)?;
-        apply_meta(target, &rev.root_meta, false, nix::unistd::geteuid().is_root())?;
+        let mut summary = self.restore(&rev.root, target, force, progress)?;
+        let lost = Lost::default();
+        apply_meta(target, &rev.root_meta, false, nix::unistd::geteuid().is_root(), &lost)?;
+        lost.into_summary(&mut summary);
         Ok(summary)
     }
 
@@ -99,6 +130,7 @@ impl Repository {
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            lost: Lost::default(),
         };
         crate::parallel::io_pool().install(|| restore_entries(&ctx, &dir.entries, target))?;
         for (link, primary) in ctx.links.into_inner().map_err(|_| Error::Aborted)? {
@@ -110,13 +142,16 @@ impl Repository {
         // Deepest first: a path sorts after its ancestors.
         dirs.sort_by(|a, b| b.0.cmp(&a.0));
         for (path, meta) in &dirs {
-            apply_meta(path, meta, false, ctx.as_root)?;
+            apply_meta(path, meta, false, ctx.as_root, &ctx.lost)?;
         }
-        Ok(RestoreSummary {
+        let mut summary = RestoreSummary {
             files: ctx.files.into_inner(),
             bytes: ctx.bytes.into_inner(),
             skipped: ctx.skipped.into_inner(),
-        })
+            ..Default::default()
+        };
+        ctx.lost.into_summary(&mut summary);
+        Ok(summary)
     }
 }
 
@@ -186,7 +221,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
                 .map_err(|err| Error::io(path, err.into()))?;
         }
     }
-    apply_meta(path, &e.meta, matches!(e.kind, EntryKind::Symlink { .. }), ctx.as_root)
+    apply_meta(path, &e.meta, matches!(e.kind, EntryKind::Symlink { .. }), ctx.as_root, &ctx.lost)
 }
 
 /// Resolves a root-relative hard-link target, refusing anything that could
@@ -227,16 +262,17 @@ fn replace_existing(path: &Path) -> Result<()> {
     }
 }
 
-fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool) -> Result<()> {
+fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool, lost: &Lost) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     if as_root {
         std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).map_err(io)?;
     }
     for (name, value) in &meta.xattrs {
         if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
-            // user.* xattrs cannot exist on symlinks, and some namespaces
-            // need privileges; neither should fail a whole restore.
-            tracing::warn!("{}: xattr {} not restored: {e}", path.display(), String::from_utf8_lossy(name));
+            // A target that holds fewer or smaller attributes, or a
+            // namespace that needs privileges, should not stop the rest
+            // of the restore: counted and reported at its end.
+            lost.add(path, name, &e);
         }
     }
     if !is_symlink {

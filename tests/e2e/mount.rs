@@ -663,7 +663,14 @@ fn metadata_details_match_a_local_disk() {
     std::fs::remove_dir(sg.join("e")).expect("rmdir");
     std::fs::rename(sg.join("d"), m.mnt.join("d")).expect("rename");
     assert_eq!(std::fs::metadata(&sg).expect("stat").nlink(), 2);
+    // An attribute the restore target refuses: the rest is restored, and
+    // the command says so and fails, through the mount too.
+    xattr::set(sg.join("f"), "system.monofs_test", b"v").expect("setxattr");
     ok(&[&"commit", &repo, &"-m", &"details"]);
+    let out = _s.path("out");
+    let err = fails(&[&"checkout", &repo, &"HEAD", &"--to", &out], &[]);
+    assert!(err.contains("1 extended attributes could not be written there") && err.contains("system.monofs_test"), "{err}");
+    assert_eq!(std::fs::read(out.join("shared/f")).expect("restored"), b"x");
     m.detach();
     let m = Mount::start(&repo, &_s.path("mnt"), &[]);
     let f = std::fs::metadata(m.mnt.join("shared/f")).expect("stat");

@@ -12,8 +12,7 @@ pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode
             let result = repo.restore_revision(&rev, dir, a.force, &bar);
             bar.finish();
             let summary = result?;
-            note!(
-                ctx,
+            let wrote = format!(
                 "wrote {} files, {} into {}{}",
                 summary.files,
                 style::bytes(summary.bytes),
@@ -24,6 +23,13 @@ pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode
                     String::new()
                 }
             );
+            if let Some(first) = &summary.first_xattr_lost {
+                anyhow::bail!(
+                    "{wrote}, but {} extended attributes could not be written there (the first: {first})",
+                    summary.xattrs_lost
+                );
+            }
+            note!(ctx, "{wrote}");
         }
         None => {
             ctx.move_worktree(&repo, |r| r.checkout(&rev, a.force))?;

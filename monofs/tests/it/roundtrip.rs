@@ -175,3 +175,26 @@ fn sparse_files_restore_sparse() {
     let allocated = std::fs::metadata(&path).expect("metadata").blocks() * 512;
     assert!(allocated < 4 << 20, "{allocated} bytes allocated for {size} sparse bytes");
 }
+
+/// Attributes the target refuses (here a namespace no file system takes
+/// from a process) do not stop a restore; they are counted and the first
+/// is named.
+#[test]
+fn refused_xattrs_are_counted_not_dropped_silently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::sync::Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = monofs::vfs::Vfs::new(repo.clone(), None).expect("vfs");
+    let ino = vfs.create(monofs::vfs::ROOT, b"f", 0o644, 0, 0).expect("create").ino;
+    vfs.write(ino, 0, b"content").expect("write");
+    vfs.setxattr(ino, b"user.kept", b"1", false, false).expect("xattr");
+    vfs.setxattr(ino, b"system.monofs_test", b"2", false, false).expect("xattr");
+    vfs.release(ino);
+    let opts = monofs::CommitOptions { message: "x".into(), author: "t".into(), time: None };
+    let rev = vfs.commit(&opts).expect("commit").revision;
+    let out = dir.path().join("out");
+    let summary = repo.restore_revision(&rev, &out, false, &NoProgress).expect("restore");
+    assert_eq!(std::fs::read(out.join("f")).expect("read"), b"content");
+    assert_eq!(summary.xattrs_lost, 1, "{summary:?}");
+    let first = summary.first_xattr_lost.expect("named");
+    assert!(first.contains("system.monofs_test") && first.contains("/f"), "{first}");
+}
