@@ -64,7 +64,15 @@ pub fn error_line(err: &anyhow::Error) -> String {
             line = format!("{line}: {cause}");
         }
     }
-    line.replace('\n', " ")
+    // One line, and nothing a terminal would act on (a name or revision
+    // given with control characters is shown escaped).
+    line.chars()
+        .map(|c| match c {
+            '\n' => " ".to_owned(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Parses the command line. A usage error is reported as one `error:` line

@@ -42,8 +42,16 @@ impl Status {
 pub struct Change {
     /// What happened.
     pub status: Status,
-    /// Path relative to the root, `/`-separated (lossy for non-UTF-8).
+    /// Path relative to the root, `/`-separated (lossy for non-UTF-8: see
+    /// `path_hex`; [`Change::quoted_path`] for a terminal).
     pub path: String,
+    /// The path's bytes in hex, when they are not UTF-8 (`path` then
+    /// holds replacement characters and may equal another path's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// The path's bytes.
+    #[serde(skip)]
+    pub raw_path: Vec<u8>,
     /// Type in the old tree.
     pub old_type: Option<&'static str>,
     /// Type in the new tree.
@@ -55,6 +63,50 @@ pub struct Change {
     /// For `M`: which aspects differ (content, target, mode, owner, mtime,
     /// xattrs, link).
     pub what: Vec<&'static str>,
+}
+
+impl Change {
+    /// The path as one line of text: see [`quote_path`].
+    pub fn quoted_path(&self) -> String {
+        quote_path(&self.raw_path)
+    }
+}
+
+/// A path as one unambiguous line of text, as git quotes them: a path with
+/// control characters, `"`, `\` or bytes that are not UTF-8 is put in
+/// double quotes with C escapes (`\n`, `\033`, `\377`), so that no name
+/// can pass for two lines, move the terminal's cursor, or print like
+/// another name. Other paths are printed as they are.
+pub fn quote_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut quoted = false;
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        out.push_str(&format!("\\{b:03o}"));
+                    }
+                }
+                c => {
+                    out.push(c);
+                    continue;
+                }
+            }
+            quoted = true;
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\{b:03o}"));
+            quoted = true;
+        }
+    }
+    if quoted { format!("\"{out}\"") } else { out }
 }
 
 fn size_of(e: &Entry) -> Option<u64> {
@@ -69,11 +121,11 @@ impl Repository {
     /// path order.
     pub fn diff_trees(&self, old: &ObjectId, new: &ObjectId) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        self.diff_dirs(old, new, "", &mut out)?;
+        self.diff_dirs(old, new, b"", &mut out)?;
         Ok(out)
     }
 
-    fn diff_dirs(&self, old: &ObjectId, new: &ObjectId, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
+    fn diff_dirs(&self, old: &ObjectId, new: &ObjectId, prefix: &[u8], out: &mut Vec<Change>) -> Result<()> {
         if old == new {
             return Ok(());
         }
@@ -106,7 +158,7 @@ impl Repository {
 
     /// An entry present on one side: it and, for a directory, everything
     /// below it.
-    fn one_side(&self, e: &Entry, prefix: &str, status: Status, out: &mut Vec<Change>) -> Result<()> {
+    fn one_side(&self, e: &Entry, prefix: &[u8], status: Status, out: &mut Vec<Change>) -> Result<()> {
         let path = join(prefix, &e.name);
         let (old, new) = if status == Status::Added { (None, Some(e)) } else { (Some(e), None) };
         out.push(change(status, path.clone(), old, new, Vec::new()));
@@ -119,7 +171,7 @@ impl Repository {
         Ok(())
     }
 
-    fn both(&self, a: &Entry, b: &Entry, prefix: &str, out: &mut Vec<Change>) -> Result<()> {
+    fn both(&self, a: &Entry, b: &Entry, prefix: &[u8], out: &mut Vec<Change>) -> Result<()> {
         let path = join(prefix, &b.name);
         if std::mem::discriminant(&a.kind) != std::mem::discriminant(&b.kind) {
             out.push(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new()));
@@ -181,19 +233,38 @@ fn dir_id(e: &Entry) -> Option<ObjectId> {
     }
 }
 
-fn join(prefix: &str, name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
-    if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") }
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() { name.to_vec() } else { [prefix, b"/", name].concat() }
 }
 
-fn change(status: Status, path: String, old: Option<&Entry>, new: Option<&Entry>, what: Vec<&'static str>) -> Change {
+fn change(status: Status, path: Vec<u8>, old: Option<&Entry>, new: Option<&Entry>, what: Vec<&'static str>) -> Change {
     Change {
         status,
-        path,
+        path: String::from_utf8_lossy(&path).into_owned(),
+        path_hex: std::str::from_utf8(&path).is_err().then(|| hex::encode(&path)),
+        raw_path: path,
         old_type: old.map(|e| e.kind.type_name()),
         new_type: new.map(|e| e.kind.type_name()),
         old_size: old.and_then(size_of),
         new_size: new.and_then(size_of),
         what,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_path;
+
+    #[test]
+    fn paths_print_as_one_unambiguous_line() {
+        assert_eq!(quote_path(b"a/b c.txt"), "a/b c.txt");
+        assert_eq!(quote_path("caf\u{e9}/\u{1f600}".as_bytes()), "caf\u{e9}/\u{1f600}");
+        assert_eq!(quote_path(b"new\nline2"), r#""new\nline2""#);
+        assert_eq!(quote_path(b"\x1b[31mred"), r#""\033[31mred""#);
+        assert_eq!(quote_path(b"x\xff\xfeq"), r#""x\377\376q""#);
+        assert_eq!(quote_path(b"q\"uote\\"), r#""q\"uote\\""#);
+        // A C1 control character is escaped byte by byte, like invalid bytes.
+        assert_eq!(quote_path("a\u{9b}b".as_bytes()), r#""a\302\233b""#);
+        assert_ne!(quote_path(b"x\xff"), quote_path("x\u{fffd}".as_bytes()));
     }
 }

@@ -538,7 +538,7 @@ impl fuser::Filesystem for FuseFs {
         // Offsets are the cookies of `vfs::listing`, which no change
         // elsewhere in the directory shifts.
         match self.vfs.list(ino.0, offset) {
-            Ok(entries) => {
+            Ok((entries, _)) => {
                 for e in &entries {
                     if reply.add(INodeNo(e.ino), e.cookie, file_type(e.kind), OsStr::from_bytes(&e.name)) {
                         break;

@@ -453,7 +453,7 @@ fn drop_mount_point(repo: &Repository, vfs: &Vfs, image_root: &ObjectId, path: &
     }
     let Ok(attr) = vfs.resolve(parent, leaf.as_bytes()) else { return Ok(()) };
     let removed = match attr.kind {
-        FileKind::Dir if vfs.readdir(attr.ino).is_ok_and(|e| e.len() == 2) => vfs.rmdir(parent, leaf.as_bytes()),
+        FileKind::Dir if vfs.list(attr.ino, 0).is_ok_and(|(e, _)| e.len() == 2) => vfs.rmdir(parent, leaf.as_bytes()),
         FileKind::File if attr.size == 0 => vfs.unlink(parent, leaf.as_bytes()),
         _ => Ok(()),
     };

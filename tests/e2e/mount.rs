@@ -365,7 +365,21 @@ fn seek_data_and_hole_through_the_mount() {
     assert_eq!(seek(hole, nix::unistd::Whence::SeekData), Err(nix::errno::Errno::ENXIO));
     let used = std::os::unix::fs::MetadataExt::blocks(&file.metadata().expect("stat")) * 512;
     assert!(used <= 2 << 20, "st_blocks: {used} bytes for 4 bytes of data");
+    // A small sparse file, as stored: its holes count too after a remount.
+    let small = m.mnt.join("small.img");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&small)
+        .expect("open")
+        .write_all_at(b"end", 6 << 20)
+        .expect("write");
     drop(file);
+    m.detach();
+    let m = Mount::start(&_s.path("repo"), &_s.path("mnt"), &[]);
+    let used = std::fs::metadata(m.mnt.join("small.img")).expect("stat").blocks() * 512;
+    assert!(used <= 1 << 20, "st_blocks: {used} bytes for 3 bytes of data at 6 MiB, after a remount");
     m.detach();
 }
 
@@ -669,7 +683,10 @@ fn metadata_details_match_a_local_disk() {
     ok(&[&"commit", &repo, &"-m", &"details"]);
     let out = _s.path("out");
     let err = fails(&[&"checkout", &repo, &"HEAD", &"--to", &out], &[]);
-    assert!(err.contains("1 extended attributes could not be written there") && err.contains("system.monofs_test"), "{err}");
+    assert!(
+        err.contains("1 extended attributes could not be written there") && err.contains("system.monofs_test"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(out.join("shared/f")).expect("restored"), b"x");
     m.detach();
     let m = Mount::start(&repo, &_s.path("mnt"), &[]);

@@ -120,3 +120,26 @@ fn unchanged_recommit_reads_nothing() {
     assert_eq!(again["reused_files"], again["files"], "{again}");
     assert!(ok(&[&"diff", &repo, &"HEAD~1", &"HEAD"]).is_empty());
 }
+
+/// Names with control characters or bytes that are not UTF-8 print as one
+/// quoted line each in a diff, and exactly in its JSON.
+#[test]
+fn odd_names_print_unambiguously() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let s = Scratch::default();
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    write(&data.join("keep"), b"k");
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"first"]);
+    for name in [&b"new\nline2"[..], b"\x1b[31mred", b"bin\xffname", b"plain"] {
+        write(&data.join(std::ffi::OsStr::from_bytes(name)), b"x");
+    }
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"odd"]);
+    let diff = ok(&[&"diff", &repo, &"HEAD~1", &"HEAD"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(lines, [r#"A "\033[31mred""#, r#"A "bin\377name""#, r#"A "new\nline2""#, "A plain"], "{diff}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&[&"diff", &repo, &"HEAD~1", &"HEAD", &"--json"])).expect("json");
+    let hex: Vec<&str> = json.as_array().expect("array").iter().filter_map(|c| c["path_hex"].as_str()).collect();
+    assert_eq!(hex, ["62696eff6e616d65"], "{json}");
+}

@@ -27,7 +27,7 @@ pub fn run(a: DiffArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
             grew += n.saturating_sub(o);
             shrank += o.saturating_sub(n);
             if c.old_size.is_some() || c.new_size.is_some() {
-                say!(ctx, " {} | {} -> {}", c.path, style::bytes(o), style::bytes(n));
+                say!(ctx, " {} | {} -> {}", c.quoted_path(), style::bytes(o), style::bytes(n));
             }
         }
         say!(
@@ -38,7 +38,7 @@ pub fn run(a: DiffArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
         );
     } else {
         for c in &changes {
-            say!(ctx, "{} {}", c.status.letter(), c.path);
+            say!(ctx, "{} {}", c.status.letter(), c.quoted_path());
         }
     }
     Ok(ExitCode::SUCCESS)

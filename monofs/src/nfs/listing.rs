@@ -82,8 +82,8 @@ impl NfsFs {
         let dir = self.fh_to_id(&a.dir);
         let listed = dir.and_then(|d| self.vfs.list(d, a.cookie).map_err(super::status));
         let dir_attr = dir.map_or(post_op_attr::Void, |d| self.post(d));
-        let all = match listed {
-            Ok(all) => all,
+        let (all, complete) = match listed {
+            Ok(listed) => listed,
             Err(stat) => {
                 stat.serialize(out)?;
                 return dir_attr.serialize(out);
@@ -99,6 +99,8 @@ impl NfsFs {
             encoded.push(one);
             ok && size <= a.maxcount && a.dircount.is_none_or(|max| names <= max)
         });
+        // The end of what the VFS gave is the end only if it gave the rest.
+        let eof = eof && complete;
         if entries.is_empty() && !eof {
             nfsstat3::NFS3ERR_TOOSMALL.serialize(out)?;
             return dir_attr.serialize(out);
@@ -131,29 +133,32 @@ impl NfsFs {
 mod tests {
     use super::*;
     use crate::vfs::FileKind;
-    use crate::vfs::listing::after;
+    use crate::vfs::listing::{PAGE, order, page_of};
 
-    /// Names of a directory whose files have three inodes between them
+    /// The files of a directory (inode 1), with three inodes between them
     /// (hard links), so that inode numbers cannot stand for positions.
     fn names(n: usize) -> Vec<(u64, FileKind, Vec<u8>)> {
-        let mut all = vec![(1, FileKind::Dir, b".".to_vec()), (1, FileKind::Dir, b"..".to_vec())];
-        all.extend((0..n).map(|i| (10 + i as u64 % 3, FileKind::File, format!("f{i}").into_bytes())));
-        all
+        (0..n).map(|i| (10 + i as u64 % 3, FileKind::File, format!("f{i}").into_bytes())).collect()
     }
 
-    /// One page of at most `per` entries after `cookie`.
+    /// One page of at most `per` entries after `cookie`, as READDIR cuts
+    /// what [`crate::vfs::Vfs::list`] gives.
     fn one(all: &[(u64, FileKind, Vec<u8>)], cookie: u64, per: usize) -> (Vec<Listed>, bool) {
+        let order = order(all.iter().map(|e| &e.2));
+        let (listed, complete) =
+            page_of(1, 1, &order, cookie, PAGE, |name| all.iter().find(|e| e.2 == name).map(|e| (e.0, e.1)));
         let mut n = 0;
-        page(after(all.to_vec(), cookie), |_| {
+        let (entries, eof) = page(listed, |_| {
             n += 1;
             n <= per
-        })
+        });
+        (entries, eof && complete)
     }
 
     #[test]
     fn every_name_once_whatever_the_page_size() {
-        let all = names(500);
-        for per in [1, 2, 7, 100, 1000] {
+        for (n, per) in [(500, 1), (500, 2), (500, 7), (500, 100), (500, 1000), (3 * PAGE, usize::MAX)] {
+            let all = names(n);
             let (mut seen, mut cookie) = (Vec::new(), 0);
             loop {
                 let (entries, eof) = one(&all, cookie, per);
@@ -167,8 +172,9 @@ mod tests {
             assert_eq!(&seen[..2], &[b".".to_vec(), b"..".to_vec()], "dot entries first");
             seen.sort();
             let mut want: Vec<_> = all.iter().map(|e| e.2.clone()).collect();
+            want.extend([b".".to_vec(), b"..".to_vec()]);
             want.sort();
-            assert_eq!(seen, want, "page size {per}");
+            assert_eq!(seen, want, "{n} names, page size {per}");
         }
     }
 

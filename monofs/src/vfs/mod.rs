@@ -206,8 +206,10 @@ pub struct Vfs {
 }
 
 /// Stored files from this size on have their zeros counted at lookup (see
-/// `Vfs::count_zeros`); smaller ones are not worth the reads.
-const SPARSE_CHECK_MIN: u64 = 64 << 20;
+/// `Vfs::count_zeros`): a few chunks of zeros are the smallest hole worth
+/// reporting, and the Linux source has 84 such files out of 78,579 (the
+/// chunk list read is kept for the file's reads).
+const SPARSE_CHECK_MIN: u64 = 1 << 20;
 
 /// The largest file: offsets and sizes past it (which only a client's
 /// arithmetic near `u64::MAX` reaches) are EFBIG, never an overflow.
@@ -372,6 +374,7 @@ impl State {
         let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
         d.children.insert(name.to_vec(), ino);
         d.subdirs += u32::from(is_dir);
+        d.order = None;
         let key = table_key(parent, name);
         self.table.insert(key.clone(), ino);
         self.table_changes.insert(key, Some(ino));
@@ -387,6 +390,7 @@ impl State {
     fn unlink_name(&mut self, parent: Ino, name: &[u8]) -> VResult<Ino> {
         let d = self.node_mut(parent)?.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
         let ino = d.children.remove(name).ok_or(VfsError::Errno(Errno::ENOENT))?;
+        d.order = None;
         if self.nodes.get(&ino).is_some_and(|n| matches!(n.body, Body::Dir(_)))
             && let Some(d) = self.node_mut(parent)?.dir_mut()
         {
@@ -1251,19 +1255,28 @@ impl Vfs {
         Ok(bytes.len())
     }
 
-    /// Entries of a directory, with `.` and `..`, from position `offset`.
-    pub fn readdir(&self, ino: Ino) -> VResult<Vec<(Ino, FileKind, Vec<u8>)>> {
-        let st = self.lock()?;
-        let node = st.node(ino)?;
-        let d = node.dir().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+    /// A page of directory `ino`'s entries, `.` and `..` first, after
+    /// `cookie` (0: from the start), in cookie order (see [`listing`]), and
+    /// whether it is the last page.
+    pub fn list(&self, ino: Ino, cookie: u64) -> VResult<(Vec<listing::Listed>, bool)> {
+        let mut st = self.lock()?;
+        let node = st.node_mut(ino)?;
         let parent = node.parents.first().map_or(ROOT, |p| p.0);
-        let mut out = vec![(ino, FileKind::Dir, b".".to_vec()), (parent, FileKind::Dir, b"..".to_vec())];
-        for (name, child) in &d.children {
-            if let Some(n) = st.nodes.get(child) {
-                out.push((*child, kind_of(n), name.clone()));
+        let d = node.dir_mut().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+        let order = match &d.order {
+            Some(order) => order.clone(),
+            None => {
+                let order = listing::order(d.children.keys());
+                d.order = Some(order.clone());
+                order
             }
-        }
-        Ok(out)
+        };
+        let st = &*st;
+        let d = st.node(ino)?.dir().ok_or(VfsError::Errno(Errno::ENOTDIR))?;
+        Ok(listing::page_of(ino, parent, &order, cookie, listing::PAGE, |name| {
+            let child = *d.children.get(name)?;
+            Some((child, kind_of(st.nodes.get(&child)?)))
+        }))
     }
 
     /// Sets an extended attribute.

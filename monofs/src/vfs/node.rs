@@ -45,13 +45,16 @@ pub(crate) struct DirData {
     /// How many children are directories (for the link count: 2 plus
     /// one per subdirectory's `..`).
     pub subdirs: u32,
+    /// The names in listing order, until the next change (see
+    /// [`super::listing::Order`]).
+    pub order: Option<super::listing::Order>,
 }
 
 impl DirData {
     /// An empty directory; `clean`: the stored Dir it will equal once
     /// loaded.
     pub fn new(clean: Option<ObjectId>) -> DirData {
-        DirData { children: BTreeMap::new(), clean, size: 0, subdirs: 0 }
+        DirData { children: BTreeMap::new(), clean, size: 0, subdirs: 0, order: None }
     }
 }
 

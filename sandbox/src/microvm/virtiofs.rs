@@ -432,6 +432,7 @@ impl FileSystem for MonoVirtioFs {
         // Offsets are the cookies of `vfs::listing`, which no change
         // elsewhere in the directory shifts.
         let entries = res(self.vfs.list(inode, offset))?
+            .0
             .into_iter()
             .filter_map(|e| Some((e.ino, e.cookie, dirent_type(e.kind), CString::new(e.name).ok()?)))
             .collect();
