@@ -243,8 +243,8 @@ fn exec_command(
     terminal: Option<OwnedFd>,
 ) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    if let Err(e) = sys::default_sigpipe() {
-        fail(EXIT_SETUP, &format!("restoring SIGPIPE: {e}"));
+    if let Err(e) = sys::default_signals() {
+        fail(EXIT_SETUP, &format!("restoring the default signal actions: {e}"));
     }
     if let Some(t) = terminal {
         let step = nix::unistd::dup2_stdin(&t)

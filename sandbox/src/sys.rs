@@ -108,14 +108,20 @@ pub fn loopback_up() -> nix::Result<()> {
     Ok(())
 }
 
-/// Gives SIGPIPE its default action again, for a command about to be
-/// exec'd: the Rust runtime ignores it, and an ignored signal stays ignored
-/// across exec, so `yes | head -n1` would end in EPIPE errors instead of
-/// quietly.
-pub fn default_sigpipe() -> nix::Result<()> {
-    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
-    // signal context.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
+/// Gives every signal its default action again, for a command about to be
+/// exec'd: an ignored signal stays ignored across exec, and the command
+/// should start as in a fresh container, whatever ignored what on the way
+/// here. The Rust runtime ignores SIGPIPE (`yes | head -n1` would end in
+/// EPIPE errors instead of quietly), and a supervisor started in the
+/// background of a script has SIGINT and SIGQUIT ignored (a relayed Ctrl-C
+/// or `monocore stop` would be lost on the command).
+pub fn default_signals() -> nix::Result<()> {
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run
+        // in signal context.
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }?;
+    }
+    Ok(())
 }
 
 /// Makes the terminal `fd` the calling session leader's controlling terminal.

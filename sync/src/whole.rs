@@ -118,6 +118,7 @@ fn remove(path: &Path) {
 /// flushed. A failure (a full disk) removes the partial copy.
 fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Copied> {
     let copy = || -> std::io::Result<u64> {
+        check_room(partial, std::fs::metadata(file)?.len())?;
         let n = std::fs::copy(file, partial)?;
         File::open(partial)?.sync_all()?;
         Ok(n)
@@ -132,6 +133,24 @@ fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Co
             remove(partial);
             Err(SyncError::io(format!("copying {} to {}", file.display(), partial.display()), e))
         }
+    }
+}
+
+/// Refuses a copy of `bytes` more into `partial` that its disk cannot
+/// hold, before the copy fills it.
+fn check_room(partial: &Path, bytes: u64) -> std::io::Result<()> {
+    let dir = partial.parent().unwrap_or(Path::new("."));
+    match monofs::store::free_bytes(dir) {
+        Some(free) if free < bytes => {
+            let mib = |b: u64| b as f64 / f64::from(1 << 20);
+            let what = format!(
+                "not enough space left on the device: {:.1} MiB free, the copy needs {:.1} MiB",
+                mib(free),
+                mib(bytes)
+            );
+            Err(std::io::Error::new(std::io::ErrorKind::StorageFull, what))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -171,6 +190,10 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
                 started = true;
                 progress.start(0, len);
                 progress.advance(0, offset);
+                if let Err(e) = check_room(partial, len.saturating_sub(offset)) {
+                    local_failure = true;
+                    return Err(io("copying into", e));
+                }
             }
             hasher.update(piece);
             file.write_all(piece).map_err(|e| {

@@ -212,6 +212,22 @@ fn image_config_and_options_shape_the_process() {
     // is gone ends quietly.
     let script = "m=$(grep SigIgn /proc/self/status | cut -f2); echo $(( 0x$m & 0x1000 )); yes | head -n1";
     assert_eq!(sh(&env, &[], script), "0\ny\n");
+    // Nor does the command inherit what its caller ignores: a script's
+    // background job ignores SIGINT and SIGQUIT, and a relayed Ctrl-C was
+    // then lost on the command.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' INT QUIT HUP; exec {} tmp bb -- grep SigIgn /proc/self/status",
+            env!("CARGO_BIN_EXE_monocore")
+        ))
+        .env("MONOCORE_HOME", env.home())
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ignored = stdout(&out).trim().strip_prefix("SigIgn:\t").and_then(|m| u64::from_str_radix(m, 16).ok());
+    // Signals 1-31 (the realtime ones are the C library's business).
+    assert_eq!(ignored.map(|m| m & 0x7fff_ffff), Some(0), "{}", stdout(&out));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod memory;
 mod redb;
 
-pub use self::redb::{ReadOnlyStore, RedbStore};
+pub use self::redb::{ReadOnlyStore, RedbStore, free_bytes};
 pub use memory::MemoryStore;
 
 /// The tables every backend holds.

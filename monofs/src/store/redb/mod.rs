@@ -29,6 +29,7 @@ use super::{
 };
 use packs::{Location, METADATA_BIT, PackWriter, Stream};
 use space::DiskSpace;
+pub use space::free_bytes;
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 

@@ -63,18 +63,12 @@ impl DiskSpace {
     /// has room for what is still unwritten plus the headroom. A
     /// transaction that adds no objects after durable commits (removals,
     /// refs: `gc` on a full disk) is let through, and so is one on a file
-    /// system that reports no size: their writes will say. Root may use
-    /// the blocks the file system keeps for root, as its writes can.
+    /// system that reports no size: their writes will say.
     pub fn check(&self) -> StoreResult<()> {
         if self.added == 0 && self.unwritten == 0 {
             return Ok(());
         }
-        let Ok(fs) = nix::sys::statvfs::statvfs(&*self.file) else { return Ok(()) };
-        if fs.blocks() == 0 {
-            return Ok(());
-        }
-        let blocks = if nix::unistd::geteuid().is_root() { fs.blocks_free() } else { fs.blocks_available() };
-        let free = blocks.saturating_mul(fs.fragment_size());
+        let Some(free) = free_bytes(&self.file) else { return Ok(()) };
         let need =
             (self.unwritten + self.added).min(self.buffered_max) + HEADROOM_MIN + (self.added / 16).min(HEADROOM_MAX);
         if free >= need {
@@ -91,4 +85,16 @@ impl DiskSpace {
             ),
         ))))
     }
+}
+
+/// Bytes this process may still write on the file system holding `path`
+/// (root may use the blocks kept for root, as its writes can); `None` when
+/// the file system reports no size.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let fs = nix::sys::statvfs::statvfs(path).ok()?;
+    if fs.blocks() == 0 {
+        return None;
+    }
+    let blocks = if nix::unistd::geteuid().is_root() { fs.blocks_free() } else { fs.blocks_available() };
+    Some(blocks.saturating_mul(fs.fragment_size()))
 }
