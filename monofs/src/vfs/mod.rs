@@ -826,7 +826,7 @@ impl Vfs {
             f.base = new.base;
             f.base_len = snap.size;
             f.layout = new.layout;
-            f.zeros = new.zeros;
+            f.zero_runs = new.zero_runs;
             f.floor = u64::MAX;
             f.dirty = f.version != snap.version;
             freed += before - f.dirty_bytes();

@@ -79,8 +79,9 @@ pub(crate) struct FileData {
     /// The smallest size truncated to since the last snapshot (`u64::MAX`:
     /// none), so that stored bytes past it keep reading as zeros.
     pub floor: u64,
-    /// Bytes of `layout` in stored chunks of zeros (0 until it is loaded).
-    pub zeros: u64,
+    /// Where `layout` has stored chunks of zeros: (offset, length) runs,
+    /// adjacent ones merged (none until the layout is loaded).
+    pub zero_runs: Vec<(u64, u64)>,
 }
 
 impl FileData {
@@ -95,25 +96,32 @@ impl FileData {
             dirty: false,
             version: 0,
             floor: u64::MAX,
-            zeros: 0,
+            zero_runs: Vec::new(),
         }
     }
 
     /// Installs the stored version's layout; `zero` is the id of a chunk
     /// of zeros.
     pub fn set_layout(&mut self, layout: Arc<Layout>, zero: ObjectId) {
-        self.zeros = layout.iter().filter(|(_, id, _)| *id == zero).map(|(_, _, len)| len).sum();
+        self.zero_runs.clear();
+        for &(offset, _, len) in layout.iter().filter(|(_, id, _)| *id == zero) {
+            match self.zero_runs.last_mut() {
+                Some((start, run)) if *start + *run == offset => *run += len,
+                _ => self.zero_runs.push((offset, len)),
+            }
+        }
         self.layout = Some(layout);
     }
 
     /// Bytes that hold data, for `st_blocks`: the size less the holes known
-    /// without reading (stored chunks of zeros while the stored bytes are
-    /// whole, and the unwritten bytes past them), so that `du` and `cp`
+    /// without reading (stored chunks of zeros below the stored bytes still
+    /// in use, and the unwritten bytes past them), so that `du` and `cp`
     /// see a sparse file as one. Never less than the data: blocks written
     /// over stored bytes count whole, as they may lie on stored zeros
     /// (`tar --sparse` takes 0 blocks for a file of nothing but zeros).
     pub fn allocated(&self) -> u64 {
-        let stored_zeros = if self.base_size == self.base_len { self.zeros } else { 0 };
+        let stored_zeros: u64 =
+            self.zero_runs.iter().map(|&(offset, len)| self.base_size.saturating_sub(offset).min(len)).sum();
         let tail = self.size.saturating_sub(self.base_size);
         let written_tail = self.blocks.range(self.base_size / BLOCK..).count() as u64 * BLOCK;
         let written_over = self.blocks.range(..self.base_size.div_ceil(BLOCK)).count() as u64 * BLOCK;
