@@ -292,59 +292,53 @@ fn verify_objects(store: &dyn Store, codec: Option<&Codec>, from: &str) -> Resul
     let listing = store.list_packs()?.unwrap_or_default();
     let by_id: HashMap<u64, usize> = listing.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
     let ids: Vec<u64> = listing.iter().map(|p| p.id).collect();
-    let mut failed = None;
-    let mut seen = 0u64;
+    let mut tally = Tally { codec, from, seen: 0, failed: None };
     store.read_packs(&ids, &mut |id, pack| {
         let Some(p) = by_id.get(&id).map(|i| &listing[*i]) else { return true };
-        for e in &p.objects {
-            let checked = ObjectId::from_slice(&e.key)
-                .ok_or_else(|| SyncError::Protocol { from: from.into(), what: "bad id in a pack".into() })
-                .and_then(|oid| {
-                    let start = e.offset as usize;
-                    let frame = start
-                        .checked_add(e.len as usize)
-                        .and_then(|end| pack.get(start..end))
-                        .ok_or_else(|| SyncError::BadObject { id: oid, why: "outside its pack".into() })?;
-                    verify_frame(codec, &oid, frame, p.metadata)
-                });
-            if let Err(err) = checked {
-                failed = Some(err);
-                return false;
-            }
-            seen += 1;
-        }
-        true
+        p.objects.iter().all(|e| {
+            let start = e.offset as usize;
+            let frame = start.checked_add(e.len as usize).and_then(|end| pack.get(start..end));
+            tally.verify(&e.key, frame, p.metadata)
+        })
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
     let all = store.list_objects()?;
-    if all.len() as u64 != seen {
+    if tally.failed.is_none() && all.len() as u64 != tally.seen {
         // Objects kept outside packs: verify them one by one.
         let in_packs: std::collections::HashSet<&[u8]> =
             listing.iter().flat_map(|p| p.objects.iter().map(|e| e.key.as_slice())).collect();
         let rest: Vec<&[u8]> = all.iter().map(|e| e.key.as_slice()).filter(|k| !in_packs.contains(k)).collect();
-        store.get_objects(&rest, &mut |k, v, metadata| {
-            match ObjectId::from_slice(k) {
-                Some(oid) => {
-                    if let Err(e) = verify_frame(codec, &oid, v, metadata) {
-                        failed = Some(e);
-                        return false;
-                    }
-                }
-                None => {
-                    failed = Some(SyncError::Protocol { from: from.into(), what: "bad object id".into() });
-                    return false;
-                }
-            }
-            seen += 1;
-            true
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        store.get_objects(&rest, &mut |k, v, metadata| tally.verify(k, Some(v), metadata))?;
     }
-    Ok(seen)
+    match tally.failed {
+        Some(e) => Err(e),
+        None => Ok(tally.seen),
+    }
+}
+
+/// Objects verified so far, and the first that failed.
+struct Tally<'a> {
+    codec: Option<&'a Codec>,
+    from: &'a str,
+    seen: u64,
+    failed: Option<SyncError>,
+}
+
+impl Tally<'_> {
+    /// Checks one object's frame (`None`: outside its pack) against its
+    /// id; whether to go on.
+    fn verify(&mut self, key: &[u8], frame: Option<&[u8]>, metadata: bool) -> bool {
+        let checked = ObjectId::from_slice(key)
+            .ok_or_else(|| SyncError::Protocol { from: self.from.into(), what: "bad object id".into() })
+            .and_then(|oid| {
+                let frame = frame.ok_or_else(|| SyncError::BadObject { id: oid, why: "outside its pack".into() })?;
+                verify_frame(self.codec, &oid, frame, metadata)
+            });
+        match checked {
+            Ok(_) => self.seen += 1,
+            Err(e) => self.failed = Some(e),
+        }
+        self.failed.is_none()
+    }
 }
 
 #[cfg(test)]
