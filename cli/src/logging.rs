@@ -69,7 +69,7 @@ pub fn error_line(err: &anyhow::Error) -> String {
     line.chars()
         .map(|c| match c {
             '\n' => " ".to_owned(),
-            c if c.is_control() => c.escape_default().to_string(),
+            c if c.is_control() || monofs::diff::is_hidden_format(c) => c.escape_default().to_string(),
             c => c.to_string(),
         })
         .collect()

@@ -73,7 +73,8 @@ impl Change {
 }
 
 /// A path as one unambiguous line of text, as git quotes them: a path with
-/// control characters, `"`, `\` or bytes that are not UTF-8 is put in
+/// control characters, `"`, `\`, bidirectional or zero-width formatting
+/// ([`is_hidden_format`]) or bytes that are not UTF-8 is put in
 /// double quotes with C escapes (`\n`, `\033`, `\377`), so that no name
 /// can pass for two lines, move the terminal's cursor, or print like
 /// another name. Other paths are printed as they are.
@@ -89,7 +90,7 @@ pub fn quote_path(path: &[u8]) -> String {
                 }
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
-                c if c.is_control() => {
+                c if c.is_control() || is_hidden_format(c) => {
                     for b in c.encode_utf8(&mut [0; 4]).bytes() {
                         out.push_str(&format!("\\{b:03o}"));
                     }
@@ -107,6 +108,13 @@ pub fn quote_path(path: &[u8]) -> String {
         }
     }
     if quoted { format!("\"{out}\"") } else { out }
+}
+
+/// Unicode format characters that change how text around them shows
+/// (bidirectional overrides and isolates, zero-width characters): a name
+/// holding one could display as another name.
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn size_of(e: &Entry) -> Option<u64> {
@@ -266,5 +274,7 @@ mod tests {
         // A C1 control character is escaped byte by byte, like invalid bytes.
         assert_eq!(quote_path("a\u{9b}b".as_bytes()), r#""a\302\233b""#);
         assert_ne!(quote_path(b"x\xff"), quote_path("x\u{fffd}".as_bytes()));
+        // A right-to-left override cannot make a name show as another.
+        assert_eq!(quote_path("a\u{202e}txt.exe".as_bytes()), r#""a\342\200\256txt.exe""#);
     }
 }

@@ -269,10 +269,20 @@ fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool, lost: &
     }
     for (name, value) in &meta.xattrs {
         if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
-            // A target that holds fewer or smaller attributes, or a
-            // namespace that needs privileges, should not stop the rest
-            // of the restore: counted and reported at its end.
-            lost.add(path, name, &e);
+            // A target that holds fewer or smaller attributes should not
+            // stop the rest of the restore: counted and reported at its
+            // end. Namespaces other than user.* need privileges (an
+            // SELinux label on every file of a tree committed there): as
+            // a user, their refusal is expected and only logged.
+            if as_root || name.starts_with(b"user.") {
+                lost.add(path, name, &e);
+            } else {
+                tracing::info!(
+                    "{}: xattr {} not restored (not root): {e}",
+                    path.display(),
+                    String::from_utf8_lossy(name)
+                );
+            }
         }
     }
     if !is_symlink {

@@ -169,7 +169,10 @@ const RELAYED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, S
 
 /// Forwards the supervisor's signals to the sandbox's process once there
 /// is one (before that, they cancel the start). A third SIGINT kills, as
-/// Docker's third Ctrl-C does.
+/// Docker's third Ctrl-C does. Signals the supervisor was started ignoring
+/// are not forwarded (`nohup monocore ...` keeps its sandbox through a
+/// hangup), as `docker run` forwards only what it receives; the command
+/// itself starts with every signal at its default action.
 struct Relay {
     target: Arc<Mutex<Option<Signaller>>>,
     cancelled: Arc<AtomicBool>,
@@ -183,6 +186,7 @@ impl Relay {
         for s in RELAYED {
             set.add(s);
         }
+        let ignored: Vec<Signal> = RELAYED.into_iter().filter(|s| crate::sys::ignored(*s)).collect();
         set.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
         let target: Arc<Mutex<Option<Signaller>>> = Arc::default();
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -190,6 +194,9 @@ impl Relay {
         std::thread::spawn(move || {
             let mut interrupts = 0;
             while let Ok(sig) = set.wait() {
+                if ignored.contains(&sig) {
+                    continue;
+                }
                 // A local terminal is resized here; otherwise the runtime
                 // gets the signal (a microVM passes the size on).
                 if sig == Signal::SIGWINCH && pty.get().is_some_and(Pty::resize) {

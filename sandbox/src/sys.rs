@@ -124,6 +124,17 @@ pub fn default_signals() -> nix::Result<()> {
     Ok(())
 }
 
+/// Whether this process ignores `sig` (as `nohup` makes it ignore SIGHUP,
+/// or a script's background job SIGINT and SIGQUIT).
+pub fn ignored(sig: Signal) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // which is zeroed and large enough.
+    let r = unsafe { libc::sigaction(sig as libc::c_int, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zeroed is a valid sigaction, and sigaction filled it on success.
+    r == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 /// Makes the terminal `fd` the calling session leader's controlling terminal.
 pub fn set_controlling_terminal(fd: RawFd) -> nix::Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument; fd is an open terminal.

@@ -281,12 +281,16 @@ impl Local {
         Ok(monofs::repo::unfinished_clone(self.repo.store())?.is_some())
     }
 
-    /// Applies `update` and clears the unfinished-clone mark, atomically.
-    pub fn finish_clone(&self, update: &Update) -> Result<()> {
-        self.apply(update, true)
+    /// Applies `update` and clears the unfinished-clone mark, atomically;
+    /// notes the source's working-tree base, if it had one (see
+    /// [`RefState::worktree_base`]), as the copied refs need it.
+    pub fn finish_clone(&self, update: &Update, base: Option<(Option<ObjectId>, ObjectId)>) -> Result<()> {
+        self.apply(update, Some(base))
     }
 
-    fn apply(&self, update: &Update, finish_clone: bool) -> Result<()> {
+    /// Applies `update`; `clone`: it finishes a clone, whose source's
+    /// working-tree base (if any) is noted.
+    fn apply(&self, update: &Update, clone: Option<Option<(Option<ObjectId>, ObjectId)>>) -> Result<()> {
         let store = self.repo.store();
         let side = self.describe();
         for c in &update.refs {
@@ -326,8 +330,11 @@ impl Local {
             (_, Some(_)) => tx.delete(Table::Meta, monofs::repo::META_WORKTREE_BASE)?,
             (None, None) => {}
         }
-        if finish_clone {
+        if let Some(base) = clone {
             tx.delete(Table::Meta, PARTIAL_CLONE)?;
+            if let Some((head, tree)) = base {
+                monofs::repo::note_worktree_base(&mut *tx, head.as_ref(), &tree)?;
+            }
         }
         Ok(tx.commit()?)
     }
@@ -416,7 +423,7 @@ impl Endpoint for Local {
     }
 
     fn update(&self, update: &Update) -> Result<()> {
-        self.apply(update, false)
+        self.apply(update, None)
     }
 
     fn packs(&self) -> Result<Option<Vec<PackListing>>> {

@@ -6,7 +6,10 @@
 //! `openssl req -x509` makes by default, the usual way to make a
 //! self-signed certificate. webpki refuses a CA certificate as a server's
 //! own (`CaUsedAsEndEntity`), where curl and OpenSSL accept it as its own
-//! trust anchor. Its dates and its name are checked all the same.
+//! trust anchor. Its dates and its name are checked all the same; its
+//! extended key usage is not (webpki stops at the CA flag before it), which
+//! only matters for a certificate the user named and whose key the server
+//! proves it holds.
 
 use std::sync::Arc;
 

@@ -657,7 +657,7 @@ pub fn clone_with(
             .collect(),
         revisions: state.revisions.iter().copied().collect(),
     };
-    local.finish_clone(&update)?;
+    local.finish_clone(&update, state.worktree_base)?;
     let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);
     Ok((summary, local))
 }

@@ -118,7 +118,13 @@ fn remove(path: &Path) {
 /// flushed. A failure (a full disk) removes the partial copy.
 fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Copied> {
     let copy = || -> std::io::Result<u64> {
-        check_room(partial, std::fs::metadata(file)?.len())?;
+        // On one file system the copy may share blocks (a reflink on
+        // btrfs or XFS) and need no room: a full disk then says so itself.
+        let source = std::fs::metadata(file)?;
+        let here = std::fs::metadata(partial.parent().unwrap_or(Path::new(".")))?;
+        if std::os::unix::fs::MetadataExt::dev(&source) != std::os::unix::fs::MetadataExt::dev(&here) {
+            check_room(partial, source.len())?;
+        }
         let n = std::fs::copy(file, partial)?;
         File::open(partial)?.sync_all()?;
         Ok(n)
@@ -274,7 +280,9 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
     tx.clear(Table::Inodes)?;
     let mut keys = Vec::new();
     store.scan(Table::Meta, b"", &mut |k, _| {
-        if !RepoMeta::holds(k) {
+        // What the working tree was based on belongs to the refs, which
+        // the copy keeps (docs/SYNC.md, step 5).
+        if !RepoMeta::holds(k) && k != monofs::repo::META_WORKTREE_BASE {
             keys.push(k.to_vec());
         }
         true

@@ -747,6 +747,15 @@ fn a_sync_without_the_key_leaves_no_stale_working_tree() {
     write(&data.join("a/new.txt"), b"brought by the sync\n");
     ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"two"], &pw);
     assert_eq!(json(&no_key(&[&"sync", &repo, &copy, &"--json"]))["worktree_kept"], true);
+    // Clones of it, whole-file or by packs, take the note along.
+    for (name, env) in [("c-file", None), ("c-packs", Some(PACKS_ONLY))] {
+        let mut clone = monofs();
+        clone.args(["clone"]).arg(&copy).arg(s.path(name)).env_remove("MONOFS_PASSPHRASE").stdin(Stdio::null());
+        let out = clone.envs(env).output().expect("clone");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let err = fails(&[&"commit", &s.path(name), &"-m", &"on a clone of the replica"], &pw);
+        assert!(err.contains("nothing to commit"), "{name}: {err}");
+    }
     // A sync with the key before that open takes it along too.
     write(&data.join("a/new2.txt"), b"and another\n");
     ok_env(&[&"commit", &repo, &"--from", &data, &"-m", &"two-b"], &pw);

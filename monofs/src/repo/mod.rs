@@ -206,7 +206,14 @@ impl Repository {
         };
         let codec = codec_for(&store, keys, &config)?;
         let repo = Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock));
-        repo.follow_synced_head()?;
+        // Best effort: a revision that cannot be read (or a full disk) is
+        // no reason to refuse the repository, fsck included; the note stays.
+        if let Err(e) = repo.follow_synced_head() {
+            tracing::warn!(
+                "{}: the working tree did not follow HEAD after a sync without the key: {e}",
+                path.display()
+            );
+        }
         Ok(repo)
     }
 

@@ -206,10 +206,11 @@ pub struct Vfs {
 }
 
 /// Stored files from this size on have their zeros counted at lookup (see
-/// `Vfs::count_zeros`): a few chunks of zeros are the smallest hole worth
-/// reporting, and the Linux source has 84 such files out of 78,579 (the
-/// chunk list read is kept for the file's reads).
-const SPARSE_CHECK_MIN: u64 = 1 << 20;
+/// `Vfs::count_zeros`): sparse files are mostly large (disk images,
+/// databases), and the count reads the file's chunk list under the tree's
+/// lock, which `ls -l` of many photos should not pay (the Linux source has
+/// one file this large out of 78,579; the list is kept for later reads).
+const SPARSE_CHECK_MIN: u64 = 16 << 20;
 
 /// The largest file: offsets and sizes past it (which only a client's
 /// arithmetic near `u64::MAX` reaches) are EFBIG, never an overflow.
