@@ -579,6 +579,11 @@ fn bad_arguments() {
     assert!(err.contains("different repositories"), "{err}");
     let err = fails(&[&"clone", &"http://127.0.0.1:1", &s.path("c")], &[("MONOFS_TOKEN", "x")]);
     assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!s.path("c").exists(), "a failed clone left the directory it made");
+    // A destination that cannot be made fails first, without waiting for
+    // the source.
+    let err = fails(&[&"clone", &repo, &"/proc/no/such"], &[]);
+    assert!(err.contains("creating /proc/no/such"), "{err}");
     let _ = Command::new("true").status();
 }
 

@@ -79,7 +79,20 @@ pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode>
     if same_repository(&a.src, &a.dst) {
         bail!("cannot clone {} into itself", a.src);
     }
-    let src = connect(&a.src, &a.client)?;
+    // The destination first: a clone that cannot write there fails before
+    // it waits for the source's lock or reaches a server. One it makes is
+    // removed again if nothing came of the clone.
+    let created = !a.dst.exists();
+    std::fs::create_dir_all(&a.dst).with_context(|| format!("creating {}", a.dst.display()))?;
+    let src = match connect(&a.src, &a.client) {
+        Ok(src) => src,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(&a.dst);
+            }
+            return Err(e);
+        }
+    };
     let bar = TransferBar::new("cloning");
     // MONOFS_CLONE_WHOLE_FILE=0 makes a clone into an empty directory copy
     // packs rather than the store file (docs/SYNC.md); tests use it.
@@ -88,6 +101,10 @@ pub fn clone(a: CloneArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode>
     bar.finish();
     let (summary, _) = result.map_err(|e| {
         let started = a.dst.join(monofs::repo::STORE_FILE).exists() || a.dst.join(monofs_sync::PARTIAL_FILE).exists();
+        if created && !started {
+            let _ = std::fs::remove_file(a.dst.join("lock"));
+            let _ = std::fs::remove_dir(&a.dst);
+        }
         let hint = if started && e.resumable() { " (run the same command again to resume)" } else { "" };
         anyhow::Error::new(e).context(format!("cloning {} into {}{hint}", a.src, a.dst.display()))
     })?;
