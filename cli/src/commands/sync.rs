@@ -39,7 +39,8 @@ fn connect(spec: &str, client: &ClientArgs) -> anyhow::Result<Other> {
         let token = token::client(client.token_file.as_deref())?;
         return Ok(Other::Http(Box::new(HttpRemote::new(spec, token, client.ca_cert.as_deref())?)));
     }
-    let local = Local::open(Path::new(spec), LOCK_WAIT).with_context(|| format!("opening {spec}"))?;
+    // Its errors name the path.
+    let local = Local::open(Path::new(spec), LOCK_WAIT)?;
     Ok(Other::Path(Box::new(local)))
 }
 
