@@ -782,10 +782,13 @@ impl Vfs {
             if !st.changed {
                 return Ok(());
             }
+            // Files open but no longer named are stored too (no directory
+            // refers to them; gc keeps them while they are held): what is
+            // written to them is then bounded like any other file's, not
+            // held in memory until they are closed.
             let snapshots: Vec<(Ino, FileData)> = st
                 .nodes
                 .iter_mut()
-                .filter(|(_, n)| !n.parents.is_empty())
                 .filter_map(|(ino, n)| match &mut n.body {
                     Body::File(f) if f.dirty => {
                         f.floor = u64::MAX;

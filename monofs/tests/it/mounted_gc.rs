@@ -97,3 +97,30 @@ fn gc_while_mounted_keeps_what_the_mount_refers_to() {
         assert!(read(&again, name) == contents[*k], "{name} as stored");
     }
 }
+
+/// What is written to a file open but no longer named is stored like any
+/// file's (not held in memory until it is closed), kept while it is held,
+/// and collected once it is gone.
+#[test]
+fn unnamed_open_files_are_stored_not_held_in_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    vfs.limit_dirty(1 << 20);
+    let objects = || repo.store().count(monofs::store::Table::Objects).expect("count");
+    let ino = vfs.create(ROOT, b"scratch", 0o644, 0, 0).expect("create").ino;
+    vfs.unlink(ROOT, b"scratch").expect("unlink");
+    let before = objects();
+    let data = Rng::new(4).bytes(8 << 20);
+    for (i, piece) in data.chunks(64 << 10).enumerate() {
+        vfs.write(ino, (i * (64 << 10)) as u64, piece).expect("write");
+    }
+    vfs.flush().expect("flush");
+    assert!(objects() > before + 64, "the unnamed file's data was not stored: {} -> {}", before, objects());
+    vfs.gc().expect("gc");
+    assert!(vfs.read(ino, 0, 8 << 20).expect("read") == data, "held through gc");
+    vfs.release(ino);
+    vfs.forget(ino, 1);
+    vfs.gc().expect("gc");
+    assert!(objects() <= before + 2, "left behind: {} -> {}", before, objects());
+}
