@@ -417,15 +417,18 @@ fn roots_of(state: &RefState) -> Vec<(ObjectId, Kind)> {
 }
 
 /// The objects below `roots` (included) that `dst` lacks, with their
-/// kinds: every object `dst` has is read, level by level, so nothing is
-/// taken on trust (unlike a sync's walk, which stops at what the receiver
-/// has).
+/// kinds: every metadata object `dst` has is read, level by level, so
+/// nothing is taken on trust (unlike a sync's walk, which stops at what
+/// the receiver has).
 fn missing_below(dst: &dyn Endpoint, codec: &Codec, roots: Vec<(ObjectId, Kind)>) -> Result<Vec<(ObjectId, Kind)>> {
+    // Only directories, lists and revisions are remembered across levels:
+    // chunks, most of the objects, are leaves, checked once per level.
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut missing = Vec::new();
     let mut frontier = roots;
     while !frontier.is_empty() {
-        frontier.retain(|(id, _)| seen.insert(*id));
+        let mut level: HashSet<ObjectId> = HashSet::new();
+        frontier.retain(|(id, kind)| if *kind == Kind::Chunk { level.insert(*id) } else { seen.insert(*id) });
         let ids: Vec<ObjectId> = frontier.iter().map(|(id, _)| *id).collect();
         let mut read = Vec::new();
         for ((id, kind), have) in frontier.iter().zip(has_batched(dst, &ids)?) {
