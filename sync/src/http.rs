@@ -58,10 +58,11 @@ mod limits {
     /// Object and pack listings: tens of millions of objects.
     pub const LISTING: u64 = 2 << 30;
 
-    /// Frames of `n` objects: a batch holds at most [`BATCH_BYTES`] of
-    /// them, or one larger object.
+    /// Frames of `n` objects: a batch holds at most 4 x [`BATCH_BYTES`] of
+    /// them (chunks of unknown size are counted at a quarter of the
+    /// largest; `transfer::chunk_guess`), or one larger object.
     pub fn objects(n: usize) -> u64 {
-        BATCH_BYTES + MAX_FRAME as u64 + n as u64 * FRAME_OVERHEAD as u64
+        4 * BATCH_BYTES + MAX_FRAME as u64 + n as u64 * FRAME_OVERHEAD as u64
     }
 }
 

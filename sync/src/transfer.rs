@@ -36,8 +36,19 @@ const META_BATCH: usize = 2048;
 pub(crate) const BATCH_BYTES: u64 = 32 << 20;
 /// Objects per committed batch of file data.
 const BATCH_OBJECTS: usize = 8192;
-/// Assumed size of a chunk whose size is not known yet.
+/// Assumed size of a chunk whose size is not known yet (see
+/// [`chunk_guess`]).
 const CHUNK_GUESS: u64 = 64 << 10;
+
+/// The size to assume for a chunk of unknown size when cutting batches: at
+/// least a quarter of the repository's largest chunk, so that a batch of
+/// them holds at most 4 x [`BATCH_BYTES`] (the answer's limit in
+/// `http.rs` counts on it) whatever the chunker's settings. The default
+/// chunker's largest is 256 KiB: [`CHUNK_GUESS`].
+fn chunk_guess(meta: &RepoMeta) -> u64 {
+    let max = monofs::repo::Config::decode(&meta.config).map_or(0, |c| u64::from(c.chunker.max));
+    CHUNK_GUESS.max(max / 4)
+}
 
 /// A clone commits the packs received so far once they reach this many
 /// bytes (bounding memory), without waiting for the disk ...
@@ -167,6 +178,7 @@ fn copy(
     src: &dyn Endpoint,
     dst: &dyn Endpoint,
     items: &[(ObjectId, Option<u64>)],
+    guess: u64,
     progress: &dyn Progress,
     counters: &mut Counters,
 ) -> Result<Vec<WireObject>> {
@@ -174,7 +186,7 @@ fn copy(
     let (mut cur, mut cur_bytes) = (Vec::new(), 0u64);
     for (id, len) in items {
         cur.push(*id);
-        cur_bytes += len.unwrap_or(CHUNK_GUESS);
+        cur_bytes += len.unwrap_or(guess);
         if cur_bytes >= BATCH_BYTES || cur.len() >= BATCH_OBJECTS {
             batches.push(std::mem::take(&mut cur));
             cur_bytes = 0;
@@ -237,7 +249,7 @@ fn copy_id_set(src: &dyn Endpoint, dst: &dyn Endpoint, progress: &dyn Progress, 
         listing.iter().filter(|(id, _)| !present.contains(id)).map(|(id, len)| (*id, Some(*len))).collect();
     progress.start(missing.len() as u64, missing.iter().map(|(_, l)| l.unwrap_or(0)).sum());
     progress.phase("copying");
-    let meta = copy(src, dst, &missing, progress, c)?;
+    let meta = copy(src, dst, &missing, CHUNK_GUESS, progress, c)?;
     put_metadata(dst, &meta, progress, c)
 }
 
@@ -366,9 +378,11 @@ fn copy_walk(
     dst: &dyn Endpoint,
     codec: &Codec,
     roots: Vec<(ObjectId, Kind)>,
+    repo_meta: &RepoMeta,
     progress: &dyn Progress,
     c: &mut Counters,
 ) -> Result<()> {
+    let guess = chunk_guess(repo_meta);
     progress.phase("walking");
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut frontier = roots;
@@ -401,9 +415,9 @@ fn copy_walk(
         frontier = next;
     }
     let meta_bytes: u64 = meta.iter().map(|o| o.bytes.len() as u64).sum();
-    progress.start((chunks.len() + meta.len()) as u64, chunks.len() as u64 * CHUNK_GUESS + meta_bytes);
+    progress.start((chunks.len() + meta.len()) as u64, chunks.len() as u64 * guess + meta_bytes);
     progress.phase("copying");
-    let stray = copy(src, dst, &chunks, progress, c)?;
+    let stray = copy(src, dst, &chunks, guess, progress, c)?;
     // Deepest first, so that a parent never lands before its children.
     meta.reverse();
     meta.extend(stray);
@@ -566,7 +580,7 @@ pub fn sync(
             roots.extend(changes.iter().filter(|c| !is_tree_ref(&c.name)).map(|c| c.new));
             let mut roots: Vec<(ObjectId, Kind)> = roots.into_iter().map(|id| (id, Kind::Revision)).collect();
             roots.extend(changes.iter().filter(|c| is_tree_ref(&c.name)).map(|c| (c.new, Kind::Dir)));
-            copy_walk(src, dst, codec, roots, progress, &mut c)?;
+            copy_walk(src, dst, codec, roots, &src_id.meta, progress, &mut c)?;
             Mode::Walk
         }
         None => {
@@ -647,7 +661,7 @@ pub fn clone_with(
         let missing = missing_below(&local, &codec, roots_of(&state))?;
         if !missing.is_empty() {
             tracing::warn!("{}: {} objects missing from its listing; fetching them", src.describe(), missing.len());
-            copy_walk(src, &local, &codec, missing, progress, &mut c)?;
+            copy_walk(src, &local, &codec, missing, &meta, progress, &mut c)?;
         }
     }
     progress.phase("updating refs");
@@ -663,4 +677,29 @@ pub fn clone_with(
     local.finish_clone(&update, state.worktree_base)?;
     let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);
     Ok((summary, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use monofs::repo::{ChunkerParams, Config, RepoMeta};
+
+    use super::{BATCH_BYTES, CHUNK_GUESS, chunk_guess};
+
+    fn meta(max: u32) -> RepoMeta {
+        let mut config = Config::new(false).expect("config");
+        config.chunker = ChunkerParams { min: 64, avg: 256, max };
+        RepoMeta { config: config.encode(), key: None, dictionaries: Vec::new() }
+    }
+
+    #[test]
+    fn batches_of_unknown_chunks_stay_within_four_times_the_batch() {
+        assert_eq!(chunk_guess(&meta(256 << 10)), CHUNK_GUESS, "the default chunker keeps the guess");
+        for max in [1024, 256 << 10, 4 << 20, 16 << 20] {
+            let guess = chunk_guess(&meta(max));
+            // A batch closes once its guesses reach BATCH_BYTES; each chunk
+            // is at most `max`.
+            let worst = BATCH_BYTES.div_ceil(guess) * u64::from(max);
+            assert!(worst <= 4 * BATCH_BYTES, "max {max}: {worst} bytes");
+        }
+    }
 }
