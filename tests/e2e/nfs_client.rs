@@ -11,8 +11,9 @@ use nfs3_client::Nfs3ConnectionBuilder;
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_types::nfs3::{
     COMMIT3args, CREATE3args, FSINFO3args, GETATTR3args, LINK3args, LOOKUP3args, MKDIR3args, MKNOD3args, Nfs3Option,
-    Nfs3Result, READ3args, RENAME3args, WRITE3args, WRITE3resok, createhow3, devicedata3, diropargs3, filename3,
-    ftype3, mknoddata3, nfs_fh3, nfsstat3, post_op_attr, sattr3, set_mode3, specdata3, stable_how,
+    Nfs3Result, READ3args, REMOVE3args, RENAME3args, SETATTR3args, WRITE3args, WRITE3resok, createhow3, devicedata3,
+    diropargs3, filename3, ftype3, mknoddata3, nfs_fh3, nfsstat3, post_op_attr, sattr3, set_mode3, specdata3,
+    stable_how,
 };
 use nfs3_types::xdr_codec::Opaque;
 
@@ -461,6 +462,21 @@ fn committed_and_stable_writes_survive_a_killed_server() {
         res(c, "commit");
         let stable = create(&mut client, &root, "stable").await;
         write(&mut client, &stable, 0, &data[..1000], stable_how::FILE_SYNC).await;
+        // Metadata changes, then a COMMIT: a truncate, a remove, a mkdir.
+        let cut = create(&mut client, &root, "cut").await;
+        write(&mut client, &cut, 0, &data[..10_000], stable_how::FILE_SYNC).await;
+        let gone = create(&mut client, &root, "gone").await;
+        write(&mut client, &gone, 0, b"x", stable_how::FILE_SYNC).await;
+        let size = sattr3 { size: Nfs3Option::Some(3), ..Default::default() };
+        let args = SETATTR3args { object: cut.clone(), new_attributes: size, guard: Nfs3Option::None };
+        res(client.setattr(&args).await.expect("setattr rpc"), "setattr");
+        let args = REMOVE3args { object: diropargs3 { dir: root.clone(), name: name("gone") } };
+        res(client.remove(&args).await.expect("remove rpc"), "remove");
+        let args =
+            MKDIR3args { where_: diropargs3 { dir: root.clone(), name: name("made") }, attributes: sattr3::default() };
+        res(client.mkdir(&args).await.expect("mkdir rpc"), "mkdir");
+        let c = client.commit(&COMMIT3args { file: cut, offset: 0, count: 0 }).await.expect("commit rpc");
+        res(c, "commit");
     });
     // SIGKILL: no flush on the way out; only what was made durable stays.
     server.0.kill().expect("kill");
@@ -469,6 +485,9 @@ fn committed_and_stable_writes_survive_a_killed_server() {
     ok(&[&"checkout", &repo, &"HEAD", &"--to", &s.path("out")]);
     assert!(std::fs::read(s.path("out/committed")).expect("read") == data, "COMMIT did not make it durable");
     assert!(std::fs::read(s.path("out/stable")).expect("read") == data[..1000], "FILE_SYNC write lost");
+    assert_eq!(std::fs::read(s.path("out/cut")).expect("read"), &data[..3], "a committed truncate was undone");
+    assert!(!s.path("out/gone").exists(), "a committed remove was undone");
+    assert!(s.path("out/made").is_dir(), "a committed mkdir was undone");
 }
 
 #[test]

@@ -143,8 +143,8 @@ async fn connection(
     let to_client = Arc::new(Mutex::new(to_client));
     let relayed = Arc::new(Relayed::default());
     let mut relay = {
-        let (to_client, relayed) = (to_client.clone(), relayed.clone());
-        tokio::spawn(async move { relay_replies(&mut from_backend, &to_client, &relayed).await })
+        let (to_client, relayed, fs) = (to_client.clone(), relayed.clone(), fs.clone());
+        tokio::spawn(async move { relay_replies(&mut from_backend, &to_client, &relayed, &fs).await })
     };
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut record = Vec::new();
@@ -228,14 +228,19 @@ struct Relayed {
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Copies nfsserve's replies to the client, a whole record at a time so
-/// they never interleave with the front's own.
+/// they never interleave with the front's own. Each counts as a change for
+/// COMMIT before the client sees it (a SETATTR, REMOVE or MKDIR answered
+/// here is then stored by the COMMIT that follows; one that changed
+/// nothing costs that COMMIT a cheap look).
 async fn relay_replies(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &Mutex<OwnedWriteHalf>,
     relayed: &Relayed,
+    fs: &NfsFs,
 ) -> io::Result<()> {
     let mut record = Vec::new();
     while read_record(from, &mut record, MAX_REPLY).await? {
+        fs.count_change();
         to.lock().await.write_all(&record).await?;
         let _ = relayed.waiting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         relayed.answered.notify_waiters();

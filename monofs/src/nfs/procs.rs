@@ -34,7 +34,7 @@ const FILE_SYNC: u32 = 2;
 /// Counts for the group commit of [`NfsFs::sync`].
 #[derive(Debug, Default)]
 pub struct Durable {
-    /// WRITEs answered so far.
+    /// Changes (WRITEs and every call that changes the tree) taken so far.
     written: AtomicU64,
     /// `written` as of the start of the last completed store.
     stored: AtomicU64,
@@ -73,6 +73,14 @@ impl Proc {
 }
 
 impl NfsFs {
+    /// Counts a change once it is made and before it is answered, so that
+    /// a COMMIT sent after the answer stores it: not only WRITEs but
+    /// metadata changes too (a COMMIT after a truncate, a remove or a
+    /// mkdir used to store nothing, and a crash undid them).
+    pub(super) fn count_change(&self) {
+        self.durable.written.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// The reply record to `call`, a `proc` the front answers; `port` is
     /// the one clients reach the front on.
     pub(super) fn answer(&self, proc: Proc, call: &Call, msg: &[u8], port: u16) -> Vec<u8> {
@@ -162,7 +170,7 @@ impl NfsFs {
                 return Err(nfsstat3::NFS3ERR_INVAL);
             }
             self.vfs.write(id, offset, data).map_err(status)?;
-            self.durable.written.fetch_add(1, Ordering::SeqCst);
+            self.count_change();
             if stable == UNSTABLE {
                 return Ok(UNSTABLE);
             }
