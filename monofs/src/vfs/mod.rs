@@ -47,6 +47,12 @@ const CHUNK_CACHE: usize = 64 << 20;
 
 const META_NEXT_INO: &[u8] = b"next_ino";
 
+/// Inode numbers a session may give out beyond what is stored: the stored
+/// counter is moved this far ahead, durably, before the first is given
+/// out, so that numbers a crashed session gave out (an NFS client keeps
+/// them in its handles) are never given to another file.
+const INO_RESERVE: u64 = 1 << 20;
+
 /// A failed file-system operation.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
@@ -174,6 +180,8 @@ struct State {
     table: HashMap<Vec<u8>, Ino>,
     table_changes: HashMap<Vec<u8>, Option<Ino>>,
     next_ino: u64,
+    /// The stored counter: numbers below it may have been given out.
+    reserved: u64,
     /// Something changed since the last flush.
     changed: bool,
     dirty_bytes: u64,
@@ -483,11 +491,22 @@ impl Vfs {
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map_or(2, u64::from_le_bytes)
             .max(table.values().max().map_or(2, |m| m + 1));
+        let writes_inodes = !scratch && !matches!(tree, Tree::Revision(_));
+        let reserved = if writes_inodes {
+            let reserved = next_ino + INO_RESERVE;
+            let mut tx = repo.store().begin()?;
+            tx.put(Table::Meta, META_NEXT_INO, &reserved.to_le_bytes())?;
+            tx.commit()?;
+            reserved
+        } else {
+            u64::MAX
+        };
         let state = State {
             nodes: HashMap::new(),
             table,
             table_changes: HashMap::new(),
             next_ino,
+            reserved,
             changed: false,
             dirty_bytes: 0,
             // Set by `load` below.
@@ -757,8 +776,11 @@ impl Vfs {
                 None => tx.delete(Table::Inodes, &key)?,
             }
         }
-        if self.persist_inodes {
-            tx.put(Table::Meta, META_NEXT_INO, &st.next_ino.to_le_bytes())?;
+        if self.persist_inodes && st.next_ino >= st.reserved {
+            // Past the reservation (a million files in one session): the
+            // next one, stored with the names that use these numbers.
+            st.reserved = st.next_ino + INO_RESERVE;
+            tx.put(Table::Meta, META_NEXT_INO, &st.reserved.to_le_bytes())?;
         }
         tx.commit()?;
         written.install(&mut st.nodes);

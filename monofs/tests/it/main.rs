@@ -6,6 +6,7 @@ mod flushing;
 mod full_disk;
 mod history;
 mod hostile;
+mod inodes;
 mod mounted_gc;
 mod open_across_checkout;
 mod roundtrip;
