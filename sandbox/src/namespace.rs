@@ -107,8 +107,17 @@ impl Runtime for NamespaceRuntime {
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             f.host = Some(path);
         }
-        let (mut channel, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the init's channel", e))?;
-        channel::send_spec(&mut channel, &spec).map_err(|e| Error::io("passing the spec", e))?;
+        let (channel, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the init's channel", e))?;
+        // Sent while the init starts and reads it: a spec larger than the
+        // socket's buffer (an image's big environment) would otherwise
+        // block this write for ever, before there is an init to read it.
+        let mut writer = channel.try_clone().map_err(|e| Error::io("creating the init's channel", e))?;
+        let to_send = spec.clone();
+        let sending = std::thread::spawn(move || {
+            channel::send_spec(&mut writer, &to_send).map_err(|e| Error::io("passing the spec", e))
+        });
+        // Made while the init waits for its ids, sent after the spec.
+        let mounts = std::sync::Mutex::new(Vec::new());
         let [stdin, stdout, stderr] = start.stdio;
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg(INIT_ARG).env_clear().stdin(stdin).stdout(stdout).stderr(stderr);
@@ -120,12 +129,18 @@ impl Runtime for NamespaceRuntime {
                 net.attach(pid)?;
             }
             if !spec.volumes.is_empty() {
-                let mounts = volume_mounts(pid, &spec.volumes)?;
-                let fds: Vec<_> = mounts.iter().map(std::os::fd::AsFd::as_fd).collect();
-                channel::send_fds(&channel, &fds).map_err(|e| Error::io("passing the volumes", e))?;
+                let made = volume_mounts(pid, &spec.volumes)?;
+                *mounts.lock().map_err(|_| Error::Setup("volume mounts poisoned".into()))? = made;
             }
             Ok(())
         })?;
+        // The init reads the spec once it runs, then the volumes.
+        sending.join().map_err(|_| Error::Setup("the spec's sender failed".into()))??;
+        let mounts = mounts.into_inner().map_err(|_| Error::Setup("volume mounts poisoned".into()))?;
+        if !mounts.is_empty() {
+            let fds: Vec<_> = mounts.iter().map(std::os::fd::AsFd::as_fd).collect();
+            channel::send_fds(&channel, &fds).map_err(|e| Error::io("passing the volumes", e))?;
+        }
         Ok(Box::new(Running { id: start.id.to_owned(), child, rootfs: Some(rootfs), channel }))
     }
 }

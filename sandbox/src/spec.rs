@@ -220,11 +220,16 @@ pub fn command_line(config: &RunConfig, cmd: &[String]) -> Result<Vec<String>> {
 /// The image's environment with `overrides` (`K=V`, or `K` to take the
 /// host's value) applied, plus defaults for `PATH`, `HOME` and `HOSTNAME`.
 pub fn environment(config: &RunConfig, overrides: &[String], hostname: &str, tty: bool) -> Result<Vec<String>> {
-    let mut env: Vec<String> = Vec::new();
+    // A later entry replaces an earlier one of the same name and goes
+    // last; one pass whatever the count (an image may hold many).
+    let mut env: Vec<Option<String>> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut set = |entry: String| {
         let key = entry.split('=').next().unwrap_or_default().to_owned();
-        env.retain(|e| e.split('=').next() != Some(key.as_str()));
-        env.push(entry);
+        if let Some(old) = at.insert(key, env.len()) {
+            env[old] = None;
+        }
+        env.push(Some(entry));
     };
     set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     set(format!("HOSTNAME={hostname}"));
@@ -247,15 +252,25 @@ pub fn environment(config: &RunConfig, overrides: &[String], hostname: &str, tty
         };
         set(entry);
     }
-    Ok(env)
+    Ok(env.into_iter().flatten().collect())
 }
+
+/// The largest `--env-file`: more than any environment a command can be
+/// started with (Linux takes a few MiB of arguments and environment).
+const ENV_FILE_MAX: u64 = 8 << 20;
 
 /// Reads `--env-file`: `K=V` lines (or `K`, taken from this environment);
 /// blank lines and `#` comments skipped. A line with an empty name is an
 /// error naming the file and line.
 pub fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Io { what: format!("reading {}", path.display()), source: e })?;
+    let io = |e| Error::Io { what: format!("reading {}", path.display()), source: e };
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(io)?;
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, ENV_FILE_MAX + 1), &mut text).map_err(io)?;
+    if text.len() as u64 > ENV_FILE_MAX {
+        let why = format!("larger than {} MiB", ENV_FILE_MAX >> 20);
+        return Err(Error::BadOption { option: "--env-file".into(), value: path.display().to_string(), why });
+    }
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
         if line.is_empty() || line.starts_with('#') {

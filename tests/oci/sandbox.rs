@@ -219,6 +219,19 @@ fn image_config_and_options_shape_the_process() {
     // is gone ends quietly.
     let script = "m=$(grep SigIgn /proc/self/status | cut -f2); echo $(( 0x$m & 0x1000 )); yes | head -n1";
     assert_eq!(sh(&env, &[], script), "0\ny\n");
+    // An environment larger than the socket between supervisor and init
+    // (an image may hold one) goes through; one larger than Linux takes is
+    // refused by exec, at once; an env file past any such size is not read.
+    let big = env.path("big.env");
+    std::fs::write(&big, format!("BIG={}\n", "A".repeat(100_000))).expect("env file");
+    assert_eq!(sh(&env, &["--env-file", big.to_str().expect("utf-8")], "echo ${#BIG}"), "100000\n");
+    std::fs::write(&big, format!("BIG={}\n", "A".repeat(400_000))).expect("env file");
+    let out = tmp(&env, &["--env-file", big.to_str().expect("utf-8"), "bb", "--", "true"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Argument list too long"), "{}", stderr(&out));
+    std::fs::write(&big, vec![b'#'; 9 << 20]).expect("env file");
+    let out = tmp(&env, &["--env-file", big.to_str().expect("utf-8"), "bb", "--", "true"]);
+    assert!(stderr(&out).contains("larger than 8 MiB"), "{}", stderr(&out));
     // Nor does the command inherit what its caller ignores: a script's
     // background job ignores SIGINT and SIGQUIT, and a relayed Ctrl-C was
     // then lost on the command.
