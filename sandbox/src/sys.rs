@@ -43,7 +43,16 @@ pub struct Handshake {
 /// dies with the thread that spawned it.
 pub fn unshare_before_exec(cmd: &mut Command, flags: CloneFlags, handshake: Handshake) {
     let step = |r: nix::Result<()>| r.map_err(std::io::Error::from);
+    let parent = nix::unistd::getpid();
     let closure = move || -> std::io::Result<()> {
+        // Die with the spawning thread from the start: a supervisor killed
+        // during the handshake left this child waiting for ever (holding
+        // the tree's FUSE device, the store lock and its network slot).
+        // Set again below, as changing credentials clears it.
+        step(nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
+        if nix::unistd::getppid() != parent {
+            return Err(std::io::Error::other("the supervisor is gone"));
+        }
         step(nix::sched::unshare(flags))?;
         let pid = std::process::id().to_le_bytes();
         // SAFETY: the fds are open pipe ends owned by the spawning code for the
@@ -71,8 +80,8 @@ pub fn unshare_before_exec(cmd: &mut Command, flags: CloneFlags, handshake: Hand
         }
         Ok(())
     };
-    // SAFETY: the closure only makes async-signal-safe system calls (unshare,
-    // write, read, setgroups, setres[ug]id, prctl, setsid, fcntl, dup2) and touches
+    // SAFETY: the closure only makes async-signal-safe system calls (prctl,
+    // getppid, unshare, write, read, setgroups, setres[ug]id, setsid, fcntl, dup2) and touches
     // no lock or allocator, as required after fork in a threaded process.
     unsafe { cmd.pre_exec(closure) };
 }
