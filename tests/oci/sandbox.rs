@@ -795,11 +795,20 @@ fn microvm_volumes_bind_host_directories() {
             "cat /data/file; echo y > /data/new 2>/dev/null && echo wrote || echo refused; \
              mount -o remount,rw /data 2>/dev/null; echo y > /data/new 2>/dev/null && echo wrote || echo refused; \
              echo from-vm > /new/rw/out; mkdir /new/rw/d; echo done; \
+             mknod /new/rw/disk b 254 0 2>/dev/null && echo device || echo no-device; \
+             mknod /new/rw/pipe p && echo fifo; \
              ip route | grep -q default && echo routed || echo unrouted; ip link show lo | grep -q ',UP' && echo lo-up",
         ],
     );
     // --scope none (the default): loopback only.
-    assert_eq!(stdout(&out), "host data\nrefused\nrefused\ndone\nunrouted\nlo-up\n", "{}", stderr(&out));
+    // The guest's root makes no device node in a host directory.
+    assert_eq!(
+        stdout(&out),
+        "host data\nrefused\nrefused\ndone\nno-device\nfifo\nunrouted\nlo-up\n",
+        "{}",
+        stderr(&out)
+    );
+    assert!(!rw.join("disk").exists());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!ro.join("new").exists());
     assert_eq!(std::fs::read_to_string(rw.join("out")).expect("written through the volume"), "from-vm\n");

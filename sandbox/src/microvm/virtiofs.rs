@@ -496,10 +496,13 @@ impl Server {
         served
     }
 
-    /// Serves `fs` on its own thread. `own_umask`: the thread (and the
-    /// vring workers it starts) get a file-system context of their own with
-    /// umask 0, so the guest's modes reach the host as asked without
-    /// touching this process's umask.
+    /// Serves `fs` on its own thread. `own_umask` (a host directory): the
+    /// thread (and the vring workers it starts) get a file-system context
+    /// of their own with umask 0, so the guest's modes reach the host as
+    /// asked without touching this process's umask, and lose CAP_MKNOD,
+    /// so the guest cannot make device nodes in the host directory (a
+    /// world-writable node of the host's disk, say); fifos and sockets
+    /// need no capability.
     fn serve<F>(fs: F, socket: &Path, own_umask: bool) -> Result<Server>
     where
         F: FileSystem + SerializableFileSystem + Send + Sync + 'static,
@@ -515,6 +518,12 @@ impl Server {
                         nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
                             .map_err(|e| format!("unshare(CLONE_FS): {e}"))?;
                         nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+                        // Capabilities are per thread, and threads started
+                        // here inherit this one's.
+                        for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+                            caps::drop(None, set, caps::Capability::CAP_MKNOD)
+                                .map_err(|e| format!("dropping CAP_MKNOD: {e}"))?;
+                        }
                     }
                     // One request thread (pool size 0): a larger pool makes
                     // virtiofsd unshare(CLONE_FS) per worker; the tag is
