@@ -300,7 +300,7 @@ fn writes_are_thrown_away_unless_kept() {
             "--",
             "/bin/sh",
             "-c",
-            "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t",
+            "echo hi > /f; rm /etc/marker; mkdir /newdir; echo x >> /tmp/t; touch \"/tmp/x\nD bin-fake\"",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -309,7 +309,9 @@ fn writes_are_thrown_away_unless_kept() {
     let diff = env.ok(&[&"diff", &id]);
     let mut lines: Vec<&str> = diff.lines().collect();
     lines.sort_unstable();
-    assert_eq!(lines, ["A f", "A newdir", "A tmp/t", "D etc/marker"], "{diff}");
+    // A name with a newline prints quoted, as one line: a sandbox cannot
+    // fake a line of the report.
+    assert_eq!(lines, ["A \"tmp/x\\nD bin-fake\"", "A f", "A newdir", "A tmp/t", "D etc/marker"], "{diff}");
     assert!(env.fails(&[&"diff", &"ffffffff"]).contains("no kept sandbox"));
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }

@@ -22,7 +22,7 @@ pub fn run(a: DiffArgs, store: &ImageStore) -> anyhow::Result<ExitCode> {
         super::print_json(&changes)?;
     } else {
         for c in &changes {
-            println!("{} {}", c.status.letter(), c.path);
+            println!("{} {}", c.status.letter(), c.quoted_path());
         }
     }
     Ok(ExitCode::SUCCESS)
