@@ -241,10 +241,11 @@ pub fn environment(config: &RunConfig, overrides: &[String], hostname: &str, tty
     }
     for o in overrides {
         let entry = match o.split_once('=') {
-            Some((k, _)) if !k.is_empty() => o.clone(),
-            Some(_) => {
+            // `-e ''` as `-e =V`: no name to set.
+            _ if o.is_empty() || o.starts_with('=') => {
                 return Err(Error::BadOption { option: "-e".into(), value: o.clone(), why: "empty name".into() });
             }
+            Some(_) => o.clone(),
             None => match std::env::var(o) {
                 Ok(v) => format!("{o}={v}"),
                 Err(_) => continue,
@@ -299,6 +300,11 @@ mod tests {
         std::fs::write(&path, "# comment\nA=1\n\n=bad\n").expect("write");
         let err = read_env_file(&path).expect_err("=bad").to_string();
         assert!(err.contains(&format!("{}:4", path.display())) && err.contains("empty name"), "{err}");
+        let config = RunConfig::default();
+        for bad in ["", "=v"] {
+            let err = environment(&config, &[bad.to_owned()], "h", false).expect_err("empty name").to_string();
+            assert!(err.contains("empty name"), "{bad:?}: {err}");
+        }
         std::fs::write(&path, "A=1\n  B=two words \nC\n").expect("write");
         assert_eq!(read_env_file(&path).expect("read"), ["A=1", "B=two words", "C"]);
     }
