@@ -86,6 +86,12 @@ fn unmount(mountpoint: &Path, lazy: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether an unmount failed because the mount is in use.
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(nix::libc::EBUSY)
+        || e.to_string().contains("busy")
+}
+
 /// Processes whose cwd, root or open files are below `mountpoint`.
 fn holders(mountpoint: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -467,10 +473,20 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
             mountpoint.display()
         );
     }
-    if let Err(e) = unmount(&mountpoint, a.force) {
-        let busy = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(nix::libc::EBUSY)
-            || e.to_string().contains("busy");
-        if busy {
+    // Busy with no process holding it: files closed a moment ago whose
+    // release the kernel has not finished; that passes within moments.
+    let mut tries = 0;
+    let unmounted = loop {
+        match unmount(&mountpoint, a.force) {
+            Err(e) if is_busy(&e) && tries < 20 && holders(&mountpoint).is_empty() => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => break result,
+        }
+    };
+    if let Err(e) = unmounted {
+        if is_busy(&e) {
             let who = holders(&mountpoint);
             bail!(
                 "{} is busy{}; retry when they are done, or pass --force for a lazy unmount",
