@@ -28,7 +28,7 @@ pub struct RefState {
     /// What the working tree was based on when a sync without the key
     /// moved HEAD under it: the HEAD then and the working tree then (see
     /// [`monofs::repo::META_WORKTREE_BASE`]).
-    pub worktree_base: Option<(Option<ObjectId>, ObjectId)>,
+    pub worktree_base: Option<monofs::repo::WorktreeBase>,
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -284,13 +284,13 @@ impl Local {
     /// Applies `update` and clears the unfinished-clone mark, atomically;
     /// notes the source's working-tree base, if it had one (see
     /// [`RefState::worktree_base`]), as the copied refs need it.
-    pub fn finish_clone(&self, update: &Update, base: Option<(Option<ObjectId>, ObjectId)>) -> Result<()> {
+    pub fn finish_clone(&self, update: &Update, base: Option<monofs::repo::WorktreeBase>) -> Result<()> {
         self.apply(update, Some(base))
     }
 
     /// Applies `update`; `clone`: it finishes a clone, whose source's
     /// working-tree base (if any) is noted.
-    fn apply(&self, update: &Update, clone: Option<Option<(Option<ObjectId>, ObjectId)>>) -> Result<()> {
+    fn apply(&self, update: &Update, clone: Option<Option<monofs::repo::WorktreeBase>>) -> Result<()> {
         let store = self.repo.store();
         let side = self.describe();
         for c in &update.refs {

@@ -530,12 +530,11 @@ fn plan(
                 let root = read_revision(src, codec, &head.new)?.root;
                 // A tree that syncs without the key left behind, still
                 // what it was based on, is clean too.
-                let left_clean = theirs.worktree_base.is_some_and(|(base, tree)| {
-                    current == Some(tree)
-                        && match base {
-                            Some(b) => read_revision(dst, codec, &b).is_ok_and(|r| r.root == tree),
-                            None => tree == codec.id(Kind::Dir, &Dir::default().encode()),
-                        }
+                let empty = codec.id(Kind::Dir, &Dir::default().encode());
+                let left_clean = theirs.worktree_base.is_some_and(|base| {
+                    monofs::repo::still_at_base(&base, current, empty, |h| {
+                        read_revision(dst, codec, h).ok().map(|r| r.root)
+                    })
                 });
                 // Already the new revision's tree (a clone of a working tree
                 // that was committed since): nothing to move, but the move

@@ -17,7 +17,7 @@ pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
 pub use sink::{ObjectSink, WriteStats};
-pub use synced_head::{META_WORKTREE_BASE, decode_worktree_base, note_worktree_base};
+pub use synced_head::{META_WORKTREE_BASE, WorktreeBase, decode_worktree_base, note_worktree_base, still_at_base};
 
 use crate::crypto::{Codec, KdfParams, KeyFile, Keys};
 use crate::error::{Error, Result};

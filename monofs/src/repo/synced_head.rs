@@ -40,12 +40,35 @@ pub fn note_worktree_base(
     tx.put(Table::Meta, META_WORKTREE_BASE, &note)
 }
 
-/// Reads the note: the HEAD then (`None`: there was none) and the
-/// working tree then; `None` if malformed.
-pub fn decode_worktree_base(note: &[u8]) -> Option<(Option<ObjectId>, ObjectId)> {
+/// What the note holds: the HEAD then (`None`: there was none) and the
+/// working tree then.
+pub type WorktreeBase = (Option<ObjectId>, ObjectId);
+
+/// Reads the note; `None` if malformed.
+pub fn decode_worktree_base(note: &[u8]) -> Option<WorktreeBase> {
     let (head, tree) = note.split_at_checked(32)?;
     let head = ObjectId::from_slice(head)?;
     Some(((head != ObjectId::default()).then_some(head), ObjectId::from_slice(tree)?))
+}
+
+/// Whether a working tree now at `worktree` is still clean against the
+/// note `base`: unchanged since, and then equal to its HEAD's tree (the
+/// empty directory, `empty`, if there was no HEAD). `root_of` reads a
+/// revision's root; one it cannot read makes the tree count as changed
+/// (never guessed clean). Shared by the next open with the key and by a
+/// sync with the key.
+pub fn still_at_base(
+    base: &WorktreeBase,
+    worktree: Option<ObjectId>,
+    empty: ObjectId,
+    root_of: impl FnOnce(&ObjectId) -> Option<ObjectId>,
+) -> bool {
+    let (head, tree) = base;
+    worktree == Some(*tree)
+        && match head {
+            Some(h) => root_of(h) == Some(*tree),
+            None => *tree == empty,
+        }
 }
 
 impl Repository {
@@ -58,20 +81,14 @@ impl Repository {
         let now = self.get_ref(WORKTREE)?;
         let head = self.head()?;
         let head_root = head.map(|h| self.read_revision(&h)).transpose()?.map(|r| r.root);
-        let (base_head, base_tree) = match decode_worktree_base(&note) {
-            Some((head, tree)) => (head, Some(tree)),
-            None => (None, None),
-        };
-        // The base revision's root; `None` if it cannot be read (an
-        // unreadable base is reported, never guessed).
-        let base_root = match base_head {
-            Some(h) => self.read_revision(&h).ok().map(|r| r.root),
-            None => Some(self.codec.id(Kind::Dir, &Dir::default().encode())),
-        };
+        let base = decode_worktree_base(&note);
+        let empty = self.codec.id(Kind::Dir, &Dir::default().encode());
+        let clean =
+            base.as_ref().is_some_and(|b| still_at_base(b, now, empty, |h| self.read_revision(h).ok().map(|r| r.root)));
         let mut tx = self.store.begin()?;
         match (now, head_root) {
             (Some(now), Some(root)) if now == root => {}
-            (Some(now), Some(root)) if Some(now) == base_tree && base_tree == base_root => {
+            (Some(_), Some(root)) if clean => {
                 self.set_ref(&mut *tx, WORKTREE, &root)?;
                 tracing::info!(
                     "{}: the working tree follows HEAD, which a sync without the key moved",
@@ -82,7 +99,7 @@ impl Repository {
                 "{}: the working tree holds changes made before a sync without the key moved HEAD{}; they are kept \
                  (`monofs diff` shows them against HEAD; a commit records them on top of it)",
                 self.path.display(),
-                base_head.map(|h| format!(" from {}", h.short(12))).unwrap_or_default(),
+                base.and_then(|(h, _)| h).map(|h| format!(" from {}", h.short(12))).unwrap_or_default(),
             ),
         }
         tx.delete(Table::Meta, META_WORKTREE_BASE)?;
