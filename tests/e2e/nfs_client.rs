@@ -475,6 +475,12 @@ fn committed_and_stable_writes_survive_a_killed_server() {
         let args =
             MKDIR3args { where_: diropargs3 { dir: root.clone(), name: name("made") }, attributes: sattr3::default() };
         res(client.mkdir(&args).await.expect("mkdir rpc"), "mkdir");
+        let c = client.commit(&COMMIT3args { file: cut.clone(), offset: 0, count: 0 }).await.expect("commit rpc");
+        res(c, "commit");
+        // A LINK alone after a COMMIT (the front answers it): the next
+        // COMMIT must store it too.
+        let args = LINK3args { file: cut.clone(), link: diropargs3 { dir: root.clone(), name: name("cut2") } };
+        res(client.link(&args).await.expect("link rpc"), "link");
         let c = client.commit(&COMMIT3args { file: cut, offset: 0, count: 0 }).await.expect("commit rpc");
         res(c, "commit");
     });
@@ -488,6 +494,7 @@ fn committed_and_stable_writes_survive_a_killed_server() {
     assert_eq!(std::fs::read(s.path("out/cut")).expect("read"), &data[..3], "a committed truncate was undone");
     assert!(!s.path("out/gone").exists(), "a committed remove was undone");
     assert!(s.path("out/made").is_dir(), "a committed mkdir was undone");
+    assert_eq!(std::fs::read(s.path("out/cut2")).expect("read"), &data[..3], "a committed link was undone");
 }
 
 #[test]
@@ -529,8 +536,159 @@ fn a_served_revision_refuses_every_change_the_front_answers() {
         };
         let m = client.mknod(&fifo).await.expect("mknod rpc");
         assert!(matches!(m, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{m:?}");
+        let made = client
+            .create(&CREATE3args {
+                where_: diropargs3 { dir: root.clone(), name: name("new") },
+                how: createhow3::UNCHECKED(sattr3::default()),
+            })
+            .await
+            .expect("create rpc");
+        assert!(matches!(made, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{made:?}");
+        let mode = sattr3 { mode: set_mode3::Some(0o600), ..sattr3::default() };
+        let args = SETATTR3args { object: file.clone(), new_attributes: mode, guard: Nfs3Option::None };
+        let set = client.setattr(&args).await.expect("setattr rpc");
+        assert!(matches!(set, Nfs3Result::Err((nfsstat3::NFS3ERR_ROFS, _))), "{set:?}");
         let c = client.commit(&COMMIT3args { file, offset: 0, count: 0 }).await.expect("commit rpc");
         res(c, "commit of a read-only tree: nothing to store");
+    });
+}
+
+/// CREATE's three modes as RFC 1813 has them (nfsserve made UNCHECKED
+/// refuse an existing file, so `nfs-cp` could not overwrite one, and kept
+/// no EXCLUSIVE verifier); a guarded SETATTR whose ctime moved changes
+/// nothing (nfsserve applied it and sent two replies); SETATTR and READLINK
+/// failures on a stale handle decode (nfsserve cut their replies short).
+#[test]
+fn create_modes_guarded_setattr_and_failure_replies_follow_the_rfc() {
+    use nfs3_types::nfs3::{READLINK3args, SYMLINK3args, createverf3, nfspath3, nfstime3, symlinkdata3};
+
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 20000 + ((std::process::id() + 4241) % 12000) as u16;
+    let _server = serve(&repo, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let file = create(&mut client, &root, "f").await;
+        write(&mut client, &file, 0, b"old contents", stable_how::UNSTABLE).await;
+        let make = |n: &'static str, how: createhow3| CREATE3args {
+            where_: diropargs3 { dir: root.clone(), name: name(n) },
+            how,
+        };
+
+        // UNCHECKED over an existing file: the same file, cut to the size asked.
+        let empty = sattr3 { size: Nfs3Option::Some(0), ..sattr3::default() };
+        let again = client.create(&make("f", createhow3::UNCHECKED(empty.clone()))).await.expect("create rpc");
+        let again = res(again, "create UNCHECKED over a file");
+        assert_eq!(fh(again.obj), file, "UNCHECKED made another file");
+        assert_eq!(attrs(again.obj_attributes).size, 0, "UNCHECKED with size 0 did not truncate");
+        let guarded = client.create(&make("f", createhow3::GUARDED(empty.clone()))).await.expect("create rpc");
+        assert!(matches!(guarded, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{guarded:?}");
+        let dir =
+            MKDIR3args { where_: diropargs3 { dir: root.clone(), name: name("d") }, attributes: sattr3::default() };
+        res(client.mkdir(&dir).await.expect("mkdir rpc"), "mkdir");
+        let over_dir = client.create(&make("d", createhow3::UNCHECKED(empty))).await.expect("create rpc");
+        assert!(matches!(over_dir, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{over_dir:?}");
+
+        // EXCLUSIVE: a retransmission finds its own file, another client's
+        // verifier finds EXIST.
+        let verf = createverf3(*b"verifier");
+        let first = client.create(&make("x", createhow3::EXCLUSIVE(verf))).await.expect("create rpc");
+        let first = fh(res(first, "create EXCLUSIVE").obj);
+        let resent = client.create(&make("x", createhow3::EXCLUSIVE(verf))).await.expect("create rpc");
+        assert_eq!(fh(res(resent, "resent EXCLUSIVE").obj), first);
+        let other = client.create(&make("x", createhow3::EXCLUSIVE(createverf3(*b"another!")))).await.expect("rpc");
+        assert!(matches!(other, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{other:?}");
+
+        // A guard naming an old ctime: NOT_SYNC, and the mode stays.
+        let getattr = GETATTR3args { object: file.clone() };
+        let before = res(client.getattr(&getattr).await.expect("getattr rpc"), "getattr").obj_attributes;
+        let stale = nfstime3 { seconds: before.ctime.seconds.wrapping_sub(100), nseconds: before.ctime.nseconds };
+        let mode = |m| sattr3 { mode: set_mode3::Some(m), ..sattr3::default() };
+        let args = SETATTR3args { object: file.clone(), new_attributes: mode(0o600), guard: Nfs3Option::Some(stale) };
+        let refused = client.setattr(&args).await.expect("setattr rpc");
+        assert!(matches!(refused, Nfs3Result::Err((nfsstat3::NFS3ERR_NOT_SYNC, _))), "{refused:?}");
+        let after = res(client.getattr(&getattr).await.expect("getattr rpc"), "getattr").obj_attributes;
+        assert_eq!(after.mode & 0o7777, before.mode & 0o7777, "a refused guarded SETATTR changed the mode");
+        let args =
+            SETATTR3args { object: file.clone(), new_attributes: mode(0o600), guard: Nfs3Option::Some(before.ctime) };
+        res(client.setattr(&args).await.expect("setattr rpc"), "guarded setattr with the current ctime");
+        let after = res(client.getattr(&getattr).await.expect("getattr rpc"), "getattr").obj_attributes;
+        assert_eq!(after.mode & 0o7777, 0o600);
+
+        // Failures on a removed symlink's handle still decode.
+        let link = SYMLINK3args {
+            where_: diropargs3 { dir: root.clone(), name: name("l") },
+            symlink: symlinkdata3 {
+                symlink_attributes: sattr3::default(),
+                symlink_data: nfspath3::from(b"f".to_vec()),
+            },
+        };
+        let link = fh(res(client.symlink(&link).await.expect("symlink rpc"), "symlink").obj);
+        let target = client.readlink(&READLINK3args { symlink: link.clone() }).await.expect("readlink rpc");
+        assert_eq!(res(target, "readlink").data.0.as_ref(), b"f");
+        let args = REMOVE3args { object: diropargs3 { dir: root.clone(), name: name("l") } };
+        res(client.remove(&args).await.expect("remove rpc"), "remove");
+        let gone = client.readlink(&READLINK3args { symlink: link.clone() }).await.expect("readlink reply decodes");
+        assert!(matches!(gone, Nfs3Result::Err((nfsstat3::NFS3ERR_STALE, _))), "{gone:?}");
+        let args = SETATTR3args { object: link, new_attributes: mode(0o600), guard: Nfs3Option::None };
+        let gone = client.setattr(&args).await.expect("setattr reply decodes");
+        assert!(matches!(gone, Nfs3Result::Err((nfsstat3::NFS3ERR_STALE, _))), "{gone:?}");
+    });
+}
+
+/// Clients that connect and stall cost what they sent, not what their
+/// record headers claim, and there is a cap on connections: 300 clients
+/// each claiming a 1 MiB request and sending 100 bytes of it. Once they go,
+/// others are served again.
+#[test]
+fn stalled_clients_cost_little_and_are_capped() {
+    use std::io::{Read as _, Write as _};
+
+    let s = Scratch::default();
+    let repo = s.path("repo");
+    init(&repo);
+    let port = 20000 + ((std::process::id() + 5309) % 12000) as u16;
+    let server = serve(&repo, port);
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).expect("status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS").to_owned();
+        line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("kB") << 10
+    };
+    let start = rss();
+    let mut header = ((1u32 << 31) | (1 << 20)).to_be_bytes().to_vec();
+    header.extend_from_slice(&[0u8; 100]);
+    let stalled: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let _ = c.write_all(&header);
+            c
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let grown = rss().saturating_sub(start);
+    assert!(grown < 100 << 20, "300 stalled clients cost {} MiB", grown >> 20);
+    let closed = stalled
+        .iter()
+        .filter(|c| {
+            c.set_read_timeout(Some(std::time::Duration::from_millis(20))).expect("timeout");
+            // The server closing a socket it never read from resets it.
+            match (&**c).read(&mut [0u8; 1]) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(closed >= 300 - 256, "only {closed} connections over the cap were closed");
+    drop(stalled);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (root, mut client) = mount(port).await;
+        let file = create(&mut client, &root, "after").await;
+        write(&mut client, &file, 0, b"served", stable_how::UNSTABLE).await;
+        assert_eq!(read_all(&mut client, &file).await, b"served");
     });
 }
 

@@ -86,6 +86,7 @@ impl NfsServer {
     pub async fn run(self) -> io::Result<()> {
         let backend_port = self.backend.get_listen_port();
         let NfsServer { listener, backend, net, fs, port } = self;
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let accept = async move {
             loop {
                 let (client, peer) = match listener.accept().await {
@@ -98,8 +99,13 @@ impl NfsServer {
                         continue;
                     }
                 };
+                let Ok(slot) = connections.clone().try_acquire_owned() else {
+                    tracing::warn!("NFS: {MAX_CONNECTIONS} connections open, refusing one from {peer}");
+                    continue;
+                };
                 let (fs, net) = (fs.clone(), net.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection(client, &*net, backend_port, fs, port).await {
                         tracing::debug!("NFS connection from {peer}: {e}");
                     }
@@ -120,6 +126,16 @@ impl NfsServer {
     }
 }
 
+/// Client connections served at once; more are closed as they come. Each
+/// holds a connection to nfsserve (two descriptors in all, within the
+/// usual limit of 1024) and up to [`MAX_IN_FLIGHT`] requests.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection may go without sending a whole request before it
+/// is closed, as Linux's nfsd closes idle ones (clients reconnect). A
+/// client that stalls mid-request holds its slot no longer than that.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(360);
+
 /// Calls of one connection the front works on at once: a client that
 /// pipelines more waits, and holds at most this many requests in memory.
 const MAX_IN_FLIGHT: usize = 32;
@@ -132,10 +148,12 @@ async fn connection(
     fs: Arc<NfsFs>,
     port: u16,
 ) -> io::Result<()> {
-    // A loopback connect: it returns at once.
-    let backend = run_in(net, move || std::net::TcpStream::connect(("127.0.0.1", backend_port)))?;
-    backend.set_nonblocking(true)?;
-    let backend = TcpStream::from_std(backend)?;
+    // Only the socket is made in `net` (a socket stays in the network it
+    // was made in); the connect is awaited here. Made there, a burst of
+    // clients filled nfsserve's accept queue while every worker thread
+    // waited on a connect, and nfsserve had no thread left to accept them.
+    let socket = run_in(net, tokio::net::TcpSocket::new_v4)?;
+    let backend = socket.connect((std::net::Ipv4Addr::LOCALHOST, backend_port).into()).await?;
     client.set_nodelay(true)?;
     backend.set_nodelay(true)?;
     let (mut from_client, to_client) = client.into_split();
@@ -149,7 +167,11 @@ async fn connection(
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut record = Vec::new();
     let requests = async {
-        while read_record(&mut from_client, &mut record, MAX_REQUEST).await? {
+        loop {
+            let next = tokio::time::timeout(IDLE, read_record(&mut from_client, &mut record, MAX_REQUEST));
+            if !next.await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?? {
+                break;
+            }
             let msg = &record[rpc::HEADER..];
             let call = match rpc::parse_call(msg) {
                 Parsed::Call(call) => call,

@@ -8,7 +8,7 @@
 //!
 //! Clients reach the [`front`](NfsServer), which answers what nfsserve
 //! lacks or gets wrong (hard links, special files, COMMIT, directory
-//! listings) and hands it the rest.
+//! listings, CREATE's modes, guarded SETATTR) and hands it the rest.
 
 mod front;
 mod listing;
@@ -192,8 +192,10 @@ impl NFSFileSystem for NfsFs {
         self.vfs.getattr(id).map(|a| fattr(&a)).map_err(status)
     }
 
-    async fn setattr(&self, id: fileid3, setattr: sattr3) -> Result<fattr3, nfsstat3> {
-        self.vfs.setattr(id, set_attr(&setattr)).map(|a| fattr(&a)).map_err(status)
+    /// Never called: the front answers SETATTR itself (`procs`), guard
+    /// and all.
+    async fn setattr(&self, _: fileid3, _: sattr3) -> Result<fattr3, nfsstat3> {
+        Err(nfsstat3::NFS3ERR_NOTSUPP)
     }
 
     async fn read(&self, id: fileid3, offset: u64, count: u32) -> Result<(Vec<u8>, bool), nfsstat3> {
@@ -205,24 +207,15 @@ impl NFSFileSystem for NfsFs {
         self.getattr(id).await
     }
 
-    async fn create(&self, dirid: fileid3, filename: &filename3, attr: sattr3) -> Result<(fileid3, fattr3), nfsstat3> {
-        let mode = if let set_mode3::mode(m) = attr.mode { m } else { 0o644 };
-        let (uid, gid) = Self::owner(&attr);
-        let a = self.vfs.create(dirid, &filename.0, mode, uid, gid).map_err(status)?;
-        self.vfs.release(a.ino);
-        let rest = SetAttr { mode: None, uid: None, gid: None, ..set_attr(&attr) };
-        let a = if rest.size.is_some() || rest.atime.is_some() || rest.mtime.is_some() {
-            self.vfs.setattr(a.ino, rest).map_err(status)?
-        } else {
-            a
-        };
-        Ok(self.made(a))
+    /// Never called: the front answers CREATE itself (`procs`), keeping
+    /// UNCHECKED and EXCLUSIVE apart from GUARDED.
+    async fn create(&self, _: fileid3, _: &filename3, _: sattr3) -> Result<(fileid3, fattr3), nfsstat3> {
+        Err(nfsstat3::NFS3ERR_NOTSUPP)
     }
 
-    async fn create_exclusive(&self, dirid: fileid3, filename: &filename3) -> Result<fileid3, nfsstat3> {
-        let a = self.vfs.create(dirid, &filename.0, 0o644, 0, 0).map_err(status)?;
-        self.vfs.release(a.ino);
-        Ok(self.made(a).0)
+    /// Never called, as [`create`](Self::create).
+    async fn create_exclusive(&self, _: fileid3, _: &filename3) -> Result<fileid3, nfsstat3> {
+        Err(nfsstat3::NFS3ERR_NOTSUPP)
     }
 
     async fn mkdir(&self, dirid: fileid3, dirname: &filename3) -> Result<(fileid3, fattr3), nfsstat3> {
@@ -268,8 +261,9 @@ impl NFSFileSystem for NfsFs {
         Ok(self.made(a))
     }
 
-    async fn readlink(&self, id: fileid3) -> Result<nfspath3, nfsstat3> {
-        self.vfs.readlink(id).map(nfspath3::from).map_err(status)
+    /// Never called: the front answers READLINK itself (`procs`).
+    async fn readlink(&self, _: fileid3) -> Result<nfspath3, nfsstat3> {
+        Err(nfsstat3::NFS3ERR_NOTSUPP)
     }
 
     /// nfsserve's transfer sizes (its peer mirror server offers the same),

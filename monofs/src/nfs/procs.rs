@@ -1,6 +1,10 @@
 //! The calls the front answers itself: the NFSv3 procedures nfsserve does
-//! not implement (MKNOD, LINK, COMMIT), READ and WRITE (the bulk of the
-//! bytes, which should not take a detour through nfsserve, and whose
+//! not implement (MKNOD, LINK, COMMIT), those whose modes its interface
+//! cannot tell apart (CREATE: UNCHECKED takes an existing file, EXCLUSIVE
+//! keeps a verifier) or that it gets wrong (SETATTR applied a change its
+//! guard refused and sent a second reply after the refusal; SETATTR and
+//! READLINK cut their failure replies short), READ and WRITE (the bulk of
+//! the bytes, which should not take a detour through nfsserve, and whose
 //! WRITE must not claim FILE_SYNC for data that is not stored yet),
 //! READDIR and READDIRPLUS (whose cookies nfsserve got wrong; see
 //! [`super::listing`]), and portmap's GETPORT, which must name the front's
@@ -11,14 +15,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nfsserve::nfs::{
-    diropargs3, fileid3, ftype3, nfs_fh3, nfsstat3, post_op_attr, post_op_fh3, pre_op_attr, sattr3, set_mode3,
-    specdata3, wcc_attr, wcc_data,
+    diropargs3, fileid3, ftype3, nfs_fh3, nfspath3, nfsstat3, nfstime3, post_op_attr, post_op_fh3, pre_op_attr, sattr3,
+    set_mode3, specdata3, wcc_attr, wcc_data,
 };
 use nfsserve::vfs::NFSFileSystem as _;
 use nfsserve::xdr::XDR;
 
 use super::rpc::{self, Call};
 use super::{NfsFs, status};
+use crate::object::Timestamp;
+use crate::vfs::{FileKind, SetAttr};
 
 const NFS: u32 = nfsserve::nfs::PROGRAM;
 const PORTMAP: u32 = 100_000;
@@ -26,6 +32,11 @@ const MOUNT: u32 = 100_005;
 
 /// The largest READ answered, as FSINFO's `rtmax` tells clients.
 const MAX_READ: u32 = 1 << 20;
+
+/// `createmode3` of a CREATE (RFC 1813, 3.3.8).
+const UNCHECKED: u32 = 0;
+const GUARDED: u32 = 1;
+const EXCLUSIVE: u32 = 2;
 
 /// `stable_how` of a WRITE (RFC 1813, 3.3.7).
 const UNSTABLE: u32 = 0;
@@ -45,8 +56,11 @@ pub struct Durable {
 /// A call the front answers.
 #[derive(Debug, Clone, Copy)]
 pub enum Proc {
+    SetAttr,
+    ReadLink,
     Read,
     Write,
+    Create,
     Mknod,
     Link,
     ReadDir,
@@ -56,11 +70,19 @@ pub enum Proc {
 }
 
 impl Proc {
+    /// Whether an answer to it may have changed the tree, apart from WRITE.
+    fn changes(self) -> bool {
+        matches!(self, Proc::SetAttr | Proc::Create | Proc::Mknod | Proc::Link)
+    }
+
     /// The procedure the front answers for `call`, None for nfsserve's.
     pub fn of(call: &Call) -> Option<Proc> {
         Some(match (call.prog, call.vers, call.proc) {
+            (NFS, 3, 2) => Proc::SetAttr,
+            (NFS, 3, 5) => Proc::ReadLink,
             (NFS, 3, 6) => Proc::Read,
             (NFS, 3, 7) => Proc::Write,
+            (NFS, 3, 8) => Proc::Create,
             (NFS, 3, 11) => Proc::Mknod,
             (NFS, 3, 15) => Proc::Link,
             (NFS, 3, 16) => Proc::ReadDir,
@@ -87,8 +109,11 @@ impl NfsFs {
         let args = &msg[call.args..];
         let mut out = rpc::accepted(call.xid, rpc::SUCCESS);
         let done = match proc {
+            Proc::SetAttr => self.setattr3(args, &mut out),
+            Proc::ReadLink => self.readlink3(args, &mut out),
             Proc::Read => self.read3(args, &mut out),
             Proc::Write => self.write3(args, &mut out),
+            Proc::Create => self.create3(args, &mut out),
             Proc::Mknod => self.mknod(args, &mut out),
             Proc::Link => self.link(args, &mut out),
             Proc::ReadDir => self.readdir3(args, false, &mut out),
@@ -98,6 +123,11 @@ impl NfsFs {
         };
         if done.is_err() {
             out = rpc::accepted(call.xid, rpc::GARBAGE_ARGS);
+        }
+        if proc.changes() {
+            // Before the client sees the answer: a COMMIT it sends next
+            // stores this change (WRITE counts its own, before it syncs).
+            self.count_change();
         }
         rpc::seal(&mut out);
         out
@@ -235,6 +265,115 @@ impl NfsFs {
         self.fh_to_id(fh).map_or(post_op_attr::Void, |i| self.post(i))
     }
 
+    /// SETATTR3 (RFC 1813, 3.3.2). With a guard, the change applies only
+    /// if the object's ctime is still the one the client names.
+    fn setattr3(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut file, mut attr, mut guarded, mut ctime) =
+            (nfs_fh3::default(), sattr3::default(), false, nfstime3::default());
+        file.deserialize(&mut r)?;
+        attr.deserialize(&mut r)?;
+        guarded.deserialize(&mut r)?;
+        if guarded {
+            ctime.deserialize(&mut r)?;
+        }
+        let id = self.fh_to_id(&file);
+        let before = self.pre(id.ok());
+        let result = id.and_then(|id| {
+            let set = super::set_attr(&attr);
+            if !guarded {
+                return self.vfs.setattr(id, set).map(drop).map_err(status);
+            }
+            match self.vfs.setattr_if(id, set, super::from_time(ctime)).map_err(status)? {
+                Some(_) => Ok(()),
+                None => Err(nfsstat3::NFS3ERR_NOT_SYNC),
+            }
+        });
+        result.err().unwrap_or(nfsstat3::NFS3_OK).serialize(out)?;
+        self.wcc(before, id.ok()).serialize(out)
+    }
+
+    /// READLINK3 (RFC 1813, 3.3.5).
+    fn readlink3(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut file = nfs_fh3::default();
+        file.deserialize(&mut Cursor::new(args))?;
+        match self.fh_to_id(&file).and_then(|id| self.vfs.readlink(id).map_err(status)) {
+            Ok(target) => {
+                nfsstat3::NFS3_OK.serialize(out)?;
+                self.post_of(&file).serialize(out)?;
+                nfspath3::from(target).serialize(out)
+            }
+            Err(stat) => {
+                stat.serialize(out)?;
+                self.post_of(&file).serialize(out)
+            }
+        }
+    }
+
+    /// CREATE3: a regular file (RFC 1813, 3.3.8). UNCHECKED over an
+    /// existing regular file applies the size asked (0: truncates), as
+    /// Linux's nfsd does; GUARDED refuses it; EXCLUSIVE keeps the client's
+    /// verifier in the new file's times, as Linux does, so that a
+    /// retransmitted create finds its own file rather than EXIST.
+    fn create3(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut r = Cursor::new(args);
+        let (mut place, mut how, mut attr) = (diropargs3::default(), 0u32, sattr3::default());
+        place.deserialize(&mut r)?;
+        how.deserialize(&mut r)?;
+        let mut verf = [0u8; 8];
+        match how {
+            UNCHECKED | GUARDED => attr.deserialize(&mut r)?,
+            EXCLUSIVE => std::io::Read::read_exact(&mut r, &mut verf)?,
+            _ => return Err(std::io::ErrorKind::InvalidData.into()),
+        }
+        let dir = self.fh_to_id(&place.dir);
+        let before = self.pre(dir.ok());
+        let result = dir.and_then(|dir| {
+            if self.vfs.is_read_only() {
+                return Err(nfsstat3::NFS3ERR_ROFS);
+            }
+            let name = &place.name.0;
+            let perm = if let set_mode3::mode(m) = attr.mode { m & 0o7777 } else { 0o644 };
+            let (uid, gid) = Self::owner(&attr);
+            let verf_times = verifier_times(verf);
+            let asked = super::set_attr(&attr);
+            let made = self.vfs.mknod(dir, name, perm | nix::libc::S_IFREG, 0, uid, gid);
+            let (ino, set) = match made {
+                Ok(a) if how == EXCLUSIVE => {
+                    let (atime, mtime) = verf_times;
+                    (self.made(a).0, SetAttr { atime: Some(atime), mtime: Some(mtime), ..SetAttr::default() })
+                }
+                Ok(a) => (self.made(a).0, SetAttr { mode: None, uid: None, gid: None, ..asked }),
+                Err(e) if e.errno() == nix::libc::EEXIST && how != GUARDED => {
+                    let found = self.vfs.resolve(dir, name).map_err(status)?;
+                    if found.kind != FileKind::File {
+                        return Err(nfsstat3::NFS3ERR_EXIST);
+                    }
+                    if how == EXCLUSIVE {
+                        // Ours, from a create whose reply was lost, or not.
+                        let ours = (found.atime, found.mtime) == verf_times;
+                        return if ours { Ok(found.ino) } else { Err(nfsstat3::NFS3ERR_EXIST) };
+                    }
+                    (found.ino, SetAttr { size: asked.size, ..SetAttr::default() })
+                }
+                Err(e) => return Err(status(e)),
+            };
+            if set.size.is_some() || set.atime.is_some() || set.mtime.is_some() {
+                self.vfs.setattr(ino, set).map_err(status)?;
+            }
+            Ok(ino)
+        });
+        match result {
+            Ok(ino) => {
+                nfsstat3::NFS3_OK.serialize(out)?;
+                post_op_fh3::handle(self.id_to_fh(ino)).serialize(out)?;
+                self.post(ino).serialize(out)?;
+            }
+            Err(stat) => stat.serialize(out)?,
+        }
+        self.wcc(before, dir.ok()).serialize(out)
+    }
+
     /// MKNOD3: a fifo, socket or device node (RFC 1813, 3.3.11).
     fn mknod(&self, args: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
         let mut r = Cursor::new(args);
@@ -297,6 +436,14 @@ impl NfsFs {
         }
         Ok(())
     }
+}
+
+/// The times an EXCLUSIVE create's verifier is kept in until the client
+/// sets its own: atime and mtime seconds, as Linux's nfsd keeps it.
+fn verifier_times(verf: [u8; 8]) -> (Timestamp, Timestamp) {
+    let [a0, a1, a2, a3, m0, m1, m2, m3] = verf;
+    let at = |b| Timestamp { sec: i64::from(u32::from_be_bytes(b)), nsec: 0 };
+    (at([a0, a1, a2, a3]), at([m0, m1, m2, m3]))
 }
 
 /// PMAPPROC_GETPORT: NFSv3 and MOUNT (versions 1 to 3) over TCP are on

@@ -42,8 +42,12 @@ pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max
                 format!("RPC record of more than {} bytes refused", start - HEADER + len),
             ));
         }
-        buf.resize(start + len, 0);
-        r.read_exact(&mut buf[start..]).await?;
+        // Grown as the bytes arrive, not to the length the header claims:
+        // a client that claims a megabyte and stalls costs what it sent.
+        let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
+        if got < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         if head & LAST_FRAGMENT != 0 {
             seal(buf);
             return Ok(true);

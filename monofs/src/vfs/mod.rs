@@ -948,6 +948,17 @@ impl Vfs {
 
     /// Changes attributes.
     pub fn setattr(&self, ino: Ino, set: SetAttr) -> VResult<Attr> {
+        self.setattr_where(ino, set, |_| true).map(|a| a.expect("an unconditional change applies"))
+    }
+
+    /// Changes attributes only if `ino`'s status-change time is still
+    /// `ctime` (NFS's guarded SETATTR, RFC 1813 3.3.2): None, with nothing
+    /// changed, when it moved.
+    pub fn setattr_if(&self, ino: Ino, set: SetAttr, ctime: Timestamp) -> VResult<Option<Attr>> {
+        self.setattr_where(ino, set, |node| node.ctime == ctime)
+    }
+
+    fn setattr_where(&self, ino: Ino, set: SetAttr, when: impl FnOnce(&Node) -> bool) -> VResult<Option<Attr>> {
         if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {
             return Err(Errno::EFBIG.into());
         }
@@ -955,6 +966,9 @@ impl Vfs {
         let mut st = self.lock()?;
         let t = now();
         let node = st.node_mut(ino)?;
+        if !when(node) {
+            return Ok(None);
+        }
         if let Some(mode) = set.mode {
             node.meta.mode = mode & 0o7777;
         }
@@ -978,7 +992,7 @@ impl Vfs {
         node.ctime = t;
         let attr = attr_of(ino, node);
         st.touch_parents(ino);
-        Ok(attr)
+        Ok(Some(attr))
     }
 
     /// Target of a symlink.
