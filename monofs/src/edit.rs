@@ -6,7 +6,10 @@
 //! Hard links are kept in their canonical form (docs/FORMAT.md, "Hard
 //! links"): the first member in pre-order holds the content and the others
 //! name it. Edits may break that order or delete the holder; [`TreeEditor::finish`]
-//! restores the form, moving the content to the new first member.
+//! restores the form, moving the content to the new first member. A link
+//! names the file that was at its target when it was made, as with `tar`:
+//! replacing the target's path later (a new file, a whiteout then a file, a
+//! symlink) leaves the link's content alone.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -43,13 +46,23 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
 
+fn join_tree(path: &TreePath) -> Vec<u8> {
+    path.join(&b'/')
+}
+
 /// Edits a tree in memory; see the module documentation.
 pub struct TreeEditor<'r> {
     repo: &'r Repository,
     root: MemDir,
-    /// Non-directory entries removed by edits, by path, in case a hard link
-    /// still names them.
-    removed: HashMap<Vec<u8>, Entry>,
+    /// Non-directory entries removed or replaced by edits, by path, each
+    /// with the step that removed it, in order: a hard link made before that
+    /// step still names the removed entry.
+    removed: HashMap<Vec<u8>, Vec<(u64, Entry)>>,
+    /// The step as of which each hard link put here names its target's file
+    /// (links of the base tree name it as of step 0, before any edit).
+    link_made: HashMap<Vec<u8>, u64>,
+    /// Removals so far: the clock of `removed` and `link_made`.
+    steps: u64,
     /// Default metadata for directories created implicitly as parents.
     parent_meta: Meta,
 }
@@ -61,7 +74,14 @@ impl<'r> TreeEditor<'r> {
             Some(id) => load(repo, id)?,
             None => MemDir { meta: Meta { mode: 0o755, ..Meta::default() }, entries: BTreeMap::new() },
         };
-        Ok(TreeEditor { repo, root, removed: HashMap::new(), parent_meta: Meta { mode: 0o755, ..Meta::default() } })
+        Ok(TreeEditor {
+            repo,
+            root,
+            removed: HashMap::new(),
+            link_made: HashMap::new(),
+            steps: 0,
+            parent_meta: Meta { mode: 0o755, ..Meta::default() },
+        })
     }
 
     /// Metadata given to parent directories that edits create implicitly.
@@ -143,16 +163,50 @@ impl<'r> TreeEditor<'r> {
         let Some((name, parents)) = parts.split_last() else {
             return Err(Error::InvalidTreePath("an entry needs a name".into()));
         };
-        if let EntryKind::HardLink { target } = &kind {
-            let target = components(target)?;
-            if target == parts {
-                return Err(Error::InvalidTreePath(format!("{}: hard link to itself", String::from_utf8_lossy(path))));
+        let kind = match kind {
+            EntryKind::HardLink { target } => {
+                let (target, made) = self.link_target(&target, &parts)?;
+                self.remove(path)?;
+                self.link_made.insert(join(&parts), made);
+                EntryKind::HardLink { target }
             }
-        }
-        self.remove(path)?;
+            kind => {
+                self.remove(path)?;
+                kind
+            }
+        };
         let dir = self.dir_mut(parents, true)?.ok_or(Error::Aborted)?;
         dir.entries.insert(name.to_vec(), Node::Stored(Entry { name: name.to_vec(), kind, meta }));
         Ok(())
+    }
+
+    /// The file a hard link to `target` (from `from`) names: the target's
+    /// path and the step as of which it is the file there. A link to a
+    /// link names that link's file, as `tar` does.
+    fn link_target(&mut self, target: &[u8], from: &[&[u8]]) -> Result<(Vec<u8>, u64)> {
+        let parts = components(target)?;
+        let path = join(&parts);
+        let name = || String::from_utf8_lossy(&path).into_owned();
+        if parts == from {
+            return Err(Error::InvalidTreePath(format!("{}: hard link to itself", name())));
+        }
+        match self.get(&path)? {
+            None => Err(Error::InvalidTreePath(format!("hard link to {} which does not exist", name()))),
+            Some(Entry { kind: EntryKind::Dir { .. }, .. }) => {
+                Err(Error::InvalidTreePath(format!("hard link to {} which is a directory", name())))
+            }
+            Some(Entry { kind: EntryKind::HardLink { target }, .. }) => {
+                let made = self.link_made.get(&path).copied().unwrap_or(0);
+                Ok((join(&components(&target)?), made))
+            }
+            Some(_) => Ok((path, self.steps)),
+        }
+    }
+
+    /// Notes that the non-directory entry `e` at `path` goes away now.
+    fn note_removed(&mut self, path: Vec<u8>, e: Entry) {
+        self.steps += 1;
+        self.removed.entry(path).or_default().push((self.steps, e));
     }
 
     fn remember_removed(&mut self, parts: &[&[u8]]) -> Result<()> {
@@ -162,7 +216,7 @@ impl<'r> TreeEditor<'r> {
             && !matches!(e.kind, EntryKind::Dir { .. } | EntryKind::HardLink { .. })
         {
             let e = e.clone();
-            self.removed.insert(join(parts), e);
+            self.note_removed(join(parts), e);
         }
         Ok(())
     }
@@ -191,7 +245,7 @@ impl<'r> TreeEditor<'r> {
                     }
                     Node::Stored(Entry { kind: EntryKind::Dir { id }, .. }) => loaded.push((prefix, *id)),
                     Node::Stored(e) if !matches!(e.kind, EntryKind::HardLink { .. }) => {
-                        self.removed.insert(prefix, e.clone());
+                        self.note_removed(prefix, e.clone());
                     }
                     Node::Stored(_) => {}
                 }
@@ -202,9 +256,7 @@ impl<'r> TreeEditor<'r> {
                     match e.kind {
                         EntryKind::Dir { id } => loaded.push((p, id)),
                         EntryKind::HardLink { .. } => {}
-                        _ => {
-                            self.removed.insert(p, e);
-                        }
+                        _ => self.note_removed(p, e),
                     }
                 }
             }
@@ -239,6 +291,9 @@ impl<'r> TreeEditor<'r> {
     }
 
     /// Every hard-link group gets its first member (pre-order) as holder.
+    /// A group is the links that name one file: the one at their target's
+    /// path as of when they were made, which may since have been removed or
+    /// replaced there.
     fn canonicalise_links(&mut self) -> Result<()> {
         // Collect links and holders over the whole tree (loading it: only
         // trees that contain hard links pay for this).
@@ -247,40 +302,42 @@ impl<'r> TreeEditor<'r> {
             return Ok(());
         }
         self.collect_links(&mut Vec::new(), &mut links)?;
-        let mut groups: BTreeMap<TreePath, Vec<TreePath>> = BTreeMap::new();
+        // By target path, then by the step that removed the file they name
+        // there (None: the file is still there).
+        let mut groups: BTreeMap<(TreePath, Option<u64>), Vec<TreePath>> = BTreeMap::new();
         for (path, target) in links {
-            groups.entry(target).or_default().push(path);
+            let made = self.link_made.get(&join_tree(&path)).copied().unwrap_or(0);
+            let gone = self.removed.get(&join_tree(&target)).and_then(|r| r.iter().find(|(step, _)| *step > made));
+            groups.entry((target, gone.map(|(step, _)| *step))).or_default().push(path);
         }
-        for (target, mut members) in groups {
-            let target_refs: Vec<&[u8]> = target.iter().map(Vec::as_slice).collect();
-            let holder = match self.get(&join(&target_refs))? {
-                Some(e) if !matches!(e.kind, EntryKind::Dir { .. } | EntryKind::HardLink { .. }) => Some(e),
-                _ => None,
+        for ((target, gone), mut members) in groups {
+            let target_path = join_tree(&target);
+            let holder = match gone {
+                Some(step) => self.removed[&target_path].iter().find(|(s, _)| *s == step).map(|(_, e)| e.clone()),
+                None => match self.get(&target_path)? {
+                    Some(e) if !matches!(e.kind, EntryKind::Dir { .. } | EntryKind::HardLink { .. }) => {
+                        members.push(target.clone());
+                        Some(e)
+                    }
+                    _ => None,
+                },
             };
-            let holder = match holder {
-                Some(e) => {
-                    members.push(target.clone());
-                    e
-                }
-                None => self.removed.get(&join(&target_refs)).cloned().ok_or_else(|| {
-                    Error::InvalidTreePath(format!(
-                        "hard link to {} which is not a file",
-                        String::from_utf8_lossy(&join(&target_refs))
-                    ))
-                })?,
-            };
+            let holder = holder.ok_or_else(|| {
+                Error::InvalidTreePath(format!(
+                    "hard link to {} which is not a file",
+                    String::from_utf8_lossy(&target_path)
+                ))
+            })?;
             // Component-wise order is pre-order over byte-sorted names.
             members.sort();
-            let first = members[0].clone();
-            let first_path = join(&first.iter().map(Vec::as_slice).collect::<Vec<_>>());
-            for m in &members {
-                let p = join(&m.iter().map(Vec::as_slice).collect::<Vec<_>>());
-                let (kind, meta) = if *m == first {
+            let first_path = join_tree(&members[0]);
+            for (i, m) in members.iter().enumerate() {
+                let (kind, meta) = if i == 0 {
                     (holder.kind.clone(), holder.meta.clone())
                 } else {
                     (EntryKind::HardLink { target: first_path.clone() }, Meta::default())
                 };
-                self.set_entry(&p, kind, meta)?;
+                self.set_entry(&join_tree(m), kind, meta)?;
             }
         }
         Ok(())

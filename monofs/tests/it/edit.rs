@@ -120,10 +120,62 @@ fn bad_paths_are_refused() {
                 assert!(ed.put(bad, file(&repo, sink, b"x"), meta(0o644)).is_err(), "{bad:?}");
             }
             assert!(ed.put(b"self", EntryKind::HardLink { target: b"self".to_vec() }, Meta::default()).is_err());
-            ed.put(b"l", EntryKind::HardLink { target: b"missing".to_vec() }, Meta::default())?;
-            assert!(ed.finish(sink).is_err(), "a link to nothing was accepted");
+            let dangling = ed.put(b"l", EntryKind::HardLink { target: b"missing".to_vec() }, Meta::default());
+            assert!(dangling.is_err(), "a link to nothing was accepted");
+            ed.mkdir(b"d", meta(0o755))?;
+            assert!(ed.put(b"l", EntryKind::HardLink { target: b"d".to_vec() }, Meta::default()).is_err());
             Ok(())
         })
         .expect("edit");
     drop(tx);
+}
+
+/// A hard link names the file at its target when it was made, as `tar`
+/// extraction does: replacing the target's path afterwards (a new file, a
+/// whiteout and a file, a symlink; in the same layer or a later one) leaves
+/// the link's content, and a link to a link joins the first link's file.
+#[test]
+fn links_keep_the_file_they_were_made_to() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let repo = memory_repo();
+    let link = |t: &[u8]| EntryKind::HardLink { target: t.to_vec() };
+    let lower = edit(&repo, None, |ed, sink| {
+        ed.put(b"f", file(&repo, sink, b"data"), meta(0o644)).expect("put");
+        ed.put(b"h", link(b"f"), Meta::default()).expect("link");
+        ed.put(b"h2", link(b"h"), Meta::default()).expect("link to a link");
+        // Within one layer: made, linked, replaced.
+        ed.put(b"g", file(&repo, sink, b"old g"), meta(0o644)).expect("put");
+        ed.put(b"k", link(b"g"), Meta::default()).expect("link");
+        ed.put(b"g", file(&repo, sink, b"new g"), meta(0o644)).expect("replace");
+        ed.put(b"k2", link(b"g"), Meta::default()).expect("link to the new g");
+    });
+    let upper = edit(&repo, Some(&lower), |ed, sink| {
+        ed.put(b"f", file(&repo, sink, b"new"), meta(0o644)).expect("replace f");
+        ed.put(b"h3", link(b"h"), Meta::default()).expect("link to an old link");
+        ed.put(b"s", file(&repo, sink, b"s"), meta(0o644)).expect("put");
+    });
+    let whited = edit(&repo, Some(&lower), |ed, _| {
+        assert!(ed.remove(b"f").expect("whiteout"));
+        ed.put(b"f", EntryKind::Symlink { target: b"/etc/passwd".to_vec() }, meta(0o777)).expect("symlink");
+    });
+    let out = tempfile::tempdir().expect("tempdir");
+    let read = |dir: &str, name: &str| std::fs::read(out.path().join(dir).join(name)).expect(name);
+    let ino = |dir: &str, name: &str| std::fs::symlink_metadata(out.path().join(dir).join(name)).expect(name).ino();
+    for (dir, root) in [("lower", lower), ("upper", upper), ("whited", whited)] {
+        repo.restore(&root, &out.path().join(dir), false, &NoProgress).expect("restore");
+    }
+    assert_eq!(read("lower", "h2"), b"data");
+    assert_eq!((ino("lower", "f"), ino("lower", "h2")), (ino("lower", "h"), ino("lower", "h")));
+    assert_eq!((read("lower", "k"), read("lower", "k2")), (b"old g".to_vec(), b"new g".to_vec()));
+    assert_eq!(ino("lower", "g"), ino("lower", "k2"));
+    assert_ne!(ino("lower", "g"), ino("lower", "k"));
+    assert_eq!(read("upper", "f"), b"new");
+    for name in ["h", "h2", "h3"] {
+        assert_eq!(read("upper", name), b"data", "{name} followed the new f");
+        assert_eq!(ino("upper", name), ino("upper", "h"));
+    }
+    assert_ne!(ino("upper", "f"), ino("upper", "h"));
+    assert!(std::fs::symlink_metadata(out.path().join("whited/f")).expect("f").file_type().is_symlink());
+    assert_eq!((read("whited", "h"), read("whited", "h2")), (b"data".to_vec(), b"data".to_vec()));
 }
