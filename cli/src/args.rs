@@ -158,6 +158,10 @@ pub struct CommitArgs {
     /// Author recorded in the revision (default: USER@hostname).
     #[arg(long)]
     pub author: Option<String>,
+    /// With --from: replace uncommitted changes of the working tree (made
+    /// through a mount, say) instead of refusing.
+    #[arg(long, requires = "from")]
+    pub force: bool,
     /// Print a JSON summary instead of the revision id.
     #[arg(long)]
     pub json: bool,

@@ -16,6 +16,10 @@ pub struct CommitOptions {
     pub author: String,
     /// Commit time; now when `None`.
     pub time: Option<Timestamp>,
+    /// For [`commit_dir`](Repository::commit_dir): replace uncommitted
+    /// changes of the working tree (made through a mount, say) rather than
+    /// refuse. They stay in the store until `gc`.
+    pub discard_changes: bool,
 }
 
 /// What a commit produced.

@@ -115,7 +115,7 @@ pub enum Error {
     /// The storage backend failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// `checkout` would discard uncommitted changes.
+    /// `checkout` or `commit --from` would discard uncommitted changes.
     #[error("the working tree has uncommitted changes")]
     DirtyWorkingTree,
     /// Nothing changed since HEAD.

@@ -10,7 +10,7 @@ use crate::wire::WireObject;
 use crate::*;
 
 fn opts(msg: &str) -> CommitOptions {
-    CommitOptions { message: msg.into(), author: "t@t".into(), time: None }
+    CommitOptions { message: msg.into(), author: "t@t".into(), time: None, discard_changes: false }
 }
 
 /// A tree with a few small files and one file of many chunks.

@@ -172,7 +172,14 @@ fn drive_round_trip_commit_checkout_remount() {
     let m = Mount::start(&repo, &mnt, &[]);
     assert_same_tree(&data, &m.mnt);
     assert_eq!(std::fs::metadata(m.mnt.join("a")).expect("stat").ino(), ino_before);
+    // Uncommitted edits outlive the mount: commit --from would drop them.
+    write(&m.mnt.join("precious"), b"not committed");
     m.detach();
+    let err = fails(&[&"commit", &repo, &"--from", &data, &"-m", &"over the edits"], &[]);
+    assert!(err.contains("uncommitted changes") && err.contains("--force"), "{err}");
+    assert!(ok(&[&"diff", &repo, &"HEAD"]).contains("A precious"));
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"over the edits", &"--force"]);
+    assert_eq!(ok(&[&"diff", &repo, &"HEAD"]), "");
 }
 
 /// Removing the entries of a large directory while listing it (a lazy

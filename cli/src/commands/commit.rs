@@ -13,7 +13,12 @@ fn default_author() -> String {
 }
 
 pub fn run(a: CommitArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let opts = CommitOptions { message: a.message, author: a.author.unwrap_or_else(default_author), time: None };
+    let opts = CommitOptions {
+        message: a.message,
+        author: a.author.unwrap_or_else(default_author),
+        time: None,
+        discard_changes: a.force,
+    };
     let started = std::time::Instant::now();
     let summary = match (&a.from, ctx.served) {
         // The mount stores its edits and commits them with no flush in

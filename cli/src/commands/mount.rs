@@ -304,8 +304,12 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
                     && committed.elapsed() >= every
                 {
                     committed = Instant::now();
-                    let opts =
-                        CommitOptions { message: "autocommit".into(), author: "monofs@mount".into(), time: None };
+                    let opts = CommitOptions {
+                        message: "autocommit".into(),
+                        author: "monofs@mount".into(),
+                        time: None,
+                        discard_changes: false,
+                    };
                     match flusher.commit(&opts) {
                         Ok(c) => tracing::info!("autocommit {}", c.revision.short(12)),
                         Err(monofs::Error::NothingToCommit) => {}

@@ -44,8 +44,12 @@ struct Ctx<'a> {
 
 impl Repository {
     /// Snapshots directory `dir` as a new revision whose parent is HEAD; the
-    /// working tree then equals it.
+    /// working tree then equals it. Uncommitted changes of the working tree
+    /// make it fail, unless `opts.discard_changes`.
     pub fn commit_dir(&self, dir: &Path, opts: &CommitOptions, progress: &dyn Progress) -> Result<CommitSummary> {
+        if !opts.discard_changes && self.worktree_dirty()? {
+            return Err(Error::DirtyWorkingTree);
+        }
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
         let md = std::fs::metadata(&dir).map_err(|e| Error::io(&dir, e))?;
         if !md.is_dir() {

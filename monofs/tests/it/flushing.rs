@@ -82,7 +82,8 @@ fn a_checkout_is_never_undone_by_a_concurrent_flush() {
         }
         vfs.create(ROOT, only, 0o644, 0, 0).expect("create");
         vfs.flush().expect("flush");
-        let opts = monofs::CommitOptions { message: message.into(), author: "t".into(), time: None };
+        let opts =
+            monofs::CommitOptions { message: message.into(), author: "t".into(), time: None, discard_changes: false };
         repo.commit_worktree(&opts).expect("commit").revision
     };
     vfs.create(ROOT, b"shared", 0o644, 0, 0).expect("create");
@@ -432,7 +433,12 @@ fn a_commit_never_points_the_stored_tree_back() {
             if flushed.load(Ordering::SeqCst) >= 300 {
                 break;
             }
-            let opts = monofs::CommitOptions { message: format!("{round}"), author: "t".into(), time: None };
+            let opts = monofs::CommitOptions {
+                message: format!("{round}"),
+                author: "t".into(),
+                time: None,
+                discard_changes: false,
+            };
             match vfs.commit(&opts) {
                 Ok(_) | Err(monofs::Error::NothingToCommit) => {}
                 Err(e) => {

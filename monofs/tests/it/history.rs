@@ -46,6 +46,11 @@ fn checkout_refuses_to_drop_uncommitted_changes() {
     assert!(repo.worktree_dirty().expect("dirty"));
     assert!(matches!(repo.checkout(&r2, false), Err(Error::DirtyWorkingTree)));
     assert_eq!(repo.worktree().expect("wt"), old_root, "a refused checkout changed the working tree");
+    // commit --from would make its directory the working tree: refused too.
+    let dropped = repo.commit_dir(src.path(), &opts("from a directory"), &NoProgress);
+    assert!(matches!(dropped, Err(Error::DirtyWorkingTree)), "{dropped:?}");
+    assert_eq!(repo.head().expect("head"), Some(r2));
+    assert_eq!(repo.worktree().expect("wt"), old_root, "a refused commit changed the working tree");
     let c = repo.commit_worktree(&opts("from worktree")).expect("worktree commit");
     assert_eq!(repo.read_revision(&c.revision).expect("rev").parents, vec![r2]);
     repo.checkout(&r1, false).expect("clean now");
@@ -55,6 +60,12 @@ fn checkout_refuses_to_drop_uncommitted_changes() {
     tx.commit().expect("commit");
     repo.checkout(&r1, true).expect("forced");
     assert_eq!(repo.worktree().expect("wt"), old_root);
+    let mut tx = repo.begin().expect("tx");
+    repo.set_ref(tx.as_mut(), monofs::repo::WORKTREE, &r2_root).expect("set");
+    tx.commit().expect("commit");
+    let discard = monofs::CommitOptions { discard_changes: true, ..opts("over the changes") };
+    let c = repo.commit_dir(src.path(), &discard, &NoProgress).expect("commit --from --force");
+    assert_eq!(repo.worktree().expect("wt"), c.root);
 }
 
 #[test]

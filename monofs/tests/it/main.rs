@@ -19,7 +19,7 @@ use monofs::{CommitOptions, InitOptions, NoProgress, ObjectId, Repository};
 
 /// Commit options with a fixed author.
 pub fn opts(message: &str) -> CommitOptions {
-    CommitOptions { message: message.into(), author: "test@host".into(), time: None }
+    CommitOptions { message: message.into(), author: "test@host".into(), time: None, discard_changes: false }
 }
 
 /// A plain repository in memory.

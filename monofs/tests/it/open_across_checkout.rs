@@ -9,7 +9,7 @@ use monofs::vfs::{ROOT, Vfs};
 use monofs::{CommitOptions, InitOptions, Repository};
 
 fn opts(msg: &str) -> CommitOptions {
-    CommitOptions { message: msg.into(), author: "t".into(), time: None }
+    CommitOptions { message: msg.into(), author: "t".into(), time: None, discard_changes: false }
 }
 
 fn commit(vfs: &Vfs, msg: &str) -> monofs::ObjectId {

@@ -189,7 +189,7 @@ fn refused_xattrs_are_counted_not_dropped_silently() {
     vfs.setxattr(ino, b"user.kept", b"1", false, false).expect("xattr");
     vfs.setxattr(ino, b"system.monofs_test", b"2", false, false).expect("xattr");
     vfs.release(ino);
-    let opts = monofs::CommitOptions { message: "x".into(), author: "t".into(), time: None };
+    let opts = monofs::CommitOptions { message: "x".into(), author: "t".into(), time: None, discard_changes: false };
     let rev = vfs.commit(&opts).expect("commit").revision;
     let out = dir.path().join("out");
     let summary = repo.restore_revision(&rev, &out, false, &NoProgress).expect("restore");
