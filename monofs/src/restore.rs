@@ -42,6 +42,16 @@ pub struct RestoreSummary {
     pub first_xattr_lost: Option<String>,
 }
 
+impl RestoreSummary {
+    /// Says how many extended attributes the target refused, and the
+    /// first, when it refused any: a restore that lost some is a failure
+    /// for the command that made it, after everything else was written.
+    pub fn xattrs_refused(&self) -> Option<String> {
+        let first = self.first_xattr_lost.as_ref()?;
+        Some(format!("{} extended attributes could not be written there (the first: {first})", self.xattrs_lost))
+    }
+}
+
 struct Ctx<'a> {
     repo: &'a Repository,
     root: PathBuf,

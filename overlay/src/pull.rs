@@ -177,10 +177,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The largest manifest or index accepted (Docker's limit too): a registry
-/// that sends more is cut off, not buffered.
-const MAX_MANIFEST: u64 = 4 << 20;
-
 /// A writer that takes at most `left` bytes: a registry that sends a blob
 /// past the size its manifest declares is cut off there, instead of
 /// filling memory or the disk.
@@ -264,7 +260,7 @@ impl Remote {
         Ok((bytes, actual))
     }
 
-    /// The manifest `reference` names, at most [`MAX_MANIFEST`] bytes, with
+    /// The manifest `reference` names, at most [`MAX_MANIFEST`](spec::MAX_MANIFEST) bytes, with
     /// the auth oci-client negotiates.
     async fn manifest_capped(&self, reference: &Reference) -> std::result::Result<Vec<u8>, OciDistributionError> {
         let token = self.client.auth(reference, &self.auth, oci_client::RegistryOperation::Pull).await?;
@@ -293,14 +289,20 @@ impl Remote {
             let message = status.canonical_reason().unwrap_or_default().to_owned();
             return Err(OciDistributionError::ServerError { code: status.as_u16(), url, message });
         }
-        let mut body = Capped::new(Vec::new(), MAX_MANIFEST);
+        let mut body = Capped::new(Vec::new(), spec::MAX_MANIFEST);
         while let Some(piece) = response.chunk().await? {
             tokio::io::AsyncWriteExt::write_all(&mut body, &piece).await?;
         }
         Ok(body.inner)
     }
 
+    /// A config blob, refused when it declares more than
+    /// [`MAX_CONFIG`](spec::MAX_CONFIG) bytes.
     async fn blob_to_vec(&self, reference: &Reference, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
+        if desc.size > spec::MAX_CONFIG {
+            let why = format!("declares {} bytes; at most {} are accepted", desc.size, spec::MAX_CONFIG);
+            return Err(Error::invalid(what, why));
+        }
         let layer = oci_client::manifest::OciDescriptor {
             media_type: desc.media_type.clone(),
             digest: desc.digest.clone(),

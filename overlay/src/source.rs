@@ -41,17 +41,43 @@ pub fn blob_path(root: &Path, digest: &str) -> Result<PathBuf> {
     Ok(root.join("blobs").join("sha256").join(hex))
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+/// Checks that `path` is a regular file: a device or fifo named in its
+/// place (`/dev/zero`, say) would be read for ever.
+fn regular(path: &Path) -> Result<u64> {
+    let md = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !md.is_file() {
+        return Err(Error::invalid(path.display().to_string(), "not a regular file"));
+    }
+    Ok(md.len())
 }
 
-/// Reads a blob of a layout fully, checking size and digest.
-pub fn read_blob(root: &Path, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
+/// Reads a JSON document or other small file whole, refusing one over
+/// `max` bytes before reading it.
+fn read_file(path: &Path, max: u64) -> Result<Vec<u8>> {
+    if regular(path)? > max {
+        return Err(Error::invalid(path.display().to_string(), format!("larger than {max} bytes")));
+    }
+    let mut out = Vec::new();
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // A file that grew since: still no more than the limit.
+    file.take(max + 1).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > max {
+        return Err(Error::invalid(path.display().to_string(), format!("larger than {max} bytes")));
+    }
+    Ok(out)
+}
+
+/// Reads a manifest, index or config blob of a layout fully (at most
+/// `max` bytes), checking size and digest.
+pub fn read_blob(root: &Path, desc: &Descriptor, what: &str, max: u64) -> Result<Vec<u8>> {
     let path = blob_path(root, &desc.digest)?;
     if !path.exists() {
         return Err(Error::MissingBlob { digest: desc.digest.clone(), path: root.to_owned() });
     }
-    let bytes = read_file(&path)?;
+    if desc.size > max {
+        return Err(Error::invalid(what, format!("declares {} bytes; at most {max} are accepted", desc.size)));
+    }
+    let bytes = read_file(&path, max)?;
     verify_bytes(what, &bytes, &desc.digest, Some(desc.size))?;
     Ok(bytes)
 }
@@ -99,8 +125,10 @@ impl ImageDir {
             Box::new(file)
         };
         let mut ar = tar::Archive::new(reader);
-        // `unpack` refuses entries that would land outside `dir`.
+        // `unpack` refuses entries that would land outside `dir`, but not
+        // symlinks that point outside it, which reading would follow.
         ar.unpack(&dir).map_err(|_| Error::NotAnImage(path.to_owned()))?;
+        stays_inside(&dir, path)?;
         if !dir.join("index.json").is_file() && !dir.join("manifest.json").is_file() {
             return Err(Error::NotAnImage(path.to_owned()));
         }
@@ -110,7 +138,8 @@ impl ImageDir {
     /// Picks the image named `want` (or the only one) for `platform`.
     pub fn resolve(&self, want: Option<&str>, platform: &Platform) -> Result<ResolvedImage> {
         if self.root.join("index.json").is_file() {
-            let index: Index = spec::parse("index.json", &read_file(&self.root.join("index.json"))?)?;
+            let raw = read_file(&self.root.join("index.json"), spec::MAX_MANIFEST)?;
+            let index: Index = spec::parse("index.json", &raw)?;
             if !index.manifests.is_empty() {
                 return self.resolve_layout(&index, want, platform);
             }
@@ -154,7 +183,7 @@ impl ImageDir {
         };
         let desc = self.pick(&chosen, want, names)?;
         let (manifest_digest, manifest) = self.manifest_for(desc, platform, 0)?;
-        let config = read_blob(&self.root, &manifest.config, "image config")?;
+        let config = read_blob(&self.root, &manifest.config, "image config", spec::MAX_CONFIG)?;
         let mut layers = Vec::new();
         for l in &manifest.layers {
             spec::layer_compression(&format!("layer {}", l.digest), &l.media_type)?;
@@ -162,6 +191,7 @@ impl ImageDir {
             if !path.exists() {
                 return Err(Error::MissingBlob { digest: l.digest.clone(), path: self.shown.clone() });
             }
+            regular(&path)?;
             layers.push(LayerFile { desc: l.clone(), path });
         }
         Ok(ResolvedImage { manifest_digest, config_digest: manifest.config.digest.clone(), config, layers })
@@ -173,7 +203,7 @@ impl ImageDir {
             return Err(Error::invalid(format!("index {}", desc.digest), "indexes nested too deeply"));
         }
         let what = format!("manifest {}", desc.digest);
-        let bytes = read_blob(&self.root, desc, &what)?;
+        let bytes = read_blob(&self.root, desc, &what, spec::MAX_MANIFEST)?;
         if spec::is_index(&desc.media_type, &bytes) {
             let index: Index = spec::parse(&what, &bytes)?;
             let next = select_platform(&index, platform, &self.shown.display().to_string())?;
@@ -199,7 +229,7 @@ impl ImageDir {
             #[serde(rename = "Layers", default)]
             layers: Vec<String>,
         }
-        let raw = read_file(&self.root.join("manifest.json"))?;
+        let raw = read_file(&self.root.join("manifest.json"), spec::MAX_MANIFEST)?;
         let items: Vec<Item> = spec::parse("manifest.json", &raw)?;
         let names: Vec<String> = items.iter().flat_map(|i| i.repo_tags.clone().unwrap_or_default()).collect();
         let chosen: Vec<&Item> = match want {
@@ -218,12 +248,12 @@ impl ImageDir {
             }
             Ok(self.root.join(rel))
         };
-        let config = read_file(&inside(&item.config)?)?;
+        let config = read_file(&inside(&item.config)?, spec::MAX_CONFIG)?;
         let config_digest = crate::digest::sha256_of(&config);
         let mut layers = Vec::new();
         for l in &item.layers {
             let path = inside(l)?;
-            let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            let size = regular(&path)?;
             // Newer docker versions name layers by their blob digest.
             let digest = match l.strip_prefix("blobs/sha256/") {
                 Some(hex) if sha256_hex(&format!("sha256:{hex}")).is_ok() => format!("sha256:{hex}"),
@@ -241,6 +271,35 @@ impl ImageDir {
         let manifest_digest = crate::digest::sha256_of(&raw);
         Ok(ResolvedImage { manifest_digest, config_digest, config, layers })
     }
+}
+
+/// Checks that every entry unpacked from `archive` into `dir` is a file, a
+/// directory, or a symlink that resolves inside `dir` (`docker save` links
+/// a layer it holds twice to its first copy).
+fn stays_inside(dir: &Path, archive: &Path) -> Result<()> {
+    let top = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let refuse = |p: &Path, why: &str| {
+        let inner = p.strip_prefix(dir).unwrap_or(p).display().to_string();
+        Error::invalid(archive.display().to_string(), format!("{inner}: {why}"))
+    };
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let (p, kind) = (entry.path(), entry.file_type().map_err(|e| Error::io(&d, e))?);
+            if kind.is_dir() {
+                todo.push(p);
+            } else if kind.is_symlink() {
+                match std::fs::canonicalize(&p) {
+                    Ok(to) if to.starts_with(&top) => {}
+                    _ => return Err(refuse(&p, "a symlink that leads outside the archive")),
+                }
+            } else if !kind.is_file() {
+                return Err(refuse(&p, "neither a file nor a directory"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sniff_media_type(path: &Path) -> Result<&'static str> {

@@ -18,6 +18,15 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Annotation naming an image inside a layout's index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The largest manifest, index or `manifest.json` accepted (Docker's limit
+/// too): more is refused, not buffered.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// The largest image config accepted. Configs are a few KiB; a long
+/// history makes one of a few hundred. A source that declares more is
+/// refused before a byte is read.
+pub const MAX_CONFIG: u64 = 16 << 20;
+
 /// Media types accepted when asking a registry for a manifest.
 pub const MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 

@@ -125,6 +125,87 @@ fn damaged_blobs_are_clear_errors_and_leave_nothing() {
     assert!(env.image_names().is_empty());
 }
 
+/// Files an image names that are no files of its own: a layout's blob
+/// replaced by a symlink to `/dev/zero` (read for ever), an archive's
+/// config or layer that is a symlink out of the archive (a host file read
+/// as the image's). A link from one layer to another inside a `docker save`
+/// archive, as docker writes for a layer it holds twice, still imports.
+#[test]
+fn blobs_that_are_devices_or_lead_outside_the_archive_are_refused() {
+    let env = Env::new();
+    let (layout, blobs) = oci::write_layout(
+        &env.path("zero"),
+        "x",
+        &[RawLayer { tar: oci::one_file_tar("f", b"x"), compression: oci::Compression::None, media_type: None }],
+    );
+    std::fs::remove_file(&blobs[0]).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &blobs[0]).expect("symlink");
+    let err = env.fails(&[&"import", &layout, &"--tag", &"zero"]);
+    assert!(err.contains("not a regular file"), "{err}");
+
+    // A `docker save` archive; each layer or the config may be a symlink.
+    let save = |name: &str, config: (&str, Option<&str>), layers: &[(&str, Option<&str>)]| {
+        let dir = env.path(name);
+        let tar = oci::one_file_tar("hello.txt", b"saved\n");
+        let place = |path: &str, link: Option<&str>, bytes: &[u8]| {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            match link {
+                Some(to) => std::os::unix::fs::symlink(to, &path).expect("symlink"),
+                None => std::fs::write(&path, bytes).expect("write"),
+            }
+        };
+        let diffs: Vec<String> = layers.iter().map(|_| oci::sha256(&tar)).collect();
+        for (path, link) in layers {
+            place(path, *link, &tar);
+        }
+        let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diffs}});
+        place(config.0, config.1, cfg.to_string().as_bytes());
+        let names: Vec<&str> = layers.iter().map(|l| l.0).collect();
+        let manifest = serde_json::json!([{"Config": config.0, "RepoTags": ["s:1"], "Layers": names}]);
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write");
+        let archive = env.path(&format!("{name}.tar"));
+        oci::sh(std::process::Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&archive).arg("."));
+        archive
+    };
+    let out_config = save("out-config", ("host.json", Some("/etc/hostname")), &[("a/layer.tar", None)]);
+    let err = env.fails(&[&"import", &out_config, &"--tag", &"c"]);
+    assert!(err.contains("host.json") && err.contains("leads outside the archive"), "{err}");
+    let out_layer = save("out-layer", ("cfg.json", None), &[("a/layer.tar", Some("/dev/zero"))]);
+    let err = env.fails(&[&"import", &out_layer, &"--tag", &"l"]);
+    assert!(err.contains("layer.tar") && err.contains("leads outside the archive"), "{err}");
+    assert!(env.image_names().is_empty());
+
+    let twice = save("twice", ("cfg.json", None), &[("a/layer.tar", None), ("b/layer.tar", Some("../a/layer.tar"))]);
+    env.ok(&[&"import", &twice, &"--tag", &"twice"]);
+    env.ok(&[&"unpack", &"twice", &env.path("out")]);
+    assert_eq!(std::fs::read(env.path("out/hello.txt")).expect("file"), b"saved\n");
+}
+
+/// `monocore unpack` into a file system that refuses an attribute of the
+/// image (ext4 holds at most a block's worth): every file is written, and
+/// the command fails saying what was lost, as `monofs checkout --to` does.
+#[test]
+fn unpack_that_loses_xattrs_fails_after_writing_everything() {
+    let env = Env::new();
+    let big = vec![b'v'; 200_000];
+    let layout = layout_with(
+        &env,
+        "big-xattr",
+        tar_of(|b| {
+            oci::pax_entry(b, &[("SCHILY.xattr.user.big", &big[..])]);
+            oci::file_entry(b, "f", b"content\n", 0o644, 1_500_000_000);
+            oci::file_entry(b, "g", b"more\n", 0o644, 1_500_000_000);
+        }),
+    );
+    env.ok(&[&"import", &layout, &"--tag", &"x"]);
+    let err = env.fails(&[&"unpack", &"x", &env.path("out")]);
+    assert!(err.contains("1 extended attributes could not be written") && err.contains("user.big"), "{err}");
+    assert_eq!(std::fs::read(env.path("out/f")).expect("f"), b"content\n");
+    assert_eq!(std::fs::read(env.path("out/g")).expect("g"), b"more\n");
+}
+
 #[test]
 fn a_layer_that_fails_halfway_leaves_no_image_and_the_next_import_works() {
     let env = Env::new();

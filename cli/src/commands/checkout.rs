@@ -23,11 +23,8 @@ pub fn run(a: CheckoutArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode
                     String::new()
                 }
             );
-            if let Some(first) = &summary.first_xattr_lost {
-                anyhow::bail!(
-                    "{wrote}, but {} extended attributes could not be written there (the first: {first})",
-                    summary.xattrs_lost
-                );
+            if let Some(refused) = summary.xattrs_refused() {
+                anyhow::bail!("{wrote}, but {refused}");
             }
             note!(ctx, "{wrote}");
         }

@@ -18,6 +18,10 @@ pub fn run(a: UnpackArgs, store: &mut ImageStore) -> anyhow::Result<ExitCode> {
         .unpack(&a.image, &a.dir, &spinner)
         .with_context(|| format!("unpacking {} into {}", a.image, a.dir.display()))?;
     spinner.finish();
-    eprintln!("{}: {} files, {} written to {}", a.image, s.files, super::human(s.bytes), a.dir.display());
+    let wrote = format!("{}: {} files, {} written to {}", a.image, s.files, super::human(s.bytes), a.dir.display());
+    if let Some(refused) = s.xattrs_refused() {
+        anyhow::bail!("{wrote}, but {refused}");
+    }
+    eprintln!("{wrote}");
     Ok(ExitCode::SUCCESS)
 }
