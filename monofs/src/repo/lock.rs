@@ -7,6 +7,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The lock file's name in a repository directory.
+pub const LOCK_FILE: &str = "lock";
+
 /// Held for as long as the repository is open; released on drop (and by the
 /// kernel when the process dies, so a kill -9 leaves no stale lock).
 #[derive(Debug)]
@@ -29,7 +32,7 @@ impl RepoLock {
     }
 
     fn take(repo: &Path, lock: fn(&File) -> std::result::Result<(), TryLockError>) -> Result<RepoLock> {
-        let path = repo.join("lock");
+        let path = repo.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

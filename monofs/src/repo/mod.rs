@@ -87,10 +87,19 @@ fn codec_for(store: &dyn Store, keys: Option<Keys>, config: &Config) -> Result<C
 }
 
 /// Makes `path` ready to hold a new repository (created when missing, else
-/// empty) and locks it.
+/// empty) and locks it. What an `init` or clone killed before it stored
+/// anything left there (an empty store, the lock file) counts as empty.
 fn claim_new(path: &Path) -> Result<RepoLock> {
-    if path.join(STORE_FILE).exists() {
-        return Err(Error::AlreadyARepository(path.to_owned()));
+    let file = path.join(STORE_FILE);
+    if file.exists() {
+        // Locked first: a creation still under way holds the lock.
+        let lock = RepoLock::acquire(path)?;
+        if !holds_nothing(&file) {
+            return Err(Error::AlreadyARepository(path.to_owned()));
+        }
+        std::fs::remove_file(&file).map_err(|e| Error::io(&file, e))?;
+        tracing::info!("{}: removed the empty store of an interrupted init or clone", path.display());
+        return if is_empty_dir(path)? { Ok(lock) } else { Err(Error::NotEmpty(path.to_owned())) };
     }
     if path.exists() {
         if !is_empty_dir(path)? {
@@ -102,6 +111,26 @@ fn claim_new(path: &Path) -> Result<RepoLock> {
     RepoLock::acquire(path)
 }
 
+/// Whether the store `file` is one an `init` or clone made and then died
+/// (or failed) before writing its config: nothing to lose. A store that
+/// cannot be read is not taken for one.
+fn holds_nothing(file: &Path) -> bool {
+    if std::fs::metadata(file).is_ok_and(|m| m.len() == 0) {
+        return true;
+    }
+    let Ok(store) = RedbStore::open(file) else { return false };
+    matches!(store.get(Table::Meta, META_CONFIG), Ok(None))
+}
+
+/// Removes the store `file` of a creation that failed, so that the next
+/// `init` or clone finds the directory as it was.
+fn undo_creation<T>(file: &Path, made: Result<T>) -> Result<T> {
+    if made.is_err() {
+        let _ = std::fs::remove_file(file);
+    }
+    made
+}
+
 /// Parses the config record of the repository at `path`.
 fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
     Config::decode(raw).map_err(|(version, source)| match version {
@@ -110,9 +139,15 @@ fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
     })
 }
 
+/// Whether `path` holds nothing but, perhaps, the lock file a failed
+/// `init` leaves behind.
 fn is_empty_dir(path: &Path) -> Result<bool> {
-    let mut it = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
-    Ok(it.next().is_none())
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        if entry.map_err(|e| Error::io(path, e))?.file_name() != lock::LOCK_FILE {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl Repository {
@@ -130,8 +165,11 @@ impl Repository {
     /// existing one must be empty).
     pub fn init(path: &Path, opts: InitOptions) -> Result<Repository> {
         let lock = claim_new(path)?;
-        let store = RedbStore::create(&path.join(STORE_FILE))?;
-        Self::init_store(path.to_owned(), Box::new(store), opts, Some(lock))
+        let file = path.join(STORE_FILE);
+        let made = RedbStore::create(&file)
+            .map_err(Error::from)
+            .and_then(|store| Self::init_store(path.to_owned(), Box::new(store), opts, Some(lock)));
+        undo_creation(&file, made)
     }
 
     /// A repository that lives in memory only (tests, `monofs tmp`).
@@ -396,6 +434,11 @@ impl Repository {
 pub fn unfinished_clone(store: &dyn Store) -> Result<Option<String>> {
     if let Some(origin) = store.get(Table::Meta, META_PARTIAL_CLONE)? {
         return Ok(Some(String::from_utf8_lossy(&origin).into_owned()));
+    }
+    if store.get(Table::Meta, META_CONFIG)?.is_none() {
+        // An interrupted creation: no repository yet, and nothing to
+        // resume (`init` or the clone start again in its place).
+        return Ok(None);
     }
     let mut any_ref = false;
     store.scan(Table::Refs, b"", &mut |_, _| {

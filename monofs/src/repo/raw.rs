@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dictionaries::{self, DictionaryRecord};
-use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, claim_new, codec_for, decode_config};
+use super::{META_CONFIG, META_KEY, Repository, STORE_FILE, claim_new, codec_for, decode_config, undo_creation};
 use crate::crypto::{Codec, KeyFile};
 use crate::error::{Error, Result};
 use crate::repo::{Config, RepoLock};
@@ -132,10 +132,12 @@ impl RawRepository {
         let lock = claim_new(path)?;
         let file = path.join(STORE_FILE);
         let store = match cache {
-            Some(bytes) => RedbStore::create_with_cache(&file, bytes)?,
-            None => RedbStore::create(&file)?,
+            Some(bytes) => RedbStore::create_with_cache(&file, bytes),
+            None => RedbStore::create(&file),
         };
-        Self::create_in(path.to_owned(), Box::new(store), meta, Some(lock))
+        let made =
+            store.map_err(Error::from).and_then(|s| Self::create_in(path.to_owned(), Box::new(s), meta, Some(lock)));
+        undo_creation(&file, made)
     }
 
     /// [`RawRepository::create`] in memory, for tests.

@@ -172,3 +172,32 @@ fn gc_frees_space_on_a_full_disk() {
     let ino = vfs.lookup(ROOT, b"keep").expect("kept").ino;
     assert_eq!(&vfs.read(ino, 0, 1 << 20).expect("read")[..], &keep[..]);
 }
+
+/// An `init` that fails (a full disk) or is killed before it wrote its
+/// config leaves nothing that blocks the next one: the directory is not
+/// taken for a repository (nor for an unfinished clone), and `init` there
+/// works once there is room. A real repository is still refused.
+#[test]
+fn an_init_that_failed_or_died_can_be_run_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallFs::mount(&dir.path().join("disk"), 16) else { return };
+    let path = disk.0.join("repo");
+    let filler = fill(&disk, 0);
+    let failed = Repository::init(&path, InitOptions::default());
+    assert!(failed.as_ref().is_err_and(monofs::Error::is_disk_full), "{:?}", failed.err());
+    assert!(!path.join(monofs::repo::STORE_FILE).exists(), "the failed init left its store");
+    std::fs::remove_file(filler).expect("rm");
+    drop(Repository::init(&path, InitOptions::default()).expect("init again"));
+    let again = Repository::init(&path, InitOptions::default());
+    assert!(matches!(again, Err(monofs::Error::AlreadyARepository(_))), "{:?}", again.err());
+
+    // Killed after the store was made, before the config: a store with
+    // its tables and nothing else.
+    let killed = dir.path().join("killed");
+    std::fs::create_dir(&killed).expect("mkdir");
+    drop(monofs::store::RedbStore::create(&killed.join(monofs::repo::STORE_FILE)).expect("store"));
+    let opened = Repository::open(&killed, &mut || Ok(Vec::new()));
+    assert!(matches!(opened, Err(monofs::Error::NotARepository(_))), "{:?}", opened.err());
+    drop(Repository::init(&killed, InitOptions::default()).expect("init over the remains"));
+    assert!(Repository::open(&killed, &mut || Ok(Vec::new())).is_ok());
+}
