@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::Kind;
 use crate::repo::Repository;
+use crate::store::Integrity;
 use crate::walk::Visitor;
 
 /// One damaged or missing object.
@@ -26,12 +27,22 @@ pub struct Problem {
 }
 
 /// The result of a check.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FsckReport {
+    /// What the check of the store file's own structures found, before
+    /// any object was read.
+    pub store: Integrity,
     /// Objects read and verified.
     pub checked: u64,
-    /// What is wrong; empty when the repository is sound.
+    /// What is wrong with objects; empty when they are sound.
     pub problems: Vec<Problem>,
+}
+
+impl FsckReport {
+    /// Whether nothing is wrong: the store's structures and every object.
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty() && matches!(self.store, Integrity::Sound | Integrity::Unchecked(_))
+    }
 }
 
 #[derive(Default)]
@@ -92,8 +103,14 @@ impl Repository {
         bad
     }
 
-    /// Verifies every reachable object.
+    /// Checks the store's own structures, then verifies every reachable
+    /// object. A store damaged beyond repair is reported without reading
+    /// objects: its pages cannot be trusted to lead to them.
     pub fn fsck(&self) -> Result<FsckReport> {
+        let store = self.store().check_integrity()?;
+        if let Integrity::Damaged(_) = store {
+            return Ok(FsckReport { store, checked: 0, problems: Vec::new() });
+        }
         let mut c = Collect::default();
         self.walk_reachable(&mut c)?;
         // Chunks in storage order, a batch at a time: each pack is read once
@@ -120,6 +137,6 @@ impl Repository {
         let checked = c.checked + ids.len() as u64;
         let mut problems: Vec<Problem> = c.problems.into_values().chain(bad).collect();
         problems.sort_by_key(|p| p.id);
-        Ok(FsckReport { checked, problems })
+        Ok(FsckReport { store, checked, problems })
     }
 }

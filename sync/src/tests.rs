@@ -76,7 +76,7 @@ fn negotiation_sends_exactly_the_new_objects() {
     assert_eq!((again.objects_sent, again.refs_updated.len()), (0, 0), "{again:?}");
     drop((src, dst));
     let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");
-    assert!(repo.fsck().expect("fsck").problems.is_empty());
+    assert!(repo.fsck().expect("fsck").is_sound());
     assert_eq!(repo.log(false).expect("log").len(), 2);
 }
 
@@ -167,7 +167,7 @@ fn encrypted_clone_needs_no_key_and_opens_with_the_passphrase() {
     assert!(!raw.windows(5).any(|w| w == b"hello"), "plaintext in the clone");
     assert!(Repository::open(&dst, &mut || Ok(b"wrong".to_vec())).is_err());
     let repo = Repository::open(&dst, &mut || Ok(b"pw".to_vec())).expect("opens");
-    assert!(repo.fsck().expect("fsck").problems.is_empty());
+    assert!(repo.fsck().expect("fsck").is_sound());
 }
 
 #[test]
@@ -549,5 +549,5 @@ fn a_pack_clone_fetches_what_the_listing_left_out() {
     drop(done);
     assert_eq!(state, src.state().expect("state"));
     let repo = Repository::open(&copy, &mut || Ok(Vec::new())).expect("open");
-    assert!(repo.fsck().expect("fsck").problems.is_empty(), "the clone lacks objects");
+    assert!(repo.fsck().expect("fsck").is_sound(), "the clone lacks objects");
 }

@@ -1,31 +1,55 @@
 use std::process::ExitCode;
 
+use monofs::Repository;
+use monofs::store::Integrity;
 use serde_json::json;
 
 use crate::args::FsckArgs;
 use crate::style;
 
 pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
-    let repo = ctx.open_stored(&a.repo)?;
+    // Every page of the store file checked as it opens: a damaged one is
+    // reported, not trusted (a mount's store is checked by `fsck` itself).
+    let repo = ctx.open_stored_with(&a.repo, Repository::open_verified)?;
     let report = repo.fsck()?;
+    let store = match &report.store {
+        Integrity::Sound => None,
+        Integrity::Repaired => Some(
+            "the store file was damaged; it went back to its last sound commit (changes made after it are lost)"
+                .to_owned(),
+        ),
+        Integrity::Damaged(why) => Some(format!("the store file is damaged beyond repair: {why}")),
+        Integrity::Unchecked(why) => Some(format!("the store file's structure was not checked: {why}")),
+    };
     if a.json {
         let problems: Vec<_> = report
             .problems
             .iter()
             .map(|p| json!({"id": p.id.to_hex(), "kind": p.kind.name(), "error": p.error, "paths": p.paths}))
             .collect();
-        style::print_json(&mut *ctx.out, &json!({"checked": report.checked, "problems": problems}))?;
+        style::print_json(
+            &mut *ctx.out,
+            &json!({"store": store, "checked": report.checked, "problems": problems, "sound": report.is_sound()}),
+        )?;
     } else {
+        if let Some(store) = &store {
+            say!(ctx, "{store}");
+        }
         for p in &report.problems {
             say!(ctx, "bad {} {}: {}", p.kind.name(), p.id, p.error);
             for path in &p.paths {
                 say!(ctx, "  used by {}", if path.is_empty() { "(revision)" } else { path });
             }
         }
-        say!(ctx, "checked {} objects, {} problems", report.checked, report.problems.len());
+        if !matches!(report.store, Integrity::Damaged(_)) {
+            say!(ctx, "checked {} objects, {} problems", report.checked, report.problems.len());
+        }
+    }
+    if report.is_sound() {
+        return Ok(ExitCode::SUCCESS);
     }
     if report.problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
+        note!(ctx, "error: the store file of {} was damaged", a.repo.display());
     } else {
         note!(
             ctx,
@@ -33,6 +57,6 @@ pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
             a.repo.display(),
             report.problems.len()
         );
-        Ok(ExitCode::FAILURE)
     }
+    Ok(ExitCode::FAILURE)
 }

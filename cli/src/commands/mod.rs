@@ -81,10 +81,15 @@ impl Ctx<'_> {
     /// commands that read history or add to it only (log, tag, fsck),
     /// which so keep working while the mount cannot store (a full disk).
     pub fn open_stored(&self, repo: &Path) -> anyhow::Result<RepoRef> {
+        self.open_stored_with(repo, Repository::open)
+    }
+
+    /// [`Ctx::open_stored`], opening with `open` when no mount serves it.
+    pub fn open_stored_with(&self, repo: &Path, open: Opener) -> anyhow::Result<RepoRef> {
         if let Some(served) = self.served {
             return Ok(RepoRef::Shared(served.vfs.repo().clone()));
         }
-        Ok(RepoRef::Own(Box::new(open(repo)?)))
+        Ok(RepoRef::Own(Box::new(open_with(repo, open)?)))
     }
 
     /// Runs `change`, which moves the working tree of `repo` (a checkout):
@@ -133,6 +138,14 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Opens REPO, asking for its passphrase only if it is encrypted; waits up
 /// to [`LOCK_WAIT`] while another process holds it.
 pub fn open(repo: &Path) -> anyhow::Result<Repository> {
-    let open = || Repository::open(repo, &mut || crate::passphrase::existing(repo));
+    open_with(repo, Repository::open)
+}
+
+/// How a repository is opened: [`Repository::open`] or a variant of it.
+pub type Opener = fn(&Path, &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository, monofs::Error>;
+
+/// [`open`] with `open` in place of [`Repository::open`].
+pub fn open_with(repo: &Path, open: Opener) -> anyhow::Result<Repository> {
+    let open = || open(repo, &mut || crate::passphrase::existing(repo));
     Ok(monofs::repo::wait_for_lock(LOCK_WAIT, open, |_| Ok::<_, monofs::Error>(()))?)
 }

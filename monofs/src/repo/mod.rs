@@ -223,17 +223,33 @@ impl Repository {
     /// Opens the repository in directory `path`, asking `passphrase` for
     /// the passphrase only if it is encrypted.
     pub fn open(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
+        Self::open_store(path, passphrase, false)
+    }
+
+    /// [`Repository::open`] with every page of the store file checked
+    /// first (see [`RedbStore::open_verified`]): for `fsck`.
+    pub fn open_verified(path: &Path, passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>) -> Result<Repository> {
+        Self::open_store(path, passphrase, true)
+    }
+
+    fn open_store(
+        path: &Path,
+        passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>,
+        verified: bool,
+    ) -> Result<Repository> {
         let file = Self::store_file(path)?;
         let lock = RepoLock::acquire(path)?;
         // Unlock with a read-only handle first: a wrong passphrase then
         // leaves the store file untouched, byte for byte. A store that needs
         // crash recovery cannot be opened read-only; the writable open below
         // repairs it and the key is checked there.
-        let (config, keys) = match RedbStore::open_read_only(&file) {
-            Ok(ro) => Self::unlock(path, &ro, passphrase)?,
-            Err(_) => (None, None),
+        // Not before a verified open: the read-only one trusts the file.
+        let read_only = if verified { None } else { RedbStore::open_read_only(&file).ok() };
+        let (config, keys) = match read_only {
+            Some(ro) => Self::unlock(path, &ro, passphrase)?,
+            None => (None, None),
         };
-        let store = RedbStore::open(&file)?;
+        let store = if verified { RedbStore::open_verified(&file)? } else { RedbStore::open(&file)? };
         refuse_unfinished_clone(path, &store)?;
         let (config, keys) = match config {
             Some(config) => (config, keys),

@@ -186,6 +186,26 @@ pub trait Store: Send + Sync {
     fn compact(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Checks the backend's own structures (pages, checksums), repairing
+    /// what it can. A backend with none to check is sound.
+    fn check_integrity(&self) -> StoreResult<Integrity> {
+        Ok(Integrity::Sound)
+    }
+}
+
+/// What a check of a store's own structures found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Nothing wrong.
+    Sound,
+    /// Damaged, and repaired by going back to the last sound commit: the
+    /// changes after it are lost.
+    Repaired,
+    /// Damaged beyond repair; what the backend said.
+    Damaged(String),
+    /// Not checked; why (the store was in use).
+    Unchecked(String),
 }
 
 /// Changes that land atomically.

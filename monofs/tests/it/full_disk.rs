@@ -167,7 +167,7 @@ fn gc_frees_space_on_a_full_disk() {
     assert!(after >= before + (6 << 20), "gc freed {} KiB", (after - before) >> 10);
     drop(repo);
     let repo = Arc::new(Repository::open(&path, &mut || Ok(Vec::new())).expect("open"));
-    assert!(repo.fsck().expect("fsck").problems.is_empty());
+    assert!(repo.fsck().expect("fsck").is_sound());
     let vfs = Vfs::new(repo, None).expect("vfs");
     let ino = vfs.lookup(ROOT, b"keep").expect("kept").ino;
     assert_eq!(&vfs.read(ino, 0, 1 << 20).expect("read")[..], &keep[..]);

@@ -50,7 +50,7 @@ fn named_worktrees_branch_a_tree_independently() {
     drop(vfs);
     let repo = Arc::try_unwrap(repo).expect("sole owner");
     repo.gc().expect("gc");
-    assert!(repo.fsck().expect("fsck").problems.is_empty());
+    assert!(repo.fsck().expect("fsck").is_sound());
     let out = tempfile::tempdir().expect("tempdir");
     repo.restore(&sb1, out.path(), false, &NoProgress).expect("restore after gc");
     assert_eq!(std::fs::read(out.path().join("new")).expect("read"), b"sandbox data");

@@ -25,7 +25,8 @@ use redb::{
 };
 
 use super::{
-    ObjectEntry, ObjectVisitor, PackEntry, PackListing, PackVisitor, Store, StoreError, StoreResult, Table, Transaction,
+    Integrity, ObjectEntry, ObjectVisitor, PackEntry, PackListing, PackVisitor, Store, StoreError, StoreResult, Table,
+    Transaction,
 };
 use packs::{Location, METADATA_BIT, PackWriter, Stream};
 use space::DiskSpace;
@@ -115,6 +116,8 @@ pub struct RedbStore {
     cache_bytes: usize,
     /// Opened to be shared with other processes.
     shared: bool,
+    /// Opened with a check of every page (see [`RedbStore::open_verified`]).
+    verified: bool,
     recent: Arc<RecentPacks>,
     /// Set by a failed read or write of the file: redb then refuses every
     /// call until the file is opened again, which the next call does.
@@ -233,12 +236,20 @@ impl RedbStore {
         Self::open_with(Self::assemble(path, CACHE_BYTES, true))
     }
 
+    /// [`RedbStore::open`] after redb checked every page of the file: a
+    /// damaged file fails to open (`fsck` reports it) where a plain open
+    /// trusts it and may panic on the damage later. Reads the whole file.
+    pub fn open_verified(path: &Path) -> StoreResult<RedbStore> {
+        Self::open_with(RedbStore { verified: true, ..Self::assemble(path, CACHE_BYTES, false) })
+    }
+
     fn assemble(path: &Path, cache_bytes: usize, shared: bool) -> RedbStore {
         RedbStore {
             db: RwLock::new(None),
             path: path.into(),
             cache_bytes,
             shared,
+            verified: false,
             recent: Arc::default(),
             failed: Arc::default(),
             relaxed: Arc::default(),
@@ -247,6 +258,7 @@ impl RedbStore {
 
     fn builder(&self) -> redb::Builder {
         let mut b = builder_with_cache(self.cache_bytes);
+        b.set_check_integrity_on_open(self.verified);
         if self.shared {
             b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
         }
@@ -629,6 +641,24 @@ impl Store for RedbStore {
 
     fn apparent_size(&self) -> StoreResult<u64> {
         Ok(std::fs::metadata(&self.path).map_err(err)?.len())
+    }
+
+    fn check_integrity(&self) -> StoreResult<Integrity> {
+        if self.verified {
+            return Ok(Integrity::Sound);
+        }
+        let mut db = self.db.write().map_err(|_| corrupt("lock poisoned"))?;
+        let db = db.as_mut().ok_or_else(|| corrupt("the store is not open"))?;
+        // Kept packs hold read transactions, and redb checks with none open.
+        self.recent.clear();
+        Ok(match db.check_integrity() {
+            Ok(true) => Integrity::Sound,
+            Ok(false) => Integrity::Repaired,
+            Err(redb::DatabaseError::TransactionInProgress) => {
+                Integrity::Unchecked("a read of the store was in progress".into())
+            }
+            Err(e) => Integrity::Damaged(e.to_string()),
+        })
     }
 
     fn compact(&self) -> StoreResult<()> {
