@@ -47,7 +47,8 @@ pub fn apply_layer(
         layer_files: HashSet::new(),
         chunker: Chunker::for_repo(repo),
     };
-    let mut archive = tar::Archive::new(tar);
+    // The parser would read an extension header of any claimed size whole.
+    let mut archive = tar::Archive::new(crate::tar_guard::GuardedTar::new(tar));
     let entries = archive.entries().map_err(|source| Error::Layer { layer: layer.to_owned(), source })?;
     for entry in entries {
         let entry = entry.map_err(|source| Error::Layer { layer: layer.to_owned(), source })?;

@@ -15,6 +15,7 @@ pub mod pull;
 pub mod source;
 pub mod spec;
 pub mod store;
+mod tar_guard;
 
 pub use error::{Error, Result};
 pub use store::{ImageRecord, ImageStore, ImageSummary, ImportSummary, default_home};

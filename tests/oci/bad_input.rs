@@ -183,6 +183,27 @@ fn blobs_that_are_devices_or_lead_outside_the_archive_are_refused() {
     assert_eq!(std::fs::read(env.path("out/hello.txt")).expect("file"), b"saved\n");
 }
 
+/// A layer whose PAX header claims more than 1 MiB (Go's limit) is refused
+/// as the header passes: the tar parser read such a header whole, and a
+/// 6.5 MB layer claiming 1.5 GB took 4.4 GB of memory before anything
+/// looked at it.
+#[test]
+fn oversized_pax_headers_are_refused_before_they_are_read() {
+    let env = Env::new();
+    let big = vec![b'a'; 2 << 20];
+    let layout = layout_with(
+        &env,
+        "pax-bomb",
+        tar_of(|b| {
+            oci::pax_entry(b, &[("SCHILY.xattr.user.big", &big[..])]);
+            oci::file_entry(b, "f", b"x", 0o644, 1_500_000_000);
+        }),
+    );
+    let err = env.fails(&[&"import", &layout, &"--tag", &"bomb"]);
+    assert!(err.contains("layer sha256:") && err.contains("PAX header of") && err.contains("at most"), "{err}");
+    assert!(env.image_names().is_empty());
+}
+
 /// `monocore unpack` into a file system that refuses an attribute of the
 /// image (ext4 holds at most a block's worth): every file is written, and
 /// the command fails saying what was lost, as `monofs checkout --to` does.
