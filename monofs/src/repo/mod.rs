@@ -131,6 +131,12 @@ fn undo_creation<T>(file: &Path, made: Result<T>) -> Result<T> {
     made
 }
 
+/// Whether `e` says this process cannot write to the repository directory.
+fn cannot_write(e: &Error) -> bool {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    matches!(e, Error::Io { source, .. } if matches!(source.kind(), ReadOnlyFilesystem | PermissionDenied))
+}
+
 /// Parses the config record of the repository at `path`.
 fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
     Config::decode(raw).map_err(|(version, source)| match version {
@@ -238,7 +244,13 @@ impl Repository {
         verified: bool,
     ) -> Result<Repository> {
         let file = Self::store_file(path)?;
-        let lock = RepoLock::acquire(path)?;
+        let lock = match RepoLock::acquire(path) {
+            Ok(lock) => lock,
+            // Read-only media, or a directory this user may read but not
+            // write: nothing can change the store from here, so no lock.
+            Err(e) if cannot_write(&e) => return Self::open_read_only(path, &file, passphrase),
+            Err(e) => return Err(e),
+        };
         // Unlock with a read-only handle first: a wrong passphrase then
         // leaves the store file untouched, byte for byte. A store that needs
         // crash recovery cannot be opened read-only; the writable open below
@@ -288,6 +300,25 @@ impl Repository {
         };
         let codec = codec_for(&store, keys, &config)?;
         Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock)))
+    }
+
+    /// The repository at `path` for reading only, without its lock: every
+    /// change fails (see [`crate::store::ReadOnlyStore`]). A store that
+    /// needs crash recovery cannot be opened so.
+    fn open_read_only(
+        path: &Path,
+        file: &Path,
+        passphrase: &mut dyn FnMut() -> std::io::Result<Vec<u8>>,
+    ) -> Result<Repository> {
+        let store = RedbStore::open_read_only(file)?;
+        refuse_unfinished_clone(path, &store)?;
+        let (config, keys) = match Self::unlock(path, &store, passphrase)? {
+            (Some(config), keys) => (config, keys),
+            (None, _) => return Err(Error::NotARepository(path.to_owned())),
+        };
+        let codec = codec_for(&store, keys, &config)?;
+        tracing::info!("{}: opened read-only: it cannot be written here", path.display());
+        Ok(Repository::assemble(path.to_owned(), Box::new(store), codec, config, None))
     }
 
     /// The store file of the repository in `path`, which must be one (an

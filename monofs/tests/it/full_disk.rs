@@ -201,3 +201,34 @@ fn an_init_that_failed_or_died_can_be_run_again() {
     drop(Repository::init(&killed, InitOptions::default()).expect("init over the remains"));
     assert!(Repository::open(&killed, &mut || Ok(Vec::new())).is_ok());
 }
+
+/// A repository on read-only media (a backup disk mounted `ro`) opens for
+/// reading: its history, trees and file contents come back, and changes
+/// fail with an error instead of the open failing on the lock file.
+#[test]
+fn a_repository_on_read_only_media_can_be_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallFs::mount(&dir.path().join("disk"), 32) else { return };
+    let path = disk.0.join("repo");
+    let src = dir.path().join("src");
+    let data = Rng::new(21).bytes(200_000);
+    monofs_fixtures::write(&src.join("a/file"), &data);
+    let repo = Repository::init(&path, InitOptions::default()).expect("init");
+    let rev = super::commit(&repo, &src, "on the backup disk");
+    drop(repo);
+    disk.set_writable(false);
+    let repo = Repository::open(&path, &mut || Ok(Vec::new())).expect("open read-only");
+    assert_eq!(repo.head().expect("head"), Some(rev));
+    assert_eq!(repo.log(false).expect("log").len(), 1);
+    let out = dir.path().join("out");
+    repo.restore_revision(&rev, &out, false, &monofs::NoProgress).expect("checkout --to");
+    assert!(std::fs::read(out.join("a/file")).expect("read") == data);
+    let report = repo.fsck().expect("fsck");
+    assert!(report.is_sound() && matches!(report.store, monofs::store::Integrity::Unchecked(_)));
+    drop(repo);
+    let repo = Repository::open_verified(&path, &mut || Ok(Vec::new())).expect("fsck's open, read-only");
+    let refused = repo.commit_dir(&src, &super::opts("no room for it"), &monofs::NoProgress);
+    assert!(refused.is_err(), "a commit on read-only media succeeded");
+    drop(repo);
+    disk.set_writable(true);
+}
