@@ -706,3 +706,53 @@ fn metadata_details_match_a_local_disk() {
     assert_eq!(std::fs::metadata(&m.mnt).expect("stat").nlink(), 4, "root: shared, d");
     m.detach();
 }
+
+/// `monofs tmp` mounts a throwaway repository and removes it at the end;
+/// one killed with SIGKILL (no cleanup) leaves its scratch directory and a
+/// dead mount, which the next `monofs tmp` takes away.
+#[test]
+fn tmp_cleans_up_after_itself_and_after_a_killed_one() {
+    use std::io::BufRead as _;
+
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::default();
+    let temp = s.path("temp");
+    std::fs::create_dir_all(&temp).expect("mkdir");
+    let start = || {
+        let mut child = monofs()
+            .arg("tmp")
+            .env("TMPDIR", &temp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tmp");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(out).read_line(&mut line).expect("mountpoint");
+        let mnt = PathBuf::from(line.trim());
+        for _ in 0..100 {
+            if is_mounted(&mnt) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(is_mounted(&mnt), "monofs tmp did not mount {}", mnt.display());
+        (child, mnt)
+    };
+    let scratch_dirs = || std::fs::read_dir(&temp).expect("ls").count();
+    let (mut killed, old) = start();
+    write(&old.join("f"), b"throwaway");
+    killed.kill().expect("kill -9");
+    killed.wait().expect("wait");
+    assert_eq!(scratch_dirs(), 1, "the killed run's directory should be left");
+    let (mut second, mnt) = start();
+    assert_eq!(scratch_dirs(), 1, "the killed run's directory is still there");
+    assert!(!is_mounted(&old));
+    write(&mnt.join("g"), b"also throwaway");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    assert!(second.wait().expect("wait").success());
+    assert_eq!(scratch_dirs(), 0, "monofs tmp left its directory");
+}

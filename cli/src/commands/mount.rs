@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use fuser::{MountOption, SessionACL};
 use monofs::fuse::FuseFs;
+use monofs::repo::RepoLock;
 use monofs::vfs::Vfs;
 use monofs::{CommitOptions, Repository};
 use nix::sys::signal::{SigSet, Signal};
@@ -517,9 +518,13 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prefix of `monofs tmp`'s scratch directories in the temporary directory.
+const TMP_PREFIX: &str = "monofs-tmp-";
+
 /// `monofs tmp`.
 pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
-    let scratch = tempfile::Builder::new().prefix("monofs-tmp-").tempdir()?;
+    sweep_abandoned_tmp(&std::env::temp_dir());
+    let scratch = tempfile::Builder::new().prefix(TMP_PREFIX).tempdir()?;
     let repo_path = scratch.path().join("repo");
     let repo = Arc::new(Repository::init(&repo_path, monofs::InitOptions::default())?);
     let mountpoint = match a.mountpoint {
@@ -535,4 +540,36 @@ pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
     let code = serve(repo, &repo_path, &mountpoint, None, &[], a.timers)?;
     drop(scratch);
     Ok(code)
+}
+
+/// Removes the scratch directories of `monofs tmp` runs that were killed
+/// (SIGKILL skips the cleanup): those whose repository nobody holds, with
+/// their stale mount taken down first. Best effort: a directory that
+/// cannot be cleaned is left for the next run.
+fn sweep_abandoned_tmp(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let repo = dir.join("repo");
+        // Held: a live `monofs tmp`. Missing: not ours, or just being made.
+        let Ok(lock) = RepoLock::acquire_existing(&repo) else { continue };
+        let mnt = dir.join("mnt");
+        if is_stale(&mnt) && unmount(&mnt, true).is_err() {
+            continue;
+        }
+        // Never remove through a mount that is still there.
+        let dev = |p: &Path| std::fs::symlink_metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+        if mnt.exists() && dev(&mnt).ok() != dev(&dir).ok() {
+            continue;
+        }
+        drop(lock);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::info!("removed {}, left by a killed `monofs tmp`", dir.display()),
+            Err(e) => tracing::debug!("{}: {e}", dir.display()),
+        }
+    }
 }

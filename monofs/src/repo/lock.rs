@@ -23,6 +23,16 @@ impl RepoLock {
         Self::take(repo, File::try_lock)
     }
 
+    /// [`RepoLock::acquire`] of a repository whose lock file exists: fails
+    /// rather than create one.
+    pub fn acquire_existing(repo: &Path) -> Result<RepoLock> {
+        let path = repo.join(LOCK_FILE);
+        if !path.is_file() {
+            return Err(Error::io(&path, std::io::ErrorKind::NotFound.into()));
+        }
+        Self::acquire(repo)
+    }
+
     /// Takes the lock shared with other processes that open the repository
     /// shared (see [`crate::Repository::open_shared`]); an exclusive holder
     /// makes it fail with [`Error::Locked`], and so does a shared one for an
