@@ -97,9 +97,11 @@ impl Applier<'_, '_> {
         self.bad(entry, e.to_string())
     }
 
-    /// A tar path as root-relative components joined by `/`.
+    /// A tar path as root-relative components joined by `/`. `/` alone
+    /// names the root, as `umoci insert ... /` writes it; any other
+    /// absolute path is refused.
     fn normalize(&self, raw: &[u8]) -> Result<Vec<u8>> {
-        if raw.first() == Some(&b'/') {
+        if raw.first() == Some(&b'/') && raw.split(|&b| b == b'/').any(|p| !p.is_empty() && p != b".") {
             return Err(self.escape(raw, "absolute path"));
         }
         let mut parts: Vec<&[u8]> = Vec::new();

@@ -57,6 +57,25 @@ fn entries_escaping_the_root_are_rejected_naming_layer_and_entry() {
     assert_absent(std::path::Path::new("/tmp/through-symlink"));
 }
 
+/// `/` alone names the root (`umoci insert IMAGE DIR /` writes such an
+/// entry): it is the root's metadata, not an escape; `/etc/x` still is one.
+#[test]
+fn an_entry_for_the_root_itself_is_not_an_escape() {
+    let env = Env::new();
+    let layout = layout_with(
+        &env,
+        "root-entry",
+        tar_of(|b| {
+            oci::dir_entry(b, "/", 0o755, 1_500_000_000);
+            oci::dir_entry(b, "bin/", 0o755, 1_500_000_000);
+            oci::file_entry(b, "bin/tool", b"tool\n", 0o755, 1_500_000_000);
+        }),
+    );
+    env.ok(&[&"import", &layout, &"--tag", &"rooted"]);
+    env.ok(&[&"unpack", &"rooted", &env.path("out")]);
+    assert_eq!(std::fs::read(env.path("out/bin/tool")).expect("tool"), b"tool\n");
+}
+
 #[test]
 fn hard_link_to_a_missing_file_is_a_clear_error() {
     let env = Env::new();
