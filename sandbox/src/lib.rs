@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod spec;
 pub mod state;
+mod stdio;
 mod sys;
 pub mod tty;
 pub mod user;

@@ -324,13 +324,21 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     if relay.cancelled.load(Ordering::SeqCst) {
         return Err(Error::Setup("interrupted".into()));
     }
+    // Without -t, namespaces get pipes of their own (see `stdio`); a
+    // microVM's console is its runtime's to relay.
+    let (stdio, copying) = if opts.tty || opts.isolation != Isolation::Namespace {
+        ([Stdio::inherit(), Stdio::inherit(), Stdio::inherit()], None)
+    } else {
+        let (stdio, copying) = crate::stdio::relay()?;
+        (stdio, Some(copying))
+    };
     let mut instance = runtime.start(Start {
         id: &id,
         spec: &spec,
         vfs: vfs.clone(),
         cgroup: teardown.cgroup.as_ref(),
         network: teardown.network.as_ref(),
-        stdio: [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+        stdio,
         file_cache: &home.join("cache").join("files"),
     })?;
     // With -t the command's streams are a terminal its init makes; errors
@@ -369,6 +377,9 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
     drop(timer);
     if let Some(out) = output {
         let _ = out.join();
+    }
+    if let Some(copying) = copying {
+        copying.finish();
     }
     // Restores our terminal's mode.
     drop(pty);

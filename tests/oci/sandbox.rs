@@ -184,6 +184,23 @@ fn exit_status_and_separate_streams_pass_through() {
     child.stdin.take().expect("stdin").write_all(b"piped\n").expect("write");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(stdout(&out), "got:piped\n");
+    // Reopened by name (nginx logs to /dev/stdout), as root and as another
+    // user: the streams are the sandbox's to open, whoever owns ours.
+    for user in ["0", "65534"] {
+        let script = "echo by-name > /dev/stdout; echo err-by-name > /dev/stderr; cat /dev/stdin";
+        let mut child = Command::new(env!("CARGO_BIN_EXE_monocore"))
+            .env("MONOCORE_HOME", env.home())
+            .args(["tmp", "--user", user, "bb", "--", "/bin/sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child.stdin.take().expect("stdin").write_all(b"in-by-name\n").expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(stdout(&out), "by-name\nin-by-name\n", "user {user}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "err-by-name\n", "user {user}");
+    }
     // busybox (2 MB) was read through FUSE passthrough from a whole-file copy.
     let copies = std::fs::read_dir(env.home().join("cache/files")).map(Iterator::count).unwrap_or(0);
     assert!(copies >= 1, "no passthrough copy was made");
