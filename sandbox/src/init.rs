@@ -144,7 +144,7 @@ fn pid1(spec: &RunSpec, signals: &SigSet, channel: UnixStream, volumes: &[OwnedF
         env.push(format!("HOME={}", creds.home));
     }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin").to_owned();
-    let program = match find_program(&spec.argv[0], &path) {
+    let program = match find_program(&spec.argv[0], &path, Path::new(&spec.workdir)) {
         Ok(p) => p,
         Err((code, msg)) => fail(code, &msg),
     };
@@ -159,12 +159,15 @@ fn pid1(spec: &RunSpec, signals: &SigSet, channel: UnixStream, volumes: &[OwnedF
     }
 }
 
-/// `argv0` as `execvp` would find it in `path`.
-fn find_program(argv0: &str, path: &str) -> Result<CString, (i32, String)> {
+/// `argv0` as `execvp` would find it in `path` when run in `workdir` (a
+/// relative name, or a relative directory of `path`, is taken from there,
+/// where the command starts).
+fn find_program(argv0: &str, path: &str, workdir: &Path) -> Result<CString, (i32, String)> {
+    let from_workdir = |p: String| workdir.join(p).to_string_lossy().into_owned();
     let candidates: Vec<String> = if argv0.contains('/') {
-        vec![argv0.to_owned()]
+        vec![from_workdir(argv0.to_owned())]
     } else {
-        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{argv0}")).collect()
+        path.split(':').filter(|d| !d.is_empty()).map(|d| from_workdir(format!("{d}/{argv0}"))).collect()
     };
     let mut denied = false;
     for c in &candidates {

@@ -193,14 +193,18 @@ pub fn parse_cpus(s: &str) -> Result<f64> {
 /// Parses `--pids` (at least 1).
 pub fn parse_pids(s: &str) -> Result<u64> {
     match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_PIDS).contains(&n) => Ok(n),
         _ => Err(Error::BadOption {
             option: "--pids".into(),
             value: s.into(),
-            why: "expected a positive integer".into(),
+            why: format!("expected a whole number from 1 to {MAX_PIDS}"),
         }),
     }
 }
+
+/// The most processes a pids cgroup can be limited to (the kernel's
+/// PID_MAX_LIMIT); more is refused when written, after the sandbox was made.
+const MAX_PIDS: u64 = 4 << 20;
 
 /// Builds the command line Docker would run: `cmd` replaces the image's
 /// `Cmd` and keeps its `Entrypoint`.
@@ -330,6 +334,8 @@ mod tests {
         assert!(parse_cpus("two").is_err());
         assert_eq!(parse_pids("64").ok(), Some(64));
         assert!(parse_pids("0").is_err());
+        assert_eq!(parse_pids("4194304").ok(), Some(4_194_304));
+        assert!(parse_pids("4194305").is_err(), "over PID_MAX_LIMIT: the cgroup refuses it");
     }
 
     #[test]

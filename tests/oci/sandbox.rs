@@ -230,6 +230,9 @@ fn image_config_and_options_shape_the_process() {
         "echo $FROM_IMAGE $FROM_FILE $(pwd) $(id -u):$(id -g) $HOME",
     );
     assert_eq!(out, "cli f1 /work/dir 1234:55 /\n");
+    // A relative command runs from the working directory, as Docker runs it.
+    let out = tmp(&env, &["-w", "/bin", "bb", "--", "./busybox", "echo", "relative"]);
+    assert_eq!(stdout(&out), "relative\n", "{}", stderr(&out));
     let host = sh(&env, &[], "hostname");
     assert_eq!(host.trim().len(), 12, "the hostname is the sandbox id: {host}");
     // SIGPIPE has its default action, as on the host: a writer whose reader
