@@ -191,7 +191,17 @@ impl Applier<'_, '_> {
     }
 
     fn entry<R: Read>(&mut self, sink: &ObjectSink<'_>, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            // Defaults for the whole archive, which Docker ignores too.
+            return Ok(());
+        }
         let raw = entry.path_bytes().into_owned();
+        if kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            // One the parser did not take for what it says (no ustar magic):
+            // reading its metadata would read it whole.
+            return Err(self.bad(&raw, "an extension header the tar parser does not recognise"));
+        }
         let mut path = self.normalize(&raw)?;
         if !path.is_empty() {
             path = self.resolve_parents(&raw, &path)?;
@@ -217,7 +227,6 @@ impl Applier<'_, '_> {
             return Ok(());
         }
         let meta = self.meta(&raw, &mut entry)?;
-        let kind = entry.header().entry_type();
         use tar::EntryType as T;
         let entry_kind = match kind {
             T::Directory => {

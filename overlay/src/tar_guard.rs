@@ -34,7 +34,10 @@ impl<R: Read> Read for GuardedTar<R> {
     }
 }
 
-/// Where the stream is, as the parser sees it.
+/// Where the stream is, as the parser sees it. Headers are read with the
+/// parser's own code (`tar::Header`, `tar::PaxExtensions`), so that both
+/// take every size the same way; a header the parser would refuse fails
+/// here first (closed: past it, no one knows where blocks start).
 #[derive(Default)]
 struct Walk {
     /// The header (or sparse extension) block being assembled.
@@ -43,19 +46,22 @@ struct Walk {
     data_left: u64,
     /// Data of a PAX header under way, for its `size` record.
     pax: Option<Vec<u8>>,
-    /// The `size` record of the last PAX header, which replaces the size
-    /// of the next entry that is not itself an extension header.
-    pax_size: Option<u64>,
+    /// The last PAX header's data, waiting for the entry it describes.
+    pending: Option<Vec<u8>>,
     /// GNU sparse extension blocks follow; then this much data.
     sparse_then: Option<u64>,
-    /// A header this guard cannot read: the parser rejects it, and past
-    /// it the guard no longer knows where blocks start.
-    lost: bool,
+    /// Past the end-of-archive block, which the parser stops at: what
+    /// follows is not read as tar.
+    ended: bool,
+}
+
+fn refuse(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 impl Walk {
     fn pass(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() && !self.lost {
+        while !bytes.is_empty() && !self.ended {
             if self.data_left > 0 {
                 let k = bytes.len().min(usize::try_from(self.data_left).unwrap_or(usize::MAX));
                 if let Some(pax) = &mut self.pax {
@@ -63,10 +69,8 @@ impl Walk {
                 }
                 self.data_left -= k as u64;
                 bytes = &bytes[k..];
-                if self.data_left == 0
-                    && let Some(pax) = self.pax.take()
-                {
-                    self.pax_size = pax_size(&pax);
+                if self.data_left == 0 {
+                    self.pending = self.pax.take();
                 }
                 continue;
             }
@@ -84,41 +88,48 @@ impl Walk {
     fn block_done(&mut self, b: &[u8]) -> io::Result<()> {
         if let Some(then) = self.sparse_then {
             // `isextended` of a sparse extension block: another follows.
-            if b[504] == 0 {
+            if b[504] != 1 {
                 self.sparse_then = None;
                 self.data_left = then;
             }
             return Ok(());
         }
         if b.iter().all(|&x| x == 0) {
+            self.ended = true;
             return Ok(());
         }
-        let Some(mut size) = octal_or_binary(&b[124..136]) else {
-            self.lost = true;
-            return Ok(());
+        let header = tar::Header::from_byte_slice(b);
+        let size = header.entry_size().map_err(|e| refuse(format!("a tar header the parser cannot read: {e}")))?;
+        let kind = header.entry_type();
+        let extension = kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink();
+        // Capped whatever their magic: one the parser does not take for an
+        // extension is an entry, which reading its metadata reads whole.
+        if extension && size > MAX_EXTENSION {
+            let what = if kind.is_gnu_longname() || kind.is_gnu_longlink() { "GNU long name" } else { "PAX header" };
+            return Err(refuse(format!("a {what} of {size} bytes (at most {MAX_EXTENSION} are accepted)")));
+        }
+        let recognized = header.as_ustar().is_some() || header.as_gnu().is_some();
+        let consumed =
+            recognized && (kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink());
+        // The PAX data applies to the entry the parser returns next (its
+        // size only if that is not an extension header itself), then goes.
+        let pax = if consumed { None } else { self.pending.take() };
+        let size = match pax.as_deref().filter(|_| !extension).and_then(pax_size) {
+            Some(replaced) => replaced,
+            None => size,
         };
-        let kind = b[156];
-        let ustar = &b[257..262] == b"ustar";
-        let gnu = &b[257..265] == b"ustar  \0";
-        if ustar && matches!(kind, b'x' | b'L' | b'K') && size > MAX_EXTENSION {
-            let what = if kind == b'x' { "PAX header" } else { "GNU long name" };
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("a {what} of {size} bytes (at most {MAX_EXTENSION} are accepted)"),
-            ));
-        }
-        if matches!(kind, b'x' | b'g' | b'L' | b'K') {
-            if ustar && kind == b'x' {
-                self.pax = Some(Vec::with_capacity(size as usize));
+        if recognized && kind.is_pax_local_extensions() {
+            if self.pending.is_some() {
+                return Err(refuse("two PAX headers for one entry".into()));
             }
-        } else if let Some(replaced) = self.pax_size.take() {
-            size = replaced;
+            self.pax = Some(Vec::with_capacity(size as usize));
         }
-        let Some(data) = size.checked_next_multiple_of(BLOCK as u64) else {
-            self.lost = true;
-            return Ok(());
-        };
-        if kind == b'S' && gnu && b[482] != 0 {
+        let data =
+            size.checked_next_multiple_of(BLOCK as u64).ok_or_else(|| refuse("an entry size overflows".into()))?;
+        if kind.is_gnu_sparse() && header.as_gnu().is_some_and(tar::GnuHeader::is_extended) {
             self.sparse_then = Some(data);
         } else {
             self.data_left = data;
@@ -126,47 +137,22 @@ impl Walk {
         if data == 0
             && let Some(pax) = self.pax.take()
         {
-            self.pax_size = pax_size(&pax);
+            self.pending = Some(pax);
         }
         Ok(())
     }
 }
 
-/// A numeric header field: octal digits (spaces and NULs around them), or
-/// base-256 when its first byte has the high bit set.
-fn octal_or_binary(field: &[u8]) -> Option<u64> {
-    if field[0] & 0x80 != 0 {
-        if field[0] & 0x40 != 0 {
-            return None;
-        }
-        let mut n: u64 = u64::from(field[0] & 0x3f);
-        for &b in &field[1..] {
-            n = n.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(n);
-    }
-    let digits = std::str::from_utf8(field).ok()?.trim_matches(|c: char| c == ' ' || c == '\0');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(digits, 8).ok()
-}
-
-/// The `size` record of PAX data (`LEN KEY=VALUE\n` records, then the
-/// block's padding), if any.
+/// The `size` record of PAX data as the parser takes it: the first one,
+/// nothing when a record before it is malformed.
 fn pax_size(data: &[u8]) -> Option<u64> {
-    let mut data = &data[..data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
-    let mut size = None;
-    while !data.is_empty() {
-        let space = data.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
-        let record = data.get(space + 1..len)?;
-        if let Some(value) = record.strip_prefix(b"size=") {
-            size = std::str::from_utf8(value.strip_suffix(b"\n")?).ok()?.parse().ok();
+    for ext in tar::PaxExtensions::new(data) {
+        let ext = ext.ok()?;
+        if ext.key() == Ok("size") {
+            return ext.value().ok()?.parse().ok();
         }
-        data = &data[len..];
     }
-    size
+    None
 }
 
 #[cfg(test)]
@@ -219,9 +205,8 @@ mod tests {
             entry.read_to_end(&mut data)?;
             out.push((path, data));
         }
-        let mut guard = archive.into_inner();
-        io::copy(&mut guard, &mut io::sink())?;
-        assert!(!guard.walk.lost, "the guard lost track of the blocks");
+        // The rest (end blocks) too: a guard that lost its place fails.
+        io::copy(&mut archive.into_inner(), &mut io::sink())?;
         Ok(out)
     }
 
@@ -274,5 +259,81 @@ mod tests {
         let tar = b.into_inner().expect("tar");
         let err = entries(&tar, 4096).expect_err("the second PAX header passed");
         assert!(err.to_string().contains("PAX header"), "{err}");
+    }
+
+    /// A header block by hand: `size` is the raw 12-byte field.
+    fn raw(name: &str, kind: u8, size: [u8; 12], ustar: bool) -> Vec<u8> {
+        let mut b = vec![0u8; BLOCK];
+        b[..name.len()].copy_from_slice(name.as_bytes());
+        b[100..107].copy_from_slice(b"0000644");
+        b[124..136].copy_from_slice(&size);
+        b[156] = kind;
+        if ustar {
+            b[257..265].copy_from_slice(b"ustar\x0000");
+        }
+        b[148..156].fill(b' ');
+        let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
+        b[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        b
+    }
+
+    fn octal(n: u64) -> [u8; 12] {
+        let mut f = [0u8; 12];
+        f[..11].copy_from_slice(format!("{n:011o}").as_bytes());
+        f
+    }
+
+    /// Ways around a guard that parses sizes its own way (a review found
+    /// each): global and magic-less PAX headers, size fields the parser
+    /// reads differently (text after a NUL, tabs, base-256 wider than 8
+    /// bytes), several PAX size records. Each is followed by an oversized
+    /// PAX header, which must still be refused.
+    #[test]
+    fn the_guard_reads_headers_as_the_parser_does() {
+        let big_claim = octal(400 << 20);
+        for (what, header) in [
+            ("global PAX header", raw("g", b'g', big_claim, true)),
+            ("PAX header without magic", raw("x", b'x', big_claim, false)),
+        ] {
+            let mut tar = header;
+            tar.extend(vec![0u8; 4096]);
+            let err = GuardedTar::new(&tar[..]).read(&mut [0u8; BLOCK]).expect_err(what);
+            assert!(err.to_string().contains("PAX header of"), "{what}: {err}");
+        }
+        let oversized = {
+            let mut t = raw("x", b'x', octal(2 << 20), true);
+            t.extend(vec![b'a'; 2 << 20]);
+            t
+        };
+        let mut base256 = [0u8; 12];
+        base256[0] = 0x80;
+        base256[3] = 1;
+        base256[11] = 1;
+        for (what, size) in [
+            ("text after a NUL", *b"0000001\0\xff\xff\xff\xff"),
+            ("tabs", *b"\t0000000001\t"),
+            ("wide base-256", base256),
+        ] {
+            let mut tar = raw("f", b'0', size, true);
+            tar.extend(vec![b'd'; BLOCK]);
+            tar.extend(&oversized);
+            assert!(entries(&tar, 4096).is_err(), "{what}: the oversized header passed");
+        }
+        // Two size records: the parser takes the first.
+        let records = pax(&[("size", b"1"), ("size", b"10485760")]);
+        let mut tar = raw("x", b'x', octal(records.len() as u64), true);
+        tar.extend(&records);
+        tar.resize(tar.len().next_multiple_of(BLOCK), 0);
+        tar.extend(raw("f", b'0', octal(0), true));
+        tar.extend(vec![b'd'; BLOCK]);
+        tar.extend(&oversized);
+        let err = entries(&tar, 4096).expect_err("the oversized header passed");
+        assert!(err.to_string().contains("PAX header of"), "{err}");
+        // What follows the end of the archive is not read as tar.
+        let mut tar = raw("f", b'0', octal(3), true);
+        tar.extend(b"abc");
+        tar.resize(BLOCK * 4, 0);
+        tar.extend(vec![0xffu8; BLOCK]);
+        assert_eq!(entries(&tar, 100).expect("trailing bytes").len(), 1);
     }
 }
