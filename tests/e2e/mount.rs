@@ -205,7 +205,10 @@ fn removing_while_listing_reaches_every_entry() {
 
 /// `detach` returns once the repository is free: scripts run the next
 /// command on it straight away (a daemon's process used to linger, still
-/// holding the lock, after `detach` had returned).
+/// holding the lock, after `detach` had returned). Its store is closed
+/// cleanly: a read-only open, which cannot recover a store, works (the next
+/// open after every mount used to read the whole file to recover it, and
+/// a repository on read-only media could not be read at all).
 #[test]
 fn detach_leaves_the_repository_free() {
     let Some(Fresh { s, repo, m }) = fresh_mount(&[]) else { return };
@@ -215,6 +218,8 @@ fn detach_leaves_the_repository_free() {
         ok(&[&"mount", &repo, &mnt, &"--daemon"]);
         write(&mnt.join("big"), &Rng::new(i).bytes(5 << 20));
         ok(&[&"detach", &mnt]);
+        let store = repo.join(monofs::repo::STORE_FILE);
+        assert!(monofs::store::RedbStore::open_read_only(&store).is_ok(), "the mount left its store to recover");
         ok(&[&"log", &repo]);
     }
 }
@@ -741,7 +746,12 @@ fn tmp_cleans_up_after_itself_and_after_a_killed_one() {
         assert!(is_mounted(&mnt), "monofs tmp did not mount {}", mnt.display());
         (child, mnt)
     };
-    let scratch_dirs = || std::fs::read_dir(&temp).expect("ls").count();
+    // A directory of the same name that is not one of tmp's, with a
+    // repository in it: never touched.
+    let mine = temp.join("monofs-tmp-mine");
+    init(&mine.join("repo"));
+    write(&mine.join("README"), b"mine");
+    let scratch_dirs = || std::fs::read_dir(&temp).expect("ls").count() - 1;
     let (mut killed, old) = start();
     write(&old.join("f"), b"throwaway");
     killed.kill().expect("kill -9");
@@ -755,4 +765,5 @@ fn tmp_cleans_up_after_itself_and_after_a_killed_one() {
         .expect("SIGINT");
     assert!(second.wait().expect("wait").success());
     assert_eq!(scratch_dirs(), 0, "monofs tmp left its directory");
+    assert!(mine.join("README").exists() && mine.join("repo").exists(), "the sweep removed a directory not its own");
 }

@@ -262,6 +262,9 @@ fn serve(
     let result = session.run();
     let _ = std::fs::remove_file(&socket);
     let flushed = vfs.flush();
+    // Other threads hold the repository to the end: closed here, its store
+    // needs no recovery (a read of the whole file) at the next open.
+    vfs.repo().store().close();
     result.with_context(|| format!("serving {}", mountpoint.display()))?;
     flushed.context("final flush")?;
     Ok(ExitCode::SUCCESS)
@@ -374,6 +377,7 @@ pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     std::thread::spawn(move || {
         let stored = stop_signal(&signals, &done);
         let _ = std::fs::remove_file(&socket);
+        done.repo().store().close();
         if let Err(e) = stored {
             say(format_args!("error: final flush: {e}"));
             std::process::exit(1);
@@ -521,10 +525,15 @@ pub fn detach(a: DetachArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCod
 /// Prefix of `monofs tmp`'s scratch directories in the temporary directory.
 const TMP_PREFIX: &str = "monofs-tmp-";
 
+/// The file that marks a scratch directory as one `monofs tmp` made (and
+/// holds its pid): the sweep of abandoned ones touches nothing else.
+const TMP_MARKER: &str = "monofs-tmp.pid";
+
 /// `monofs tmp`.
 pub fn tmp(a: TmpArgs) -> anyhow::Result<ExitCode> {
     sweep_abandoned_tmp(&std::env::temp_dir());
     let scratch = tempfile::Builder::new().prefix(TMP_PREFIX).tempdir()?;
+    std::fs::write(scratch.path().join(TMP_MARKER), std::process::id().to_string())?;
     let repo_path = scratch.path().join("repo");
     let repo = Arc::new(Repository::init(&repo_path, monofs::InitOptions::default())?);
     let mountpoint = match a.mountpoint {
@@ -554,8 +563,16 @@ fn sweep_abandoned_tmp(temp: &Path) {
         {
             continue;
         }
+        // Only what `monofs tmp` puts there: a directory of the same name
+        // that someone made for something else is left alone.
+        let ours = |names: std::fs::ReadDir| {
+            names.flatten().all(|e| matches!(e.file_name().to_str(), Some("repo" | "mnt" | TMP_MARKER)))
+        };
+        if !dir.join(TMP_MARKER).is_file() || !std::fs::read_dir(&dir).is_ok_and(ours) {
+            continue;
+        }
         let repo = dir.join("repo");
-        // Held: a live `monofs tmp`. Missing: not ours, or just being made.
+        // Held: a live `monofs tmp`. Missing: just being made.
         let Ok(lock) = RepoLock::acquire_existing(&repo) else { continue };
         let mnt = dir.join("mnt");
         if is_stale(&mnt) && unmount(&mnt, true).is_err() {

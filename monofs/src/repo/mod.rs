@@ -97,9 +97,12 @@ fn claim_new(path: &Path) -> Result<RepoLock> {
         if !holds_nothing(&file) {
             return Err(Error::AlreadyARepository(path.to_owned()));
         }
+        if !holds_only(path, &[STORE_FILE])? {
+            return Err(Error::NotEmpty(path.to_owned()));
+        }
         std::fs::remove_file(&file).map_err(|e| Error::io(&file, e))?;
         tracing::info!("{}: removed the empty store of an interrupted init or clone", path.display());
-        return if is_empty_dir(path)? { Ok(lock) } else { Err(Error::NotEmpty(path.to_owned())) };
+        return Ok(lock);
     }
     if path.exists() {
         if !is_empty_dir(path)? {
@@ -148,8 +151,14 @@ fn decode_config(path: &Path, raw: &[u8]) -> Result<Config> {
 /// Whether `path` holds nothing but, perhaps, the lock file a failed
 /// `init` leaves behind.
 fn is_empty_dir(path: &Path) -> Result<bool> {
+    holds_only(path, &[])
+}
+
+/// Whether `path` holds nothing but the lock file and `names`.
+fn holds_only(path: &Path, names: &[&str]) -> Result<bool> {
     for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-        if entry.map_err(|e| Error::io(path, e))?.file_name() != lock::LOCK_FILE {
+        let name = entry.map_err(|e| Error::io(path, e))?.file_name();
+        if name != lock::LOCK_FILE && !names.iter().any(|n| name == *n) {
             return Ok(false);
         }
     }

@@ -187,6 +187,11 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Closes the backend cleanly, so that its files need no recovery at
+    /// the next open; every later call fails. For a process about to exit
+    /// while other threads still hold the store.
+    fn close(&self) {}
+
     /// Checks the backend's own structures (pages, checksums), repairing
     /// what it can. A backend with none to check is sound.
     fn check_integrity(&self) -> StoreResult<Integrity> {

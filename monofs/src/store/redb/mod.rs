@@ -358,7 +358,14 @@ impl RedbStore {
 
     /// Opens an existing database file for reading only.
     pub fn open_read_only(path: &Path) -> StoreResult<ReadOnlyStore> {
-        Ok(ReadOnlyStore { db: builder().open_read_only(path).map_err(err)? })
+        let db = builder().open_read_only(path).map_err(|e| match e {
+            redb::DatabaseError::RepairAborted => corrupt(
+                "the store file was not closed cleanly and needs a recovery that writes to it: \
+                 open the repository once where it can be written",
+            ),
+            e => err(e),
+        })?;
+        Ok(ReadOnlyStore { db })
     }
 }
 
@@ -646,6 +653,18 @@ impl Store for RedbStore {
 
     fn apparent_size(&self) -> StoreResult<u64> {
         Ok(std::fs::metadata(&self.path).map_err(err)?.len())
+    }
+
+    fn close(&self) {
+        // Kept packs hold read transactions.
+        self.recent.clear();
+        // Waits for the call in flight; later ones find no database.
+        let Ok(mut db) = self.db.write() else { return };
+        if let Some(db) = db.take()
+            && let Err(e) = db.close()
+        {
+            tracing::warn!("closing the store: {e}");
+        }
     }
 
     fn check_integrity(&self) -> StoreResult<Integrity> {
