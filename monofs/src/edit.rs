@@ -46,6 +46,12 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
 
+/// [`TreeEditor::note_removed`] on its fields, for where others are borrowed.
+fn note_removed(removed: &mut HashMap<Vec<u8>, Vec<(u64, Entry)>>, steps: &mut u64, path: Vec<u8>, e: Entry) {
+    *steps += 1;
+    removed.entry(path).or_default().push((*steps, e));
+}
+
 fn join_tree(path: &TreePath) -> Vec<u8> {
     path.join(&b'/')
 }
@@ -93,8 +99,9 @@ impl<'r> TreeEditor<'r> {
     fn dir_mut(&mut self, parts: &[&[u8]], create: bool) -> Result<Option<&mut MemDir>> {
         let repo = self.repo;
         let parent_meta = &self.parent_meta;
+        let (removed, steps) = (&mut self.removed, &mut self.steps);
         let mut dir = &mut self.root;
-        for part in parts {
+        for (i, part) in parts.iter().enumerate() {
             let replace = match dir.entries.get(*part) {
                 Some(Node::Dir(_)) => None,
                 Some(Node::Stored(Entry { kind: EntryKind::Dir { id }, meta, .. })) => {
@@ -103,8 +110,16 @@ impl<'r> TreeEditor<'r> {
                     Some(loaded)
                 }
                 _ if !create => return Ok(None),
-                // A non-directory in the way is replaced, as tar does.
-                _ => Some(MemDir { meta: parent_meta.clone(), entries: BTreeMap::new() }),
+                // A non-directory in the way is replaced, as tar does; hard
+                // links to it keep its content.
+                found => {
+                    if let Some(Node::Stored(e)) = found
+                        && !matches!(e.kind, EntryKind::HardLink { .. })
+                    {
+                        note_removed(removed, steps, join(&parts[..=i]), e.clone());
+                    }
+                    Some(MemDir { meta: parent_meta.clone(), entries: BTreeMap::new() })
+                }
             };
             if let Some(d) = replace {
                 dir.entries.insert(part.to_vec(), Node::Dir(d));
@@ -205,8 +220,7 @@ impl<'r> TreeEditor<'r> {
 
     /// Notes that the non-directory entry `e` at `path` goes away now.
     fn note_removed(&mut self, path: Vec<u8>, e: Entry) {
-        self.steps += 1;
-        self.removed.entry(path).or_default().push((self.steps, e));
+        note_removed(&mut self.removed, &mut self.steps, path, e);
     }
 
     fn remember_removed(&mut self, parts: &[&[u8]]) -> Result<()> {

@@ -600,6 +600,21 @@ fn create_modes_guarded_setattr_and_failure_replies_follow_the_rfc() {
         assert_eq!(fh(res(resent, "resent EXCLUSIVE").obj), first);
         let other = client.create(&make("x", createhow3::EXCLUSIVE(createverf3(*b"another!")))).await.expect("rpc");
         assert!(matches!(other, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{other:?}");
+        // Data written since: no longer a fresh create's file, whatever its times.
+        write(&mut client, &first, 0, b"data", stable_how::UNSTABLE).await;
+        let stamp = nfstime3 { seconds: u32::from_be_bytes(*b"veri"), nseconds: 0 };
+        let times = sattr3 {
+            atime: nfs3_types::nfs3::set_atime::SET_TO_CLIENT_TIME(stamp),
+            mtime: nfs3_types::nfs3::set_mtime::SET_TO_CLIENT_TIME(nfstime3 {
+                seconds: u32::from_be_bytes(*b"fier"),
+                nseconds: 0,
+            }),
+            ..sattr3::default()
+        };
+        let args = SETATTR3args { object: first.clone(), new_attributes: times, guard: Nfs3Option::None };
+        res(client.setattr(&args).await.expect("setattr rpc"), "set the verifier's times");
+        let taken = client.create(&make("x", createhow3::EXCLUSIVE(verf))).await.expect("create rpc");
+        assert!(matches!(taken, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{taken:?}");
 
         // A guard naming an old ctime: NOT_SYNC, and the mode stays.
         let getattr = GETATTR3args { object: file.clone() };

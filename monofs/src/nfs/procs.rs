@@ -350,8 +350,10 @@ impl NfsFs {
                         return Err(nfsstat3::NFS3ERR_EXIST);
                     }
                     if how == EXCLUSIVE {
-                        // Ours, from a create whose reply was lost, or not.
-                        let ours = (found.atime, found.mtime) == verf_times;
+                        // Ours, from a create whose reply was lost, or not
+                        // (knfsd also asks for it to be still empty: times
+                        // alone can be set to anything by another client).
+                        let ours = (found.atime, found.mtime) == verf_times && found.size == 0;
                         return if ours { Ok(found.ino) } else { Err(nfsstat3::NFS3ERR_EXIST) };
                     }
                     (found.ino, SetAttr { size: asked.size, ..SetAttr::default() })

@@ -149,6 +149,10 @@ fn links_keep_the_file_they_were_made_to() {
         ed.put(b"k", link(b"g"), Meta::default()).expect("link");
         ed.put(b"g", file(&repo, sink, b"new g"), meta(0o644)).expect("replace");
         ed.put(b"k2", link(b"g"), Meta::default()).expect("link to the new g");
+        // Replaced by a directory that a later entry implies.
+        ed.put(b"d", file(&repo, sink, b"was a file"), meta(0o644)).expect("put");
+        ed.put(b"dl", link(b"d"), Meta::default()).expect("link");
+        ed.put(b"d/x", file(&repo, sink, b"x"), meta(0o644)).expect("put below");
     });
     let upper = edit(&repo, Some(&lower), |ed, sink| {
         ed.put(b"f", file(&repo, sink, b"new"), meta(0o644)).expect("replace f");
@@ -169,6 +173,8 @@ fn links_keep_the_file_they_were_made_to() {
     assert_eq!((ino("lower", "f"), ino("lower", "h2")), (ino("lower", "h"), ino("lower", "h")));
     assert_eq!((read("lower", "k"), read("lower", "k2")), (b"old g".to_vec(), b"new g".to_vec()));
     assert_eq!(ino("lower", "g"), ino("lower", "k2"));
+    assert_eq!(read("lower", "dl"), b"was a file");
+    assert_eq!(read("lower", "d/x"), b"x");
     assert_ne!(ino("lower", "g"), ino("lower", "k"));
     assert_eq!(read("upper", "f"), b"new");
     for name in ["h", "h2", "h3"] {
