@@ -291,6 +291,9 @@ fn exec_command(
     };
     let argv = cstrings(&spec.argv);
     let envp = cstrings(env);
+    if let Err(e) = crate::seccomp::filters().and_then(|f| crate::seccomp::apply(&f)) {
+        fail(EXIT_SETUP, &e);
+    }
     let err = nix::unistd::execve(program, &argv, &envp).err().unwrap_or(Errno::EINVAL);
     let code = if err == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_RUN };
     fail(code, &format!("cannot run '{}': {err}", Path::new(std::ffi::OsStr::from_bytes(program.as_bytes())).display()))

@@ -20,6 +20,7 @@ pub mod netns;
 pub mod rootfs;
 pub mod runtime;
 pub mod sandbox;
+mod seccomp;
 pub mod spec;
 pub mod state;
 mod stdio;

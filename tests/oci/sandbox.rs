@@ -299,6 +299,14 @@ fn the_sandbox_is_isolated_from_the_host() {
         assert!(dev.split_whitespace().any(|n| n == d), "/dev lacks {d}: {dev}");
     }
     assert!(dev.ends_with("4\n"), "{dev}");
+    // No namespaces of its own (in a new user namespace it would have every
+    // capability back), no keyring; fork and plain work still go.
+    let script = "for ns in -U -m -n -p; do busybox unshare $ns true 2>&1 || echo refused; done; \
+                  (true) && echo forked; seq 3 | wc -l; grep Seccomp: /proc/self/status";
+    let out = sh(&env, &[], script);
+    assert_eq!(out.matches("refused").count(), 4, "{out}");
+    assert!(out.contains("Operation not permitted") && out.contains("forked\n3\n"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "no filter: {out}");
 }
 
 #[test]
