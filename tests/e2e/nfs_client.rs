@@ -590,6 +590,14 @@ fn create_modes_guarded_setattr_and_failure_replies_follow_the_rfc() {
         res(client.mkdir(&dir).await.expect("mkdir rpc"), "mkdir");
         let over_dir = client.create(&make("d", createhow3::UNCHECKED(empty))).await.expect("create rpc");
         assert!(matches!(over_dir, Nfs3Result::Err((nfsstat3::NFS3ERR_EXIST, _))), "{over_dir:?}");
+        // A name longer than a directory takes: NAMETOOLONG, as from knfsd.
+        let long = "n".repeat(300);
+        let args = CREATE3args {
+            where_: diropargs3 { dir: root.clone(), name: filename3(Opaque::borrowed(long.as_bytes())) },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        };
+        let too_long = client.create(&args).await.expect("create rpc");
+        assert!(matches!(too_long, Nfs3Result::Err((nfsstat3::NFS3ERR_NAMETOOLONG, _))), "{too_long:?}");
 
         // EXCLUSIVE: a retransmission finds its own file, another client's
         // verifier finds EXIST.

@@ -10,8 +10,10 @@ const MOUNT: u32 = 100_005;
 
 /// Longest file handle (RFC 1813, NFS3_FHSIZE).
 const MAX_HANDLE: u32 = 64;
-/// Longest name in a directory.
-const MAX_NAME: u32 = 255;
+/// Longest name let through: past the 255 bytes a directory takes, so that
+/// such a name is answered NAMETOOLONG by the tree, as knfsd answers it,
+/// rather than refused as garbage; still a bound on what is decoded.
+const MAX_NAME: u32 = 1024;
 /// Longest path: a symlink's target, a MOUNT directory.
 const MAX_PATH: u32 = 4096;
 /// Most WRITE data, as FSINFO's `wtmax` says.
