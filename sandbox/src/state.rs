@@ -182,46 +182,58 @@ pub fn find(home: &Path, prefix: &str) -> Result<Record> {
 pub const SLOTS_DIR: &str = "/run/monocore/slots";
 
 /// A claimed slot: its id range and network addresses are this sandbox's
-/// alone on this host until it is dropped.
+/// alone on this host until it is dropped. A claim is a lock on the slot's
+/// file, which the kernel releases when its holder dies: no claim outlives
+/// its process, and no two processes can take over one left behind at
+/// once (with claims made by creating files, two could both see a dead
+/// owner's claim, and both take the slot).
 #[derive(Debug)]
 pub struct Slot {
     n: u32,
     path: PathBuf,
+    /// Holds the lock.
+    _file: std::fs::File,
 }
 
 impl Slot {
-    /// Claims the lowest free slot for the process `owner`. A claim whose
-    /// owner is gone (killed) is taken over.
+    /// Claims the lowest free slot for the process `owner` (written in the
+    /// file, for people to read).
     pub fn claim(owner: Process) -> Result<Slot> {
         Self::claim_in(Path::new(SLOTS_DIR), owner)
     }
 
     fn claim_in(dir: &Path, owner: Process) -> Result<Slot> {
         use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let json = serde_json::to_vec(&owner).map_err(|e| Error::Setup(e.to_string()))?;
-        for n in 0..MAX_SLOTS {
+        let mut n = 0;
+        while n < MAX_SLOTS {
             let path = dir.join(n.to_string());
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(&json).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-                    return Ok(Slot { n, path });
+            let io = |e| Error::io(format!("claiming {}", path.display()), e);
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    n += 1;
+                    continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<Process> =
-                        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-                    // A claim still being written has no owner yet: leave it.
-                    let stale = holder.is_some_and(|p| !p.alive());
-                    if stale {
-                        let _ = std::fs::remove_file(&path);
-                        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                            f.write_all(&json).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-                            return Ok(Slot { n, path });
-                        }
-                    }
-                }
-                Err(e) => return Err(Error::io(format!("claiming {}", path.display()), e)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
+            // Locked after its holder removed it (a release): that file is
+            // no claim any more; try the path again.
+            let same = std::fs::metadata(&path).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
+            if !same {
+                continue;
+            }
+            file.set_len(0).and_then(|()| file.write_all(&json)).map_err(io)?;
+            return Ok(Slot { n, path, _file: file });
         }
         Err(Error::Setup(format!("all {MAX_SLOTS} sandbox slots of this host are in use")))
     }
@@ -234,6 +246,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // Removed while still locked; the lock goes with the file after.
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -266,10 +279,22 @@ mod tests {
         drop(a);
         let again = Slot::claim_in(dir.path(), me).expect("freed");
         assert_eq!(again.number(), 0);
-        // A claim whose owner is dead (same pid, other start time) is free.
+        // A claim file left by a dead owner holds no lock: free.
         let ghost = Process { pid: me.pid, start: me.start + 1 };
         std::fs::write(dir.path().join("2"), serde_json::to_vec(&ghost).expect("json")).expect("ghost claim");
         assert_eq!(Slot::claim_in(dir.path(), me).expect("taken over").number(), 2);
+        // Many at once over the same dead claims: each slot once.
+        for n in 3..40 {
+            std::fs::write(dir.path().join(n.to_string()), serde_json::to_vec(&ghost).expect("json")).expect("ghost");
+        }
+        let claims: Vec<Slot> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..24).map(|_| s.spawn(|| Slot::claim_in(dir.path(), me).expect("claim"))).collect();
+            racers.into_iter().map(|r| r.join().expect("racer")).collect()
+        });
+        let mut numbers: Vec<u32> = claims.iter().map(Slot::number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 24, "a slot was claimed twice");
     }
 
     fn record(id: &str, slot: u32, supervisor: Process) -> Record {
