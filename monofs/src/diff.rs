@@ -129,11 +129,19 @@ impl Repository {
     /// path order.
     pub fn diff_trees(&self, old: &ObjectId, new: &ObjectId) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        self.diff_dirs(old, new, b"", &mut out)?;
+        self.diff_dirs((old, new), old, new, b"", &mut out)?;
         Ok(out)
     }
 
-    fn diff_dirs(&self, old: &ObjectId, new: &ObjectId, prefix: &[u8], out: &mut Vec<Change>) -> Result<()> {
+    /// `roots` are the two trees' roots, where hard links are resolved.
+    fn diff_dirs(
+        &self,
+        roots: (&ObjectId, &ObjectId),
+        old: &ObjectId,
+        new: &ObjectId,
+        prefix: &[u8],
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
         if old == new {
             return Ok(());
         }
@@ -155,7 +163,7 @@ impl Repository {
                     j += 1;
                 }
                 std::cmp::Ordering::Equal => {
-                    self.both(&a.entries[i], &b.entries[j], prefix, out)?;
+                    self.both(roots, &a.entries[i], &b.entries[j], prefix, out)?;
                     i += 1;
                     j += 1;
                 }
@@ -179,8 +187,24 @@ impl Repository {
         Ok(())
     }
 
-    fn both(&self, a: &Entry, b: &Entry, prefix: &[u8], out: &mut Vec<Change>) -> Result<()> {
+    fn both(
+        &self,
+        roots: (&ObjectId, &ObjectId),
+        a: &Entry,
+        b: &Entry,
+        prefix: &[u8],
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
         let path = join(prefix, &b.name);
+        // A name of a hard-link group is compared as the file it names: the
+        // group's layout changes (its first name removed, another one
+        // holding the content now) when the file does not.
+        let (a_file, b_file) = (self.linked_file(roots.0, a)?, self.linked_file(roots.1, b)?);
+        if matches!(a.kind, EntryKind::HardLink { .. }) != matches!(b.kind, EntryKind::HardLink { .. })
+            && let (Some(x), Some(y)) = (&a_file, &b_file)
+        {
+            return self.both(roots, x, &Entry { name: b.name.clone(), ..y.clone() }, prefix, out);
+        }
         if std::mem::discriminant(&a.kind) != std::mem::discriminant(&b.kind) {
             out.push(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new()));
             let (old_dir, new_dir) = (dir_id(a), dir_id(b));
@@ -228,9 +252,31 @@ impl Repository {
             out.push(change(Status::Modified, path.clone(), Some(a), Some(b), what));
         }
         if let (EntryKind::Dir { id: x }, EntryKind::Dir { id: y }) = (&a.kind, &b.kind) {
-            self.diff_dirs(x, y, &path, out)?;
+            self.diff_dirs(roots, x, y, &path, out)?;
         }
         Ok(())
+    }
+
+    /// The entry holding the content of `e`'s hard-link group in tree
+    /// `root`: `e` itself when it is a file, its group's first name when it
+    /// is a link; None for anything else.
+    fn linked_file(&self, root: &ObjectId, e: &Entry) -> Result<Option<Entry>> {
+        match &e.kind {
+            EntryKind::File { .. } => Ok(Some(e.clone())),
+            EntryKind::HardLink { target } => {
+                let mut dir = *root;
+                let mut found = None;
+                for part in target.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+                    let Some(next) = self.read_dir(&dir)?.get(part).cloned() else { return Ok(None) };
+                    if let EntryKind::Dir { id } = next.kind {
+                        dir = id;
+                    }
+                    found = Some(next);
+                }
+                Ok(found.filter(|f| matches!(f.kind, EntryKind::File { .. })))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
