@@ -591,8 +591,10 @@ impl fuser::Filesystem for FuseFs {
             blocks = s.blocks() * frag / 4096;
             bfree = s.blocks_available() * frag / 4096;
         }
-        let files = self.vfs.inode_count();
-        reply.statfs(blocks, bfree, bfree, files, u64::MAX / 2, 4096, 255, 4096);
+        // No inode table to fill: as many free as the 32-bit count df shows
+        // for file systems without one, and the total is used plus free.
+        let (used, free) = (self.vfs.inode_count(), u64::from(u32::MAX));
+        reply.statfs(blocks, bfree, bfree, used + free, free, 4096, 255, 4096);
     }
 
     fn setxattr(

@@ -129,6 +129,11 @@ fn drive_round_trip_commit_checkout_remount() {
     let m = Mount::start(&repo, &mnt, &[]);
     sh(&format!("cp -a {}/. {}/", data.display(), m.mnt.display()));
     assert_same_tree(&data, &m.mnt);
+    // df -i: inodes in use are the total less the free ones (it showed a
+    // negative count, the free ones being more than the total).
+    let fs = nix::sys::statvfs::statvfs(&m.mnt).expect("statvfs");
+    let used = fs.files() - fs.files_free();
+    assert!(fs.files() >= fs.files_free() && (5..100_000).contains(&used), "{} - {}", fs.files(), fs.files_free());
     let first = ok(&[&"commit", &repo, &"-m", &"copied in"]);
     assert_eq!(first.trim().len(), 64);
     // A directory's snapshot would replace the mounted tree: refused.

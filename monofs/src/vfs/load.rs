@@ -17,6 +17,14 @@ pub(crate) type InodeTable = HashMap<Vec<u8>, Ino>;
 /// changes not stored yet.
 pub(crate) type Held = Option<(Content, u64)>;
 
+/// A directory being loaded: the entries still to load.
+struct Loading {
+    ino: Ino,
+    id: ObjectId,
+    size: u64,
+    entries: std::vec::IntoIter<crate::object::Entry>,
+}
+
 pub(crate) struct Loader<'a> {
     pub repo: &'a Repository,
     /// (parent, name) -> inode, as persisted.
@@ -72,17 +80,30 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Loads directory `id` under inode `ino`, depth first in name order
+    /// (pre-order, where hard-link holders come before their links), with
+    /// a stack of its own: a tree thousands of levels deep does not
+    /// overflow the thread's.
     fn load_dir(&mut self, ino: Ino, id: &ObjectId) -> Result<()> {
-        let dir = self.repo.read_dir(id)?;
-        for e in dir.entries {
-            let key = table_key(ino, &e.name);
-            let link = (ino, e.name.clone());
-            let child = match e.kind {
+        let mut stack = vec![self.open_dir(ino, id)?];
+        while let Some(top) = stack.last_mut() {
+            let parent = top.ino;
+            let Some(e) = top.entries.next() else {
+                let done = stack.pop().ok_or(Error::Aborted)?;
+                if let Some(d) = self.nodes.get_mut(&done.ino).and_then(Node::dir_mut) {
+                    d.clean = Some(done.id);
+                    d.size = done.size;
+                }
+                continue;
+            };
+            let key = table_key(parent, &e.name);
+            let link = (parent, e.name.clone());
+            let (child, sub) = match e.kind {
                 EntryKind::HardLink { target } => {
                     let primary = self.resolve(&target)?;
                     let node = self.nodes.get_mut(&primary).ok_or(Error::Aborted)?;
                     node.parents.push(link);
-                    primary
+                    (primary, None)
                 }
                 kind => {
                     let child = self.ino_for(&key, &kind);
@@ -97,26 +118,29 @@ impl<'a> Loader<'a> {
                         _ => None,
                     };
                     self.nodes.insert(child, Node::new(Some(link), e.meta, body));
-                    if let Some(sub) = sub {
-                        self.load_dir(child, &sub)?;
-                    }
-                    child
+                    (child, sub)
                 }
             };
             self.table.insert(key, child);
-            // Added as we go: a hard link later in this directory may name
-            // an entry loaded earlier in it.
+            // Named in its parent before anything below it loads: a hard
+            // link further on (in this directory or below this entry) may
+            // name it, and is resolved from the root.
             let is_dir = self.nodes.get(&child).is_some_and(|n| n.dir().is_some());
-            if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
+            if let Some(d) = self.nodes.get_mut(&parent).and_then(Node::dir_mut) {
                 d.children.insert(e.name, child);
                 d.subdirs += u32::from(is_dir);
             }
-        }
-        if let Some(d) = self.nodes.get_mut(&ino).and_then(Node::dir_mut) {
-            d.clean = Some(*id);
-            d.size = dir.size;
+            if let Some(sub) = sub {
+                let opened = self.open_dir(child, &sub)?;
+                stack.push(opened);
+            }
         }
         Ok(())
+    }
+
+    fn open_dir(&self, ino: Ino, id: &ObjectId) -> Result<Loading> {
+        let dir = self.repo.read_dir(id)?;
+        Ok(Loading { ino, id: *id, size: dir.size, entries: dir.entries.into_iter() })
     }
 
     /// The inode at a root-relative path already loaded (hard-link

@@ -363,6 +363,26 @@ impl State {
     }
 
     /// Marks the directories holding `ino` (every name of it) as changed.
+    /// After directory `ino` moved: the names of hard-link groups below it
+    /// have new paths, so every directory holding a name of such a group
+    /// is stored again (a link names its group's first name by path, and
+    /// which name is first may change too).
+    fn touch_links_below(&mut self, ino: Ino) {
+        let mut linked = Vec::new();
+        let mut todo = vec![ino];
+        while let Some(at) = todo.pop() {
+            let Some(node) = self.nodes.get(&at) else { continue };
+            match &node.body {
+                Body::Dir(d) => todo.extend(d.children.values().copied()),
+                _ if node.parents.len() > 1 => linked.push(at),
+                _ => {}
+            }
+        }
+        for at in linked {
+            self.touch_parents(at);
+        }
+    }
+
     fn touch_parents(&mut self, ino: Ino) {
         let parents: Vec<Ino> =
             self.nodes.get(&ino).map(|n| n.parents.iter().map(|p| p.0).collect()).unwrap_or_default();
@@ -1138,6 +1158,8 @@ impl Vfs {
                 st.link_name(parent, name, other)?;
                 st.node_mut(ino)?.opens -= 1;
                 st.node_mut(other)?.opens -= 1;
+                st.touch_links_below(ino);
+                st.touch_links_below(other);
                 return Ok(());
             }
             (_, Some(other)) => {
@@ -1159,6 +1181,7 @@ impl Vfs {
         st.link_name(new_parent, new_name, ino)?;
         st.node_mut(ino)?.opens -= 1;
         st.node_mut(ino)?.ctime = now();
+        st.touch_links_below(ino);
         Ok(())
     }
 

@@ -25,3 +25,50 @@ fn numbers_a_crashed_session_gave_out_are_not_given_again() {
         assert_ne!(ino, lost, "a number the crashed session gave out was given again");
     }
 }
+
+/// Hard links reload from the store wherever their names are: two names
+/// in one subdirectory (the tree could not be loaded: the link was looked
+/// up before its directory was named in its parent), and a group whose
+/// first name's directory was renamed after a flush (the other name's
+/// directory, unchanged, kept a link to the old path).
+#[test]
+fn hard_links_reload_after_flushes_and_renames() {
+    use monofs::vfs::RenameMode;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    let x = vfs.mkdir(ROOT, b"x", 0o755, 0, 0).expect("mkdir").ino;
+    let b = vfs.create(x, b"b", 0o644, 0, 0).expect("create").ino;
+    vfs.write(b, 0, b"same file").expect("write");
+    vfs.link(b, x, b"a").expect("link in the same directory");
+    let a_dir = vfs.mkdir(ROOT, b"A", 0o755, 0, 0).expect("mkdir").ino;
+    let d = vfs.mkdir(ROOT, b"D", 0o755, 0, 0).expect("mkdir").ino;
+    let f = vfs.create(a_dir, b"f", 0o644, 0, 0).expect("create").ino;
+    vfs.write(f, 0, b"linked across").expect("write");
+    vfs.link(f, d, b"g").expect("link");
+    vfs.flush().expect("flush");
+    vfs.rename(ROOT, b"A", ROOT, b"B", RenameMode::Replace).expect("rename the first name's directory");
+    vfs.flush().expect("flush");
+    drop(vfs);
+    let vfs = Vfs::new(repo.clone(), None).expect("the tree loads again");
+    let read = |parent, name: &[u8]| {
+        let ino = vfs.lookup(parent, name).expect("lookup").ino;
+        (ino, vfs.read(ino, 0, 100).expect("read").to_vec())
+    };
+    let x = vfs.lookup(ROOT, b"x").expect("x").ino;
+    let ((ia, a), (ib, b)) = (read(x, b"a"), read(x, b"b"));
+    assert_eq!((ia, a.as_slice()), (ib, &b"same file"[..]));
+    assert_eq!(b, b"same file");
+    let (bd, dd) = (vfs.lookup(ROOT, b"B").expect("B").ino, vfs.lookup(ROOT, b"D").expect("D").ino);
+    let ((i1, c1), (i2, c2)) = (read(bd, b"f"), read(dd, b"g"));
+    assert_eq!((i1, c1.as_slice()), (i2, &b"linked across"[..]));
+    assert_eq!(c2, b"linked across");
+    assert_eq!(vfs.getattr(i1).expect("attr").nlink, 2);
+    drop(vfs);
+    let Ok(repo) = Arc::try_unwrap(repo) else { panic!("another handle on the repository") };
+    let out = dir.path().join("out");
+    let root = repo.worktree().expect("worktree");
+    repo.restore(&root, &out, false, &monofs::NoProgress).expect("checkout --to");
+    assert_eq!(std::fs::read(out.join("D/g")).expect("D/g"), b"linked across");
+}
