@@ -68,38 +68,85 @@ pub(crate) fn dir_path(nodes: &HashMap<Ino, Node>, mut ino: Ino) -> Vec<Vec<u8>>
     out
 }
 
+/// A directory being written: its entries so far, the children still to
+/// go, and the name of the subdirectory being written below it.
+struct Writing {
+    ino: Ino,
+    children: std::collections::btree_map::IntoIter<Vec<u8>, Ino>,
+    entries: Vec<Entry>,
+    size: u64,
+    below: Option<Vec<u8>>,
+}
+
 impl Writer<'_> {
     /// Writes directory `ino` (and what changed below it); returns its id
-    /// and logical size.
+    /// and logical size. Depth first with a stack of its own: a tree
+    /// thousands of levels deep (made with mkdir and chdir) overflowed the
+    /// thread's stack, taking the mount down with its unstored changes.
     pub fn dir(&mut self, ino: Ino) -> Result<(ObjectId, u64)> {
-        let (children, clean) = match self.nodes.get(&ino).map(|n| &n.body) {
-            Some(Body::Dir(d)) => (d.children.clone(), d.clean.map(|id| (id, d.size))),
-            _ => return Err(Error::Aborted),
-        };
-        if let Some(done) = clean {
+        if let Some(done) = self.clean_dir(ino)? {
             return Ok(done);
         }
-        let mut entries = Vec::with_capacity(children.len());
-        let mut size = 0;
-        for (name, child) in children {
-            let (entry, logical) = self.entry(ino, &name, child)?;
-            size += logical;
-            entries.push(entry);
+        let mut stack = vec![self.writing(ino)?];
+        loop {
+            let top = stack.last_mut().ok_or(Error::Aborted)?;
+            let parent = top.ino;
+            if let Some((name, child)) = top.children.next() {
+                let is_dir = matches!(self.nodes.get(&child).map(|n| &n.body), Some(Body::Dir(_)));
+                if !is_dir {
+                    let (entry, logical) = self.entry(parent, &name, child)?;
+                    top.entries.push(entry);
+                    top.size += logical;
+                } else if let Some((id, size)) = self.clean_dir(child)? {
+                    top.entries.push(self.dir_entry(name, child, id));
+                    top.size += size;
+                } else {
+                    top.below = Some(name);
+                    let below = self.writing(child)?;
+                    stack.push(below);
+                }
+                continue;
+            }
+            let done = stack.pop().ok_or(Error::Aborted)?;
+            let id = self.sink.put(Kind::Dir, &Dir { entries: done.entries, size: done.size }.encode())?;
+            self.written.dirs.insert(done.ino, (id, done.size));
+            let Some(up) = stack.last_mut() else { return Ok((id, done.size)) };
+            let name = up.below.take().ok_or(Error::Aborted)?;
+            up.entries.push(self.dir_entry(name, done.ino, id));
+            up.size += done.size;
         }
-        let id = self.sink.put(Kind::Dir, &Dir { entries, size }.encode())?;
-        self.written.dirs.insert(ino, (id, size));
-        Ok((id, size))
     }
 
-    /// The entry for `ino` under `name` in `parent`, and the logical size
-    /// it adds to the directory (a file's size, a directory's total).
-    fn entry(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<(Entry, u64)> {
-        let is_dir = matches!(self.nodes.get(&ino).map(|n| &n.body), Some(Body::Dir(_)));
-        if is_dir {
-            let (id, size) = self.dir(ino)?;
-            let meta = self.nodes.get(&ino).map(|n| n.meta.clone()).unwrap_or_default();
-            return Ok((Entry { name: name.to_vec(), kind: EntryKind::Dir { id }, meta }, size));
+    /// The stored id and size of directory `ino` when nothing below it
+    /// changed.
+    fn clean_dir(&self, ino: Ino) -> Result<Option<(ObjectId, u64)>> {
+        match self.nodes.get(&ino).map(|n| &n.body) {
+            Some(Body::Dir(d)) => Ok(d.clean.map(|id| (id, d.size))),
+            _ => Err(Error::Aborted),
         }
+    }
+
+    fn writing(&self, ino: Ino) -> Result<Writing> {
+        match self.nodes.get(&ino).map(|n| &n.body) {
+            Some(Body::Dir(d)) => Ok(Writing {
+                ino,
+                children: d.children.clone().into_iter(),
+                entries: Vec::with_capacity(d.children.len()),
+                size: 0,
+                below: None,
+            }),
+            _ => Err(Error::Aborted),
+        }
+    }
+
+    fn dir_entry(&self, name: Vec<u8>, ino: Ino, id: ObjectId) -> Entry {
+        let meta = self.nodes.get(&ino).map(|n| n.meta.clone()).unwrap_or_default();
+        Entry { name, kind: EntryKind::Dir { id }, meta }
+    }
+
+    /// The entry for non-directory `ino` under `name` in `parent`, and the
+    /// logical size it adds to the directory (a file's size).
+    fn entry(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<(Entry, u64)> {
         // Hard links: the first name in pre-order holds the content.
         if let Some(first) = self.first_link(ino)
             && first != (parent, name.to_vec())

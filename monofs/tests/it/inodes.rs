@@ -72,3 +72,38 @@ fn hard_links_reload_after_flushes_and_renames() {
     repo.restore(&root, &out, false, &monofs::NoProgress).expect("checkout --to");
     assert_eq!(std::fs::read(out.join("D/g")).expect("D/g"), b"linked across");
 }
+
+/// A tree 5000 directories deep (mkdir and chdir, again and again) is
+/// stored and loaded again without overflowing a thread's stack: storing
+/// it recursed once per level, and the mount died with its changes.
+#[test]
+fn very_deep_trees_are_stored_and_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Arc::new(Vfs::new(repo.clone(), None).expect("vfs"));
+    let mut at = ROOT;
+    for _ in 0..5000 {
+        at = vfs.mkdir(at, b"d", 0o755, 0, 0).expect("mkdir").ino;
+    }
+    let f = vfs.create(at, b"deep", 0o644, 0, 0).expect("create").ino;
+    vfs.write(f, 0, b"at the bottom").expect("write");
+    // On a thread with a small stack, as FUSE's and the flusher's are.
+    let flushed = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn({
+            let vfs = vfs.clone();
+            move || vfs.flush().map(drop)
+        })
+        .expect("spawn")
+        .join()
+        .expect("the flush overflowed its stack");
+    flushed.expect("flush");
+    drop(vfs);
+    let loaded = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || Vfs::new(repo, None).map(|_| ()))
+        .expect("spawn")
+        .join()
+        .expect("the load overflowed its stack");
+    loaded.expect("load");
+}
