@@ -220,9 +220,11 @@ pub struct Vfs {
 /// one file this large out of 78,579; the list is kept for later reads).
 const SPARSE_CHECK_MIN: u64 = 16 << 20;
 
-/// The largest file: offsets and sizes past it (which only a client's
-/// arithmetic near `u64::MAX` reaches) are EFBIG, never an overflow.
-pub const MAX_FILE_SIZE: u64 = 1 << 62;
+/// The largest file, as on ext4 (16 TiB): offsets and sizes past it are
+/// EFBIG. Storing a file keeps a chunk reference per 256 KiB of its holes
+/// in memory (about 190 MB per TiB), so `ftruncate` to 2^62 got the mount
+/// killed by the OOM killer at its next flush.
+pub const MAX_FILE_SIZE: u64 = 16 << 40;
 
 /// First byte of the inode keys of a named working tree.
 const NAMED_TREE_TAG: u8 = 0xff;

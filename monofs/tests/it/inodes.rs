@@ -107,3 +107,18 @@ fn very_deep_trees_are_stored_and_loaded() {
         .expect("the load overflowed its stack");
     loaded.expect("load");
 }
+
+/// Files stop at 16 TiB, as on ext4: a truncate to 2^62 is EFBIG at once
+/// (it was taken, and the mount was killed for memory at its next flush).
+#[test]
+fn files_stop_at_sixteen_tebibytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    let vfs = Vfs::new(repo, None).expect("vfs");
+    let f = vfs.create(ROOT, b"sparse", 0o644, 0, 0).expect("create").ino;
+    let size = |n| monofs::vfs::SetAttr { size: Some(n), ..Default::default() };
+    let err = vfs.setattr(f, size(1 << 62)).expect_err("2^62 bytes");
+    assert_eq!(err.errno(), nix::libc::EFBIG);
+    assert_eq!(vfs.write(f, (16 << 40) - 1, b"xy").expect_err("past 16 TiB").errno(), nix::libc::EFBIG);
+    assert_eq!(vfs.setattr(f, size(16 << 40)).expect("16 TiB").size, 16 << 40);
+}
