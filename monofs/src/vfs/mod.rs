@@ -1352,6 +1352,11 @@ impl Vfs {
         if name.starts_with(b"system.posix_acl_") {
             return Err(Errno::EOPNOTSUPP.into());
         }
+        // Only the namespaces Linux has, as ext4 answers: a name outside
+        // them was stored, and a checkout to disk then failed on it.
+        if ![&b"user."[..], b"trusted.", b"security.", b"system."].iter().any(|ns| name.starts_with(ns)) {
+            return Err(Errno::EOPNOTSUPP.into());
+        }
         let mut st = self.lock()?;
         let node = st.node_mut(ino)?;
         let pos = node.meta.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name));

@@ -188,6 +188,10 @@ fn refused_xattrs_are_counted_not_dropped_silently() {
     vfs.write(ino, 0, b"content").expect("write");
     vfs.setxattr(ino, b"user.kept", b"1", false, false).expect("xattr");
     vfs.setxattr(ino, b"system.monofs_test", b"2", false, false).expect("xattr");
+    // A namespace Linux does not have is refused there and then, as ext4
+    // refuses it, rather than stored to fail at checkout.
+    let bogus = vfs.setxattr(ino, b"bogus.t", b"3", false, false).expect_err("bogus.t");
+    assert_eq!(bogus.errno(), nix::libc::EOPNOTSUPP);
     vfs.release(ino);
     let opts = monofs::CommitOptions { message: "x".into(), author: "t".into(), time: None, discard_changes: false };
     let rev = vfs.commit(&opts).expect("commit").revision;
