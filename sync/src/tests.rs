@@ -112,6 +112,26 @@ fn diverged_replicas_are_refused() {
     assert!(matches!(err, SyncError::NotFastForward { .. }), "{err}");
 }
 
+/// Without the key, a sync cannot read parents; it still never moves a
+/// ref back to a revision the receiver has (the source checked out an
+/// older one, or moved a tag back): it did, rewinding the replica.
+#[test]
+fn a_sync_without_the_key_never_moves_a_ref_back() {
+    let s = setup();
+    let first = Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open").head().expect("head").expect("a head");
+    std::fs::write(s.data.join("a.txt"), b"newer").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    sync(&src, &dst, None, Direction::Push, &NoProgress).expect("forward");
+    drop((src, dst));
+    Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open").checkout(&first, true).expect("checkout");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let before = dst.state().expect("state");
+    let err = sync(&src, &dst, None, Direction::Push, &NoProgress).expect_err("a rewind without the key");
+    assert!(matches!(err, SyncError::NotFastForward { .. }), "{err}");
+    assert_eq!(dst.state().expect("state"), before, "nothing moved");
+}
+
 #[test]
 fn unrelated_repositories_are_refused() {
     let s = setup();

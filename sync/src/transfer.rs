@@ -489,8 +489,12 @@ fn plan(
                 let forward = match codec {
                     Some(codec) => is_ancestor(src, codec, &old, new)?,
                     // Without the key parents cannot be read; accept only
-                    // what the sender has itself, so no revision is lost.
-                    None => ours.revisions.contains(&old),
+                    // what the sender has itself, so no revision is lost,
+                    // and a revision the receiver lacks: one it has already
+                    // is where a rewind would take it (a checkout of an
+                    // older revision, a tag moved back). A new revision
+                    // that diverged cannot be told apart without the key.
+                    None => ours.revisions.contains(&old) && !theirs.revisions.contains(new),
                 };
                 // The receiver has the old value's history; the sender's
                 // value may be in it.
