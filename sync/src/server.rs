@@ -46,11 +46,24 @@ const IDLE: Duration = Duration::from_secs(2);
 /// before it is answered 503.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
-/// The served repository, open while requests use it and for [`IDLE`]
-/// after, so the server does not hold the repository's lock between syncs.
+/// How long the served repository stays open after the last request of a
+/// push that has not ended with its `update`: objects a push stored are
+/// referenced by nothing until then, and a `monofs gc` that took the
+/// repository between two of its requests deleted them (the push then
+/// moved its refs onto a tree with holes, and a re-run saw nothing to send).
+const PUSH_HOLD: Duration = Duration::from_secs(60);
+
+/// The served repository, open while requests use it (from their first
+/// byte: a slow upload's body included) and for [`IDLE`] after, or
+/// [`PUSH_HOLD`] during a push, so the server does not hold the
+/// repository's lock between syncs.
 struct Slot {
     path: PathBuf,
     open: std::sync::Mutex<Option<(Arc<Local>, Instant)>>,
+    /// Requests being received or answered.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// The last request of a push not ended yet.
+    pushing: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Slot {
@@ -70,13 +83,47 @@ impl Slot {
     }
 
     /// Closes the repository if no request holds it and none came for
-    /// [`IDLE`].
+    /// [`IDLE`] (for [`PUSH_HOLD`] during a push).
     fn close_idle(&self) {
+        let busy = self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        let pushing = self.pushing.lock().map_or(true, |p| p.is_some_and(|t| t.elapsed() < PUSH_HOLD));
+        if busy || pushing {
+            return;
+        }
         if let Ok(mut open) = self.open.lock()
             && open.as_ref().is_some_and(|(local, used)| Arc::strong_count(local) == 1 && used.elapsed() >= IDLE)
         {
             *open = None;
             tracing::debug!("{}: closed while idle", self.path.display());
+        }
+    }
+
+    /// A request of a push came (a push asks which objects this side has,
+    /// sends them, then moves refs), or with `false` the push ended.
+    fn push(&self, going_on: bool) {
+        if let Ok(mut p) = self.pushing.lock() {
+            *p = going_on.then(Instant::now);
+        }
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Slot);
+
+impl<'a> InFlight<'a> {
+    fn new(slot: &'a Slot) -> InFlight<'a> {
+        slot.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(slot)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut open) = self.0.open.lock()
+            && let Some((_, used)) = open.as_mut()
+        {
+            *used = Instant::now();
         }
     }
 }
@@ -156,7 +203,12 @@ async fn require_token(
     next: axum::middleware::Next,
 ) -> Response {
     match authorized(&s, req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            // From here the repository stays open (once opened), body and
+            // all: a gc must not slip in while an upload arrives.
+            let _counted = InFlight::new(&s.repo);
+            next.run(req).await
+        }
         Err(refused) => refused.into_response(),
     }
 }
@@ -215,6 +267,9 @@ async fn ref_state(State(s): State<Arc<AppState>>) -> Reply {
 }
 
 async fn has(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    // Asked of this side only by a push to it: what it has counts from
+    // here until the push's update.
+    s.repo.push(true);
     blocking(s, move |_, local| {
         let ids = wire::decode_ids(&body, "the client")?;
         Ok(octets(wire::encode_bitmap(&local.has(&ids)?)))
@@ -350,6 +405,7 @@ async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
 }
 
 async fn put(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    s.repo.push(true);
     blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
@@ -375,7 +431,9 @@ async fn update(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
         let _writing = s.writes.blocking_write();
         let update: Update = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
-        local.update(&update)?;
+        let updated = local.update(&update);
+        s.repo.push(false);
+        updated?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
@@ -440,6 +498,8 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
     let repo = Slot {
         path: local.repo().path().to_owned(),
         open: std::sync::Mutex::new(Some((Arc::new(local), Instant::now()))),
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+        pushing: std::sync::Mutex::new(None),
     };
     let writes = Arc::new(tokio::sync::RwLock::new(()));
     let state = Arc::new(AppState { repo, token: opts.token.trim().to_owned(), bwlimit: opts.bwlimit, writes });

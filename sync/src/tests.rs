@@ -223,6 +223,30 @@ fn http_clone_sync_and_auth() {
     assert_eq!(local(&copy).state().expect("state"), src.state().expect("state"));
 }
 
+/// A push holds the served repository from its first question until its
+/// update, however long it pauses between requests (up to a minute): a
+/// `monofs gc` that took the repository in between deleted the objects
+/// the push had stored, and the push then moved its refs onto a tree with
+/// holes. Other commands get the repository back soon after the update.
+#[test]
+fn a_push_keeps_the_served_repository_until_its_update() {
+    let s = setup();
+    let server = serve(
+        local(&s.dst),
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
+    )
+    .expect("serve");
+    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    let open = || Repository::open(&s.dst, &mut || Ok(Vec::new()));
+    remote.has(&[monofs::ObjectId::default()]).expect("a push begins");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(matches!(open(), Err(monofs::Error::Locked { .. })), "released in the middle of a push");
+    remote.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the push ends");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(open().is_ok(), "still held after the push ended");
+    server.shutdown().expect("shutdown");
+}
+
 #[test]
 fn a_source_without_packs_is_cloned_object_by_object() {
     let s = setup();
