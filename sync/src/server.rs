@@ -458,6 +458,27 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long a client may take to send a request's headers, including the
+/// wait for the next request on a kept-alive connection: a client that
+/// connects and says nothing (or half a header) held its connection, and
+/// its memory, for ever; 20,000 of them stopped the server.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most a connection buffers of a request's headers (hyper's default
+/// is about 400 KB, which 300 unfinished headers turned into 120 MB).
+const HEADER_BUFFER: usize = 64 << 10;
+
+/// `server` with the limits above on its HTTP/1 connections.
+fn limited<A>(mut server: axum_server::Server<A>) -> axum_server::Server<A> {
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(HEADER_BUFFER);
+    server
+}
+
 /// A running server.
 pub struct Server {
     /// Where it listens.
@@ -526,8 +547,8 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
         let service = app.into_make_service();
         let run = async move {
             match tls {
-                Some(tls) => axum_server::bind_rustls(addr, tls).handle(h).serve(service).await,
-                None => axum_server::bind(addr).handle(h).serve(service).await,
+                Some(tls) => limited(axum_server::bind_rustls(addr, tls)).handle(h).serve(service).await,
+                None => limited(axum_server::bind(addr)).handle(h).serve(service).await,
             }
         };
         runtime.block_on(run).map_err(|e| SyncError::io(format!("serving on {addr}"), e))

@@ -247,6 +247,39 @@ fn a_push_keeps_the_served_repository_until_its_update() {
     server.shutdown().expect("shutdown");
 }
 
+/// A client that connects and sends half a header is cut off after the
+/// header timeout (it held its connection for ever), and an oversized
+/// header is refused, while real clients go on being served.
+#[test]
+fn stalled_and_oversized_headers_are_cut_off() {
+    use std::io::{Read, Write};
+
+    let s = setup();
+    let server = serve(
+        local(&s.dst),
+        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
+    )
+    .expect("serve");
+    let mut stalled = std::net::TcpStream::connect(server.addr).expect("connect");
+    stalled.write_all(b"GET /v1/meta HTTP/1.1\r\nHost: x\r\n").expect("half a header");
+    let mut big = std::net::TcpStream::connect(server.addr).expect("connect");
+    let header = format!("GET /v1/meta HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(200 << 10));
+    let _ = big.write_all(header.as_bytes());
+    big.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut reply = Vec::new();
+    let _ = big.read_to_end(&mut reply);
+    let refused = reply.is_empty() || reply.starts_with(b"HTTP/1.1 431");
+    assert!(refused, "a 200 KB header was read: {}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
+    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    remote.state().expect("served meanwhile");
+    stalled.set_read_timeout(Some(Duration::from_secs(45))).expect("timeout");
+    let started = std::time::Instant::now();
+    // Closed (perhaps after a 408): the read returns, well before 45 s.
+    let _ = stalled.read(&mut [0u8; 1024]);
+    assert!(started.elapsed() < Duration::from_secs(40), "a stalled header kept its connection");
+    server.shutdown().expect("shutdown");
+}
+
 #[test]
 fn a_source_without_packs_is_cloned_object_by_object() {
     let s = setup();
