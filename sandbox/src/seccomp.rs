@@ -72,7 +72,12 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
     libc::CLONE_NEWCGROUP,
 ];
 
-/// Compiles the filter for this machine's architecture.
+/// The bit that marks an x32 system call on x86-64.
+const X32: i64 = 0x4000_0000;
+
+/// Compiles the filter for this machine's architecture. Calls made with
+/// another architecture's numbers (a 32-bit program's) kill the process:
+/// seccompiler filters one architecture.
 pub fn filters() -> Result<Vec<BpfProgram>, String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("seccomp: {e}"))?;
     let compile = |rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32| -> Result<BpfProgram, String> {
@@ -89,7 +94,13 @@ pub fn filters() -> Result<Vec<BpfProgram>, String> {
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| format!("seccomp: {e}"))?);
     }
     denied.insert(libc::SYS_clone, clone_rules);
-    let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    // The same calls by the x32 ABI's numbers (the x86-64 ones with a high
+    // bit set, on kernels that take them), which would go around the list.
+    if std::env::consts::ARCH == "x86_64" {
+        let x32: Vec<(i64, Vec<SeccompRule>)> = denied.iter().map(|(n, r)| (n | X32, r.clone())).collect();
+        denied.extend(x32);
+    }
+    let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new()), (libc::SYS_clone3 | X32, Vec::new())]);
     Ok(vec![compile(denied, libc::EPERM)?, compile(clone3, libc::ENOSYS)?])
 }
 
