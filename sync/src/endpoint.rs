@@ -306,6 +306,18 @@ impl Local {
                 return Err(SyncError::RefTargetMissing { side, name: "(revision index)".into(), id: *r });
             }
         }
+        // Refs other than working trees name revisions: one of the index
+        // or one this update adds to it (a client could set HEAD to any
+        // stored object, and log, fsck and checkout then failed).
+        for c in update.refs.iter().filter(|c| !crate::transfer::is_tree_ref(&c.name)) {
+            if !update.revisions.contains(&c.new) && !store.has(Table::Revisions, c.new.as_bytes())? {
+                return Err(SyncError::Invalid(format!(
+                    "{side}: {} would name {}, which is not a revision there",
+                    c.name,
+                    c.new.short(12)
+                )));
+            }
+        }
         let mut tx = store.begin()?;
         for c in &update.refs {
             let now = tx.get(Table::Refs, c.name.as_bytes())?.and_then(|v| ObjectId::from_slice(&v));

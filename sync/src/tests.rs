@@ -132,6 +132,23 @@ fn a_sync_without_the_key_never_moves_a_ref_back() {
     assert_eq!(dst.state().expect("state"), before, "nothing moved");
 }
 
+/// An update that would point HEAD at an object that is no revision (a
+/// token holder's hand-made request) is refused: log, fsck and checkout of
+/// the replica then failed.
+#[test]
+fn refs_name_revisions_only() {
+    let s = setup();
+    let dst = local(&s.dst);
+    let before = dst.state().expect("state");
+    let head = before.refs.get("HEAD").copied();
+    let chunk =
+        dst.list().expect("list").into_iter().map(|(id, _)| id).find(|id| Some(*id) != head).expect("an object");
+    let change = RefChange { name: "HEAD".into(), old: head, new: chunk };
+    let err = dst.update(&Update { refs: vec![change], revisions: Vec::new() }).expect_err("HEAD onto a chunk");
+    assert!(err.to_string().contains("not a revision"), "{err}");
+    assert_eq!(dst.state().expect("state"), before);
+}
+
 #[test]
 fn unrelated_repositories_are_refused() {
     let s = setup();

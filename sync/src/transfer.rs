@@ -465,7 +465,7 @@ fn missing_below(dst: &dyn Endpoint, codec: &Codec, roots: Vec<(ObjectId, Kind)>
     Ok(missing)
 }
 
-fn is_tree_ref(name: &str) -> bool {
+pub(crate) fn is_tree_ref(name: &str) -> bool {
     name == WORKTREE || name.starts_with(WORKTREES_PREFIX)
 }
 
