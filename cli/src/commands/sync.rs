@@ -141,7 +141,8 @@ pub fn sync(a: SyncArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     let mut local = Local::open(&a.repo, LOCK_WAIT)?;
     try_unlock(&mut local, &a.repo)?;
     let (target, client) = match remotes::get(local.repo(), &a.remote)? {
-        Some(r) if !Path::new(&a.remote).exists() => {
+        // A name loses only to a directory of the same name (a repository).
+        Some(r) if !Path::new(&a.remote).is_dir() => {
             let client = ClientArgs {
                 token_file: a.client.token_file.clone().or(r.token_file),
                 ca_cert: a.client.ca_cert.clone().or(r.ca_cert),
