@@ -64,6 +64,10 @@ impl Visitor for Collect {
         }
     }
 
+    fn checks_links(&self) -> bool {
+        true
+    }
+
     fn broken(&mut self, id: &ObjectId, kind: Kind, path: &str, err: Error) -> Result<()> {
         let p = self.problems.entry(*id).or_insert_with(|| Problem {
             id: *id,

@@ -18,6 +18,12 @@ pub(crate) trait Visitor {
     /// An object that could not be read or decoded; returning an error
     /// stops the walk.
     fn broken(&mut self, id: &ObjectId, kind: Kind, path: &str, err: Error) -> Result<()>;
+    /// Whether hard links should be followed to the file they name, a
+    /// target that is not there being reported as [`Visitor::broken`] on
+    /// the directory holding the link (fsck).
+    fn checks_links(&self) -> bool {
+        false
+    }
 }
 
 struct Walk<'a> {
@@ -61,13 +67,34 @@ impl Repository {
         for rev in revisions {
             walk.revision(&rev)?;
         }
-        for root in trees.iter().chain(&held.dirs) {
-            walk.dir(root, "")?;
+        for root in &trees {
+            walk.dir(root, "", Some(root))?;
+        }
+        // Directories of a mounted tree, wherever they are in it.
+        for dir in &held.dirs {
+            walk.dir(dir, "", None)?;
         }
         for (content, size) in &held.contents {
             walk.content(content, *size, "<held by a mount>")?;
         }
         Ok(())
+    }
+}
+
+impl Repository {
+    /// Whether `path` (root-relative) names a regular file in tree `root`.
+    fn names_a_file(&self, root: &ObjectId, path: &[u8]) -> Result<bool> {
+        let mut dir = *root;
+        let mut parts = path.split(|&b| b == b'/').filter(|p| !p.is_empty()).peekable();
+        while let Some(part) = parts.next() {
+            let Ok(listing) = self.read_dir(&dir) else { return Ok(false) };
+            match listing.get(part).map(|e| &e.kind) {
+                Some(EntryKind::Dir { id }) if parts.peek().is_some() => dir = *id,
+                Some(EntryKind::File { .. }) if parts.peek().is_none() => return Ok(true),
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -84,10 +111,12 @@ impl Walk<'_> {
         for parent in &rev.parents {
             self.revision(parent)?;
         }
-        self.dir(&rev.root, "")
+        self.dir(&rev.root, "", Some(&rev.root))
     }
 
-    fn dir(&mut self, id: &ObjectId, path: &str) -> Result<()> {
+    /// Directory `id` at `path` in the tree of `root` (where its hard links
+    /// are resolved; `None` when not known).
+    fn dir(&mut self, id: &ObjectId, path: &str, root: Option<&ObjectId>) -> Result<()> {
         if !self.seen.insert(*id) {
             return Ok(());
         }
@@ -103,8 +132,19 @@ impl Walk<'_> {
                 format!("{path}/{}", String::from_utf8_lossy(&e.name))
             };
             match &e.kind {
-                EntryKind::Dir { id } => self.dir(id, &child)?,
+                EntryKind::Dir { id } => self.dir(id, &child, root)?,
                 EntryKind::File { size, content } => self.content(content, *size, &child)?,
+                EntryKind::HardLink { target } if self.visitor.checks_links() => {
+                    if let Some(root) = root
+                        && !self.repo.names_a_file(root, target)?
+                    {
+                        let why = format!(
+                            "hard link {child} names {}, which is no file in its tree",
+                            String::from_utf8_lossy(target)
+                        );
+                        self.visitor.broken(id, Kind::Dir, &child, Error::InvalidTreePath(why))?;
+                    }
+                }
                 _ => {}
             }
         }
