@@ -70,6 +70,8 @@ mod limits {
 pub struct HttpRemote {
     base: String,
     token: Option<String>,
+    /// Names this client's requests (see [`SESSION_HEADER`]).
+    session: String,
     client: Client,
     wire_bytes: AtomicU64,
 }
@@ -79,6 +81,11 @@ impl std::fmt::Debug for HttpRemote {
         f.debug_struct("HttpRemote").field("base", &self.base).finish()
     }
 }
+
+/// A header naming the client a request comes from, so that a server
+/// tells one push from another (each holds the repository until its own
+/// update).
+pub const SESSION_HEADER: &str = "monofs-session";
 
 /// Parses a server's URL (see [`is_url`]): it must have a host, and no
 /// credentials: the token is given in a file or `MONOFS_TOKEN`, never in a
@@ -136,7 +143,10 @@ impl HttpRemote {
             builder = builder.tls_backend_preconfigured(config);
         }
         let client = builder.build().map_err(|e| SyncError::Http { url: url.into(), message: chain(&e) })?;
-        Ok(HttpRemote { base: url.trim_end_matches('/').to_owned(), token, client, wire_bytes: AtomicU64::new(0) })
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| SyncError::Invalid(format!("no random bytes: {e}")))?;
+        let (base, session) = (url.trim_end_matches('/').to_owned(), hex::encode(id));
+        Ok(HttpRemote { base, token, session, client, wire_bytes: AtomicU64::new(0) })
     }
 
     /// Bytes sent and received in request and response bodies so far.
@@ -183,6 +193,7 @@ impl HttpRemote {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
+        req = req.header(SESSION_HEADER, &self.session);
         if let Some(t) = timeout {
             req = req.timeout(t);
         }

@@ -2,6 +2,7 @@
 //! behind a bearer token (docs/SYNC.md). The server opens the repository
 //! without its key: it stores and hands out sealed frames as they are.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::routing::{get, post};
 
 use crate::endpoint::{Endpoint, Local, Update, json};
 use crate::error::{Result, SyncError};
-use crate::http::{API, STORE_LENGTH};
+use crate::http::{API, SESSION_HEADER, STORE_LENGTH};
 use crate::wire;
 use monofs::repo::STORE_FILE;
 
@@ -62,8 +63,8 @@ struct Slot {
     open: std::sync::Mutex<Option<(Arc<Local>, Instant)>>,
     /// Requests being received or answered.
     in_flight: std::sync::atomic::AtomicUsize,
-    /// The last request of a push not ended yet.
-    pushing: std::sync::Mutex<Option<Instant>>,
+    /// The last request of each push not ended yet, by client session.
+    pushing: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 impl Slot {
@@ -86,7 +87,10 @@ impl Slot {
     /// [`IDLE`] (for [`PUSH_HOLD`] during a push).
     fn close_idle(&self) {
         let busy = self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
-        let pushing = self.pushing.lock().map_or(true, |p| p.is_some_and(|t| t.elapsed() < PUSH_HOLD));
+        let pushing = self.pushing.lock().map_or(true, |mut p| {
+            p.retain(|_, t| t.elapsed() < PUSH_HOLD);
+            !p.is_empty()
+        });
         if busy || pushing {
             return;
         }
@@ -98,11 +102,17 @@ impl Slot {
         }
     }
 
-    /// A request of a push came (a push asks which objects this side has,
-    /// sends them, then moves refs), or with `false` the push ended.
-    fn push(&self, going_on: bool) {
+    /// A request of the push of the client `headers` name came (a push
+    /// asks which objects this side has, sends them, then moves refs), or
+    /// with `false` that push ended. Other pushes keep their hold.
+    fn push(&self, headers: &HeaderMap, going_on: bool) {
+        let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         if let Ok(mut p) = self.pushing.lock() {
-            *p = going_on.then(Instant::now);
+            if going_on {
+                p.insert(session, Instant::now());
+            } else {
+                p.remove(&session);
+            }
         }
     }
 }
@@ -120,7 +130,10 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        if let Ok(mut open) = self.0.open.lock()
+        // Never waits (this runs on the async workers, and `lease` holds the
+        // lock while it waits for the repository): a busy slot was just
+        // used anyway.
+        if let Ok(mut open) = self.0.open.try_lock()
             && let Some((_, used)) = open.as_mut()
         {
             *used = Instant::now();
@@ -207,7 +220,12 @@ async fn require_token(
             // From here the repository stays open (once opened), body and
             // all: a gc must not slip in while an upload arrives.
             let _counted = InFlight::new(&s.repo);
-            next.run(req).await
+            // A body that stops arriving (a client gone without a word)
+            // would hold the repository for ever.
+            match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => (StatusCode::REQUEST_TIMEOUT, "request not received in time").into_response(),
+            }
         }
         Err(refused) => refused.into_response(),
     }
@@ -266,10 +284,10 @@ async fn ref_state(State(s): State<Arc<AppState>>) -> Reply {
     blocking(s, |_, local| json_reply(&json::state_to(&local.state()?))).await
 }
 
-async fn has(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+async fn has(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Reply {
     // Asked of this side only by a push to it: what it has counts from
     // here until the push's update.
-    s.repo.push(true);
+    s.repo.push(&headers, true);
     blocking(s, move |_, local| {
         let ids = wire::decode_ids(&body, "the client")?;
         Ok(octets(wire::encode_bitmap(&local.has(&ids)?)))
@@ -404,8 +422,8 @@ async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
         .into_response())
 }
 
-async fn put(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
-    s.repo.push(true);
+async fn put(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Reply {
+    s.repo.push(&headers, true);
     blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
@@ -426,13 +444,13 @@ async fn add_dictionaries(State(s): State<Arc<AppState>>, body: Bytes) -> Reply 
     .await
 }
 
-async fn update(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+async fn update(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Reply {
     blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let update: Update = serde_json::from_slice(&body)
             .map_err(|e| SyncError::Protocol { from: "the client".into(), what: e.to_string() })?;
         let updated = local.update(&update);
-        s.repo.push(false);
+        s.repo.push(&headers, false);
         updated?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
@@ -457,6 +475,11 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
+
+/// How long a request may take to arrive and be answered (a streamed reply
+/// goes on after): its body included, so that one whose client vanished
+/// mid-upload does not keep the repository locked.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long a client may take to send a request's headers, including the
 /// wait for the next request on a kept-alive connection: a client that
@@ -520,7 +543,7 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
         path: local.repo().path().to_owned(),
         open: std::sync::Mutex::new(Some((Arc::new(local), Instant::now()))),
         in_flight: std::sync::atomic::AtomicUsize::new(0),
-        pushing: std::sync::Mutex::new(None),
+        pushing: std::sync::Mutex::new(HashMap::new()),
     };
     let writes = Arc::new(tokio::sync::RwLock::new(()));
     let state = Arc::new(AppState { repo, token: opts.token.trim().to_owned(), bwlimit: opts.bwlimit, writes });

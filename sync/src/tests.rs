@@ -256,6 +256,10 @@ fn a_push_keeps_the_served_repository_until_its_update() {
     let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
     let open = || Repository::open(&s.dst, &mut || Ok(Vec::new()));
     remote.has(&[monofs::ObjectId::default()]).expect("a push begins");
+    // Another client's push that ends does not end this one's hold.
+    let other = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    other.has(&[monofs::ObjectId::default()]).expect("another push");
+    other.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the other push ends");
     std::thread::sleep(Duration::from_secs(5));
     assert!(matches!(open(), Err(monofs::Error::Locked { .. })), "released in the middle of a push");
     remote.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the push ends");
