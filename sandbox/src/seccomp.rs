@@ -52,14 +52,15 @@ const DENIED: &[i64] = &[
     libc::SYS_quotactl,
     libc::SYS_open_by_handle_at,
     libc::SYS_lookup_dcookie,
-    libc::SYS_uselib,
-    libc::SYS_ustat,
-    libc::SYS_sysfs,
-    libc::SYS__sysctl,
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
     libc::SYS_vhangup,
 ];
+
+/// Legacy calls only x86-64 has.
+#[cfg(target_arch = "x86_64")]
+const DENIED_LEGACY: &[i64] =
+    &[libc::SYS_uselib, libc::SYS_ustat, libc::SYS_sysfs, libc::SYS__sysctl, libc::SYS_iopl, libc::SYS_ioperm];
+#[cfg(not(target_arch = "x86_64"))]
+const DENIED_LEGACY: &[i64] = &[];
 
 /// `clone` flags that make namespaces.
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
@@ -85,7 +86,8 @@ pub fn filters() -> Result<Vec<BpfProgram>, String> {
             .map_err(|e| format!("seccomp: {e}"))?;
         filter.try_into().map_err(|e: seccompiler::BackendError| format!("seccomp: {e}"))
     };
-    let mut denied: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&n| (n, Vec::new())).collect();
+    let mut denied: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().chain(DENIED_LEGACY).map(|&n| (n, Vec::new())).collect();
     let mut clone_rules = Vec::new();
     for &flag in NAMESPACE_FLAGS {
         let flag = flag as u64;
