@@ -364,7 +364,6 @@ impl State {
         }
     }
 
-    /// Marks the directories holding `ino` (every name of it) as changed.
     /// After directory `ino` moved: the names of hard-link groups below it
     /// have new paths, so every directory holding a name of such a group
     /// is stored again (a link names its group's first name by path, and
@@ -385,6 +384,7 @@ impl State {
         }
     }
 
+    /// Marks the directories holding `ino` (every name of it) as changed.
     fn touch_parents(&mut self, ino: Ino) {
         let parents: Vec<Ino> =
             self.nodes.get(&ino).map(|n| n.parents.iter().map(|p| p.0).collect()).unwrap_or_default();
