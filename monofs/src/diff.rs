@@ -199,11 +199,10 @@ impl Repository {
         // A name of a hard-link group is compared as the file it names: the
         // group's layout changes (its first name removed, another one
         // holding the content now) when the file does not.
-        let (a_file, b_file) = (self.linked_file(roots.0, a)?, self.linked_file(roots.1, b)?);
         if matches!(a.kind, EntryKind::HardLink { .. }) != matches!(b.kind, EntryKind::HardLink { .. })
-            && let (Some(x), Some(y)) = (&a_file, &b_file)
+            && let (Some(x), Some(y)) = (self.linked_file(roots.0, a)?, self.linked_file(roots.1, b)?)
         {
-            return self.both(roots, x, &Entry { name: b.name.clone(), ..y.clone() }, prefix, out);
+            return self.both(roots, &x, &Entry { name: b.name.clone(), ..y }, prefix, out);
         }
         if std::mem::discriminant(&a.kind) != std::mem::discriminant(&b.kind) {
             out.push(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new()));
@@ -264,13 +263,16 @@ impl Repository {
         match &e.kind {
             EntryKind::File { .. } => Ok(Some(e.clone())),
             EntryKind::HardLink { target } => {
-                let mut dir = *root;
+                let mut dir = Some(*root);
                 let mut found = None;
                 for part in target.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
-                    let Some(next) = self.read_dir(&dir)?.get(part).cloned() else { return Ok(None) };
-                    if let EntryKind::Dir { id } = next.kind {
-                        dir = id;
-                    }
+                    // A part before the last that is no directory: nothing.
+                    let Some(at) = dir else { return Ok(None) };
+                    let Some(next) = self.read_dir(&at)?.get(part).cloned() else { return Ok(None) };
+                    dir = match next.kind {
+                        EntryKind::Dir { id } => Some(id),
+                        _ => None,
+                    };
                     found = Some(next);
                 }
                 Ok(found.filter(|f| matches!(f.kind, EntryKind::File { .. })))
