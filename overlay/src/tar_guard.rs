@@ -170,18 +170,7 @@ mod tests {
     }
 
     fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut data = Vec::new();
-        for (key, value) in records {
-            let rest = key.len() + value.len() + 3;
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            data.extend_from_slice(format!("{len} {key}=").as_bytes());
-            data.extend_from_slice(value);
-            data.push(b'\n');
-        }
-        data
+        monofs_fixtures::oci::pax_records(records)
     }
 
     /// Reads `tar` through the guard, in reads of `step` bytes, and lists

@@ -365,6 +365,18 @@ impl NfsFs {
             }
             Ok(ino)
         });
+        self.made_reply(result, before, dir.ok(), out)
+    }
+
+    /// The reply of a call that makes a node in directory `dir` (CREATE,
+    /// MKNOD): the new node's handle and attributes, and the directory's.
+    fn made_reply(
+        &self,
+        result: Result<fileid3, nfsstat3>,
+        before: pre_op_attr,
+        dir: Option<fileid3>,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
         match result {
             Ok(ino) => {
                 nfsstat3::NFS3_OK.serialize(out)?;
@@ -373,7 +385,7 @@ impl NfsFs {
             }
             Err(stat) => stat.serialize(out)?,
         }
-        self.wcc(before, dir.ok()).serialize(out)
+        self.wcc(before, dir).serialize(out)
     }
 
     /// MKNOD3: a fifo, socket or device node (RFC 1813, 3.3.11).
@@ -411,15 +423,7 @@ impl NfsFs {
             let a = self.vfs.mknod(dir, &place.name.0, perm | type_bits, rdev, uid, gid).map_err(status)?;
             Ok(self.made(a).0)
         });
-        match result {
-            Ok(ino) => {
-                nfsstat3::NFS3_OK.serialize(out)?;
-                post_op_fh3::handle(self.id_to_fh(ino)).serialize(out)?;
-                self.post(ino).serialize(out)?;
-            }
-            Err(stat) => stat.serialize(out)?,
-        }
-        self.wcc(before, dir.ok()).serialize(out)
+        self.made_reply(result, before, dir.ok(), out)
     }
 
     /// COMMIT3: makes what was written durable (RFC 1813, 3.3.21). The
