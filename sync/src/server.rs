@@ -491,15 +491,49 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// is about 400 KB, which 300 unfinished headers turned into 120 MB).
 const HEADER_BUFFER: usize = 64 << 10;
 
-/// `server` with the limits above on its HTTP/1 connections.
-fn limited<A>(mut server: axum_server::Server<A>) -> axum_server::Server<A> {
+/// `server` with the limits above on its HTTP/1 connections, and a
+/// connection that sends nothing at all closed after [`HEADER_TIMEOUT`]
+/// (hyper reads the first bytes, to tell HTTP/1 from HTTP/2, with no
+/// timeout of its own).
+fn limited<A>(mut server: axum_server::Server<A>) -> axum_server::Server<FirstByte<A>> {
     server
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(HEADER_BUFFER);
-    server
+    server.map(FirstByte)
+}
+
+/// An acceptor that hands a connection on once it has something to read,
+/// and drops it if nothing comes within [`HEADER_TIMEOUT`].
+#[derive(Clone)]
+struct FirstByte<A>(A);
+
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for FirstByte<A>
+where
+    A: axum_server::accept::Accept<tokio::net::TcpStream, S> + Clone + Send + 'static,
+    A::Future: Send,
+    S: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<(A::Stream, A::Service)>> + Send>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            // `readable` may wake spuriously; a peek waits for a byte (or
+            // the end).
+            match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut [0u8; 1])).await {
+                Ok(peeked) => {
+                    peeked?;
+                }
+                Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            }
+            inner.accept(stream, service).await
+        })
+    }
 }
 
 /// A running server.

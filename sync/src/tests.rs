@@ -268,9 +268,9 @@ fn a_push_keeps_the_served_repository_until_its_update() {
     server.shutdown().expect("shutdown");
 }
 
-/// A client that connects and sends half a header is cut off after the
-/// header timeout (it held its connection for ever), and an oversized
-/// header is refused, while real clients go on being served.
+/// A client that connects and sends half a header, or nothing, is cut off
+/// after the header timeout (it held its connection for ever), and an
+/// oversized header is refused, while real clients go on being served.
 #[test]
 fn stalled_and_oversized_headers_are_cut_off() {
     use std::io::{Read, Write};
@@ -281,6 +281,8 @@ fn stalled_and_oversized_headers_are_cut_off() {
         ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
     )
     .expect("serve");
+    // One that connects and never says anything, one that stops halfway.
+    let mut silent = std::net::TcpStream::connect(server.addr).expect("connect");
     let mut stalled = std::net::TcpStream::connect(server.addr).expect("connect");
     stalled.write_all(b"GET /v1/meta HTTP/1.1\r\nHost: x\r\n").expect("half a header");
     let mut big = std::net::TcpStream::connect(server.addr).expect("connect");
@@ -298,6 +300,12 @@ fn stalled_and_oversized_headers_are_cut_off() {
     // Closed (perhaps after a 408): the read returns, well before 45 s.
     let _ = stalled.read(&mut [0u8; 1024]);
     assert!(started.elapsed() < Duration::from_secs(40), "a stalled header kept its connection");
+    silent.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let closed = match silent.read(&mut [0u8; 16]) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    };
+    assert!(closed, "a connection that sent nothing was kept");
     server.shutdown().expect("shutdown");
 }
 
