@@ -262,21 +262,7 @@ impl Repository {
     fn linked_file(&self, root: &ObjectId, e: &Entry) -> Result<Option<Entry>> {
         match &e.kind {
             EntryKind::File { .. } => Ok(Some(e.clone())),
-            EntryKind::HardLink { target } => {
-                let mut dir = Some(*root);
-                let mut found = None;
-                for part in target.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
-                    // A part before the last that is no directory: nothing.
-                    let Some(at) = dir else { return Ok(None) };
-                    let Some(next) = self.read_dir(&at)?.get(part).cloned() else { return Ok(None) };
-                    dir = match next.kind {
-                        EntryKind::Dir { id } => Some(id),
-                        _ => None,
-                    };
-                    found = Some(next);
-                }
-                Ok(found.filter(|f| matches!(f.kind, EntryKind::File { .. })))
-            }
+            EntryKind::HardLink { target } => self.file_at(root, target),
             _ => Ok(None),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::object::{Content, EntryKind, Kind};
+use crate::object::{Content, Entry, EntryKind, Kind};
 use crate::repo::{Repository, WORKTREE, WORKTREES_PREFIX};
 use crate::store::Table;
 
@@ -82,19 +82,22 @@ impl Repository {
 }
 
 impl Repository {
-    /// Whether `path` (root-relative) names a regular file in tree `root`.
-    fn names_a_file(&self, root: &ObjectId, path: &[u8]) -> Result<bool> {
+    /// The regular file at `path` (root-relative) in tree `root`, if that
+    /// is one: where hard links are resolved.
+    pub(crate) fn file_at(&self, root: &ObjectId, path: &[u8]) -> Result<Option<Entry>> {
         let mut dir = *root;
         let mut parts = path.split(|&b| b == b'/').filter(|p| !p.is_empty()).peekable();
         while let Some(part) = parts.next() {
-            let Ok(listing) = self.read_dir(&dir) else { return Ok(false) };
-            match listing.get(part).map(|e| &e.kind) {
-                Some(EntryKind::Dir { id }) if parts.peek().is_some() => dir = *id,
-                Some(EntryKind::File { .. }) if parts.peek().is_none() => return Ok(true),
-                _ => return Ok(false),
+            let listing = self.read_dir(&dir)?;
+            match listing.get(part) {
+                Some(Entry { kind: EntryKind::Dir { id }, .. }) if parts.peek().is_some() => dir = *id,
+                Some(e @ Entry { kind: EntryKind::File { .. }, .. }) if parts.peek().is_none() => {
+                    return Ok(Some(e.clone()));
+                }
+                _ => return Ok(None),
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 
@@ -135,8 +138,10 @@ impl Walk<'_> {
                 EntryKind::Dir { id } => self.dir(id, &child, root)?,
                 EntryKind::File { size, content } => self.content(content, *size, &child)?,
                 EntryKind::HardLink { target } if self.visitor.checks_links() => {
+                    // A directory on the way that cannot be read is
+                    // reported for itself; the link names nothing either.
                     if let Some(root) = root
-                        && !self.repo.names_a_file(root, target)?
+                        && self.repo.file_at(root, target).ok().flatten().is_none()
                     {
                         let why = format!(
                             "hard link {child} names {}, which is no file in its tree",
