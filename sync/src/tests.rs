@@ -40,6 +40,17 @@ fn local(path: &Path) -> Local {
     Local::open(path, Duration::from_secs(5)).expect("open")
 }
 
+/// `local` served on a loopback port with the token `t`.
+fn serve_on_loopback(local: Local, bwlimit: Option<u64>) -> Server {
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    serve(local, ServeOptions { addr, token: "t".into(), tls: None, bwlimit }).expect("serve")
+}
+
+/// A client of `server` with its token.
+fn client_of(server: &Server) -> HttpRemote {
+    HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client")
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     src: std::path::PathBuf,
@@ -248,16 +259,12 @@ fn http_clone_sync_and_auth() {
 #[test]
 fn a_push_keeps_the_served_repository_until_its_update() {
     let s = setup();
-    let server = serve(
-        local(&s.dst),
-        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
-    )
-    .expect("serve");
-    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    let server = serve_on_loopback(local(&s.dst), None);
+    let remote = client_of(&server);
     let open = || Repository::open(&s.dst, &mut || Ok(Vec::new()));
     remote.has(&[monofs::ObjectId::default()]).expect("a push begins");
     // Another client's push that ends does not end this one's hold.
-    let other = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    let other = client_of(&server);
     other.has(&[monofs::ObjectId::default()]).expect("another push");
     other.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the other push ends");
     std::thread::sleep(Duration::from_secs(5));
@@ -276,11 +283,7 @@ fn stalled_and_oversized_headers_are_cut_off() {
     use std::io::{Read, Write};
 
     let s = setup();
-    let server = serve(
-        local(&s.dst),
-        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
-    )
-    .expect("serve");
+    let server = serve_on_loopback(local(&s.dst), None);
     // One that connects and never says anything, one that stops halfway.
     let mut silent = std::net::TcpStream::connect(server.addr).expect("connect");
     let mut stalled = std::net::TcpStream::connect(server.addr).expect("connect");
@@ -293,7 +296,7 @@ fn stalled_and_oversized_headers_are_cut_off() {
     let _ = big.read_to_end(&mut reply);
     let refused = reply.is_empty() || reply.starts_with(b"HTTP/1.1 431");
     assert!(refused, "a 200 KB header was read: {}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
-    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    let remote = client_of(&server);
     remote.state().expect("served meanwhile");
     stalled.set_read_timeout(Some(Duration::from_secs(45))).expect("timeout");
     let started = std::time::Instant::now();
@@ -319,12 +322,8 @@ fn a_source_without_packs_is_cloned_object_by_object() {
     let codec = src.codec().cloned();
     sync(&src, &memory, codec.as_ref(), Direction::Push, &NoProgress).expect("fill the memory replica");
     assert_eq!(memory.packs().expect("packs"), None);
-    let server = serve(
-        memory,
-        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit: None },
-    )
-    .expect("serve");
-    let remote = HttpRemote::new(&format!("http://{}", server.addr), Some("t".into()), None).expect("client");
+    let server = serve_on_loopback(memory, None);
+    let remote = client_of(&server);
     assert_eq!(remote.packs().expect("packs"), None, "404 means no packs");
     let copy = s.src.with_file_name("copy");
     let (summary, _) = clone(&remote, &copy, &NoProgress).expect("clone");
@@ -374,14 +373,9 @@ fn pushes_wait_while_the_store_file_is_sent_whole() {
     let size = std::fs::metadata(s.src.join(monofs::repo::STORE_FILE)).expect("store").len();
     // Paced so that sending the file takes about two seconds.
     let bwlimit = Some(size / 2);
-    let server = serve(
-        local(&s.src),
-        ServeOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: "t".into(), tls: None, bwlimit },
-    )
-    .expect("serve");
-    let url = format!("http://{}", server.addr);
-    let remote = HttpRemote::new(&url, Some("t".into()), None).expect("client");
-    let pusher = HttpRemote::new(&url, Some("t".into()), None).expect("client");
+    let server = serve_on_loopback(local(&s.src), bwlimit);
+    let remote = client_of(&server);
+    let pusher = client_of(&server);
     let mut got = Vec::new();
     let started = std::time::Instant::now();
     let hash = std::thread::scope(|sc| {
