@@ -73,6 +73,8 @@ impl Repository {
         let id = self.write_revision(tx, &rev)?;
         self.set_ref(tx, HEAD, &id)?;
         self.set_ref(tx, WORKTREE, &root)?;
+        // The revision now holds the root's metadata.
+        self.drop_tree_root_meta(tx, WORKTREE)?;
         Ok(id)
     }
 
@@ -83,12 +85,7 @@ impl Repository {
             return Err(Error::NothingToCommit);
         }
         let size = self.read_dir(&root)?.size;
-        // The working tree's root keeps the metadata of the revision it
-        // came from.
-        let root_meta = match self.head()? {
-            Some(head) => self.read_revision(&head)?.root_meta,
-            None => Meta { mode: 0o755, ..Meta::default() },
-        };
+        let root_meta = self.worktree_root_meta()?.unwrap_or_else(|| Meta { mode: 0o755, ..Meta::default() });
         let mut tx = self.begin()?;
         let revision = self.record_commit(tx.as_mut(), root, size, root_meta, opts)?;
         tx.commit()?;
@@ -106,6 +103,7 @@ impl Repository {
         let mut tx = self.begin()?;
         self.set_ref(tx.as_mut(), HEAD, rev)?;
         self.set_ref(tx.as_mut(), WORKTREE, &target.root)?;
+        self.drop_tree_root_meta(tx.as_mut(), WORKTREE)?;
         Ok(tx.commit()?)
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::object::{Entry, EntryKind};
+use crate::object::{Entry, EntryKind, Meta};
 use crate::repo::Repository;
 
 /// How a path changed.
@@ -232,21 +232,7 @@ impl Repository {
             (EntryKind::CharDev { .. } | EntryKind::BlockDev { .. }, _) if a.kind != b.kind => what.push("device"),
             _ => {}
         }
-        let is_dir = matches!(a.kind, EntryKind::Dir { .. });
-        if a.meta.mode != b.meta.mode {
-            what.push("mode");
-        }
-        if (a.meta.uid, a.meta.gid) != (b.meta.uid, b.meta.gid) {
-            what.push("owner");
-        }
-        // A directory's mtime moves whenever an entry is added or removed;
-        // reporting it would repeat what its children already say.
-        if a.meta.mtime != b.meta.mtime && !is_dir {
-            what.push("mtime");
-        }
-        if a.meta.xattrs != b.meta.xattrs {
-            what.push("xattrs");
-        }
+        meta_changes(&a.meta, &b.meta, matches!(a.kind, EntryKind::Dir { .. }), &mut what);
         if !what.is_empty() {
             out.push(change(Status::Modified, path.clone(), Some(a), Some(b), what));
         }
@@ -265,6 +251,44 @@ impl Repository {
             EntryKind::HardLink { target } => self.file_at(root, target),
             _ => Ok(None),
         }
+    }
+}
+
+/// The change of the root directory's own metadata, as path `.` (mode,
+/// owner, xattrs; not the mtime, as for any directory): `old` and `new` are
+/// two revisions' `root_meta`, or a working tree's.
+pub fn root_change(old: &Meta, new: &Meta) -> Option<Change> {
+    let mut what = Vec::new();
+    meta_changes(old, new, true, &mut what);
+    let dir = || Some("dir");
+    (!what.is_empty()).then(|| Change {
+        status: Status::Modified,
+        path: ".".into(),
+        path_hex: None,
+        raw_path: b".".to_vec(),
+        old_type: dir(),
+        new_type: dir(),
+        old_size: None,
+        new_size: None,
+        what,
+    })
+}
+
+/// What differs between two entries' metadata.
+fn meta_changes(a: &Meta, b: &Meta, is_dir: bool, what: &mut Vec<&'static str>) {
+    if a.mode != b.mode {
+        what.push("mode");
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        what.push("owner");
+    }
+    // A directory's mtime moves whenever an entry is added or removed;
+    // reporting it would repeat what its children already say.
+    if a.mtime != b.mtime && !is_dir {
+        what.push("mtime");
+    }
+    if a.xattrs != b.xattrs {
+        what.push("xattrs");
     }
 }
 

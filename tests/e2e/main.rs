@@ -38,7 +38,8 @@ pub fn monofs() -> Command {
     c
 }
 
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
+/// Runs monofs with `args` and extra `env`, whatever the outcome.
+pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
     let mut c = monofs();
     for a in args {
         c.arg(a);

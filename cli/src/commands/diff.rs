@@ -7,12 +7,16 @@ use crate::style;
 
 pub fn run(a: DiffArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     let repo = ctx.open(&a.repo)?;
-    let old = repo.read_revision(&repo.resolve(&a.rev_a)?)?.root;
-    let new = match &a.rev_b {
-        Some(spec) => repo.read_revision(&repo.resolve(spec)?)?.root,
-        None => repo.worktree()?,
+    let old = repo.read_revision(&repo.resolve(&a.rev_a)?)?;
+    let (new, new_meta) = match &a.rev_b {
+        Some(spec) => {
+            let rev = repo.read_revision(&repo.resolve(spec)?)?;
+            (rev.root, Some(rev.root_meta))
+        }
+        None => (repo.worktree()?, repo.worktree_root_meta()?),
     };
-    let changes = repo.diff_trees(&old, &new)?;
+    let root = new_meta.and_then(|meta| monofs::diff::root_change(&old.root_meta, &meta));
+    let changes: Vec<_> = root.into_iter().chain(repo.diff_trees(&old.root, &new)?).collect();
     if a.json {
         style::print_json(&mut *ctx.out, &changes)?;
     } else if a.stat {

@@ -130,15 +130,12 @@ fn check_mountpoint(mountpoint: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the repository to serve, and the root of `rev` when a revision
+/// Opens the repository to serve, and resolves `rev` when a revision
 /// (read-only) rather than the working tree is served.
 fn open_tree(path: &Path, rev: Option<&str>) -> anyhow::Result<(Arc<Repository>, Option<monofs::ObjectId>)> {
     let repo = Arc::new(crate::commands::open(path)?);
-    let root = match rev {
-        Some(rev) => Some(repo.read_revision(&repo.resolve(rev)?)?.root),
-        None => None,
-    };
-    Ok((repo, root))
+    let rev = rev.map(|rev| repo.resolve(rev)).transpose()?;
+    Ok((repo, rev))
 }
 
 /// Re-runs this command in the background and waits until it has mounted.
@@ -194,20 +191,20 @@ pub fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
     if a.daemon {
         return daemonize(&a);
     }
-    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
-    serve(repo, &a.repo, &a.mountpoint, root, &a.options, a.timers)
+    let (repo, rev) = open_tree(&a.repo, a.rev.as_deref())?;
+    serve(repo, &a.repo, &a.mountpoint, rev, &a.options, a.timers)
 }
 
 fn serve(
     repo: Arc<Repository>,
     repo_path: &Path,
     mountpoint: &Path,
-    root: Option<monofs::ObjectId>,
+    rev: Option<monofs::ObjectId>,
     options: &[String],
     timers: Timers,
 ) -> anyhow::Result<ExitCode> {
-    let read_only = root.is_some();
-    let vfs = Arc::new(Vfs::new(repo.clone(), root)?);
+    let read_only = rev.is_some();
+    let vfs = Arc::new(Vfs::new(repo.clone(), rev)?);
     let repo_abs = std::fs::canonicalize(repo_path)?;
     let mountpoint = std::fs::canonicalize(mountpoint)?;
     let mut config = fuser::Config::default();
@@ -357,12 +354,12 @@ fn stop_signal(signals: &SigSet, vfs: &Vfs) -> anyhow::Result<()> {
 /// SIGINT/SIGTERM.
 pub fn serve_nfs(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = a.nfs.as_deref().context("nothing to serve: pass --nfs ADDR or --http ADDR")?;
-    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
+    let (repo, rev) = open_tree(&a.repo, a.rev.as_deref())?;
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     signals.thread_block()?;
-    let vfs = Arc::new(Vfs::new(repo, root)?);
+    let vfs = Arc::new(Vfs::new(repo, rev)?);
     start_services(&vfs, &a.repo, a.timers)?;
     let (listener, port) = bind_nfs(addr, vfs.clone())?;
     let _ = writeln!(
@@ -433,8 +430,8 @@ fn mount_nfs(a: &MountArgs, addr: &str) -> anyhow::Result<ExitCode> {
             a.repo.display()
         );
     }
-    let (repo, root) = open_tree(&a.repo, a.rev.as_deref())?;
-    let vfs = Arc::new(Vfs::new(repo, root)?);
+    let (repo, rev) = open_tree(&a.repo, a.rev.as_deref())?;
+    let vfs = Arc::new(Vfs::new(repo, rev)?);
     start_services(&vfs, &a.repo, a.timers)?;
     let (server, port) = bind_nfs(addr, vfs.clone())?;
     let status = std::process::Command::new("mount")

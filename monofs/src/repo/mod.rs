@@ -6,6 +6,7 @@ mod lock;
 mod raw;
 mod refs;
 mod revspec;
+mod root_meta;
 mod sink;
 mod synced_head;
 

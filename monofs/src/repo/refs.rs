@@ -87,11 +87,15 @@ impl Repository {
         self.get_ref(WORKTREE)?.ok_or(Error::MissingObject(ObjectId::default()))
     }
 
-    /// Whether the working tree differs from HEAD's tree.
+    /// Whether the working tree differs from HEAD's tree, its root's
+    /// metadata included.
     pub fn worktree_dirty(&self) -> Result<bool> {
         let root = self.worktree()?;
         match self.head()? {
-            Some(head) => Ok(self.read_revision(&head)?.root != root),
+            Some(head) => {
+                let rev = self.read_revision(&head)?;
+                Ok(rev.root != root || self.tree_root_meta(WORKTREE)?.is_some_and(|meta| meta != rev.root_meta))
+            }
             None => Ok(!self.read_dir(&root)?.entries.is_empty()),
         }
     }
@@ -130,6 +134,7 @@ impl Repository {
         self.read_dir(base)?;
         let mut tx = self.begin()?;
         self.set_ref(tx.as_mut(), &worktree_ref(name), base)?;
+        self.drop_tree_root_meta(tx.as_mut(), &worktree_ref(name))?;
         Ok(tx.commit()?)
     }
 
@@ -150,6 +155,7 @@ impl Repository {
         })?;
         let mut tx = self.begin()?;
         tx.delete(Table::Refs, worktree_ref(name).as_bytes())?;
+        self.drop_tree_root_meta(tx.as_mut(), &worktree_ref(name))?;
         for k in keys {
             tx.delete(Table::Inodes, &k)?;
         }

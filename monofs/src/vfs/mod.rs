@@ -190,6 +190,11 @@ struct State {
     /// Counts loads: a flush's snapshot of files belongs to this tree
     /// while it is unchanged.
     generation: u64,
+    /// The root's metadata as loaded, and whether the tree has a record of
+    /// its own for it (see `Repository::tree_root_meta`): a flush writes
+    /// one once the root's metadata differs from what it inherited, and
+    /// keeps it up to date from then on.
+    root_meta: (Meta, bool),
 }
 
 /// The working tree of a repository as a file system.
@@ -211,6 +216,8 @@ pub struct Vfs {
     closed_changes: (Mutex<bool>, std::sync::Condvar),
     /// Dirty file bytes held in memory before a write forces a flush.
     max_dirty: std::sync::atomic::AtomicU64,
+    /// The root's metadata when a revision's tree is served.
+    revision_root_meta: Option<Meta>,
 }
 
 /// Stored files from this size on have their zeros counted at lookup (see
@@ -237,7 +244,7 @@ pub enum Tree {
     /// A named working tree (`worktrees/NAME`), such as a sandbox's
     /// copy-on-write branch of an image; see [`Repository::create_worktree`].
     Named(String),
-    /// A revision's tree, read-only.
+    /// Revision `id`'s tree, read-only.
     Revision(ObjectId),
     /// A writable copy of the tree `root` that nothing refers to: flushes
     /// store its objects but no ref and no inode numbers, so forgetting it
@@ -483,9 +490,10 @@ impl State {
 }
 
 impl Vfs {
-    /// Mounts the working tree of `repo` (read-only: a revision's tree).
-    pub fn new(repo: Arc<Repository>, read_only_root: Option<ObjectId>) -> Result<Vfs, Error> {
-        Self::serve(repo, read_only_root.map_or(Tree::Worktree, Tree::Revision))
+    /// Mounts the working tree of `repo` (read-only: the tree of revision
+    /// `revision`).
+    pub fn new(repo: Arc<Repository>, revision: Option<ObjectId>) -> Result<Vfs, Error> {
+        Self::serve(repo, revision.map_or(Tree::Worktree, Tree::Revision))
     }
 
     /// Mounts `tree` of `repo`.
@@ -534,9 +542,15 @@ impl Vfs {
             // Set by `load` below.
             root: ObjectId([0; crate::id::ID_LEN]),
             generation: 0,
+            root_meta: (Meta::default(), false),
+        };
+        let revision = match &tree {
+            Tree::Revision(id) => Some(repo.read_revision(id)?),
+            _ => None,
         };
         let root = match &tree {
-            Tree::Revision(root) | Tree::Scratch(root) => *root,
+            Tree::Revision(_) => revision.as_ref().map_or_else(ObjectId::default, |r| r.root),
+            Tree::Scratch(root) => *root,
             Tree::Worktree => repo.worktree()?,
             Tree::Named(name) => {
                 repo.get_ref(&worktree_ref(name))?.ok_or_else(|| Error::NoSuchWorktree(name.clone()))?
@@ -553,6 +567,7 @@ impl Vfs {
             flushing: Mutex::new(()),
             closed_changes: Default::default(),
             max_dirty: MAX_DIRTY.into(),
+            revision_root_meta: revision.map(|r| r.root_meta),
         };
         vfs.load(&root)?;
         Ok(vfs)
@@ -616,13 +631,7 @@ impl Vfs {
             .flat_map(|(ino, d)| d.children.keys().map(move |name| (ino, name.clone())))
             .collect();
         let old_inodes: Vec<Ino> = st.nodes.keys().copied().collect();
-        let root_meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_else(|| Meta {
-            mode: 0o755,
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-            mtime: now(),
-            xattrs: Vec::new(),
-        });
+        let (root_meta, recorded) = self.stored_root_meta(st)?;
         // Files open now keep what they hold: one whose path holds other
         // content in the new tree, or none, stays open under its number,
         // unnamed, and the path gets a new number. Without this, a
@@ -639,7 +648,7 @@ impl Vfs {
             })
             .collect();
         let (mut nodes, table) =
-            load::Loader::new(&self.repo, &st.table, &mut st.next_ino, &open).load(root, root_meta)?;
+            load::Loader::new(&self.repo, &st.table, &mut st.next_ino, &open).load(root, root_meta.clone())?;
         let mut kept_dirty = 0;
         for ino in open.keys() {
             let Some(mut held) = st.nodes.remove(ino) else { continue };
@@ -671,7 +680,36 @@ impl Vfs {
         st.root = *root;
         st.generation += 1;
         st.changed = !st.table_changes.is_empty();
+        st.root_meta = (root_meta, recorded);
         Ok((old_names, old_inodes))
+    }
+
+    /// The root's metadata as stored for the tree about to be loaded, and
+    /// whether it is the tree's own record: the record, else the revision's
+    /// (HEAD's for the working tree), else what the root has now (a tree
+    /// reloaded), else a new directory's.
+    fn stored_root_meta(&self, st: &State) -> Result<(Meta, bool), Error> {
+        if let Some(name) = &self.tree_ref {
+            if let Some(meta) = self.repo.tree_root_meta(name)? {
+                return Ok((meta, true));
+            }
+            if name == WORKTREE
+                && let Some(head) = self.repo.head()?
+            {
+                return Ok((self.repo.read_revision(&head)?.root_meta, false));
+            }
+        }
+        let meta = self.revision_root_meta.clone().or_else(|| st.nodes.get(&ROOT).map(|n| n.meta.clone()));
+        Ok((
+            meta.unwrap_or_else(|| Meta {
+                mode: 0o755,
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+                mtime: now(),
+                xattrs: Vec::new(),
+            }),
+            false,
+        ))
     }
 
     /// Stores every change and points the tree's ref (`WORKTREE` or
@@ -787,8 +825,13 @@ impl Vfs {
             return Ok(st.root);
         }
         let (root, written, mut tx) = self.write_root(st, false)?;
+        let root_meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_default();
+        let record_root_meta = st.root_meta.1 || root_meta != st.root_meta.0;
         if let Some(name) = &self.tree_ref {
             self.repo.set_ref(tx.as_mut(), name, &root)?;
+            if record_root_meta {
+                self.repo.put_tree_root_meta(tx.as_mut(), name, &root, &root_meta)?;
+            }
         }
         // Kept until the commit succeeds, as everything else here.
         for (key, ino) in st.table_changes.iter().filter(|_| self.persist_inodes) {
@@ -810,6 +853,7 @@ impl Vfs {
         st.changed = false;
         st.dirty_bytes = 0;
         st.root = root;
+        st.root_meta = (root_meta, record_root_meta);
         Ok(root)
     }
 

@@ -9,6 +9,7 @@ mod hostile;
 mod inodes;
 mod mounted_gc;
 mod open_across_checkout;
+mod root_meta;
 mod roundtrip;
 mod shared;
 mod worktrees;
