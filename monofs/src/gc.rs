@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::Kind;
 use crate::repo::Repository;
-use crate::store::Table;
+use crate::store::{Store, StoreResult, Table};
 use crate::walk::{Held, Visitor};
 
 /// What a collection removed.
@@ -23,6 +23,22 @@ pub struct GcSummary {
     pub size_before: u64,
     /// Store file size after compaction.
     pub size_after: u64,
+}
+
+/// Meta key of the count of collections that removed objects (u64 little
+/// endian; absent: 0). A sync reads it before it asks what the receiver
+/// has and sends it back with its ref update, which is refused if a
+/// collection ran in between: that collection may have removed objects
+/// the sync sent, or found there, as referenced by nothing yet.
+pub const META_GC_EPOCH: &[u8] = b"gc-epoch";
+
+/// The collection count of `store` (see [`META_GC_EPOCH`]).
+pub fn gc_epoch(store: &dyn Store) -> StoreResult<u64> {
+    Ok(decode_epoch(store.get(Table::Meta, META_GC_EPOCH)?))
+}
+
+fn decode_epoch(value: Option<Vec<u8>>) -> u64 {
+    value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_le_bytes)
 }
 
 struct Mark(HashSet<ObjectId>);
@@ -78,6 +94,10 @@ impl Repository {
         }
         for key in &stale_cache {
             tx.delete(Table::StatCache, key)?;
+        }
+        if !dead.is_empty() {
+            let epoch = decode_epoch(tx.get(Table::Meta, META_GC_EPOCH)?) + 1;
+            tx.put(Table::Meta, META_GC_EPOCH, &epoch.to_le_bytes())?;
         }
         tx.commit()?;
         self.compact()?;

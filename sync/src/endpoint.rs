@@ -29,6 +29,9 @@ pub struct RefState {
     /// moved HEAD under it: the HEAD then and the working tree then (see
     /// [`monofs::repo::META_WORKTREE_BASE`]).
     pub worktree_base: Option<monofs::repo::WorktreeBase>,
+    /// How many collections have removed objects there (see
+    /// [`monofs::gc::META_GC_EPOCH`]).
+    pub gc_epoch: u64,
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -52,6 +55,11 @@ pub struct Update {
     /// Revisions to add to the index.
     #[serde(with = "hex_ids")]
     pub revisions: Vec<ObjectId>,
+    /// The receiver's [`RefState::gc_epoch`] when the sender read its
+    /// state: the update is refused if a collection ran there since, as it
+    /// may have removed objects the sender sent or found there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_epoch: Option<u64>,
 }
 
 /// What makes a replica the same repository, and which dictionaries it
@@ -94,8 +102,12 @@ pub trait Endpoint: Send + Sync {
     fn list(&self) -> Result<Vec<(ObjectId, u64)>>;
     /// The stored frames of `ids` (in storage order); every one must exist.
     fn get(&self, ids: &[ObjectId]) -> Result<Vec<WireObject>>;
-    /// Verifies and stores objects, all in one transaction.
-    fn put(&self, objects: &[WireObject]) -> Result<()>;
+    /// Verifies and stores objects, all in one transaction; refused if a
+    /// collection ran since this side's state was read with `gc_epoch`
+    /// ([`RefState::gc_epoch`]): it may have removed objects the ones sent
+    /// now refer to, and a directory must never be stored without what is
+    /// below it (later syncs stop at directories the receiver has).
+    fn put(&self, objects: &[WireObject], gc_epoch: Option<u64>) -> Result<()>;
     /// Moves refs (compare-and-swap) and indexes revisions, atomically,
     /// after checking that every object they name is stored.
     fn update(&self, update: &Update) -> Result<()>;
@@ -290,12 +302,23 @@ impl Local {
 
     /// Applies `update`; `clone`: it finishes a clone, whose source's
     /// working-tree base (if any) is noted.
+    /// Fails if the gc epoch is no longer `seen` (see [`Endpoint::put`]).
+    fn check_gc_epoch(&self, seen: Option<u64>) -> Result<()> {
+        match seen {
+            Some(seen) if seen != monofs::gc::gc_epoch(self.repo.store())? => {
+                Err(SyncError::GcDuringSync { side: self.describe() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn apply(&self, update: &Update, clone: Option<Option<monofs::repo::WorktreeBase>>) -> Result<()> {
         let store = self.repo.store();
         let side = self.describe();
         for c in &update.refs {
             monofs::repo::validate_ref_name(&c.name)?;
         }
+        self.check_gc_epoch(update.gc_epoch)?;
         for c in &update.refs {
             if !store.has(Table::Objects, c.new.as_bytes())? {
                 return Err(SyncError::RefTargetMissing { side, name: c.name.clone(), id: c.new });
@@ -386,6 +409,7 @@ impl Endpoint for Local {
         state.worktree_base = store
             .get(Table::Meta, monofs::repo::META_WORKTREE_BASE)?
             .and_then(|n| monofs::repo::decode_worktree_base(&n));
+        state.gc_epoch = monofs::gc::gc_epoch(store)?;
         Ok(state)
     }
 
@@ -421,7 +445,10 @@ impl Endpoint for Local {
         Ok(out)
     }
 
-    fn put(&self, objects: &[WireObject]) -> Result<()> {
+    fn put(&self, objects: &[WireObject], gc_epoch: Option<u64>) -> Result<()> {
+        // No collection can start before the commit: this side holds the
+        // repository's lock.
+        self.check_gc_epoch(gc_epoch)?;
         let store = self.repo.store();
         let fresh: Vec<&WireObject> = objects.iter().collect();
         let flags = verify_all(self, &fresh)?;
@@ -558,6 +585,8 @@ pub(crate) mod json {
         /// The HEAD then ("": none) and the working tree then.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub worktree_base: Option<(String, String)>,
+        #[serde(default)]
+        pub gc_epoch: u64,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -576,6 +605,7 @@ pub(crate) mod json {
             worktree_base: s
                 .worktree_base
                 .map(|(head, tree)| (head.map(|h| h.to_hex()).unwrap_or_default(), tree.to_hex())),
+            gc_epoch: s.gc_epoch,
         }
     }
 
@@ -591,6 +621,7 @@ pub(crate) mod json {
                     tree.parse().map_err(bad)?,
                 )),
             },
+            gc_epoch: s.gc_epoch,
         })
     }
 

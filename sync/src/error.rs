@@ -117,6 +117,14 @@ pub enum SyncError {
         /// The ref.
         name: String,
     },
+    /// A collection ran on the receiver while the sync sent objects: it may
+    /// have removed some the update's refs need, which nothing referred to
+    /// yet.
+    #[error("{side}: a gc ran there during the sync and may have removed what it sent; no ref was moved: run it again")]
+    GcDuringSync {
+        /// The receiving replica.
+        side: String,
+    },
     /// A ref update names an object the receiver lacks.
     #[error("{side}: refusing to point '{name}' at {id}, which is not stored there")]
     RefTargetMissing {
@@ -166,6 +174,13 @@ impl SyncError {
         SyncError::Io { what: what.into(), source }
     }
 
+    /// Whether a collection on the receiver refused the update (see
+    /// [`SyncError::GcDuringSync`]), here or on a server: sending again
+    /// completes the sync.
+    pub fn gc_during_sync(&self) -> bool {
+        matches!(self, SyncError::GcDuringSync { .. } | SyncError::Remote { status: GC_DURING_SYNC, .. })
+    }
+
     /// Whether running the same command again may get further: the
     /// connection, the disk or the other side failed, not the request.
     pub fn resumable(&self) -> bool {
@@ -185,6 +200,7 @@ impl SyncError {
             | SyncError::SenderBehind { .. }
             | SyncError::RefChanged { .. }
             | SyncError::DirtyReceiver { .. } => 409,
+            SyncError::GcDuringSync { .. } => GC_DURING_SYNC,
             SyncError::BadObject { .. }
             | SyncError::Protocol { .. }
             | SyncError::RefTargetMissing { .. }
@@ -196,6 +212,10 @@ impl SyncError {
         }
     }
 }
+
+/// The HTTP status of [`SyncError::GcDuringSync`] (Precondition Failed):
+/// the update's `gc_epoch` no longer holds.
+const GC_DURING_SYNC: u16 = 412;
 
 /// Short alias.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;

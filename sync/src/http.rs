@@ -304,11 +304,12 @@ impl Endpoint for HttpRemote {
         Ok(objects)
     }
 
-    fn put(&self, objects: &[WireObject]) -> Result<()> {
+    fn put(&self, objects: &[WireObject], gc_epoch: Option<u64>) -> Result<()> {
         if objects.is_empty() {
             return Ok(());
         }
-        self.call(Some(wire::encode_objects(objects)), "/put", limits::EMPTY).map(drop)
+        let path = gc_epoch.map_or_else(|| "/put".to_owned(), |e| format!("/put?gc_epoch={e}"));
+        self.call(Some(wire::encode_objects(objects)), &path, limits::EMPTY).map(drop)
     }
 
     fn update(&self, update: &Update) -> Result<()> {

@@ -354,12 +354,7 @@ const STORE_PIECE: usize = 1 << 20;
 /// then copies packs), `404` for a store that is not one file, `416` for
 /// an offset past the end.
 async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
-    let offset = match uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("offset=")) {
-        None => 0,
-        Some(v) => v.parse::<u64>().map_err(|_| {
-            Failure(SyncError::Protocol { from: "the client".into(), what: format!("bad store offset '{v}'") })
-        })?,
-    };
+    let offset = query_number(&uri, "offset")?.unwrap_or(0);
     let Ok(reading) = s.writes.clone().try_read_owned() else {
         return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; copy packs instead\n").into_response());
     };
@@ -422,12 +417,22 @@ async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
         .into_response())
 }
 
-async fn put(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Reply {
+/// The number `name=` gives in `uri`'s query, if any.
+fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, Failure> {
+    let Some(v) = uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')) else {
+        return Ok(None);
+    };
+    let bad = || Failure(SyncError::Protocol { from: "the client".into(), what: format!("bad {name} '{v}'") });
+    v.parse::<u64>().map(Some).map_err(|_| bad())
+}
+
+async fn put(State(s): State<Arc<AppState>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Reply {
     s.repo.push(&headers, true);
+    let gc_epoch = query_number(&uri, "gc_epoch")?;
     blocking(s, move |s, local| {
         let _writing = s.writes.blocking_write();
         let objects = wire::decode_objects(&body, "the client")?;
-        local.put(&objects)?;
+        local.put(&objects, gc_epoch)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

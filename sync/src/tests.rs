@@ -155,7 +155,7 @@ fn refs_name_revisions_only() {
     let chunk =
         dst.list().expect("list").into_iter().map(|(id, _)| id).find(|id| Some(*id) != head).expect("an object");
     let change = RefChange { name: "HEAD".into(), old: head, new: chunk };
-    let err = dst.update(&Update { refs: vec![change], revisions: Vec::new() }).expect_err("HEAD onto a chunk");
+    let err = dst.update(&Update { refs: vec![change], ..Update::default() }).expect_err("HEAD onto a chunk");
     assert!(err.to_string().contains("not a revision"), "{err}");
     assert_eq!(dst.state().expect("state"), before);
 }
@@ -179,7 +179,7 @@ fn tampered_objects_are_rejected_and_nothing_is_stored() {
     let mut bytes = codec.seal(&id, Kind::Chunk, &plain);
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    let err = dst.put(&[WireObject { id, metadata: false, bytes }]).expect_err("rejected");
+    let err = dst.put(&[WireObject { id, metadata: false, bytes }], None).expect_err("rejected");
     assert!(matches!(err, SyncError::BadObject { .. }), "{err}");
     assert_eq!(dst.has(&[id]).expect("has"), [false]);
 }
@@ -190,7 +190,7 @@ fn refs_never_point_at_missing_objects() {
     let dst = local(&s.dst);
     let update = Update {
         refs: vec![RefChange { name: "tags/x".into(), old: None, new: monofs::ObjectId([7; 32]) }],
-        revisions: Vec::new(),
+        ..Update::default()
     };
     assert!(matches!(dst.update(&update), Err(SyncError::RefTargetMissing { .. })));
 }
@@ -266,10 +266,10 @@ fn a_push_keeps_the_served_repository_until_its_update() {
     // Another client's push that ends does not end this one's hold.
     let other = client_of(&server);
     other.has(&[monofs::ObjectId::default()]).expect("another push");
-    other.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the other push ends");
+    other.update(&Update::default()).expect("the other push ends");
     std::thread::sleep(Duration::from_secs(5));
     assert!(matches!(open(), Err(monofs::Error::Locked { .. })), "released in the middle of a push");
-    remote.update(&Update { refs: Vec::new(), revisions: Vec::new() }).expect("the push ends");
+    remote.update(&Update::default()).expect("the push ends");
     std::thread::sleep(Duration::from_secs(4));
     assert!(open().is_ok(), "still held after the push ended");
     server.shutdown().expect("shutdown");
@@ -449,7 +449,7 @@ fn ref_names_from_a_replica_are_checked() {
                 RefChange { name: "tags/fine".into(), old: None, new: head },
                 RefChange { name: name.into(), old: None, new: head },
             ],
-            revisions: Vec::new(),
+            ..Update::default()
         };
         let err = dst.update(&update).expect_err(name);
         assert!(err.to_string().contains("invalid ref name"), "{name:?}: {err}");
@@ -622,8 +622,8 @@ impl Endpoint for Omitting<'_> {
     fn get(&self, ids: &[monofs::ObjectId]) -> Result<Vec<WireObject>> {
         self.0.get(ids)
     }
-    fn put(&self, objects: &[WireObject]) -> Result<()> {
-        self.0.put(objects)
+    fn put(&self, objects: &[WireObject], gc_epoch: Option<u64>) -> Result<()> {
+        self.0.put(objects, gc_epoch)
     }
     fn update(&self, update: &Update) -> Result<()> {
         self.0.update(update)
@@ -650,4 +650,122 @@ fn a_pack_clone_fetches_what_the_listing_left_out() {
     assert_eq!(state, src.state().expect("state"));
     let repo = Repository::open(&copy, &mut || Ok(Vec::new())).expect("open");
     assert!(repo.fsck().expect("fsck").is_sound(), "the clone lacks objects");
+}
+
+/// A receiver on which a collection runs between two of a push's batches:
+/// the collection removes what the first batch stored (nothing refers to
+/// it yet) and counts itself in the receiver's gc epoch, as `monofs gc`
+/// does (fault injection in place of a second process).
+struct GcBetweenPuts {
+    inner: Local,
+    first: std::sync::Mutex<(Option<Vec<monofs::ObjectId>>, bool)>,
+}
+
+impl GcBetweenPuts {
+    fn new(inner: Local) -> GcBetweenPuts {
+        GcBetweenPuts { inner, first: Default::default() }
+    }
+}
+
+impl Endpoint for GcBetweenPuts {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn meta(&self) -> Result<monofs::repo::RepoMeta> {
+        self.inner.meta()
+    }
+    fn add_dictionaries(&self, records: &[monofs::repo::DictionaryRecord]) -> Result<()> {
+        self.inner.add_dictionaries(records)
+    }
+    fn state(&self) -> Result<RefState> {
+        self.inner.state()
+    }
+    fn has(&self, ids: &[monofs::ObjectId]) -> Result<Vec<bool>> {
+        self.inner.has(ids)
+    }
+    fn list(&self) -> Result<Vec<(monofs::ObjectId, u64)>> {
+        self.inner.list()
+    }
+    fn get(&self, ids: &[monofs::ObjectId]) -> Result<Vec<WireObject>> {
+        self.inner.get(ids)
+    }
+    fn put(&self, objects: &[WireObject], gc_epoch: Option<u64>) -> Result<()> {
+        let mut first = self.first.lock().expect("lock");
+        match (first.0.take(), first.1) {
+            (_, true) => {}
+            (None, false) => first.0 = Some(objects.iter().map(|o| o.id).collect()),
+            (Some(stored), false) => {
+                let store = self.inner.repo().store();
+                let epoch = monofs::gc::gc_epoch(store)? + 1;
+                let mut tx = store.begin()?;
+                for id in stored {
+                    tx.delete(monofs::store::Table::Objects, id.as_bytes())?;
+                }
+                tx.put(monofs::store::Table::Meta, monofs::gc::META_GC_EPOCH, &epoch.to_le_bytes())?;
+                tx.commit()?;
+                first.1 = true;
+            }
+        }
+        self.inner.put(objects, gc_epoch)
+    }
+    fn update(&self, update: &Update) -> Result<()> {
+        self.inner.update(update)
+    }
+}
+
+/// A collection on the receiver while a push stores its batches removed
+/// what the push had stored, and the push then moved its refs onto a tree
+/// with holes (a re-run saw nothing to send). Its update is now refused
+/// (the receiver's gc epoch moved) and the push sends again, with and
+/// without the key.
+#[test]
+fn a_gc_during_a_push_makes_it_send_again() {
+    for with_key in [true, false] {
+        let s = setup();
+        std::fs::write(s.data.join("sub/b.txt"), vec![9u8; 300_000]).expect("write");
+        std::fs::write(s.data.join("big.bin"), vec![7u8; 2_000_000]).expect("write");
+        let made = commit(&s.src, &s.data, "two");
+        let src = local(&s.src);
+        let dst = GcBetweenPuts::new(local(&s.dst));
+        let codec = if with_key { src.codec().cloned() } else { None };
+        let summary = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
+        assert!(dst.first.lock().expect("lock").1, "no collection ran between two batches");
+        assert!(summary.objects_sent > made.new_objects, "nothing was sent again: {summary:?}");
+        let (a, b) = (src.state().expect("state"), dst.state().expect("state"));
+        assert_eq!((a.refs.get("HEAD"), a.revisions), (b.refs.get("HEAD"), b.revisions));
+        drop((src, dst));
+        let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");
+        assert!(repo.fsck().expect("fsck").is_sound(), "with the key: {with_key}: holes");
+    }
+}
+
+/// The gc epoch travels over HTTP both ways: an update that saw an older
+/// one than the server's is refused with 412, which a sync takes as "send
+/// again".
+#[test]
+fn a_served_update_after_a_gc_is_refused() {
+    let s = setup();
+    let server = serve_on_loopback(local(&s.dst), None);
+    let remote = client_of(&server);
+    let seen = remote.state().expect("state").gc_epoch;
+    // The server lets go of the repository soon after a request that is
+    // no push; a collection that removes something then takes it.
+    let repo = loop {
+        match Repository::open(&s.dst, &mut || Ok(Vec::new())) {
+            Ok(repo) => break repo,
+            Err(monofs::Error::Locked { .. }) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut tx = repo.begin().expect("begin");
+    repo.put_object(tx.as_mut(), Kind::Chunk, b"referenced by nothing").expect("put");
+    tx.commit().expect("commit");
+    assert!(repo.gc().expect("gc").removed >= 1);
+    drop(repo);
+    assert_eq!(remote.state().expect("state").gc_epoch, seen + 1);
+    let err = remote.update(&Update { gc_epoch: Some(seen), ..Update::default() }).expect_err("refused");
+    assert!(err.gc_during_sync(), "{err}");
+    assert!(err.to_string().contains("gc ran there"), "{err}");
+    remote.update(&Update { gc_epoch: Some(seen + 1), ..Update::default() }).expect("the current epoch");
+    server.shutdown().expect("shutdown");
 }

@@ -171,12 +171,27 @@ fn has_batched(dst: &dyn Endpoint, ids: &[ObjectId]) -> Result<Vec<bool>> {
     Ok(out)
 }
 
+/// The side objects are sent to, and the gc epoch its puts are checked
+/// against (see [`Endpoint::put`]; `None`: a clone, which holds its
+/// repository throughout).
+#[derive(Clone, Copy)]
+struct Receiver<'a> {
+    to: &'a dyn Endpoint,
+    gc_epoch: Option<u64>,
+}
+
+impl Receiver<'_> {
+    fn put(&self, objects: &[WireObject]) -> Result<()> {
+        self.to.put(objects, self.gc_epoch)
+    }
+}
+
 /// Copies `items` (ids with their stored length, when known) from `src` to
 /// `dst`: file data in committed batches while the next batch is fetched,
 /// metadata buffered and returned for the caller to store last.
 fn copy(
     src: &dyn Endpoint,
-    dst: &dyn Endpoint,
+    dst: Receiver<'_>,
     items: &[(ObjectId, Option<u64>)],
     guess: u64,
     progress: &dyn Progress,
@@ -226,7 +241,7 @@ fn copy(
 }
 
 /// Stores buffered metadata on `dst` in one transaction.
-fn put_metadata(dst: &dyn Endpoint, meta: &[WireObject], progress: &dyn Progress, c: &mut Counters) -> Result<()> {
+fn put_metadata(dst: Receiver<'_>, meta: &[WireObject], progress: &dyn Progress, c: &mut Counters) -> Result<()> {
     if meta.is_empty() {
         return Ok(());
     }
@@ -239,12 +254,12 @@ fn put_metadata(dst: &dyn Endpoint, meta: &[WireObject], progress: &dyn Progress
 }
 
 /// Sends every object of `src` that `dst` lacks, found by comparing ids.
-fn copy_id_set(src: &dyn Endpoint, dst: &dyn Endpoint, progress: &dyn Progress, c: &mut Counters) -> Result<()> {
+fn copy_id_set(src: &dyn Endpoint, dst: Receiver<'_>, progress: &dyn Progress, c: &mut Counters) -> Result<()> {
     progress.phase("listing");
     let listing = src.list()?;
     // One listing of the receiver costs about what presence queries for
     // every id would (40 bytes against 32 per object), in one round trip.
-    let present: HashSet<ObjectId> = dst.list()?.into_iter().map(|(id, _)| id).collect();
+    let present: HashSet<ObjectId> = dst.to.list()?.into_iter().map(|(id, _)| id).collect();
     let missing: Vec<(ObjectId, Option<u64>)> =
         listing.iter().filter(|(id, _)| !present.contains(id)).map(|(id, len)| (*id, Some(*len))).collect();
     progress.start(missing.len() as u64, missing.iter().map(|(_, l)| l.unwrap_or(0)).sum());
@@ -375,7 +390,7 @@ fn is_ancestor(src: &dyn Endpoint, codec: &Codec, ancestor: &ObjectId, descendan
 /// objects it has and not descending into those; copies what it lacks.
 fn copy_walk(
     src: &dyn Endpoint,
-    dst: &dyn Endpoint,
+    dst: Receiver<'_>,
     codec: &Codec,
     roots: Vec<(ObjectId, Kind)>,
     repo_meta: &RepoMeta,
@@ -391,7 +406,7 @@ fn copy_walk(
     while !frontier.is_empty() {
         frontier.retain(|(id, _)| seen.insert(*id));
         let ids: Vec<ObjectId> = frontier.iter().map(|(id, _)| *id).collect();
-        let present = has_batched(dst, &ids)?;
+        let present = has_batched(dst.to, &ids)?;
         let mut next = Vec::new();
         let mut wanted = Vec::new();
         for ((id, kind), have) in frontier.iter().zip(present) {
@@ -573,30 +588,63 @@ pub fn sync(
     if !src_id.dictionaries.is_subset(&dst_id.dictionaries) {
         send_dictionaries(&src.meta()?, &dst_id, dst)?;
     }
+    let mut c = Counters::default();
+    // A collection on the receiver meanwhile refuses the update; sending
+    // again restores what it removed.
+    let mut retries = GC_RETRIES;
+    loop {
+        match sync_once(src, dst, codec, &src_id, progress, &mut c) {
+            Err(e) if e.gc_during_sync() && retries > 0 => {
+                retries -= 1;
+                tracing::warn!("{e}: sending again");
+            }
+            done => {
+                let (mode, update, worktree_kept) = done?;
+                return Ok(Summary::of(direction, mode, &c, &update, worktree_kept, start));
+            }
+        }
+    }
+}
+
+/// How many times [`sync`] sends again after a collection on the receiver
+/// refused its update.
+const GC_RETRIES: u32 = 2;
+
+/// One pass of [`sync`]: what `dst` lacks is sent, then its refs are
+/// moved; returns the mode, the update made and whether `dst`'s working
+/// tree was kept.
+fn sync_once(
+    src: &dyn Endpoint,
+    dst: &dyn Endpoint,
+    codec: Option<&Codec>,
+    src_id: &Identity,
+    progress: &dyn Progress,
+    c: &mut Counters,
+) -> Result<(Mode, Update, bool)> {
     let (ours, theirs) = (src.state()?, dst.state()?);
     let (changes, worktree_kept) = plan(src, dst, &ours, &theirs, codec)?;
     let revisions: Vec<ObjectId> = ours.revisions.difference(&theirs.revisions).copied().collect();
-    let mut c = Counters::default();
+    let to = Receiver { to: dst, gc_epoch: Some(theirs.gc_epoch) };
     let mode = match codec {
         Some(codec) => {
             let mut roots: BTreeSet<ObjectId> = revisions.iter().copied().collect();
             roots.extend(changes.iter().filter(|c| !is_tree_ref(&c.name)).map(|c| c.new));
             let mut roots: Vec<(ObjectId, Kind)> = roots.into_iter().map(|id| (id, Kind::Revision)).collect();
             roots.extend(changes.iter().filter(|c| is_tree_ref(&c.name)).map(|c| (c.new, Kind::Dir)));
-            copy_walk(src, dst, codec, roots, &src_id.meta, progress, &mut c)?;
+            copy_walk(src, to, codec, roots, &src_id.meta, progress, c)?;
             Mode::Walk
         }
         None => {
-            copy_id_set(src, dst, progress, &mut c)?;
+            copy_id_set(src, to, progress, c)?;
             Mode::IdSet
         }
     };
     progress.phase("updating refs");
-    let update = Update { refs: changes, revisions };
+    let update = Update { refs: changes, revisions, gc_epoch: Some(theirs.gc_epoch) };
     if !update.refs.is_empty() || !update.revisions.is_empty() {
         dst.update(&update)?;
     }
-    Ok(Summary::of(direction, mode, &c, &update, worktree_kept, start))
+    Ok((mode, update, worktree_kept))
 }
 
 /// Gives `to` (whose identity is `dst`) the dictionaries of `src` it
@@ -652,7 +700,7 @@ pub fn clone_with(
             Mode::Packs
         }
         None => {
-            copy_id_set(src, &local, progress, &mut c)?;
+            copy_id_set(src, Receiver { to: &local, gc_epoch: None }, progress, &mut c)?;
             Mode::IdSet
         }
     };
@@ -664,7 +712,7 @@ pub fn clone_with(
         let missing = missing_below(&local, &codec, roots_of(&state))?;
         if !missing.is_empty() {
             tracing::warn!("{}: {} objects missing from its listing; fetching them", src.describe(), missing.len());
-            copy_walk(src, &local, &codec, missing, &meta, progress, &mut c)?;
+            copy_walk(src, Receiver { to: &local, gc_epoch: None }, &codec, missing, &meta, progress, &mut c)?;
         }
     }
     progress.phase("updating refs");
@@ -676,6 +724,8 @@ pub fn clone_with(
             .map(|(name, id)| RefChange { name: name.clone(), old: mine.refs.get(name).copied(), new: *id })
             .collect(),
         revisions: state.revisions.iter().copied().collect(),
+        // The clone holds its repository from the start.
+        gc_epoch: None,
     };
     local.finish_clone(&update, state.worktree_base)?;
     let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);
