@@ -65,14 +65,14 @@ impl Repository {
         })?;
         let mut walk = Walk { repo: self, seen: HashSet::new(), visitor };
         for rev in revisions {
-            walk.revision(&rev)?;
+            walk.run(Work::Revision(rev))?;
         }
-        for root in &trees {
-            walk.dir(root, "", Some(root))?;
+        for root in trees {
+            walk.run(Work::Dir { id: root, path: String::new(), root: Some(root) })?;
         }
         // Directories of a mounted tree, wherever they are in it.
         for dir in &held.dirs {
-            walk.dir(dir, "", None)?;
+            walk.run(Work::Dir { id: *dir, path: String::new(), root: None })?;
         }
         for (content, size) in &held.contents {
             walk.content(content, *size, "<held by a mount>")?;
@@ -101,8 +101,35 @@ impl Repository {
     }
 }
 
+/// What a walk has still to visit. The walk keeps it on a stack of its own,
+/// not the thread's: a history of a million revisions, or a tree 20,000
+/// directories deep (a mount makes one as easily as any), overflowed the
+/// thread's stack when each parent and subdirectory was a call.
+enum Work {
+    Revision(ObjectId),
+    /// Directory `id` at `path` in the tree of `root` (where its hard
+    /// links are resolved; `None` when not known).
+    Dir {
+        id: ObjectId,
+        path: String,
+        root: Option<ObjectId>,
+    },
+}
+
 impl Walk<'_> {
-    fn revision(&mut self, id: &ObjectId) -> Result<()> {
+    /// Visits `start` and everything below it.
+    fn run(&mut self, start: Work) -> Result<()> {
+        let mut stack = vec![start];
+        while let Some(work) = stack.pop() {
+            match work {
+                Work::Revision(id) => self.revision(&id, &mut stack)?,
+                Work::Dir { id, path, root } => self.dir(&id, &path, root.as_ref(), &mut stack)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn revision(&mut self, id: &ObjectId, stack: &mut Vec<Work>) -> Result<()> {
         if !self.seen.insert(*id) {
             return Ok(());
         }
@@ -111,15 +138,16 @@ impl Walk<'_> {
             Err(e) => return self.visitor.broken(id, Kind::Revision, "", e),
         };
         self.visitor.object(id, Kind::Revision, 0, "");
-        for parent in &rev.parents {
-            self.revision(parent)?;
-        }
-        self.dir(&rev.root, "", Some(&rev.root))
+        stack.extend(rev.parents.iter().rev().map(|p| Work::Revision(*p)));
+        // The tree first: the stack then holds one revision per parent, not
+        // one tree per revision of the history.
+        stack.push(Work::Dir { id: rev.root, path: String::new(), root: Some(rev.root) });
+        Ok(())
     }
 
-    /// Directory `id` at `path` in the tree of `root` (where its hard links
-    /// are resolved; `None` when not known).
-    fn dir(&mut self, id: &ObjectId, path: &str, root: Option<&ObjectId>) -> Result<()> {
+    /// Directory `id` at `path` in the tree of `root`: its files are
+    /// visited, its subdirectories pushed on `stack`.
+    fn dir(&mut self, id: &ObjectId, path: &str, root: Option<&ObjectId>, stack: &mut Vec<Work>) -> Result<()> {
         if !self.seen.insert(*id) {
             return Ok(());
         }
@@ -128,6 +156,7 @@ impl Walk<'_> {
             Err(e) => return self.visitor.broken(id, Kind::Dir, path, e),
         };
         self.visitor.object(id, Kind::Dir, 0, if path.is_empty() { "/" } else { path });
+        let mut subdirs = Vec::new();
         for e in &dir.entries {
             let child = if path.is_empty() {
                 String::from_utf8_lossy(&e.name).into_owned()
@@ -135,7 +164,7 @@ impl Walk<'_> {
                 format!("{path}/{}", String::from_utf8_lossy(&e.name))
             };
             match &e.kind {
-                EntryKind::Dir { id } => self.dir(id, &child, root)?,
+                EntryKind::Dir { id } => subdirs.push(Work::Dir { id: *id, path: child, root: root.copied() }),
                 EntryKind::File { size, content } => self.content(content, *size, &child)?,
                 EntryKind::HardLink { target } if self.visitor.checks_links() => {
                     // A directory on the way that cannot be read is
@@ -153,6 +182,8 @@ impl Walk<'_> {
                 _ => {}
             }
         }
+        // In name order, the stack being last in, first out.
+        stack.extend(subdirs.into_iter().rev());
         Ok(())
     }
 

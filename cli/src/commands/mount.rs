@@ -278,7 +278,11 @@ fn start_services(vfs: &Arc<Vfs>, repo_path: &Path, timers: Timers) -> anyhow::R
     let listener = UnixListener::bind(&socket).with_context(|| format!("control socket {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let server = served.clone();
-    std::thread::spawn(move || control::serve(listener, server));
+    // Commands run on this thread: give it what a main thread has, and more.
+    std::thread::Builder::new()
+        .name("control".into())
+        .stack_size(monofs::parallel::DEEP_STACK)
+        .spawn(move || control::serve(listener, server))?;
     if !vfs.is_read_only() {
         let flusher = vfs.clone();
         std::thread::spawn(move || {

@@ -1,6 +1,7 @@
 //! Library-level tests of whole repository operations.
 
 mod corruption;
+mod deep;
 mod edit;
 mod flushing;
 mod full_disk;
