@@ -81,6 +81,11 @@ fn exchange(mut stream: UnixStream, request: &Request) -> anyhow::Result<Reply> 
     writeln!(stream, "{}", serde_json::to_string(request)?)?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
+    anyhow::ensure!(
+        !line.is_empty(),
+        "the mount process serving this repository ended without answering (see its log; `monofs detach` cleans up \
+         after it)"
+    );
     serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("bad reply from the mount process: {e}"))
 }
 

@@ -128,8 +128,13 @@ pub enum Error {
     #[error("no tag named '{0}'")]
     NoSuchTag(String),
     /// A tag name is not acceptable.
-    #[error("invalid tag name '{0}'")]
-    InvalidTagName(String),
+    #[error("invalid tag name {}: {why}", crate::diff::quote_path(name.as_bytes()))]
+    InvalidTagName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A ref name no command could show or remove (from a replica).
     #[error("invalid ref name {0:?}")]
     InvalidRefName(String),
@@ -164,7 +169,7 @@ impl Error {
             }
             Error::AmbiguousRevision { .. } => "type more digits of the id",
             Error::DirtyWorkingTree => "commit them first, or pass --force to discard them",
-            Error::NotEmpty(_) => "choose an empty or new directory",
+            Error::NotEmpty(_) => "choose an empty or new directory, or pass --force to write into this one",
             Error::UnfinishedClone { .. } => "run the same `monofs clone` again to finish it, or delete the directory",
             Error::Corrupt { .. } | Error::MissingObject(_) | Error::Malformed { .. } => {
                 "run `monofs fsck REPO` to list every damaged object"

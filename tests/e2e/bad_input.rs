@@ -125,3 +125,31 @@ fn a_damaged_store_file_is_an_error_not_a_panic() {
         fails(args, &[("RUST_BACKTRACE", "0")]);
     }
 }
+
+/// A byte flipped inside file data in the store file: redb's page check
+/// refuses the file ("Primary is corrupted despite 2-phase commit"), and
+/// `fsck` printed that as an error (no report, no JSON) where its report
+/// belongs: the store damaged, the repository not sound, exit 1.
+#[test]
+fn fsck_reports_a_store_file_that_fails_its_page_check() {
+    let s = Scratch::default();
+    let (repo, data) = (s.path("repo"), s.path("data"));
+    let random = monofs_fixtures::Rng::new(5).bytes(300_000);
+    write(&data.join("rand"), &random);
+    init(&repo);
+    ok(&[&"commit", &repo, &"--from", &data, &"-m", &"one"]);
+    let store = repo.join("monofs.redb");
+    let mut bytes = std::fs::read(&store).expect("read");
+    let needle = &random[150_000..150_064];
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the data is stored as it is");
+    bytes[at + 10] ^= 0x01;
+    std::fs::write(&store, bytes).expect("write");
+    let text = super::run(&[&"fsck", &repo], &[("RUST_BACKTRACE", "0")]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.status.code(), Some(1), "{out}{}", String::from_utf8_lossy(&text.stderr));
+    assert!(out.contains("the store file is damaged beyond repair"), "{out}");
+    let json = super::run(&[&"fsck", &repo, &"--json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("a JSON report");
+    assert_eq!(report["sound"], false, "{report}");
+    assert!(report["store"].as_str().is_some_and(|s| s.contains("damaged")), "{report}");
+}

@@ -28,18 +28,26 @@ pub fn tag_ref(name: &str) -> String {
 /// not starting with `-` or `/`, not a reserved word, and not something
 /// that reads as a short revision id.
 pub fn validate_tag_name(name: &str) -> Result<()> {
-    let bad = name.is_empty()
-        || name.len() > 200
-        || name == HEAD
-        || name == "@"
-        || (name.len() >= 4 && name.bytes().all(|b| b.is_ascii_hexdigit()))
-        || name.starts_with('-')
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.contains("..")
-        || name.contains('~')
-        || name.chars().any(|c| c.is_whitespace() || c.is_control() || "^:?*[\\".contains(c));
-    if bad { Err(Error::InvalidTagName(name.to_owned())) } else { Ok(()) }
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 200 {
+        "it is longer than 200 bytes"
+    } else if name == HEAD || name == "@" {
+        "it is reserved"
+    } else if name.len() >= 4 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        "it reads as a revision id (only hex digits)"
+    } else if name.starts_with('-') || name.starts_with('/') || name.ends_with('/') {
+        "it starts with '-' or '/', or ends with '/'"
+    } else if name.contains("..") || name.contains('~') {
+        "it holds '..' or '~', which revision expressions use"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "it holds white space or a control character"
+    } else if name.chars().any(|c| "^:?*[\\".contains(c)) {
+        "it holds one of ^ : ? * [ \\"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidTagName { name: name.to_owned(), why })
 }
 
 /// Ref names a repository may hold: `HEAD`, `WORKTREE`, and slash-separated
@@ -126,7 +134,7 @@ impl Repository {
     /// `Vfs::serve(repo, Tree::Named(name))`; its objects are kept from gc.
     pub fn create_worktree(&self, name: &str, base: &ObjectId) -> Result<()> {
         if name.is_empty() || name.contains('\0') || name.contains('/') {
-            return Err(Error::InvalidTagName(name.to_owned()));
+            return Err(Error::InvalidTagName { name: name.to_owned(), why: "it is empty or holds '/' or NUL" });
         }
         if self.get_ref(&worktree_ref(name))?.is_some() {
             return Err(Error::TagExists(name.to_owned()));
@@ -217,7 +225,16 @@ impl Repository {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_ref_name;
+    use super::{validate_ref_name, validate_tag_name};
+
+    #[test]
+    fn tag_names_are_refused_with_a_reason_on_one_line() {
+        let why = |name: &str| validate_tag_name(name).expect_err(name).to_string();
+        assert_eq!(why("abcd"), "invalid tag name abcd: it reads as a revision id (only hex digits)");
+        assert_eq!(why("a\nb"), r#"invalid tag name "a\nb": it holds white space or a control character"#);
+        assert!(why("x~1").ends_with("which revision expressions use"));
+        assert!(validate_tag_name("v1.0-rc1").is_ok());
+    }
 
     #[test]
     fn ref_names() {

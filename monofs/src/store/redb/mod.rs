@@ -118,6 +118,8 @@ pub struct RedbStore {
     shared: bool,
     /// Opened with a check of every page (see [`RedbStore::open_verified`]).
     verified: bool,
+    /// Why that check refused the file, which was then opened unchecked.
+    damage: Option<String>,
     recent: Arc<RecentPacks>,
     /// Set by a failed read or write of the file: redb then refuses every
     /// call until the file is opened again, which the next call does.
@@ -239,8 +241,19 @@ impl RedbStore {
     /// [`RedbStore::open`] after redb checked every page of the file: a
     /// damaged file fails to open (`fsck` reports it) where a plain open
     /// trusts it and may panic on the damage later. Reads the whole file.
+    ///
+    /// A file redb calls corrupted is opened unchecked after all, for
+    /// [`Store::check_integrity`] to report the damage (fsck failed with
+    /// redb's error instead of its report).
     pub fn open_verified(path: &Path) -> StoreResult<RedbStore> {
-        Self::open_with(RedbStore { verified: true, ..Self::assemble(path, CACHE_BYTES, false) })
+        let store = RedbStore { verified: true, ..Self::assemble(path, CACHE_BYTES, false) };
+        match store.builder().open(path) {
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => {
+                Self::open_with(RedbStore { damage: Some(why), ..Self::assemble(path, CACHE_BYTES, false) })
+            }
+            Err(e) => Err(err(e)),
+            Ok(db) => Self::open_db(store, db),
+        }
     }
 
     fn assemble(path: &Path, cache_bytes: usize, shared: bool) -> RedbStore {
@@ -250,6 +263,7 @@ impl RedbStore {
             cache_bytes,
             shared,
             verified: false,
+            damage: None,
             recent: Arc::default(),
             failed: Arc::default(),
             relaxed: Arc::default(),
@@ -267,6 +281,11 @@ impl RedbStore {
 
     fn open_with(store: RedbStore) -> StoreResult<RedbStore> {
         let db = store.builder().open(&store.path).map_err(err)?;
+        Self::open_db(store, db)
+    }
+
+    /// Adds the tables `db` lacks and makes it `store`'s database.
+    fn open_db(store: RedbStore, db: Database) -> StoreResult<RedbStore> {
         let present: Vec<String> =
             db.begin_read().map_err(err)?.list_tables().map_err(err)?.map(|t| t.name().to_owned()).collect();
         if Table::ALL.iter().any(|t| !present.iter().any(|p| p == t.name())) {
@@ -668,6 +687,9 @@ impl Store for RedbStore {
     }
 
     fn check_integrity(&self) -> StoreResult<Integrity> {
+        if let Some(why) = &self.damage {
+            return Ok(Integrity::Damaged(why.clone()));
+        }
         if self.verified {
             return Ok(Integrity::Sound);
         }

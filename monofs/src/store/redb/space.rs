@@ -77,11 +77,13 @@ impl DiskSpace {
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         Err(StoreError(Box::new(io::Error::new(
             io::ErrorKind::StorageFull,
+            // What the whole operation needs is not known here (only what
+            // it has added so far): a figure would name a goal that moves
+            // with the free space, as it did.
             format!(
-                "the disk holding {} is full: {:.1} MiB free, {:.1} MiB needed to store safely (No space left on device)",
+                "the disk holding {} is full: {:.1} MiB free is not enough to store this safely (No space left on device)",
                 self.file.display(),
                 mib(free),
-                mib(need)
             ),
         ))))
     }
