@@ -187,7 +187,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
             replace_existing(path)?;
             let file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
             let mut at = 0u64;
-            ctx.repo.read_content(content, *size, &mut |piece| {
+            let written = ctx.repo.read_content(content, *size, &mut |piece| {
                 // Zeros are left as holes, as `cp --sparse=auto` does: a
                 // sparse disk image comes back sparse.
                 if let Piece::Data(bytes) = piece
@@ -199,8 +199,13 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
                 ctx.bytes.fetch_add(piece.len(), Ordering::Relaxed);
                 ctx.progress.bytes(piece.len());
                 Ok(())
-            })?;
-            file.set_len(*size).map_err(|err| Error::io(path, err))?;
+            });
+            if let Err(e) = written.and_then(|()| file.set_len(*size).map_err(|err| Error::io(path, err))) {
+                // A damaged object or a full disk: no file rather than a
+                // truncated one that passes for the file.
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
             ctx.files.fetch_add(1, Ordering::Relaxed);
             ctx.progress.file();
         }

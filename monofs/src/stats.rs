@@ -21,7 +21,8 @@ pub struct Stats {
     /// Sum of the logical sizes of all revisions (what restoring each would
     /// write).
     pub logical_bytes: u64,
-    /// Distinct chunk bytes before compression (after dedup).
+    /// Distinct file bytes before compression (after dedup): chunks, and
+    /// the files small enough to be kept inside their directory.
     pub unique_bytes: u64,
     /// Bytes of all stored objects (compressed, sealed).
     pub stored_bytes: u64,
@@ -51,6 +52,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 struct Sizes {
     revisions: Vec<ObjectId>,
     chunks: HashMap<ObjectId, u64>,
+    inline: u64,
 }
 
 impl Visitor for Sizes {
@@ -66,6 +68,10 @@ impl Visitor for Sizes {
 
     fn broken(&mut self, _: &ObjectId, _: Kind, _: &str, err: Error) -> Result<()> {
         Err(err)
+    }
+
+    fn inline(&mut self, bytes: u64) {
+        self.inline += bytes;
     }
 }
 
@@ -88,7 +94,7 @@ impl Repository {
             revisions: sizes.revisions.len() as u64,
             objects,
             logical_bytes: logical,
-            unique_bytes: sizes.chunks.values().sum(),
+            unique_bytes: sizes.chunks.values().sum::<u64>() + sizes.inline,
             stored_bytes: stored,
             file_bytes: self.store().size_on_disk()?,
             dictionaries: self.codec().dictionaries().len() as u64,

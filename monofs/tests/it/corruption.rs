@@ -61,6 +61,7 @@ fn corrupt_and_truncated_chunks_are_named_by_fsck_and_never_returned() {
         let root = repo.read_revision(&rev).expect("rev").root;
         let err = repo.restore(&root, out.path(), false, &NoProgress).expect_err("restore of damaged data");
         assert!(matches!(err, Error::Corrupt { .. } | Error::MissingObject(_)), "{damage}: unexpected error {err}");
+        assert!(!out.path().join("a/big.bin").exists(), "{damage}: a truncated file passes for the file");
     }
 }
 
@@ -178,4 +179,20 @@ fn fsck_finds_hard_links_to_nothing() {
     let report = repo.fsck().expect("fsck");
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(report.problems[0].error.contains("dangling") && report.problems[0].error.contains("A/f"));
+}
+
+/// Files small enough to live inside their directory count as unique
+/// data (`stats` said "0 B" and a compression ratio of 0.00x for them),
+/// once however many revisions share their directory.
+#[test]
+fn stats_count_files_kept_inside_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init");
+    write(&dir.path().join("src/a"), b"twelve bytes");
+    write(&dir.path().join("src/b"), b"eight by");
+    commit(&repo, &dir.path().join("src"), "one");
+    commit(&repo, &dir.path().join("src"), "again");
+    let stats = repo.stats().expect("stats");
+    assert_eq!(stats.unique_bytes, 20);
+    assert!(stats.compression_ratio() > 0.0);
 }
