@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 /// The stack of threads that walk directory trees a call per level (the
-/// scan and store of a commit, a restore, a diff): about 4.5 KiB a level,
+/// scan and store of a commit, a restore): about 4.5 KiB a level,
 /// so 2 MiB (a spawned thread's default) ended a commit 460 levels deep.
 /// 64 MiB holds 14,000 levels, beyond the 2,048 that PATH_MAX lets a path
 /// on disk have; it is address space, taken only as it is used.

@@ -100,6 +100,23 @@ impl Drop for Scratch {
     }
 }
 
+/// Removes what imports that were killed (no `Drop` ran) left in
+/// `scratch_parent`: the `archive-PID-N` directories of processes gone, up
+/// to a whole unpacked archive each.
+pub fn sweep_abandoned(scratch_parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("archive-")?.split('-').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl ImageDir {
     /// Opens a layout directory, or unpacks an archive into `scratch_parent`.
     pub fn open(path: &Path, scratch_parent: &Path) -> Result<ImageDir> {
@@ -111,6 +128,7 @@ impl ImageDir {
             return Ok(ImageDir { root: path.to_owned(), shown: path.to_owned(), _scratch: None });
         }
         std::fs::create_dir_all(scratch_parent).map_err(|e| Error::io(scratch_parent, e))?;
+        sweep_abandoned(scratch_parent);
         let dir = scratch_parent.join(format!("archive-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let scratch = Scratch(dir.clone());
@@ -338,4 +356,25 @@ pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sweep_abandoned;
+
+    /// A killed import's unpacked archive goes at the next import; one of
+    /// a process still running stays.
+    #[test]
+    fn scratch_of_dead_imports_is_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Above the largest pid Linux gives (2^22): no such process.
+        let (dead, live) =
+            (dir.path().join("archive-999999999-1"), dir.path().join(format!("archive-{}-7", std::process::id())));
+        for d in [&dead, &live] {
+            std::fs::create_dir_all(d.join("blobs")).expect("mkdir");
+        }
+        std::fs::create_dir(dir.path().join("other")).expect("mkdir");
+        sweep_abandoned(dir.path());
+        assert!(!dead.exists() && live.exists() && dir.path().join("other").exists());
+    }
 }

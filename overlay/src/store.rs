@@ -220,7 +220,7 @@ impl ImageStore {
     }
 
     pub(crate) fn scratch_dir(&self) -> PathBuf {
-        self.home.join("tmp")
+        scratch_dir_of(&self.home)
     }
 
     /// Finds a local image: as given, with `:latest`, then normalised.
@@ -578,4 +578,10 @@ pub(crate) fn short(digest: &str) -> &str {
 /// unpack` leaves a rootfs.
 fn image_root_meta() -> monofs::object::Meta {
     monofs::object::Meta { mode: 0o755, ..Default::default() }
+}
+
+/// Where imports of `home` unpack archives (see
+/// [`crate::source::sweep_abandoned`]).
+pub fn scratch_dir_of(home: &Path) -> PathBuf {
+    home.join("tmp")
 }

@@ -37,8 +37,11 @@ pub const EXIT_CANNOT_RUN: i32 = 126;
 /// Exit status when the command is not found (as a shell's 127).
 pub const EXIT_NOT_FOUND: i32 = 127;
 
-/// Signals passed on to the command.
-const FORWARDED: [Signal; 9] = [
+/// Signals passed on to the command, by the supervisor and by this init:
+/// those a program may be sent to be told something (Docker passes every
+/// one on). The supervisor, which did not pass SIGUSR1 and the like, was
+/// killed by them and left its sandbox behind.
+pub(crate) const FORWARDED: [Signal; 12] = [
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -48,6 +51,9 @@ const FORWARDED: [Signal; 9] = [
     Signal::SIGWINCH,
     Signal::SIGCONT,
     Signal::SIGALRM,
+    Signal::SIGPWR,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
 ];
 
 fn fail(code: i32, msg: &str) -> ! {

@@ -211,6 +211,11 @@ pub fn enter(root: &Path, volumes: &[Volume], trees: &[OwnedFd], files: &[GivenF
     for (v, tree) in volumes.iter().zip(trees) {
         let target = resolve_in_root(root, &v.guest)?;
         let is_dir = fstat(tree).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR).unwrap_or(true);
+        match fs::symlink_metadata(&target).map(|m| m.is_dir()) {
+            Ok(false) if is_dir => return Err(format!("volume {}: a directory, where the image has a file", v.guest)),
+            Ok(true) if !is_dir => return Err(format!("volume {}: a file, where the image has a directory", v.guest)),
+            _ => {}
+        }
         if is_dir {
             ensure_dir(&target)?
         } else {

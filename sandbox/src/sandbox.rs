@@ -164,12 +164,9 @@ impl Drop for Teardown {
     }
 }
 
-/// Signals the supervisor passes to the sandbox.
-const RELAYED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH];
-
 /// Forwards the supervisor's signals to the sandbox's process once there
-/// is one (before that, they cancel the start). A third SIGINT kills, as
-/// Docker's third Ctrl-C does. Signals the supervisor was started ignoring
+/// is one (before that, those asking to stop cancel the start). A third
+/// SIGINT kills, as Docker's third Ctrl-C does. Signals the supervisor was started ignoring
 /// are not forwarded (`nohup monocore ...` keeps its sandbox through a
 /// hangup), as `docker run` forwards only what it receives; the command
 /// itself starts with every signal at its default action.
@@ -183,10 +180,10 @@ impl Relay {
     /// starts later) and starts the relaying thread.
     fn start(pty: Arc<OnceLock<Pty>>) -> Result<Relay> {
         let mut set = SigSet::empty();
-        for s in RELAYED {
+        for s in crate::init::FORWARDED {
             set.add(s);
         }
-        let ignored: Vec<Signal> = RELAYED.into_iter().filter(|s| crate::sys::ignored(*s)).collect();
+        let ignored: Vec<Signal> = crate::init::FORWARDED.into_iter().filter(|s| crate::sys::ignored(*s)).collect();
         set.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
         let target: Arc<Mutex<Option<Signaller>>> = Arc::default();
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -203,8 +200,9 @@ impl Relay {
                     continue;
                 }
                 let Some(send) = t.lock().ok().and_then(|t| t.clone()) else {
-                    // A resize is no reason to give up starting.
-                    if sig != Signal::SIGWINCH {
+                    // Only a request to stop gives up starting; the others
+                    // (a resize, SIGCONT after a stop) have no one to go to.
+                    if matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT) {
                         c.store(true, Ordering::SeqCst);
                     }
                     continue;
@@ -505,7 +503,11 @@ pub fn clean(home: &Path) -> Result<Cleaned> {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
         cleaned.sandboxes.push(id);
     }
-    // Only this home's sandboxes: another home's running ones are not ours to judge.
+    // Only this home's sandboxes: another home's running ones are not ours
+    // to judge. Slot claims and scratch directories say for themselves
+    // whether their process is gone.
+    crate::state::Slot::sweep();
+    monofs_overlay::source::sweep_abandoned(&monofs_overlay::store::scratch_dir_of(home));
     Ok(cleaned)
 }
 

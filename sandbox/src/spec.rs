@@ -73,11 +73,31 @@ impl Volume {
         if !guest.starts_with('/') || guest.split('/').any(|c| c == "..") {
             return Err(bad("GUEST must be an absolute path without '..'"));
         }
-        if guest.trim_end_matches('/').is_empty() {
+        // One spelling per path (`/a//b/.` is `/a/b`), for the duplicates
+        // check of `arrange`.
+        let guest: String = guest.split('/').filter(|c| !c.is_empty() && *c != ".").map(|c| format!("/{c}")).collect();
+        if guest.is_empty() {
             return Err(bad("GUEST cannot be the sandbox's root"));
         }
         let host = std::fs::canonicalize(host).map_err(|e| bad(&format!("HOST: {e}")))?;
-        Ok(Volume { host, guest: guest.trim_end_matches('/').to_owned(), read_only })
+        Ok(Volume { host, guest, read_only })
+    }
+
+    /// Puts `volumes` in the order they are mounted in, parents before
+    /// what they hold (`-v A:/a/b -v B:/a` hid `/a/b` under `/a`), as
+    /// Docker does; two volumes at one path are refused (the last one
+    /// silently won).
+    pub fn arrange(mut volumes: Vec<Volume>) -> Result<Vec<Volume>> {
+        volumes.sort_by_key(|v| v.guest.matches('/').count());
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = volumes.iter().find(|v| !seen.insert(v.guest.as_str())) {
+            return Err(Error::BadOption {
+                option: "-v".into(),
+                value: twice.guest.clone(),
+                why: "two volumes are mounted there".into(),
+            });
+        }
+        Ok(volumes)
     }
 }
 
@@ -347,6 +367,12 @@ mod tests {
         assert!(Volume::parse("/tmp:/a/../b").is_err());
         assert!(Volume::parse("/tmp:/a:rx").is_err());
         assert!(Volume::parse("/does/not/exist:/a").is_err());
+        assert_eq!(Volume::parse("/tmp://a//b/./").expect("parses").guest, "/a/b");
+        let v = |s: &str| Volume::parse(s).expect("parses");
+        let arranged = Volume::arrange(vec![v("/tmp:/a/b/c"), v("/tmp:/a/b"), v("/tmp:/x"), v("/tmp:/a")]).expect("ok");
+        let order: Vec<&str> = arranged.iter().map(|v| v.guest.as_str()).collect();
+        assert_eq!(order, ["/x", "/a", "/a/b", "/a/b/c"]);
+        assert!(Volume::arrange(vec![v("/tmp:/a"), v("/tmp:/b"), v("/tmp://a/")]).is_err());
     }
 
     #[test]

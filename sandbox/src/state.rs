@@ -242,6 +242,23 @@ impl Slot {
     pub fn number(&self) -> u32 {
         self.n
     }
+
+    /// Removes the claims of slots no process holds (their owners were
+    /// killed). A claim made meanwhile notices its file went and claims
+    /// again (see `claim_in`).
+    pub fn sweep() {
+        Self::sweep_in(Path::new(SLOTS_DIR));
+    }
+
+    fn sweep_in(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(entry.path()) else { continue };
+            if file.try_lock().is_ok() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 impl Drop for Slot {
@@ -295,6 +312,22 @@ mod tests {
         numbers.sort_unstable();
         numbers.dedup();
         assert_eq!(numbers.len(), 24, "a slot was claimed twice");
+    }
+
+    /// `clean` removes the claims of dead owners (they stayed, one file
+    /// each), never a held one.
+    #[test]
+    fn sweeping_removes_only_claims_no_one_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = Process::current().expect("own stat");
+        let held = Slot::claim_in(dir.path(), me).expect("claim");
+        for n in 1..5 {
+            std::fs::write(dir.path().join(n.to_string()), b"{}").expect("dead claim");
+        }
+        Slot::sweep_in(dir.path());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, ["0"], "held: slot {}", held.number());
+        assert_eq!(Slot::claim_in(dir.path(), me).expect("claim").number(), 1);
     }
 
     fn record(id: &str, slot: u32, supervisor: Process) -> Record {

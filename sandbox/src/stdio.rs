@@ -49,6 +49,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// input). When stdout and stderr are the same file description (`2>&1`),
 /// one pipe serves both, so their lines keep their order.
 pub fn relay() -> Result<([Stdio; 3], Relay)> {
+    // Through `/proc/self/fd/0`, a directory as stdin (`< /`) is the host's
+    // tree below it, open to the sandbox's users as the host's permissions
+    // allow: `/tmp` for anyone.
+    if nix::sys::stat::fstat(std::io::stdin().as_fd())
+        .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
+    {
+        return Err(Error::Setup(
+            "standard input is a directory, which would open the host's files to the sandbox".into(),
+        ));
+    }
     let (out, err) = (std::io::stdout(), std::io::stderr());
     let same = |a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>| match (
         nix::sys::stat::fstat(a),
@@ -69,15 +79,40 @@ pub fn relay() -> Result<([Stdio; 3], Relay)> {
 }
 
 /// A pipe for an output stream of the command, copied to `to` (a stream
-/// of ours, written directly: the copy moves pages from pipe to pipe where
-/// it can) until the sandbox closes it, or until `to` fails (a closed
+/// of ours) until the sandbox closes it, or until `to` fails (a closed
 /// pipe: the command then gets EPIPE in turn, as it would have).
 fn output(to: std::os::fd::BorrowedFd<'_>) -> Result<(OwnedFd, JoinHandle<()>)> {
     let mut to = File::from(to.try_clone_to_owned().map_err(|e| Error::io("duplicating an output stream", e))?);
+    // Into a pipe or socket the copy moves pages (splice). Not into a file:
+    // a splice waiting for the sandbox's output holds the file position it
+    // started at and writes it back when done, so what other processes
+    // wrote to the same file meanwhile (`{ monocore tmp ... & echo x; } >
+    // f`, parallel sandboxes sharing a log) was overwritten.
+    let splice = nix::sys::stat::fstat(to.as_fd())
+        .is_ok_and(|st| matches!(st.st_mode & nix::libc::S_IFMT, nix::libc::S_IFIFO | nix::libc::S_IFSOCK));
     let (theirs, ours) = pipe()?;
     let mut ours = File::from(ours);
     let copying = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut ours, &mut to);
+        if splice {
+            let _ = std::io::copy(&mut ours, &mut to);
+        } else {
+            let _ = copy_by_writes(&mut ours, &mut to);
+        }
     });
     Ok((theirs, copying))
+}
+
+/// Copies `from` to `to` with `read` and `write`, each write at the file's
+/// position as it is then.
+fn copy_by_writes(from: &mut File, to: &mut File) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub struct RefState {
     /// How many collections have removed objects there (see
     /// [`monofs::gc::META_GC_EPOCH`]).
     pub gc_epoch: u64,
+    /// Whether its working tree's root has metadata of its own, not
+    /// committed (see [`monofs::repo::root_meta_key`]).
+    pub worktree_root_meta: bool,
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -348,6 +351,10 @@ impl Local {
                 return Err(SyncError::RefChanged { side, name: c.name.clone() });
             }
             tx.put(Table::Refs, c.name.as_bytes(), c.new.as_bytes())?;
+            // The tree's root takes the revision's metadata, as on a checkout.
+            if crate::transfer::is_tree_ref(&c.name) {
+                tx.delete(Table::Meta, &monofs::repo::root_meta_key(&c.name))?;
+            }
         }
         for r in &update.revisions {
             tx.put(Table::Revisions, r.as_bytes(), &[])?;
@@ -410,6 +417,7 @@ impl Endpoint for Local {
             .get(Table::Meta, monofs::repo::META_WORKTREE_BASE)?
             .and_then(|n| monofs::repo::decode_worktree_base(&n));
         state.gc_epoch = monofs::gc::gc_epoch(store)?;
+        state.worktree_root_meta = store.get(Table::Meta, &monofs::repo::root_meta_key(WORKTREE))?.is_some();
         Ok(state)
     }
 
@@ -587,6 +595,8 @@ pub(crate) mod json {
         pub worktree_base: Option<(String, String)>,
         #[serde(default)]
         pub gc_epoch: u64,
+        #[serde(default)]
+        pub worktree_root_meta: bool,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -606,6 +616,7 @@ pub(crate) mod json {
                 .worktree_base
                 .map(|(head, tree)| (head.map(|h| h.to_hex()).unwrap_or_default(), tree.to_hex())),
             gc_epoch: s.gc_epoch,
+            worktree_root_meta: s.worktree_root_meta,
         }
     }
 
@@ -622,6 +633,7 @@ pub(crate) mod json {
                 )),
             },
             gc_epoch: s.gc_epoch,
+            worktree_root_meta: s.worktree_root_meta,
         })
     }
 

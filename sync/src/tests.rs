@@ -1,6 +1,7 @@
 //! Transfers between real (temporary) repositories, in-process.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monofs::object::Kind;
@@ -763,9 +764,48 @@ fn a_served_update_after_a_gc_is_refused() {
     assert!(repo.gc().expect("gc").removed >= 1);
     drop(repo);
     assert_eq!(remote.state().expect("state").gc_epoch, seen + 1);
+    // A put with the old epoch is refused too: that is what keeps a
+    // directory from landing after what is below it was collected.
+    let head = *local(&s.src).state().expect("state").refs.get("HEAD").expect("HEAD");
+    let objects = local(&s.src).get(&[head]).expect("get");
+    let err = remote.put(&objects, Some(seen)).expect_err("refused");
+    assert!(err.gc_during_sync(), "{err}");
+    remote.put(&objects, Some(seen + 1)).expect("the current epoch");
     let err = remote.update(&Update { gc_epoch: Some(seen), ..Update::default() }).expect_err("refused");
     assert!(err.gc_during_sync(), "{err}");
     assert!(err.to_string().contains("gc ran there"), "{err}");
     remote.update(&Update { gc_epoch: Some(seen + 1), ..Update::default() }).expect("the current epoch");
     server.shutdown().expect("shutdown");
+}
+
+/// A receiver whose mounted root was changed (a chmod) and not committed
+/// has an uncommitted change like any other: a sync with the key stops
+/// (it moved the working tree and lost the change without a word), and
+/// goes on once the change is committed or discarded.
+#[test]
+fn a_changed_root_on_the_receiver_stops_a_sync() {
+    let s = setup();
+    {
+        let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open"));
+        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
+        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
+        vfs.flush().expect("flush");
+    }
+    std::fs::write(s.data.join("a.txt"), b"newer").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    let codec = src.codec().cloned();
+    let err = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect_err("refused");
+    assert!(matches!(err, SyncError::DirtyReceiver { .. }), "{err}");
+    drop(dst);
+    {
+        let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");
+        let head = repo.head().expect("head").expect("HEAD");
+        repo.checkout(&head, true).expect("discard");
+        assert!(!repo.worktree_dirty().expect("dirty"));
+    }
+    let dst = local(&s.dst);
+    sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
+    assert_eq!(dst.state().expect("state").refs.get("WORKTREE"), src.state().expect("state").refs.get("WORKTREE"));
 }

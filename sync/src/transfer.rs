@@ -559,7 +559,9 @@ fn plan(
                 // that was committed since): nothing to move, but the move
                 // is sent all the same, so that the receiver knows its
                 // working tree went with HEAD.
-                if current != Some(root) && current.is_some() && current != Some(clean) && !left_clean {
+                let changed = current != Some(root) && current.is_some() && current != Some(clean) && !left_clean;
+                // A chmod of a mounted root, say, and nothing else.
+                if changed || theirs.worktree_root_meta {
                     return Err(SyncError::DirtyReceiver { side: dst.describe() });
                 }
                 changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });

@@ -360,6 +360,56 @@ fn volumes_bind_host_paths_and_read_only_means_it() {
     let rw = format!("{}:/data", vol.display());
     sh(&env, &["-v", &rw], "echo from-sandbox > /data/new");
     assert_eq!(std::fs::read_to_string(vol.join("new")).expect("written through the volume"), "from-sandbox\n");
+    // Nested volumes are mounted parents first, whatever their order (the
+    // inner one was hidden); two at one path are refused.
+    let inner = env.path("inner");
+    std::fs::create_dir(&inner).expect("inner");
+    std::fs::write(inner.join("deep"), "inner\n").expect("file");
+    let (a, b) = (format!("{}:/data/in", inner.display()), format!("{}:/data", vol.display()));
+    assert_eq!(sh(&env, &["-v", &a, "-v", &b], "cat /data/in/deep /data/file"), "inner\nhost data\n");
+    let twice = env.fails(&[&"tmp", &"-v", &b, &"-v", &format!("{}://data/", inner.display()), &"bb", &"--", &"true"]);
+    assert!(twice.contains("two volumes are mounted there"), "{twice}");
+    // A file where the image has a directory: said so, in the sandbox's terms.
+    let file = format!("{}:/etc", vol.join("file").display());
+    let err = stderr(&tmp(&env, &["-v", &file, "bb", "--", "true"]));
+    assert!(err.contains("volume /etc: a file, where the image has a directory"), "{err}");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+}
+
+/// What Docker users count on around a sandbox's streams and signals: its
+/// output into a file others write too lands where they leave off (a
+/// relay waiting in splice wrote back a stale position and overwrote
+/// them), SIGUSR1 reaches the command (it killed the supervisor, which left
+/// its sandbox behind), and a directory as stdin is refused (through
+/// `/proc/self/fd/0` it was the host's tree).
+#[test]
+fn streams_and_signals_behave_as_under_docker() {
+    use std::io::Write;
+    let Some(env) = sandbox_env("streams_and_signals_behave_as_under_docker") else { return };
+    let log = env.path("log");
+    let mut shared = std::fs::File::create(&log).expect("log");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_monocore"));
+    c.env("MONOCORE_HOME", env.home()).args(["tmp", "bb", "--", "/bin/sh", "-c", "sleep 2; echo sandbox"]);
+    let mut child = c.stdout(shared.try_clone().expect("dup")).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(800));
+    shared.write_all(b"meanwhile\n").expect("write");
+    assert!(child.wait().expect("wait").success());
+    shared.write_all(b"end\n").expect("write");
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "meanwhile\nsandbox\nend\n");
+
+    let (mut child, _) = started(&env, &["/bin/sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGUSR1)
+        .expect("kill");
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("monocore exits after the command");
+    assert_eq!(status.code(), Some(9), "the command's trap ran");
+    assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_monocore"));
+    c.env("MONOCORE_HOME", env.home()).args(["tmp", "bb", "--", "ls", "/proc/self/fd/0/"]);
+    let out = c.stdin(std::fs::File::open("/").expect("open /")).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("standard input is a directory"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
     assert!(leftovers(&env).is_empty(), "{:?}", leftovers(&env));
 }
 

@@ -17,6 +17,7 @@ pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
 pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
+pub use root_meta::root_meta_key;
 pub use sink::{ObjectSink, WriteStats};
 pub use synced_head::{META_WORKTREE_BASE, WorktreeBase, decode_worktree_base, note_worktree_base, still_at_base};
 
@@ -281,10 +282,13 @@ impl Repository {
             },
         };
         let codec = codec_for(&store, keys, &config)?;
+        // A store file found damaged is for fsck to report, not to write.
+        let damaged = verified && matches!(store.check_integrity()?, crate::store::Integrity::Damaged(_));
         let repo = Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock));
         // Best effort: a revision that cannot be read (or a full disk) is
         // no reason to refuse the repository, fsck included; the note stays.
-        if let Err(e) = repo.follow_synced_head() {
+        let followed = if damaged { Ok(()) } else { repo.follow_synced_head() };
+        if let Err(e) = followed {
             tracing::warn!(
                 "{}: the working tree did not follow HEAD after a sync without the key: {e}",
                 path.display()

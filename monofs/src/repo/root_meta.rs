@@ -5,10 +5,12 @@
 //! tree is only a ref to a root directory, so what a mount changes on its
 //! root (chmod, chown, xattrs, the mtime a new file gives it) is kept in a
 //! sealed record of its own: `meta` key `root-meta/` + the tree's ref name,
-//! holding the root directory it was written with and the metadata. The
-//! record counts only while the ref still names that root, so whatever else
-//! moves the ref (a sync) cannot leave it applying to another tree; a commit
-//! and a checkout, which set the root's metadata themselves, remove it.
+//! holding the root directory it was written with and the metadata. A
+//! mount keeps it only while it differs from HEAD's revision's (for the
+//! working tree), so that it is an uncommitted change, which stops a sync
+//! as any other would. Whatever moves the ref otherwise (a commit, a
+//! checkout, a sync) removes it; and it counts only while the ref still
+//! names its root, so none can be left applying to another tree.
 
 use super::{HEAD, Repository, WORKTREE};
 use crate::encoding::{Reader, Writer};
@@ -17,7 +19,8 @@ use crate::id::ObjectId;
 use crate::object::Meta;
 use crate::store::{Table, Transaction};
 
-fn record_key(tree_ref: &str) -> Vec<u8> {
+/// The `meta` key of the record of the tree of ref `tree_ref`.
+pub fn root_meta_key(tree_ref: &str) -> Vec<u8> {
     [b"root-meta/".as_slice(), tree_ref.as_bytes()].concat()
 }
 
@@ -35,7 +38,7 @@ impl Repository {
     /// reported and counts as none: it costs the root's metadata, not the
     /// tree.
     pub fn tree_root_meta(&self, tree_ref: &str) -> Result<Option<Meta>> {
-        let key = record_key(tree_ref);
+        let key = root_meta_key(tree_ref);
         let Some(stored) = self.store().get(Table::Meta, &key)? else {
             return Ok(None);
         };
@@ -55,7 +58,7 @@ impl Repository {
         root: &ObjectId,
         meta: &Meta,
     ) -> Result<()> {
-        let key = record_key(tree_ref);
+        let key = root_meta_key(tree_ref);
         let mut w = Writer::new();
         w.id(root);
         meta.encode(&mut w);
@@ -63,8 +66,8 @@ impl Repository {
     }
 
     /// Inside `tx`, removes the root metadata recorded for `tree_ref`.
-    pub(crate) fn drop_tree_root_meta(&self, tx: &mut dyn Transaction, tree_ref: &str) -> Result<()> {
-        Ok(tx.delete(Table::Meta, &record_key(tree_ref))?)
+    pub fn drop_tree_root_meta(&self, tx: &mut dyn Transaction, tree_ref: &str) -> Result<()> {
+        Ok(tx.delete(Table::Meta, &root_meta_key(tree_ref))?)
     }
 
     /// The metadata of the working tree's root: its own record, else that

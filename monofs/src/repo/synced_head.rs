@@ -90,6 +90,7 @@ impl Repository {
             (Some(now), Some(root)) if now == root => {}
             (Some(_), Some(root)) if clean => {
                 self.set_ref(&mut *tx, WORKTREE, &root)?;
+                self.drop_tree_root_meta(&mut *tx, WORKTREE)?;
                 tracing::info!(
                     "{}: the working tree follows HEAD, which a sync without the key moved",
                     self.path.display()

@@ -693,10 +693,8 @@ impl Vfs {
             if let Some(meta) = self.repo.tree_root_meta(name)? {
                 return Ok((meta, true));
             }
-            if name == WORKTREE
-                && let Some(head) = self.repo.head()?
-            {
-                return Ok((self.repo.read_revision(&head)?.root_meta, false));
+            if let Some(meta) = self.inherited_root_meta(name) {
+                return Ok((meta, false));
             }
         }
         let meta = self.revision_root_meta.clone().or_else(|| st.nodes.get(&ROOT).map(|n| n.meta.clone()));
@@ -710,6 +708,52 @@ impl Vfs {
             }),
             false,
         ))
+    }
+
+    /// What the root of the tree of ref `name` has without a record of its
+    /// own: HEAD's root's for the working tree. A revision that cannot be
+    /// read is reported and counts as none: the tree can still be mounted,
+    /// to copy its files out.
+    fn inherited_root_meta(&self, name: &str) -> Option<Meta> {
+        if name != WORKTREE {
+            return None;
+        }
+        let head = self.repo.head().ok()??;
+        match self.repo.read_revision(&head) {
+            Ok(rev) => Some(rev.root_meta),
+            Err(e) => {
+                tracing::warn!("HEAD's revision, which the root's metadata comes from: {e}");
+                None
+            }
+        }
+    }
+
+    /// Inside `tx`, points the tree's ref `name` at `root`, with the root's
+    /// metadata recorded when it differs from what the tree inherits (see
+    /// `Repository::tree_root_meta`), and no record otherwise: a record is
+    /// then an uncommitted change, which a sync looks for. Where nothing is
+    /// inherited (a named tree, a repository with no commit), a root
+    /// changed once keeps its record. Returns the metadata and whether it
+    /// was recorded.
+    fn point_ref(
+        &self,
+        st: &State,
+        tx: &mut dyn crate::store::Transaction,
+        name: &str,
+        root: &ObjectId,
+    ) -> Result<(Meta, bool), Error> {
+        self.repo.set_ref(tx, name, root)?;
+        let meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_default();
+        let record = match self.inherited_root_meta(name) {
+            Some(inherited) => meta != inherited,
+            None => st.root_meta.1 || meta != st.root_meta.0,
+        };
+        if record {
+            self.repo.put_tree_root_meta(tx, name, root, &meta)?;
+        } else {
+            self.repo.drop_tree_root_meta(tx, name)?;
+        }
+        Ok((meta, record))
     }
 
     /// Stores every change and points the tree's ref (`WORKTREE` or
@@ -760,7 +804,7 @@ impl Vfs {
         let Some(name) = self.tree_ref.as_deref().filter(|_| !self.read_only) else { return Ok(()) };
         let mut st = self.state.lock().map_err(|_| Error::Aborted)?;
         let (root, _, mut tx) = self.write_root(&mut st, true)?;
-        self.repo.set_ref(tx.as_mut(), name, &root)?;
+        self.point_ref(&st, tx.as_mut(), name, &root)?;
         Ok(tx.commit()?)
     }
 
@@ -825,14 +869,10 @@ impl Vfs {
             return Ok(st.root);
         }
         let (root, written, mut tx) = self.write_root(st, false)?;
-        let root_meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_default();
-        let record_root_meta = st.root_meta.1 || root_meta != st.root_meta.0;
-        if let Some(name) = &self.tree_ref {
-            self.repo.set_ref(tx.as_mut(), name, &root)?;
-            if record_root_meta {
-                self.repo.put_tree_root_meta(tx.as_mut(), name, &root, &root_meta)?;
-            }
-        }
+        let root_meta = match &self.tree_ref {
+            Some(name) => Some(self.point_ref(st, tx.as_mut(), name, &root)?),
+            None => None,
+        };
         // Kept until the commit succeeds, as everything else here.
         for (key, ino) in st.table_changes.iter().filter(|_| self.persist_inodes) {
             let key = [self.ns.as_slice(), key].concat();
@@ -853,7 +893,9 @@ impl Vfs {
         st.changed = false;
         st.dirty_bytes = 0;
         st.root = root;
-        st.root_meta = (root_meta, record_root_meta);
+        if let Some(root_meta) = root_meta {
+            st.root_meta = root_meta;
+        }
         Ok(root)
     }
 

@@ -80,3 +80,29 @@ fn a_commit_from_a_directory_replaces_the_recorded_root() {
     assert!(!repo.worktree_dirty().expect("dirty"));
     assert_eq!(root_of(&Vfs::new(repo, None).expect("vfs")).0, 0o750);
 }
+
+/// A record is an uncommitted change only while it differs from HEAD's
+/// root: a chmod undone leaves nothing to commit, and a forced checkout
+/// discards one.
+#[test]
+fn a_record_is_kept_only_while_it_differs_from_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Arc::new(Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init"));
+    monofs_fixtures::write(&dir.path().join("src/f"), b"x");
+    let first = commit(&repo, &dir.path().join("src"), "first");
+    let mode = repo.read_revision(&first).expect("rev").root_meta.mode;
+    let chmod = |vfs: &Vfs, mode: u32| {
+        vfs.setattr(ROOT, SetAttr { mode: Some(mode), ..SetAttr::default() }).expect("chmod");
+        vfs.flush().expect("flush");
+    };
+    let vfs = Vfs::new(repo.clone(), None).expect("vfs");
+    chmod(&vfs, 0o700);
+    assert!(repo.worktree_dirty().expect("dirty"));
+    chmod(&vfs, mode);
+    assert!(!repo.worktree_dirty().expect("dirty"), "back to HEAD's root: nothing to commit");
+    chmod(&vfs, 0o711);
+    drop(vfs);
+    repo.checkout(&first, true).expect("forced checkout");
+    assert!(!repo.worktree_dirty().expect("dirty"));
+    assert_eq!(u32::from(root_of(&Vfs::new(repo.clone(), None).expect("vfs")).0), mode);
+}
