@@ -124,23 +124,50 @@ fn size_of(e: &Entry) -> Option<u64> {
     }
 }
 
+/// What a diff has still to do, kept on a stack of its own rather than the
+/// thread's (a tree 20,000 directories deep, which a mount makes as easily
+/// as any, is a call per level otherwise). Steps are pushed in reverse, so
+/// they come off in path order.
+enum Step {
+    /// Compare directories `old` and `new` at `prefix`.
+    Dirs { old: ObjectId, new: ObjectId, prefix: Vec<u8> },
+    /// Everything below directory `id` at `prefix`, on one side only.
+    Below { id: ObjectId, prefix: Vec<u8>, status: Status },
+    /// A change, in its place.
+    Emit(Change),
+}
+
 impl Repository {
     /// Changes from tree `old` to tree `new` (directory object ids), in
     /// path order.
     pub fn diff_trees(&self, old: &ObjectId, new: &ObjectId) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        self.diff_dirs((old, new), old, new, b"", &mut out)?;
+        let mut stack = vec![Step::Dirs { old: *old, new: *new, prefix: Vec::new() }];
+        while let Some(step) = stack.pop() {
+            let mut next = Vec::new();
+            match step {
+                Step::Emit(change) => out.push(change),
+                Step::Dirs { old: a, new: b, prefix } => self.diff_dirs((old, new), &a, &b, &prefix, &mut next)?,
+                Step::Below { id, prefix, status } => {
+                    for child in &self.read_dir(&id)?.entries {
+                        one_side(child, &prefix, status, &mut next);
+                    }
+                }
+            }
+            stack.extend(next.into_iter().rev());
+        }
         Ok(out)
     }
 
-    /// `roots` are the two trees' roots, where hard links are resolved.
+    /// The steps comparing directories `old` and `new`, in order; `roots`
+    /// are the two trees' roots, where hard links are resolved.
     fn diff_dirs(
         &self,
         roots: (&ObjectId, &ObjectId),
         old: &ObjectId,
         new: &ObjectId,
         prefix: &[u8],
-        out: &mut Vec<Change>,
+        next: &mut Vec<Step>,
     ) -> Result<()> {
         if old == new {
             return Ok(());
@@ -155,33 +182,18 @@ impl Repository {
             };
             match order {
                 std::cmp::Ordering::Less => {
-                    self.one_side(&a.entries[i], prefix, Status::Deleted, out)?;
+                    one_side(&a.entries[i], prefix, Status::Deleted, next);
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
-                    self.one_side(&b.entries[j], prefix, Status::Added, out)?;
+                    one_side(&b.entries[j], prefix, Status::Added, next);
                     j += 1;
                 }
                 std::cmp::Ordering::Equal => {
-                    self.both(roots, &a.entries[i], &b.entries[j], prefix, out)?;
+                    self.both(roots, &a.entries[i], &b.entries[j], prefix, next)?;
                     i += 1;
                     j += 1;
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// An entry present on one side: it and, for a directory, everything
-    /// below it.
-    fn one_side(&self, e: &Entry, prefix: &[u8], status: Status, out: &mut Vec<Change>) -> Result<()> {
-        let path = join(prefix, &e.name);
-        let (old, new) = if status == Status::Added { (None, Some(e)) } else { (Some(e), None) };
-        out.push(change(status, path.clone(), old, new, Vec::new()));
-        if let EntryKind::Dir { id } = &e.kind {
-            let sub = self.read_dir(id)?;
-            for child in &sub.entries {
-                self.one_side(child, &path, status, out)?;
             }
         }
         Ok(())
@@ -193,7 +205,7 @@ impl Repository {
         a: &Entry,
         b: &Entry,
         prefix: &[u8],
-        out: &mut Vec<Change>,
+        next: &mut Vec<Step>,
     ) -> Result<()> {
         let path = join(prefix, &b.name);
         // A name of a hard-link group is compared as the file it names: the
@@ -202,21 +214,16 @@ impl Repository {
         if matches!(a.kind, EntryKind::HardLink { .. }) != matches!(b.kind, EntryKind::HardLink { .. })
             && let (Some(x), Some(y)) = (self.linked_file(roots.0, a)?, self.linked_file(roots.1, b)?)
         {
-            return self.both(roots, &x, &Entry { name: b.name.clone(), ..y }, prefix, out);
+            return self.both(roots, &x, &Entry { name: b.name.clone(), ..y }, prefix, next);
         }
         if std::mem::discriminant(&a.kind) != std::mem::discriminant(&b.kind) {
-            out.push(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new()));
-            let (old_dir, new_dir) = (dir_id(a), dir_id(b));
+            next.push(Step::Emit(change(Status::TypeChanged, path.clone(), Some(a), Some(b), Vec::new())));
             // One side is a directory: its contents appear or vanish.
-            if let Some(id) = old_dir {
-                for child in &self.read_dir(&id)?.entries {
-                    self.one_side(child, &path, Status::Deleted, out)?;
-                }
+            if let Some(id) = dir_id(a) {
+                next.push(Step::Below { id, prefix: path.clone(), status: Status::Deleted });
             }
-            if let Some(id) = new_dir {
-                for child in &self.read_dir(&id)?.entries {
-                    self.one_side(child, &path, Status::Added, out)?;
-                }
+            if let Some(id) = dir_id(b) {
+                next.push(Step::Below { id, prefix: path, status: Status::Added });
             }
             return Ok(());
         }
@@ -234,10 +241,10 @@ impl Repository {
         }
         meta_changes(&a.meta, &b.meta, matches!(a.kind, EntryKind::Dir { .. }), &mut what);
         if !what.is_empty() {
-            out.push(change(Status::Modified, path.clone(), Some(a), Some(b), what));
+            next.push(Step::Emit(change(Status::Modified, path.clone(), Some(a), Some(b), what)));
         }
         if let (EntryKind::Dir { id: x }, EntryKind::Dir { id: y }) = (&a.kind, &b.kind) {
-            self.diff_dirs(roots, x, y, &path, out)?;
+            next.push(Step::Dirs { old: *x, new: *y, prefix: path });
         }
         Ok(())
     }
@@ -289,6 +296,17 @@ fn meta_changes(a: &Meta, b: &Meta, is_dir: bool, what: &mut Vec<&'static str>) 
     }
     if a.xattrs != b.xattrs {
         what.push("xattrs");
+    }
+}
+
+/// An entry present on one side: its change, then, for a directory,
+/// everything below it.
+fn one_side(e: &Entry, prefix: &[u8], status: Status, next: &mut Vec<Step>) {
+    let path = join(prefix, &e.name);
+    let (old, new) = if status == Status::Added { (None, Some(e)) } else { (Some(e), None) };
+    next.push(Step::Emit(change(status, path.clone(), old, new, Vec::new())));
+    if let EntryKind::Dir { id } = &e.kind {
+        next.push(Step::Below { id: *id, prefix: path, status });
     }
 }
 

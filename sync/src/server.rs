@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -499,19 +499,41 @@ const HEADER_BUFFER: usize = 64 << 10;
 /// `server` with the limits above on its HTTP/1 connections, and a
 /// connection that sends nothing at all closed after [`HEADER_TIMEOUT`]
 /// (hyper reads the first bytes, to tell HTTP/1 from HTTP/2, with no
-/// timeout of its own).
+/// timeout of its own). Clients speak HTTP/1.1, and HTTP/2 is refused
+/// where it can be (see [`FirstByte`], [`tls_config`]): its connections
+/// escaped these limits and could stay idle for ever. Where it cannot (a
+/// client speaking it unasked inside TLS), its connections must answer
+/// pings and carry small headers.
 fn limited<A>(mut server: axum_server::Server<A>) -> axum_server::Server<FirstByte<A>> {
-    server
-        .http_builder()
+    let builder = server.http_builder();
+    builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(HEADER_BUFFER);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(HEADER_TIMEOUT)
+        .keep_alive_timeout(HEADER_TIMEOUT)
+        .max_header_list_size(HEADER_BUFFER as u32)
+        .max_concurrent_streams(32);
     server.map(FirstByte)
 }
 
+/// The TLS configuration of `cert` and `key`, offering HTTP/1.1 only in
+/// ALPN (see [`limited`]).
+async fn tls_config(cert: &Path, key: &Path) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let mut config = (*loaded.get_inner()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)))
+}
+
 /// An acceptor that hands a connection on once it has something to read,
-/// and drops it if nothing comes within [`HEADER_TIMEOUT`].
+/// and drops it if nothing comes within [`HEADER_TIMEOUT`], or if it opens
+/// with HTTP/2's preface in clear (`PRI * HTTP/2.0`), which no HTTP/1
+/// request starts with.
 #[derive(Clone)]
 struct FirstByte<A>(A);
 
@@ -529,12 +551,23 @@ where
         let inner = self.0.clone();
         Box::pin(async move {
             // `readable` may wake spuriously; a peek waits for a byte (or
-            // the end).
-            match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut [0u8; 1])).await {
-                Ok(peeked) => {
-                    peeked?;
+            // the end), then for the three that tell the preface.
+            let mut head = [0u8; 3];
+            let peeking = async {
+                loop {
+                    let n = stream.peek(&mut head).await?;
+                    if n == 0 || n == head.len() || !b"PRI".starts_with(&head[..n]) {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+            };
+            match tokio::time::timeout(HEADER_TIMEOUT, peeking).await {
+                Ok(peeked) => peeked?,
                 Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            }
+            if &head == b"PRI" {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "HTTP/2 is not served"));
             }
             inner.accept(stream, service).await
         })
@@ -596,11 +629,9 @@ pub fn serve(local: Local, opts: ServeOptions) -> Result<Server> {
     });
     let handle = axum_server::Handle::new();
     let tls = match &opts.tls {
-        Some((cert, key)) => {
-            Some(runtime.block_on(axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)).map_err(|e| {
-                SyncError::io(format!("loading TLS certificate {} and key {}", cert.display(), key.display()), e)
-            })?)
-        }
+        Some((cert, key)) => Some(runtime.block_on(tls_config(cert, key)).map_err(|e| {
+            SyncError::io(format!("loading TLS certificate {} and key {}", cert.display(), key.display()), e)
+        })?),
         None => None,
     };
     let addr = opts.addr;

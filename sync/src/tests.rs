@@ -310,6 +310,17 @@ fn stalled_and_oversized_headers_are_cut_off() {
         Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
     };
     assert!(closed, "a connection that sent nothing was kept");
+    // HTTP/2 in clear (prior knowledge): not spoken, so not held open.
+    let mut h2 = std::net::TcpStream::connect(server.addr).expect("connect");
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("preface");
+    h2.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut reply = Vec::new();
+    // Closed (a reset: the preface was left unread), before the timeout.
+    let ended = match h2.read_to_end(&mut reply) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    };
+    assert!(ended && !reply.starts_with(b"\0\0"), "an HTTP/2 connection was served: {reply:?}");
     server.shutdown().expect("shutdown");
 }
 

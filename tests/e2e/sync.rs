@@ -643,6 +643,17 @@ fn https_with_self_signed_certificates() {
         let copy = s.path(&format!("{name}-3"));
         ok(&[&"clone", &by_name, &copy, &"--token-file", &token, &"--ca-cert", &cert]);
         assert!(ok(&[&"log", &copy]).contains("tls-rev"), "{name}");
+        // HTTP/1.1 only: an HTTP/2 connection escaped the header and idle
+        // limits.
+        let port = server.url.rsplit(':').next().expect("port").trim_end_matches('/');
+        let alpn = std::process::Command::new("openssl")
+            .args(["s_client", "-alpn", "h2,http/1.1", "-connect", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        let said = String::from_utf8_lossy(&alpn.stdout);
+        assert!(said.contains("ALPN protocol: http/1.1"), "{name}: {said}");
     }
 }
 

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
+use monofs::FsckReport;
 use monofs::Repository;
-use monofs::store::Integrity;
+use monofs::store::{Integrity, StoreError};
 use serde_json::json;
 
 use crate::args::FsckArgs;
@@ -10,8 +11,14 @@ use crate::style;
 pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
     // Every page of the store file checked as it opens: a damaged one is
     // reported, not trusted (a mount's store is checked by `fsck` itself).
-    let repo = ctx.open_stored_with(&a.repo, Repository::open_verified)?;
-    let report = repo.fsck()?;
+    let report = match ctx.open_stored_with(&a.repo, Repository::open_verified) {
+        Ok(repo) => repo.fsck()?,
+        Err(e) => match e.chain().find_map(|c| c.downcast_ref::<StoreError>()).and_then(StoreError::damage) {
+            // Nothing more can be read from it safely.
+            Some(why) => FsckReport { store: Integrity::Damaged(why.to_owned()), checked: 0, problems: Vec::new() },
+            None => return Err(e),
+        },
+    };
     let store = match &report.store {
         Integrity::Sound => None,
         Integrity::Repaired => Some(

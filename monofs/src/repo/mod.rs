@@ -282,13 +282,10 @@ impl Repository {
             },
         };
         let codec = codec_for(&store, keys, &config)?;
-        // A store file found damaged is for fsck to report, not to write.
-        let damaged = verified && matches!(store.check_integrity()?, crate::store::Integrity::Damaged(_));
         let repo = Repository::assemble(path.to_owned(), Box::new(store), codec, config, Some(lock));
         // Best effort: a revision that cannot be read (or a full disk) is
         // no reason to refuse the repository, fsck included; the note stays.
-        let followed = if damaged { Ok(()) } else { repo.follow_synced_head() };
-        if let Err(e) = followed {
+        if let Err(e) = repo.follow_synced_head() {
             tracing::warn!(
                 "{}: the working tree did not follow HEAD after a sync without the key: {e}",
                 path.display()

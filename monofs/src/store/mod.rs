@@ -53,6 +53,19 @@ pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
 /// Short alias for backend results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A store file whose check on open found damage the backend cannot
+/// repair (see `RedbStore::open_verified`).
+#[derive(Debug, thiserror::Error)]
+#[error("the store file is damaged beyond repair: {0}")]
+pub struct Damaged(pub String);
+
+impl StoreError {
+    /// Why the store file is damaged beyond repair, if that is this error.
+    pub fn damage(&self) -> Option<&str> {
+        self.0.downcast_ref::<Damaged>().map(|d| d.0.as_str())
+    }
+}
+
 /// One entry of the objects table, as listed by [`Store::list_objects`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectEntry {

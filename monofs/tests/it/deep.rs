@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use monofs::object::{Dir, Kind};
 use monofs::vfs::{ROOT, Vfs};
 use monofs::{InitOptions, Repository};
 
@@ -39,8 +40,23 @@ fn walks_reach_the_bottom_of_a_deep_mounted_tree() {
     vfs.write(leaf, 0, b"at the bottom").expect("write");
     vfs.release(leaf);
     vfs.flush().expect("flush");
+    let first = repo.commit_worktree(&opts("deep")).expect("commit");
+    let second = vfs.create(at, b"second", 0o644, 0, 0).expect("create").ino;
+    vfs.release(second);
+    vfs.flush().expect("flush");
     drop(vfs);
-    repo.commit_worktree(&opts("deep")).expect("commit");
+    let last = repo.commit_worktree(&opts("one more")).expect("commit");
+    // diff: from one to the other, and all of it from nothing.
+    let deep = vec!["d"; 6_000].join("/");
+    let changes = repo.diff_trees(&first.root, &last.root).expect("diff");
+    let listed: Vec<String> = changes.iter().map(|c| format!("{} {}", c.status.letter(), c.path)).collect();
+    assert_eq!(listed, [format!("A {deep}/second")]);
+    let mut tx = repo.begin().expect("begin");
+    let empty = repo.put_object(tx.as_mut(), Kind::Dir, &Dir::default().encode()).expect("the empty tree");
+    tx.commit().expect("commit");
+    let all = repo.diff_trees(&empty, &last.root).expect("diff from nothing");
+    assert_eq!(all.len(), 6_002);
+    assert_eq!(all.last().map(|c| c.path.clone()), Some(format!("{deep}/second")));
     // The walks run on the test's thread, whose stack is 2 MiB.
     let report = repo.fsck().expect("fsck");
     assert!(report.is_sound(), "{report:?}");

@@ -118,8 +118,6 @@ pub struct RedbStore {
     shared: bool,
     /// Opened with a check of every page (see [`RedbStore::open_verified`]).
     verified: bool,
-    /// Why that check refused the file, which was then opened unchecked.
-    damage: Option<String>,
     recent: Arc<RecentPacks>,
     /// Set by a failed read or write of the file: redb then refuses every
     /// call until the file is opened again, which the next call does.
@@ -241,15 +239,14 @@ impl RedbStore {
     /// [`RedbStore::open`] after redb checked every page of the file: a
     /// damaged file fails to open (`fsck` reports it) where a plain open
     /// trusts it and may panic on the damage later. Reads the whole file.
-    ///
-    /// A file redb calls corrupted is opened unchecked after all, for
-    /// [`Store::check_integrity`] to report the damage (fsck failed with
-    /// redb's error instead of its report).
+    /// A file redb finds corrupted beyond repair fails with
+    /// [`crate::store::Damaged`], for fsck to report as such (opened
+    /// unchecked, such a file can make redb panic on the first read).
     pub fn open_verified(path: &Path) -> StoreResult<RedbStore> {
         let store = RedbStore { verified: true, ..Self::assemble(path, CACHE_BYTES, false) };
         match store.builder().open(path) {
             Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => {
-                Self::open_with(RedbStore { damage: Some(why), ..Self::assemble(path, CACHE_BYTES, false) })
+                Err(StoreError(Box::new(crate::store::Damaged(why))))
             }
             Err(e) => Err(err(e)),
             Ok(db) => Self::open_db(store, db),
@@ -263,7 +260,6 @@ impl RedbStore {
             cache_bytes,
             shared,
             verified: false,
-            damage: None,
             recent: Arc::default(),
             failed: Arc::default(),
             relaxed: Arc::default(),
@@ -687,9 +683,6 @@ impl Store for RedbStore {
     }
 
     fn check_integrity(&self) -> StoreResult<Integrity> {
-        if let Some(why) = &self.damage {
-            return Ok(Integrity::Damaged(why.clone()));
-        }
         if self.verified {
             return Ok(Integrity::Sound);
         }
