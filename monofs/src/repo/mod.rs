@@ -96,7 +96,7 @@ fn claim_new(path: &Path) -> Result<RepoLock> {
     if file.exists() {
         // Locked first: a creation still under way holds the lock.
         let lock = RepoLock::acquire(path)?;
-        if !holds_nothing(&file) {
+        if !holds_nothing(&file)? {
             return Err(Error::AlreadyARepository(path.to_owned()));
         }
         if !holds_only(path, &[STORE_FILE])? {
@@ -118,13 +118,21 @@ fn claim_new(path: &Path) -> Result<RepoLock> {
 
 /// Whether the store `file` is one an `init` or clone made and then died
 /// (or failed) before writing its config: nothing to lose. A store that
-/// cannot be read is not taken for one.
-fn holds_nothing(file: &Path) -> bool {
+/// cannot be read is not taken for one, nor for a repository.
+fn holds_nothing(file: &Path) -> Result<bool> {
     if std::fs::metadata(file).is_ok_and(|m| m.len() == 0) {
-        return true;
+        return Ok(true);
     }
-    let Ok(store) = RedbStore::open(file) else { return false };
-    matches!(store.get(Table::Meta, META_CONFIG), Ok(None))
+    match RedbStore::open(file) {
+        Ok(store) => Ok(matches!(store.get(Table::Meta, META_CONFIG), Ok(None))),
+        Err(e) => {
+            let why = format!(
+                "not a store monofs can read ({e}): if an interrupted init left it, remove it; if it is a \
+                 repository, see `monofs fsck`"
+            );
+            Err(Error::io(file, std::io::Error::other(why)))
+        }
+    }
 }
 
 /// Removes the store `file` of a creation that failed, so that the next

@@ -200,6 +200,15 @@ fn an_init_that_failed_or_died_can_be_run_again() {
     assert!(matches!(opened, Err(monofs::Error::NotARepository(_))), "{:?}", opened.err());
     drop(Repository::init(&killed, InitOptions::default()).expect("init over the remains"));
     assert!(Repository::open(&killed, &mut || Ok(Vec::new())).is_ok());
+
+    // Killed while the store file had no header yet: not taken for a
+    // repository (it said "already a monofs repository"), nor overwritten.
+    let headless = dir.path().join("headless");
+    std::fs::create_dir(&headless).expect("mkdir");
+    std::fs::write(headless.join(monofs::repo::STORE_FILE), [0u8; 100]).expect("write");
+    let err = Repository::init(&headless, InitOptions::default()).expect_err("refused").to_string();
+    assert!(err.contains("not a store monofs can read") && err.contains("remove it"), "{err}");
+    assert_eq!(std::fs::read(headless.join(monofs::repo::STORE_FILE)).expect("kept"), [0u8; 100]);
 }
 
 /// A repository on read-only media (a backup disk mounted `ro`) opens for
