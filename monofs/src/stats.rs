@@ -52,7 +52,9 @@ fn ratio(a: u64, b: u64) -> f64 {
 struct Sizes {
     revisions: Vec<ObjectId>,
     chunks: HashMap<ObjectId, u64>,
-    inline: u64,
+    /// Distinct contents of files kept inside directories (256 bytes at
+    /// most each).
+    inline: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Visitor for Sizes {
@@ -70,8 +72,10 @@ impl Visitor for Sizes {
         Err(err)
     }
 
-    fn inline(&mut self, bytes: u64) {
-        self.inline += bytes;
+    fn inline(&mut self, bytes: &[u8]) {
+        if !self.inline.contains(bytes) {
+            self.inline.insert(bytes.to_vec());
+        }
     }
 }
 
@@ -94,7 +98,7 @@ impl Repository {
             revisions: sizes.revisions.len() as u64,
             objects,
             logical_bytes: logical,
-            unique_bytes: sizes.chunks.values().sum::<u64>() + sizes.inline,
+            unique_bytes: sizes.chunks.values().sum::<u64>() + sizes.inline.iter().map(|b| b.len() as u64).sum::<u64>(),
             stored_bytes: stored,
             file_bytes: self.store().size_on_disk()?,
             dictionaries: self.codec().dictionaries().len() as u64,

@@ -20,7 +20,7 @@ pub(crate) trait Visitor {
     fn broken(&mut self, id: &ObjectId, kind: Kind, path: &str, err: Error) -> Result<()>;
     /// The bytes of a file kept inside its directory (once per directory
     /// object).
-    fn inline(&mut self, _bytes: u64) {}
+    fn inline(&mut self, _bytes: &[u8]) {}
     /// Whether hard links should be followed to the file they name, a
     /// target that is not there being reported as [`Visitor::broken`] on
     /// the directory holding the link (fsck).
@@ -192,7 +192,7 @@ impl Walk<'_> {
 
     fn content(&mut self, content: &Content, size: u64, path: &str) -> Result<()> {
         if let Content::Inline(bytes) = content {
-            self.visitor.inline(bytes.len() as u64);
+            self.visitor.inline(bytes);
         }
         let (seen, visitor) = (&mut self.seen, &mut *self.visitor);
         let walked = self.repo.content_objects(content, size, &mut |id, kind, size| {

@@ -183,13 +183,14 @@ fn fsck_finds_hard_links_to_nothing() {
 
 /// Files small enough to live inside their directory count as unique
 /// data (`stats` said "0 B" and a compression ratio of 0.00x for them),
-/// once however many revisions share their directory.
+/// once however many revisions and directories hold them.
 #[test]
 fn stats_count_files_kept_inside_directories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init");
     write(&dir.path().join("src/a"), b"twelve bytes");
     write(&dir.path().join("src/b"), b"eight by");
+    write(&dir.path().join("src/sub/same-as-a"), b"twelve bytes");
     commit(&repo, &dir.path().join("src"), "one");
     commit(&repo, &dir.path().join("src"), "again");
     let stats = repo.stats().expect("stats");
