@@ -188,8 +188,8 @@ impl Chunker {
                 cuts.truncate(upto);
                 carry_from = cuts.last().map_or(0, |c| c.0 + c.1);
             }
-            let ids: Vec<Result<ObjectId>> =
-                cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect();
+            let ids: Vec<Result<ObjectId>> = crate::parallel::io_pool()
+                .install(|| cuts.par_iter().map(|&(off, len)| sink.put(Kind::Chunk, &buf[off..off + len])).collect());
             for ((_, len), id) in cuts.iter().zip(ids) {
                 refs.push(ChunkRef { id: id?, size: *len as u64 });
                 total += *len as u64;

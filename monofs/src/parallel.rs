@@ -14,6 +14,40 @@ use std::sync::OnceLock;
 /// on disk have; it is address space, taken only as it is used.
 pub const DEEP_STACK: usize = 64 << 20;
 
+/// Keeps signals sent to the process (Ctrl-C, `kill`, a terminal's
+/// resize) off this thread, for the thread that handles them: a process
+/// whose main thread blocks them to wait for them (a mount, a sandbox's
+/// supervisor) was killed by one delivered to a pool thread started
+/// earlier, which had them at their default action.
+fn block_process_signals() {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in PROCESS_SIGNALS {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+}
+
+/// The signals a program is sent to be told something (to stop, to reload,
+/// that its terminal changed), as opposed to those the kernel sends a
+/// thread for its own doing (SIGSEGV, SIGPIPE).
+pub const PROCESS_SIGNALS: [nix::sys::signal::Signal; 12] = {
+    use nix::sys::signal::Signal;
+    [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGALRM,
+        Signal::SIGPWR,
+        Signal::SIGVTALRM,
+        Signal::SIGPROF,
+    ]
+};
+
 /// The shared pool (built on first use).
 pub fn io_pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
@@ -23,7 +57,20 @@ pub fn io_pool() -> &'static rayon::ThreadPool {
             .num_threads((cores * 2).max(4))
             .thread_name(|i| format!("monofs-io-{i}"))
             .stack_size(DEEP_STACK)
+            .start_handler(|_| block_process_signals())
             .build()
             .unwrap_or_else(|_| rayon::ThreadPoolBuilder::new().build().expect("a default rayon pool"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Work on the pool never takes a signal sent to the process.
+    #[test]
+    fn pool_threads_block_process_signals() {
+        let mask = super::io_pool().install(|| nix::sys::signal::SigSet::thread_get_mask().expect("mask"));
+        for s in super::PROCESS_SIGNALS {
+            assert!(mask.contains(s), "{s} reaches a pool thread");
+        }
+    }
 }

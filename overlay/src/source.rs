@@ -92,26 +92,32 @@ pub struct ImageDir {
     _scratch: Option<Scratch>,
 }
 
-struct Scratch(PathBuf);
+/// A directory an archive is unpacked into, removed when done, and locked
+/// (`flock` on the directory) while in use: see [`sweep_abandoned`].
+struct Scratch {
+    dir: PathBuf,
+    _lock: File,
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// Removes what imports that were killed (no `Drop` ran) left in
-/// `scratch_parent`: the `archive-PID-N` directories of processes gone, up
-/// to a whole unpacked archive each.
+/// `scratch_parent`: `archive-*` directories no process holds locked, up
+/// to a whole unpacked archive each. One made in the last minute is left
+/// alone: its import may not have locked it yet.
 pub fn sweep_abandoned(scratch_parent: &Path) {
     let Ok(entries) = std::fs::read_dir(scratch_parent) else { return };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("archive-")?.split('-').next()?.parse::<u32>().ok())
-        else {
+        if !entry.file_name().to_string_lossy().starts_with("archive-") {
             continue;
-        };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
+        }
+        let Ok(dir) = File::open(entry.path()) else { continue };
+        let old = dir.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
+        if old && dir.try_lock().is_ok() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -131,7 +137,8 @@ impl ImageDir {
         sweep_abandoned(scratch_parent);
         let dir = scratch_parent.join(format!("archive-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let scratch = Scratch(dir.clone());
+        let lock = File::open(&dir).and_then(|f| f.lock().map(|()| f)).map_err(|e| Error::io(&dir, e))?;
+        let scratch = Scratch { dir: dir.clone(), _lock: lock };
         let mut head = [0u8; 4];
         let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(path, e))?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -362,19 +369,24 @@ pub(crate) fn unique() -> u64 {
 mod tests {
     use super::sweep_abandoned;
 
-    /// A killed import's unpacked archive goes at the next import; one of
-    /// a process still running stays.
+    /// A killed import's unpacked archive goes at the next import; one
+    /// still locked by its import stays, and so does one just made.
     #[test]
     fn scratch_of_dead_imports_is_swept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        // Above the largest pid Linux gives (2^22): no such process.
-        let (dead, live) =
-            (dir.path().join("archive-999999999-1"), dir.path().join(format!("archive-{}-7", std::process::id())));
-        for d in [&dead, &live] {
+        let [dead, live, new] = ["archive-1-1", "archive-2-1", "archive-3-1"].map(|n| dir.path().join(n));
+        for d in [&dead, &live, &new] {
             std::fs::create_dir_all(d.join("blobs")).expect("mkdir");
         }
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for d in [&dead, &live] {
+            std::fs::File::open(d).and_then(|f| f.set_modified(hour_ago)).expect("age");
+        }
+        let held = std::fs::File::open(&live).expect("open");
+        held.lock().expect("lock");
         std::fs::create_dir(dir.path().join("other")).expect("mkdir");
         sweep_abandoned(dir.path());
-        assert!(!dead.exists() && live.exists() && dir.path().join("other").exists());
+        assert!(!dead.exists(), "abandoned");
+        assert!(live.exists() && new.exists() && dir.path().join("other").exists());
     }
 }

@@ -41,20 +41,7 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// those a program may be sent to be told something (Docker passes every
 /// one on). The supervisor, which did not pass SIGUSR1 and the like, was
 /// killed by them and left its sandbox behind.
-pub(crate) const FORWARDED: [Signal; 12] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-    Signal::SIGALRM,
-    Signal::SIGPWR,
-    Signal::SIGVTALRM,
-    Signal::SIGPROF,
-];
+pub(crate) const FORWARDED: [Signal; 12] = monofs::parallel::PROCESS_SIGNALS;
 
 fn fail(code: i32, msg: &str) -> ! {
     eprintln!("monocore: {msg}");

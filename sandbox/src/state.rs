@@ -244,18 +244,23 @@ impl Slot {
     }
 
     /// Removes the claims of slots no process holds (their owners were
-    /// killed). A claim made meanwhile notices its file went and claims
-    /// again (see `claim_in`).
+    /// killed), only while it holds their lock.
     pub fn sweep() {
         Self::sweep_in(Path::new(SLOTS_DIR));
     }
 
     fn sweep_in(dir: &Path) {
+        use std::os::unix::fs::MetadataExt;
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries.flatten() {
-            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(entry.path()) else { continue };
-            if file.try_lock().is_ok() {
-                let _ = std::fs::remove_file(entry.path());
+            let path = entry.path();
+            let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { continue };
+            // Still the file at that path once locked: its owner may have
+            // released it meanwhile and a new claim taken the path, whose
+            // file must stay (as `claim_in` checks).
+            let same = || std::fs::metadata(&path).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
+            if file.try_lock().is_ok() && same() {
+                let _ = std::fs::remove_file(&path);
             }
         }
     }

@@ -351,9 +351,15 @@ impl Local {
                 return Err(SyncError::RefChanged { side, name: c.name.clone() });
             }
             tx.put(Table::Refs, c.name.as_bytes(), c.new.as_bytes())?;
-            // The tree's root takes the revision's metadata, as on a checkout.
             if crate::transfer::is_tree_ref(&c.name) {
-                tx.delete(Table::Meta, &monofs::repo::root_meta_key(&c.name))?;
+                let record = monofs::repo::root_meta_key(&c.name);
+                // A change of the working tree's root made since the sync
+                // looked (a mount, between two requests) is not lost.
+                if c.name == WORKTREE && tx.get(Table::Meta, &record)?.is_some() {
+                    return Err(SyncError::DirtyReceiver { side });
+                }
+                // Another tree's root takes the revision's, as on a checkout.
+                tx.delete(Table::Meta, &record)?;
             }
         }
         for r in &update.revisions {

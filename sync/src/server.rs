@@ -554,12 +554,16 @@ where
             // the end), then for the three that tell the preface.
             let mut head = [0u8; 3];
             let peeking = async {
+                // A client that stops after "P" costs a few peeks, not one
+                // every few milliseconds until the timeout.
+                let mut pause = Duration::from_millis(5);
                 loop {
                     let n = stream.peek(&mut head).await?;
                     if n == 0 || n == head.len() || !b"PRI".starts_with(&head[..n]) {
                         return Ok::<_, std::io::Error>(());
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
             };
             match tokio::time::timeout(HEADER_TIMEOUT, peeking).await {

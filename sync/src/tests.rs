@@ -809,6 +809,12 @@ fn a_changed_root_on_the_receiver_stops_a_sync() {
     let codec = src.codec().cloned();
     let err = sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect_err("refused");
     assert!(matches!(err, SyncError::DirtyReceiver { .. }), "{err}");
+    // A change made after the sync looked (between two of its requests)
+    // stops its update too.
+    let tree = *dst.state().expect("state").refs.get("WORKTREE").expect("WORKTREE");
+    let moved =
+        Update { refs: vec![RefChange { name: "WORKTREE".into(), old: Some(tree), new: tree }], ..Update::default() };
+    assert!(matches!(dst.update(&moved), Err(SyncError::DirtyReceiver { .. })));
     drop(dst);
     {
         let repo = Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open");

@@ -17,7 +17,7 @@ pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
 pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
-pub use root_meta::root_meta_key;
+pub use root_meta::{root_differs, root_meta_key};
 pub use sink::{ObjectSink, WriteStats};
 pub use synced_head::{META_WORKTREE_BASE, WorktreeBase, decode_worktree_base, note_worktree_base, still_at_base};
 
@@ -120,18 +120,19 @@ fn claim_new(path: &Path) -> Result<RepoLock> {
 /// (or failed) before writing its config: nothing to lose. A store that
 /// cannot be read is not taken for one, nor for a repository.
 fn holds_nothing(file: &Path) -> Result<bool> {
-    if std::fs::metadata(file).is_ok_and(|m| m.len() == 0) {
+    let len = std::fs::metadata(file).map_or(0, |m| m.len());
+    if len == 0 {
         return Ok(true);
     }
     match RedbStore::open(file) {
         Ok(store) => Ok(matches!(store.get(Table::Meta, META_CONFIG), Ok(None))),
-        Err(e) => {
-            let why = format!(
-                "not a store monofs can read ({e}): if an interrupted init left it, remove it; if it is a \
-                 repository, see `monofs fsck`"
-            );
+        // Smaller than any store redb finished making (its first regions
+        // take 70 KB): what an init killed at once leaves.
+        Err(e) if len < 4096 => {
+            let why = format!("not a store monofs can read ({e}): if an interrupted init left it, remove it");
             Err(Error::io(file, std::io::Error::other(why)))
         }
+        Err(e) => Err(e.into()),
     }
 }
 

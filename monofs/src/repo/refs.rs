@@ -102,7 +102,10 @@ impl Repository {
         match self.head()? {
             Some(head) => {
                 let rev = self.read_revision(&head)?;
-                Ok(rev.root != root || self.tree_root_meta(WORKTREE)?.is_some_and(|meta| meta != rev.root_meta))
+                Ok(rev.root != root
+                    || self
+                        .tree_root_meta(WORKTREE)?
+                        .is_some_and(|meta| super::root_meta::root_differs(&meta, &rev.root_meta)))
             }
             None => Ok(!self.read_dir(&root)?.entries.is_empty()),
         }

@@ -32,6 +32,14 @@ fn decode(plain: &[u8]) -> Option<(ObjectId, Meta)> {
     Some((root, meta))
 }
 
+/// Whether a root's metadata `a` differs from `b` as `diff` tells
+/// directories apart: mode, owner, xattrs. Not the mtime, which moves with
+/// every entry added or removed (an editor's swap file in the root would
+/// leave a change no command shows, which stops a sync).
+pub fn root_differs(a: &Meta, b: &Meta) -> bool {
+    (a.mode, a.uid, a.gid, &a.xattrs) != (b.mode, b.uid, b.gid, &b.xattrs)
+}
+
 impl Repository {
     /// The root metadata recorded for the tree of ref `tree_ref`, if its
     /// record is there and still names the ref's root. A damaged record is

@@ -730,7 +730,8 @@ impl Vfs {
 
     /// Inside `tx`, points the tree's ref `name` at `root`, with the root's
     /// metadata recorded when it differs from what the tree inherits (see
-    /// `Repository::tree_root_meta`), and no record otherwise: a record is
+    /// `Repository::tree_root_meta`; its mtime aside, see
+    /// [`crate::repo::root_differs`]), and no record otherwise: a record is
     /// then an uncommitted change, which a sync looks for. Where nothing is
     /// inherited (a named tree, a repository with no commit), a root
     /// changed once keeps its record. Returns the metadata and whether it
@@ -745,7 +746,7 @@ impl Vfs {
         self.repo.set_ref(tx, name, root)?;
         let meta = st.nodes.get(&ROOT).map(|n| n.meta.clone()).unwrap_or_default();
         let record = match self.inherited_root_meta(name) {
-            Some(inherited) => meta != inherited,
+            Some(inherited) => crate::repo::root_differs(&meta, &inherited),
             None => st.root_meta.1 || meta != st.root_meta.0,
         };
         if record {
