@@ -305,7 +305,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         user: opts.user.clone().or_else(|| config.user.clone()).unwrap_or_default(),
         hostname,
         tty: opts.tty,
-        volumes: opts.volumes.clone(),
+        volumes: crate::spec::Volume::arrange(opts.volumes.clone())?,
         scope: opts.scope,
         ids: IdRange::for_slot(slot),
         rootfs: PathBuf::new(),

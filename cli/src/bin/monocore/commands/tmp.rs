@@ -21,7 +21,7 @@ fn options(a: TmpArgs, config: Config) -> anyhow::Result<Options> {
         env_files: a.env_file,
         workdir: a.workdir,
         user: a.user,
-        volumes: Volume::arrange(a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<_, _>>()?)?,
+        volumes: a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<_, _>>()?,
         scope: a.scope.or(config.scope).as_deref().map(Scope::parse).transpose()?.unwrap_or_default(),
         limits: Limits {
             memory: memory.as_deref().map(spec::parse_memory).transpose()?,
