@@ -460,6 +460,12 @@ fn limits_are_enforced_and_reported() {
     let write = "head -c 300000000 /dev/urandom >/big";
     let peak = supervisor_peak_rss(&env, &["--memory", "32m", "bb", "--", "/bin/sh", "-c", write]);
     assert!(peak < idle + (170 << 20), "the supervisor peaked at {} MiB ({} idle)", peak >> 20, idle >> 20);
+    // So are the files and directories it makes, which that process keeps
+    // in memory however small they are: 16 MiB allows 8,192 more.
+    let many = tmp(&env, &["--memory", "16m", "bb", "--", "/bin/sh", "-c", "cd /tmp && seq 1 10000 | xargs mkdir"]);
+    assert!(!many.status.success());
+    assert!(stderr(&many).contains("No space left on device"), "{}", stderr(&many));
+    assert_eq!(sh(&env, &["--memory", "16m"], "cd /tmp && seq 1 5000 | xargs mkdir && ls | wc -l").trim(), "5000");
     // config.toml's defaults apply when the command line says nothing.
     std::fs::write(env.home().join("config.toml"), "memory = \"16m\"\n").expect("config");
     let by_config = tmp(&env, &["bb", "--", "/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"]);

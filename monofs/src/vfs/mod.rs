@@ -190,6 +190,8 @@ struct State {
     /// Counts loads: a flush's snapshot of files belongs to this tree
     /// while it is unchanged.
     generation: u64,
+    /// Nodes the tree may hold (see [`Vfs::limit_growth`]).
+    max_nodes: usize,
     /// The root's metadata as loaded, and whether the tree has a record of
     /// its own for it (see `Repository::tree_root_meta`): a flush writes
     /// one once the root's metadata differs from what it inherited, and
@@ -219,6 +221,15 @@ pub struct Vfs {
     /// The root's metadata when a revision's tree is served.
     revision_root_meta: Option<Meta>,
 }
+
+/// Names a file may have, as on ext4 (EMLINK past it): each costs memory
+/// in the process serving the tree.
+const MAX_LINKS: usize = 65_000;
+
+/// Bytes of extended attributes (names and values) a node may hold, as on
+/// XFS and beyond ext4's 4 KiB block (ENOSPC past it): they are kept in
+/// memory and in the node's directory object, and there was no bound.
+const XATTR_SPACE: usize = 64 << 10;
 
 /// Stored files from this size on have their zeros counted at lookup (see
 /// `Vfs::count_zeros`): sparse files are mostly large (disk images,
@@ -480,6 +491,9 @@ impl State {
                 meta.mode |= nix::libc::S_ISGID;
             }
         }
+        if self.nodes.len() >= self.max_nodes {
+            return Err(Errno::ENOSPC.into());
+        }
         let ino = self.alloc();
         let mut node = Node::new(None, meta, body);
         node.lookups = 1;
@@ -543,6 +557,7 @@ impl Vfs {
             root: ObjectId([0; crate::id::ID_LEN]),
             generation: 0,
             root_meta: (Meta::default(), false),
+            max_nodes: usize::MAX,
         };
         let revision = match &tree {
             Tree::Revision(id) => Some(repo.read_revision(id)?),
@@ -579,6 +594,16 @@ impl Vfs {
     /// process serving the tree, outside the sandbox's cgroup.
     pub fn limit_dirty(&self, bytes: u64) {
         self.max_dirty.store(bytes.clamp(1 << 20, MAX_DIRTY), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lets the tree hold at most `nodes` more files, directories and links
+    /// than it holds now: past that, making one fails with ENOSPC, as on a
+    /// full disk. Every node stays in this process's memory (about 2 KiB
+    /// with its name), which for a sandbox is outside its cgroup.
+    pub fn limit_growth(&self, nodes: u64) -> VResult<()> {
+        let mut st = self.lock()?;
+        st.max_nodes = st.nodes.len().saturating_add(usize::try_from(nodes).unwrap_or(usize::MAX));
+        Ok(())
     }
 
     /// The repository.
@@ -1173,6 +1198,9 @@ impl Vfs {
         if st.dir(parent)?.children.contains_key(name) {
             return Err(Errno::EEXIST.into());
         }
+        if st.node(ino)?.parents.len() >= MAX_LINKS {
+            return Err(Errno::EMLINK.into());
+        }
         st.link_name(parent, name, ino)?;
         st.touch_parents(ino);
         let node = st.node_mut(ino)?;
@@ -1447,6 +1475,11 @@ impl Vfs {
         let mut st = self.lock()?;
         let node = st.node_mut(ino)?;
         let pos = node.meta.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name));
+        let space = |xattrs: &[(Vec<u8>, Vec<u8>)]| xattrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let replaced = pos.map_or(0, |i| name.len() + node.meta.xattrs[i].1.len());
+        if space(&node.meta.xattrs) - replaced + name.len() + value.len() > XATTR_SPACE {
+            return Err(Errno::ENOSPC.into());
+        }
         match pos {
             Ok(_) if create => return Err(Errno::EEXIST.into()),
             Err(_) if replace => return Err(Errno::ENODATA.into()),

@@ -1,5 +1,6 @@
 //! Library-level tests of whole repository operations.
 
+mod bounds;
 mod corruption;
 mod deep;
 mod edit;
