@@ -226,10 +226,11 @@ pub struct Vfs {
 /// in the process serving the tree.
 const MAX_LINKS: usize = 65_000;
 
-/// Bytes of extended attributes (names and values) a node may hold, as on
-/// XFS and beyond ext4's 4 KiB block (ENOSPC past it): they are kept in
+/// Bytes of extended attributes (names and values) a node may hold: one
+/// value of the largest size Linux allows (64 KiB) and as much again, far
+/// beyond ext4's 4 KiB block (ENOSPC past it, as there): they are kept in
 /// memory and in the node's directory object, and there was no bound.
-const XATTR_SPACE: usize = 64 << 10;
+const XATTR_SPACE: usize = 128 << 10;
 
 /// Stored files from this size on have their zeros counted at lookup (see
 /// `Vfs::count_zeros`): sparse files are mostly large (disk images,
