@@ -55,7 +55,10 @@ pub fn forward(repo: &Path) -> Option<anyhow::Result<ExitCode>> {
 fn forward_to(stream: UnixStream) -> anyhow::Result<ExitCode> {
     let request = Request {
         argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
-        cwd: std::env::current_dir()?,
+        // Relative paths in the command are the mount process's to resolve.
+        cwd: std::env::current_dir().map_err(|e| {
+            anyhow::anyhow!("the current directory is gone ({e}; a checkout may have removed it): cd to another one")
+        })?,
         flush: false,
     };
     let reply = exchange(stream, &request)?;

@@ -356,7 +356,7 @@ impl Local {
                 // A change of the working tree's root made since the sync
                 // looked (a mount, between two requests) is not lost.
                 if c.name == WORKTREE && tx.get(Table::Meta, &record)?.is_some() {
-                    return Err(SyncError::DirtyReceiver { side });
+                    return Err(SyncError::dirty_receiver(side));
                 }
                 // Another tree's root takes the revision's, as on a checkout.
                 tx.delete(Table::Meta, &record)?;

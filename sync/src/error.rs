@@ -103,11 +103,13 @@ pub enum SyncError {
     /// HEAD would leave them on top of revisions they were not made from,
     /// and its next commit would undo those.
     #[error(
-        "{side} has uncommitted changes in its working tree: a backup sync would move its HEAD under them, and its next commit would undo what the sync brought; commit them there first (then sync them back), or discard them with `monofs checkout {side} HEAD --force`"
+        "{side} has uncommitted changes in its working tree: a backup sync would move its HEAD under them, and its next commit would undo what the sync brought; commit them there first (then sync them back), or discard them with {discard}"
     )]
     DirtyReceiver {
         /// The receiving replica.
         side: String,
+        /// The command that discards them, where it runs.
+        discard: String,
     },
     /// A ref changed while the sync ran (another sync won the race).
     #[error("{side}: ref '{name}' changed during the sync; run it again")]
@@ -169,6 +171,16 @@ impl From<monofs::store::StoreError> for SyncError {
 }
 
 impl SyncError {
+    /// [`SyncError::DirtyReceiver`] for replica `side` (a path or a URL).
+    pub fn dirty_receiver(side: String) -> SyncError {
+        let discard = if side.starts_with("http://") || side.starts_with("https://") {
+            "`monofs checkout REPO HEAD --force` on the machine serving it".to_owned()
+        } else {
+            format!("`monofs checkout {side} HEAD --force`")
+        };
+        SyncError::DirtyReceiver { side, discard }
+    }
+
     /// An I/O error while doing `what`.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> SyncError {
         SyncError::Io { what: what.into(), source }
@@ -219,3 +231,17 @@ const GC_DURING_SYNC: u16 = 412;
 
 /// Short alias.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::SyncError;
+
+    /// The way out is a command the user can run: not a checkout of a URL.
+    #[test]
+    fn a_dirty_receiver_is_told_where_to_discard() {
+        let remote = SyncError::dirty_receiver("http://127.0.0.1:7/".into()).to_string();
+        assert!(remote.contains("`monofs checkout REPO HEAD --force` on the machine serving it"), "{remote}");
+        let local = SyncError::dirty_receiver("/backups/r".into()).to_string();
+        assert!(local.contains("`monofs checkout /backups/r HEAD --force`"), "{local}");
+    }
+}

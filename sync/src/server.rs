@@ -24,6 +24,15 @@ use monofs::repo::STORE_FILE;
 /// Largest request body: a batch of metadata can be large.
 const BODY_LIMIT: usize = 4 << 30;
 
+/// Largest body of a query (ids to look up or send, packs, dictionaries):
+/// clients ask 16,384 ids at a time. A 1.5 GB query took 4.7 GB of the
+/// server's memory while it was read and parsed.
+const QUERY_LIMIT: usize = 64 << 20;
+
+/// Largest ref update: every new revision's id is in it (about 70 bytes
+/// each), so a first push of a long history is large.
+const UPDATE_LIMIT: usize = 512 << 20;
+
 /// How to serve.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -468,13 +477,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{API}/meta"), get(meta))
         .route(&format!("{API}/state"), get(ref_state))
         .route(&format!("{API}/list"), get(list))
-        .route(&format!("{API}/has"), post(has))
-        .route(&format!("{API}/get"), post(get_objects))
+        .route(&format!("{API}/has"), post(has).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
+        .route(&format!("{API}/get"), post(get_objects).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
         .route(&format!("{API}/put"), post(put))
-        .route(&format!("{API}/update"), post(update))
-        .route(&format!("{API}/dictionaries"), post(add_dictionaries))
+        .route(&format!("{API}/update"), post(update).layer(DefaultBodyLimit::max(UPDATE_LIMIT)))
+        .route(&format!("{API}/dictionaries"), post(add_dictionaries).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
         .route(&format!("{API}/packs"), get(list_packs))
-        .route(&format!("{API}/packs/get"), post(get_packs))
+        .route(&format!("{API}/packs/get"), post(get_packs).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
         .route(&format!("{API}/store"), get(get_store))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))

@@ -826,3 +826,42 @@ fn a_changed_root_on_the_receiver_stops_a_sync() {
     sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync");
     assert_eq!(dst.state().expect("state").refs.get("WORKTREE"), src.state().expect("state").refs.get("WORKTREE"));
 }
+
+/// A sync without the key leaves the receiver's working tree; the next open
+/// with the key moves it to HEAD only if it was clean, and a root changed
+/// through a mount is a change (the tree id alone did not show it, and the
+/// change was dropped without a word).
+#[test]
+fn a_keyless_sync_keeps_a_changed_root() {
+    let s = setup();
+    {
+        let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open"));
+        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
+        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
+        vfs.flush().expect("flush");
+    }
+    std::fs::write(s.data.join("a.txt"), b"newer").expect("write");
+    commit(&s.src, &s.data, "two");
+    let (src, dst) = (local(&s.src), local(&s.dst));
+    assert!(sync(&src, &dst, None, Direction::Push, &NoProgress).expect("keyless sync").worktree_kept);
+    drop(dst);
+    let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open with the key"));
+    assert!(repo.worktree_dirty().expect("dirty"), "the root's change was dropped");
+    let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+    assert_eq!(vfs.getattr(monofs::vfs::ROOT).expect("getattr").perm, 0o700);
+}
+
+/// Queries are capped far below pushes: a token holder's 1.5 GB `has` took
+/// the server to 4.7 GB of memory.
+#[test]
+fn oversized_queries_are_refused() {
+    let s = setup();
+    let server = serve_on_loopback(local(&s.dst), None);
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://{}{}/has", server.addr, crate::http::API);
+    let reply = client.post(&url).bearer_auth("t").body(vec![0u8; 65 << 20]).send().expect("sent");
+    assert_eq!(reply.status().as_u16(), 413);
+    client_of(&server).has(&[monofs::ObjectId::default()]).expect("a normal query");
+    server.shutdown().expect("shutdown");
+}

@@ -562,7 +562,7 @@ fn plan(
                 let changed = current != Some(root) && current.is_some() && current != Some(clean) && !left_clean;
                 // A chmod of a mounted root, say, and nothing else.
                 if changed || theirs.worktree_root_meta {
-                    return Err(SyncError::DirtyReceiver { side: dst.describe() });
+                    return Err(SyncError::dirty_receiver(dst.describe()));
                 }
                 changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
             }

@@ -83,8 +83,11 @@ impl Repository {
         let head_root = head.map(|h| self.read_revision(&h)).transpose()?.map(|r| r.root);
         let base = decode_worktree_base(&note);
         let empty = self.codec.id(Kind::Dir, &Dir::default().encode());
+        // A root changed through a mount (its record) is a change too: the
+        // tree id alone does not show it, and moving the tree dropped it.
         let clean =
-            base.as_ref().is_some_and(|b| still_at_base(b, now, empty, |h| self.read_revision(h).ok().map(|r| r.root)));
+            base.as_ref().is_some_and(|b| still_at_base(b, now, empty, |h| self.read_revision(h).ok().map(|r| r.root)))
+                && self.tree_root_meta(WORKTREE)?.is_none();
         let mut tx = self.store.begin()?;
         match (now, head_root) {
             (Some(now), Some(root)) if now == root => {}
