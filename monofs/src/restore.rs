@@ -282,6 +282,15 @@ fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool, lost: &
     if as_root {
         std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).map_err(io)?;
     }
+    // A directory that was there (the target, or one under --force) keeps
+    // no user attribute the tree does not have. Other namespaces are the
+    // system's (an SELinux label the policy gave it).
+    for name in xattr::list(path).into_iter().flatten() {
+        let stale = name.as_bytes().starts_with(b"user.") && !meta.xattrs.iter().any(|(k, _)| k == name.as_bytes());
+        if stale {
+            xattr::remove(path, &name).map_err(io)?;
+        }
+    }
     for (name, value) in &meta.xattrs {
         if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
             // A target that holds fewer or smaller attributes should not

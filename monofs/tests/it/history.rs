@@ -111,6 +111,27 @@ fn restore_refuses_non_empty_target_unless_forced() {
     assert_eq!(std::fs::read(out.path().join("other")).expect("read"), b"stays");
 }
 
+/// Directories that were there before a restore end with the tree's user
+/// attributes only: the target's own (empty, so no --force needed) and,
+/// under --force, those of directories the tree has too.
+#[test]
+fn restored_directories_keep_no_stale_user_attributes() {
+    let repo = memory_repo();
+    let src = tempfile::tempdir().expect("tempdir");
+    write(&src.path().join("d/f"), b"data");
+    let rev = commit(&repo, src.path(), "one");
+    let out = tempfile::tempdir().expect("tempdir");
+    if xattr::set(out.path(), "user.old", b"1").is_err() {
+        eprintln!("SKIP restored_directories_keep_no_stale_user_attributes: no user xattrs here");
+        return;
+    }
+    repo.restore_revision(&rev, out.path(), false, &NoProgress).expect("restore into an empty directory");
+    assert_eq!(xattr::get(out.path(), "user.old").expect("get"), None, "the target kept its attribute");
+    xattr::set(out.path().join("d"), "user.stale", b"1").expect("set");
+    repo.restore_revision(&rev, out.path(), true, &NoProgress).expect("forced restore");
+    assert_eq!(xattr::get(out.path().join("d"), "user.stale").expect("get"), None);
+}
+
 #[test]
 fn forced_restore_does_not_follow_symlinks_out_of_the_target() {
     let repo = memory_repo();
