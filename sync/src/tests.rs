@@ -865,3 +865,26 @@ fn oversized_queries_are_refused() {
     client_of(&server).has(&[monofs::ObjectId::default()]).expect("a normal query");
     server.shutdown().expect("shutdown");
 }
+
+/// A clone that copies the store file keeps what the working tree's refs
+/// carry, uncommitted changes of its root included (they went with the
+/// other meta records the copy drops).
+#[test]
+fn a_whole_file_clone_keeps_a_changed_root() {
+    let s = setup();
+    {
+        let repo = Arc::new(Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open"));
+        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
+        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
+        vfs.flush().expect("flush");
+    }
+    let copy = s.src.with_file_name("copy");
+    let (summary, local) = clone(&local(&s.src), &copy, &NoProgress).expect("clone");
+    assert_eq!(summary.mode, Mode::File, "{summary:?}");
+    drop(local);
+    let repo = Arc::new(Repository::open(&copy, &mut || Ok(Vec::new())).expect("open"));
+    assert!(repo.worktree_dirty().expect("dirty"));
+    let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+    assert_eq!(vfs.getattr(monofs::vfs::ROOT).expect("getattr").perm, 0o700);
+}

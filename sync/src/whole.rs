@@ -280,9 +280,11 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
     tx.clear(Table::Inodes)?;
     let mut keys = Vec::new();
     store.scan(Table::Meta, b"", &mut |k, _| {
-        // What the working tree was based on belongs to the refs, which
-        // the copy keeps (docs/SYNC.md, step 5).
-        if !RepoMeta::holds(k) && k != monofs::repo::META_WORKTREE_BASE {
+        // What the working tree was based on, and its root's own
+        // metadata, belong to the refs, which the copy keeps (docs/SYNC.md,
+        // step 5; docs/FORMAT.md, `root-meta/`).
+        let of_refs = k == monofs::repo::META_WORKTREE_BASE || k.starts_with(&monofs::repo::root_meta_key(""));
+        if !RepoMeta::holds(k) && !of_refs {
             keys.push(k.to_vec());
         }
         true
