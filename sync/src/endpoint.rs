@@ -345,6 +345,9 @@ impl Local {
             }
         }
         let mut tx = store.begin()?;
+        // A working tree's root record is a change to keep only once there
+        // is a revision to differ from (see `Repository::worktree_dirty`).
+        let had_head = tx.get(Table::Refs, HEAD.as_bytes())?.is_some();
         for c in &update.refs {
             let now = tx.get(Table::Refs, c.name.as_bytes())?.and_then(|v| ObjectId::from_slice(&v));
             if now != c.old {
@@ -355,7 +358,7 @@ impl Local {
                 let record = monofs::repo::root_meta_key(&c.name);
                 // A change of the working tree's root made since the sync
                 // looked (a mount, between two requests) is not lost.
-                if c.name == WORKTREE && tx.get(Table::Meta, &record)?.is_some() {
+                if c.name == WORKTREE && had_head && tx.get(Table::Meta, &record)?.is_some() {
                     return Err(SyncError::dirty_receiver(side));
                 }
                 // Another tree's root takes the revision's, as on a checkout.
@@ -423,7 +426,10 @@ impl Endpoint for Local {
             .get(Table::Meta, monofs::repo::META_WORKTREE_BASE)?
             .and_then(|n| monofs::repo::decode_worktree_base(&n));
         state.gc_epoch = monofs::gc::gc_epoch(store)?;
-        state.worktree_root_meta = store.get(Table::Meta, &monofs::repo::root_meta_key(WORKTREE))?.is_some();
+        // Without a HEAD the record is no change to commit (see
+        // `Repository::worktree_dirty`): the first commit takes it.
+        state.worktree_root_meta =
+            state.refs.contains_key(HEAD) && store.get(Table::Meta, &monofs::repo::root_meta_key(WORKTREE))?.is_some();
         Ok(state)
     }
 
