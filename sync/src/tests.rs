@@ -70,6 +70,20 @@ fn setup() -> Setup {
     Setup { _dir: dir, src, dst, data }
 }
 
+/// Changes the mode of the root of `repo`'s working tree, as a chmod of its
+/// mount point does: an uncommitted change of the root.
+fn chmod_mounted_root(repo: &Path, mode: u32) {
+    let repo = Arc::new(Repository::open(repo, &mut || Ok(Vec::new())).expect("open"));
+    let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
+    vfs.setattr(monofs::vfs::ROOT, monofs::vfs::SetAttr { mode: Some(mode), ..Default::default() }).expect("chmod");
+    vfs.flush().expect("flush");
+}
+
+/// The mode a mount of `repo`'s working tree shows its root with.
+fn mounted_root_mode(repo: Arc<Repository>) -> u16 {
+    monofs::vfs::Vfs::new(repo, None).expect("vfs").getattr(monofs::vfs::ROOT).expect("getattr").perm
+}
+
 #[test]
 fn negotiation_sends_exactly_the_new_objects() {
     let s = setup();
@@ -796,13 +810,7 @@ fn a_served_update_after_a_gc_is_refused() {
 #[test]
 fn a_changed_root_on_the_receiver_stops_a_sync() {
     let s = setup();
-    {
-        let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open"));
-        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
-        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
-        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
-        vfs.flush().expect("flush");
-    }
+    chmod_mounted_root(&s.dst, 0o700);
     std::fs::write(s.data.join("a.txt"), b"newer").expect("write");
     commit(&s.src, &s.data, "two");
     let (src, dst) = (local(&s.src), local(&s.dst));
@@ -834,13 +842,7 @@ fn a_changed_root_on_the_receiver_stops_a_sync() {
 #[test]
 fn a_keyless_sync_keeps_a_changed_root() {
     let s = setup();
-    {
-        let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open"));
-        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
-        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
-        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
-        vfs.flush().expect("flush");
-    }
+    chmod_mounted_root(&s.dst, 0o700);
     std::fs::write(s.data.join("a.txt"), b"newer").expect("write");
     commit(&s.src, &s.data, "two");
     let (src, dst) = (local(&s.src), local(&s.dst));
@@ -848,8 +850,7 @@ fn a_keyless_sync_keeps_a_changed_root() {
     drop(dst);
     let repo = Arc::new(Repository::open(&s.dst, &mut || Ok(Vec::new())).expect("open with the key"));
     assert!(repo.worktree_dirty().expect("dirty"), "the root's change was dropped");
-    let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
-    assert_eq!(vfs.getattr(monofs::vfs::ROOT).expect("getattr").perm, 0o700);
+    assert_eq!(mounted_root_mode(repo), 0o700);
 }
 
 /// Queries are capped far below pushes: a token holder's 1.5 GB `has` took
@@ -872,19 +873,12 @@ fn oversized_queries_are_refused() {
 #[test]
 fn a_whole_file_clone_keeps_a_changed_root() {
     let s = setup();
-    {
-        let repo = Arc::new(Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open"));
-        let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
-        let set = monofs::vfs::SetAttr { mode: Some(0o700), ..Default::default() };
-        vfs.setattr(monofs::vfs::ROOT, set).expect("chmod");
-        vfs.flush().expect("flush");
-    }
+    chmod_mounted_root(&s.src, 0o700);
     let copy = s.src.with_file_name("copy");
     let (summary, local) = clone(&local(&s.src), &copy, &NoProgress).expect("clone");
     assert_eq!(summary.mode, Mode::File, "{summary:?}");
     drop(local);
     let repo = Arc::new(Repository::open(&copy, &mut || Ok(Vec::new())).expect("open"));
     assert!(repo.worktree_dirty().expect("dirty"));
-    let vfs = monofs::vfs::Vfs::new(repo, None).expect("vfs");
-    assert_eq!(vfs.getattr(monofs::vfs::ROOT).expect("getattr").perm, 0o700);
+    assert_eq!(mounted_root_mode(repo), 0o700);
 }

@@ -283,7 +283,7 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
         // What the working tree was based on, and its root's own
         // metadata, belong to the refs, which the copy keeps (docs/SYNC.md,
         // step 5; docs/FORMAT.md, `root-meta/`).
-        let of_refs = k == monofs::repo::META_WORKTREE_BASE || k.starts_with(&monofs::repo::root_meta_key(""));
+        let of_refs = k == monofs::repo::META_WORKTREE_BASE || k.starts_with(monofs::repo::ROOT_META_PREFIX);
         if !RepoMeta::holds(k) && !of_refs {
             keys.push(k.to_vec());
         }

@@ -19,9 +19,12 @@ use crate::id::ObjectId;
 use crate::object::Meta;
 use crate::store::{Table, Transaction};
 
+/// What the `meta` keys of the records start with (the ref name follows).
+pub const ROOT_META_PREFIX: &[u8] = b"root-meta/";
+
 /// The `meta` key of the record of the tree of ref `tree_ref`.
 pub fn root_meta_key(tree_ref: &str) -> Vec<u8> {
-    [b"root-meta/".as_slice(), tree_ref.as_bytes()].concat()
+    [ROOT_META_PREFIX, tree_ref.as_bytes()].concat()
 }
 
 fn decode(plain: &[u8]) -> Option<(ObjectId, Meta)> {
