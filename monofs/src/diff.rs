@@ -239,7 +239,9 @@ impl Repository {
             (EntryKind::CharDev { .. } | EntryKind::BlockDev { .. }, _) if a.kind != b.kind => what.push("device"),
             _ => {}
         }
-        meta_changes(&a.meta, &b.meta, matches!(a.kind, EntryKind::Dir { .. }), &mut what);
+        let entries_changed =
+            matches!((&a.kind, &b.kind), (EntryKind::Dir { id: x }, EntryKind::Dir { id: y }) if x != y);
+        meta_changes(&a.meta, &b.meta, entries_changed, &mut what);
         if !what.is_empty() {
             next.push(Step::Emit(change(Status::Modified, path.clone(), Some(a), Some(b), what)));
         }
@@ -262,7 +264,8 @@ impl Repository {
 }
 
 /// The change of the root directory's own metadata, as path `.` (mode,
-/// owner, xattrs; not the mtime, as for any directory): `old` and `new` are
+/// owner, xattrs; not the mtime, which the root's record ignores as it
+/// moves with every entry added or removed): `old` and `new` are
 /// two revisions' `root_meta`, or a working tree's.
 pub fn root_change(old: &Meta, new: &Meta) -> Option<Change> {
     let mut what = Vec::new();
@@ -281,8 +284,9 @@ pub fn root_change(old: &Meta, new: &Meta) -> Option<Change> {
     })
 }
 
-/// What differs between two entries' metadata.
-fn meta_changes(a: &Meta, b: &Meta, is_dir: bool, what: &mut Vec<&'static str>) {
+/// What differs between two entries' metadata; `entries_changed`: of a
+/// directory whose entries changed too.
+fn meta_changes(a: &Meta, b: &Meta, entries_changed: bool, what: &mut Vec<&'static str>) {
     if a.mode != b.mode {
         what.push("mode");
     }
@@ -290,8 +294,9 @@ fn meta_changes(a: &Meta, b: &Meta, is_dir: bool, what: &mut Vec<&'static str>) 
         what.push("owner");
     }
     // A directory's mtime moves whenever an entry is added or removed;
-    // reporting it would repeat what its children already say.
-    if a.mtime != b.mtime && !is_dir {
+    // reporting it then would repeat what its entries already say. Alone
+    // (a `touch` of the directory) it is a change like any other.
+    if a.mtime != b.mtime && !entries_changed {
         what.push("mtime");
     }
     if a.xattrs != b.xattrs {

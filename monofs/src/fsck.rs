@@ -26,6 +26,15 @@ pub struct Problem {
     pub paths: Vec<String>,
 }
 
+/// A stored record that is not what it should be.
+#[derive(Clone, Debug)]
+pub struct RecordProblem {
+    /// Its key in the `meta` table.
+    pub key: String,
+    /// What is wrong.
+    pub error: String,
+}
+
 /// The result of a check.
 #[derive(Clone, Debug)]
 pub struct FsckReport {
@@ -36,12 +45,22 @@ pub struct FsckReport {
     pub checked: u64,
     /// What is wrong with objects; empty when they are sound.
     pub problems: Vec<Problem>,
+    /// Dictionary records no object can use (`gc` removes them).
+    pub records: Vec<RecordProblem>,
 }
 
 impl FsckReport {
-    /// Whether nothing is wrong: the store's structures and every object.
+    /// The report on a store file too damaged to read anything from.
+    pub fn damaged(why: String) -> FsckReport {
+        FsckReport { store: Integrity::Damaged(why), checked: 0, problems: Vec::new(), records: Vec::new() }
+    }
+
+    /// Whether nothing is wrong: the store's structures, every object and
+    /// every record.
     pub fn is_sound(&self) -> bool {
-        self.problems.is_empty() && matches!(self.store, Integrity::Sound | Integrity::Unchecked(_))
+        self.problems.is_empty()
+            && self.records.is_empty()
+            && matches!(self.store, Integrity::Sound | Integrity::Unchecked(_))
     }
 }
 
@@ -112,8 +131,8 @@ impl Repository {
     /// objects: its pages cannot be trusted to lead to them.
     pub fn fsck(&self) -> Result<FsckReport> {
         let store = self.store().check_integrity()?;
-        if let Integrity::Damaged(_) = store {
-            return Ok(FsckReport { store, checked: 0, problems: Vec::new() });
+        if let Integrity::Damaged(why) = store {
+            return Ok(FsckReport::damaged(why));
         }
         let mut c = Collect::default();
         self.walk_reachable(&mut c)?;
@@ -141,6 +160,10 @@ impl Repository {
         let checked = c.checked + ids.len() as u64;
         let mut problems: Vec<Problem> = c.problems.into_values().chain(bad).collect();
         problems.sort_by_key(|p| p.id);
-        Ok(FsckReport { store, checked, problems })
+        let records = crate::repo::unusable_dictionaries(self.codec(), self.store())?
+            .into_iter()
+            .map(|(key, why)| RecordProblem { key: String::from_utf8_lossy(&key).into_owned(), error: why })
+            .collect();
+        Ok(FsckReport { store, checked, problems, records })
     }
 }

@@ -23,6 +23,9 @@ pub struct GcSummary {
     pub size_before: u64,
     /// Store file size after compaction.
     pub size_after: u64,
+    /// Dictionary records removed because no object can use them (they do
+    /// not open; `fsck` reports them).
+    pub dictionaries_removed: u64,
 }
 
 /// Meta key of the count of collections that removed objects (u64 little
@@ -95,6 +98,11 @@ impl Repository {
         for key in &stale_cache {
             tx.delete(Table::StatCache, key)?;
         }
+        let unusable = crate::repo::unusable_dictionaries(self.codec(), self.store())?;
+        for (key, why) in &unusable {
+            tracing::info!(key = %String::from_utf8_lossy(key), "removing a dictionary record: {why}");
+            tx.delete(Table::Meta, key)?;
+        }
         if !dead.is_empty() {
             let epoch = decode_epoch(tx.get(Table::Meta, META_GC_EPOCH)?) + 1;
             tx.put(Table::Meta, META_GC_EPOCH, &epoch.to_le_bytes())?;
@@ -107,6 +115,7 @@ impl Repository {
             removed_bytes: dead.iter().map(|d| d.1).sum(),
             size_before,
             size_after: self.store().size_on_disk()?,
+            dictionaries_removed: unusable.len() as u64,
         })
     }
 }

@@ -36,7 +36,7 @@ mod walk;
 
 pub use commit::{CommitOptions, CommitSummary};
 pub use error::{Error, Result};
-pub use fsck::{FsckReport, Problem};
+pub use fsck::{FsckReport, Problem, RecordProblem};
 pub use id::ObjectId;
 pub use progress::{NoProgress, Progress};
 pub use repo::{InitOptions, Repository};

@@ -15,7 +15,7 @@ pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
         Ok(repo) => repo.fsck()?,
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<StoreError>()).and_then(StoreError::damage) {
             // Nothing more can be read from it safely.
-            Some(why) => FsckReport { store: Integrity::Damaged(why.to_owned()), checked: 0, problems: Vec::new() },
+            Some(why) => FsckReport::damaged(why.to_owned()),
             None => return Err(e),
         },
     };
@@ -33,6 +33,7 @@ pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
             .problems
             .iter()
             .map(|p| json!({"id": p.id.to_hex(), "kind": p.kind.name(), "error": p.error, "paths": p.paths}))
+            .chain(report.records.iter().map(|r| json!({"record": r.key, "error": r.error})))
             .collect();
         style::print_json(
             &mut *ctx.out,
@@ -48,14 +49,25 @@ pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
                 say!(ctx, "  used by {}", if path.is_empty() { "(revision)" } else { path });
             }
         }
+        for r in &report.records {
+            say!(ctx, "bad dictionary record {}: {} (gc removes it)", r.key, r.error);
+        }
         if !matches!(report.store, Integrity::Damaged(_)) {
-            say!(ctx, "checked {} objects, {} problems", report.checked, report.problems.len());
+            let problems = report.problems.len() + report.records.len();
+            say!(ctx, "checked {} objects, {} problems", report.checked, problems);
         }
     }
     if report.is_sound() {
         return Ok(ExitCode::SUCCESS);
     }
-    if report.problems.is_empty() {
+    if report.problems.is_empty() && !report.records.is_empty() {
+        note!(
+            ctx,
+            "error: the repository {} has {} unusable dictionary records",
+            a.repo.display(),
+            report.records.len()
+        );
+    } else if report.problems.is_empty() {
         note!(ctx, "error: the store file of {} was damaged", a.repo.display());
     } else {
         note!(

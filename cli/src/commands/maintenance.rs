@@ -18,6 +18,9 @@ pub fn gc(a: RepoArg, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
         style::bytes(s.size_before),
         style::bytes(s.size_after)
     );
+    if s.dictionaries_removed > 0 {
+        say!(ctx, "removed {} dictionary records that no object can use", s.dictionaries_removed);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,4 +6,4 @@ mod seal;
 
 pub use dictionary::Dictionary;
 pub use keys::{KdfParams, KeyFile, Keys, WrongPassphrase};
-pub use seal::{Codec, MAX_OBJECT_SIZE, SealError};
+pub use seal::{Codec, MAX_OBJECT_SIZE, SealError, looks_sealed};

@@ -98,6 +98,13 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+/// Whether `stored` has the shape of a sealed frame: its leading byte,
+/// and room for a nonce, a header and a tag. All that can be checked of
+/// one without the key.
+pub fn looks_sealed(stored: &[u8]) -> bool {
+    stored.first() == Some(&FRAME_SEALED) && stored.len() >= 1 + NONCE_LEN + 2 + TAG_LEN
+}
+
 impl Codec {
     /// A codec for a plain (`None`) or encrypted repository.
     pub fn new(keys: Option<Keys>, level: i32) -> Codec {

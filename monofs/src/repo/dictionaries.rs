@@ -28,20 +28,43 @@ pub(crate) fn read(store: &dyn Store) -> Result<Vec<DictionaryRecord>> {
 /// and `fsck` names them.
 pub fn install(codec: &Codec, records: &[DictionaryRecord]) {
     for (key, record) in records {
-        let raw = match codec.open_record(key, record) {
-            Ok(raw) => raw,
-            Err(e) => {
-                tracing::warn!(key = %String::from_utf8_lossy(key), "dictionary record does not open: {e}");
-                continue;
-            }
-        };
-        match dictionary::id_of(&raw) {
-            Some(id) if dictionary::meta_key(id) == *key => {
+        match open(codec, key, record) {
+            Ok(raw) => {
                 codec.add_dictionary(raw);
             }
-            _ => tracing::warn!(key = %String::from_utf8_lossy(key), "dictionary record holds another dictionary"),
+            Err(why) => tracing::warn!(key = %String::from_utf8_lossy(key), "unusable dictionary record: {why}"),
         }
     }
+}
+
+/// The dictionary the record under `key` holds, or why it holds none that
+/// objects could use: it does not open, or it holds another dictionary
+/// than its key names.
+pub(crate) fn open(codec: &Codec, key: &[u8], record: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let raw = codec.open_record(key, record).map_err(|e| format!("it does not open: {e}"))?;
+    match dictionary::id_of(&raw) {
+        Some(id) if dictionary::meta_key(id) == *key => Ok(raw),
+        _ => Err("it holds another dictionary than its key names".into()),
+    }
+}
+
+/// Why the record under `key` cannot be a dictionary of a repository
+/// whose objects `codec` opens, or, without the key (`None`), of a sealed
+/// one (then only its shape can be checked).
+pub(crate) fn unusable(codec: Option<&Codec>, key: &[u8], record: &[u8]) -> Option<String> {
+    if !is_key(key) {
+        return Some("its key cannot name a dictionary".into());
+    }
+    match codec {
+        Some(codec) => open(codec, key, record).err(),
+        None => (!crate::crypto::looks_sealed(record)).then(|| "it is not a sealed record".into()),
+    }
+}
+
+/// The keys of the stored dictionary records that no object can use
+/// ([`open`] fails), with the reason; `fsck` reports them, `gc` drops them.
+pub(crate) fn unusable_records(codec: &Codec, store: &dyn Store) -> Result<Vec<(Vec<u8>, String)>> {
+    Ok(read(store)?.into_iter().filter_map(|(k, v)| open(codec, &k, &v).err().map(|why| (k, why))).collect())
 }
 
 /// Whether `key` can name a dictionary record.
@@ -134,6 +157,66 @@ mod tests {
         let repo = Repository::open(&path, &mut || Ok(Vec::new())).expect("open");
         assert!(!repo.wants_dictionary());
         assert!(!repo.train_dictionary(&samples()).expect("train"));
+    }
+
+    /// A repository's sound dictionary record (trained from samples).
+    fn trained(path: &std::path::Path, opts: InitOptions) -> DictionaryRecord {
+        let repo = Repository::init(path, opts).expect("init");
+        assert!(repo.train_dictionary(&samples()).expect("train"));
+        read(repo.store()).expect("read").pop().expect("a record")
+    }
+
+    fn put_record(repo: &Repository, (key, record): &DictionaryRecord) {
+        let mut tx = repo.begin().expect("begin");
+        tx.put(Table::Meta, key, record).expect("put");
+        tx.commit().expect("commit");
+    }
+
+    #[test]
+    fn records_no_object_can_use_are_left_out_reported_and_collected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = trained(&dir.path().join("a"), InitOptions::default());
+        let junk: DictionaryRecord = (b"dict/00000001".to_vec(), b"junk".to_vec());
+        let other = Repository::init(&dir.path().join("b"), InitOptions::default()).expect("init");
+        let raw = super::super::RawRepository::in_memory(&other.meta().expect("meta")).expect("raw");
+        raw.add_dictionaries(&[junk.clone(), good.clone()]).expect("add");
+        assert_eq!(raw.meta().expect("meta").dictionaries, vec![good.clone()], "the junk record was stored");
+
+        // A record stored unchecked (by an older version) is reported by
+        // fsck, replaced by a sound one under its key, and collected by gc.
+        let unusable = (good.0.clone(), b"junk".to_vec());
+        put_record(&other, &unusable);
+        put_record(&other, &junk);
+        let report = other.fsck().expect("fsck");
+        assert!(!report.is_sound());
+        assert_eq!(report.records.len(), 2, "{:?}", report.records);
+        let raw = other.into_raw();
+        raw.add_dictionaries(std::slice::from_ref(&good)).expect("add");
+        assert!(raw.meta().expect("meta").dictionaries.contains(&good), "the sound record did not replace it");
+        drop(raw);
+        let other = Repository::open(&dir.path().join("b"), &mut || Ok(Vec::new())).expect("open");
+        assert_eq!(other.codec().dictionaries().len(), 1);
+        assert_eq!(other.gc().expect("gc").dictionaries_removed, 1);
+        let report = other.fsck().expect("fsck");
+        assert!(report.is_sound(), "{:?}", report.records);
+        assert_eq!(read(other.store()).expect("read"), vec![good]);
+    }
+
+    #[test]
+    fn without_the_key_only_sealed_records_are_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = || InitOptions {
+            passphrase: Some(b"pw".to_vec()),
+            kdf: crate::crypto::KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 },
+            chunker: None,
+        };
+        let sealed = trained(&dir.path().join("a"), opts());
+        let plain = (b"dict/00000002".to_vec(), b"\0\0\0not sealed".to_vec());
+        let meta = Repository::init(&dir.path().join("b"), opts()).expect("init").meta().expect("meta");
+        let raw = super::super::RawRepository::in_memory(&meta).expect("raw");
+        assert!(raw.codec().is_none());
+        raw.add_dictionaries(&[plain, sealed.clone()]).expect("add");
+        assert_eq!(raw.meta().expect("meta").dictionaries, vec![sealed]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod synced_head;
 use std::path::{Path, PathBuf};
 
 pub use config::{ChunkerParams, Config, DICTIONARY_VERSION, FORMAT_VERSION};
+pub(crate) use dictionaries::unusable_records as unusable_dictionaries;
 pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
 pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};

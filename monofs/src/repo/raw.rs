@@ -60,17 +60,24 @@ impl RepoMeta {
     }
 }
 
+/// The records of `records` that can be dictionaries of a repository whose
+/// objects `codec` opens (`None`: a sealed one, without its key; see
+/// [`dictionaries::unusable`]). The others are left out with a warning: no
+/// object can use them, and stored they would make every command warn,
+/// spread to replicas, and keep a sound record under their key out.
+fn usable_dictionaries(records: &[DictionaryRecord], codec: Option<&Codec>) -> Vec<DictionaryRecord> {
+    let usable = |(key, record): &&DictionaryRecord| match dictionaries::unusable(codec, key, record) {
+        None => true,
+        Some(why) => {
+            tracing::warn!(key = %String::from_utf8_lossy(key), "dictionary record left out: {why}");
+            false
+        }
+    };
+    records.iter().filter(usable).cloned().collect()
+}
+
 fn put_dictionaries(tx: &mut dyn Transaction, records: &[DictionaryRecord]) -> Result<()> {
     for (key, record) in records {
-        if !dictionaries::is_key(key) {
-            return Err(Error::BadMetadata {
-                what: "dictionary key",
-                source: crate::encoding::DecodeError::Invalid {
-                    what: "dictionary key length",
-                    value: key.len() as u64,
-                },
-            });
-        }
         tx.put(Table::Meta, key, record)?;
     }
     Ok(())
@@ -159,7 +166,8 @@ impl RawRepository {
         if let Some(key) = &meta.key {
             tx.put(Table::Meta, META_KEY, key)?;
         }
-        put_dictionaries(tx.as_mut(), &meta.dictionaries)?;
+        let keyless = (!config.encrypted).then(|| Codec::new(None, config.zstd_level));
+        put_dictionaries(tx.as_mut(), &usable_dictionaries(&meta.dictionaries, keyless.as_ref()))?;
         tx.commit()?;
         Self::assemble(path, store, config, lock)
     }
@@ -170,13 +178,17 @@ impl RawRepository {
     }
 
     /// Stores the dictionaries of `records` that this repository lacks (a
-    /// replica needs them before objects compressed with them arrive) and
-    /// teaches them to the codec. Records under keys that cannot name a
-    /// dictionary are refused.
+    /// replica needs them before objects compressed with them arrive), or
+    /// has only as a record no object can use, and teaches them to the
+    /// codec. Records that cannot be dictionaries of this repository are
+    /// left out (see [`dictionaries::unusable`]; only their shape can be
+    /// checked without the key).
     pub fn add_dictionaries(&self, records: &[DictionaryRecord]) -> Result<()> {
+        let codec = self.codec.as_ref();
         let have = dictionaries::read(self.store.as_ref())?;
+        let sound = |k: &[u8]| have.iter().any(|(h, v)| h == k && dictionaries::unusable(codec, h, v).is_none());
         let new: Vec<DictionaryRecord> =
-            records.iter().filter(|(k, _)| !have.iter().any(|(h, _)| h == k)).cloned().collect();
+            usable_dictionaries(records, codec).into_iter().filter(|(k, _)| !sound(k)).collect();
         if new.is_empty() {
             return Ok(());
         }

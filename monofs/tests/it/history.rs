@@ -95,6 +95,29 @@ fn diff_reports_added_modified_deleted_and_type_changes() {
     assert!(repo.diff_trees(&root(r2), &root(r2)).expect("diff").is_empty());
 }
 
+/// A directory's mtime shows only when it changed alone (a `touch`):
+/// otherwise its entries' changes say it.
+#[test]
+fn diff_shows_a_directory_mtime_that_changed_alone() {
+    let repo = memory_repo();
+    let src = tempfile::tempdir().expect("tempdir");
+    let p = src.path();
+    write(&p.join("d/f"), b"1");
+    let r1 = commit(&repo, p, "one");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::open(p.join("d")).and_then(|d| d.set_modified(later)).expect("touch d");
+    let r2 = commit(&repo, p, "two");
+    write(&p.join("d/g"), b"2");
+    let r3 = commit(&repo, p, "three");
+    let root = |r| repo.read_revision(&r).expect("rev").root;
+    let lines = |x, y| -> Vec<String> {
+        let changes = repo.diff_trees(&root(x), &root(y)).expect("diff");
+        changes.iter().map(|c| format!("{} {} {}", c.status.letter(), c.path, c.what.join(","))).collect()
+    };
+    assert_eq!(lines(r1, r2), ["M d mtime"]);
+    assert_eq!(lines(r2, r3), ["A d/g "]);
+}
+
 #[test]
 fn restore_refuses_non_empty_target_unless_forced() {
     let repo = memory_repo();
