@@ -13,6 +13,7 @@ use monofs::store::{PackEntry, PackListing, Table, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
+use crate::pieces::Piece;
 use crate::wire::WireObject;
 
 /// Meta key marking a clone that has not finished (value: the source).
@@ -32,9 +33,19 @@ pub struct RefState {
     /// How many collections have removed objects there (see
     /// [`monofs::gc::META_GC_EPOCH`]).
     pub gc_epoch: u64,
-    /// Whether its working tree's root has metadata of its own, not
-    /// committed (see [`monofs::repo::root_meta_key`]).
-    pub worktree_root_meta: bool,
+    /// The root records of its working trees (metadata of a tree's root
+    /// that is not committed; see [`monofs::repo::root_meta_key`]) by tree
+    /// ref, as stored (sealed in an encrypted repository).
+    pub root_records: BTreeMap<String, Vec<u8>>,
+}
+
+impl RefState {
+    /// Whether its working tree's root has a change of its own, not
+    /// committed. Without a HEAD a record is no change to commit (see
+    /// `Repository::worktree_dirty`): the first commit takes it.
+    pub fn worktree_root_changed(&self) -> bool {
+        self.refs.contains_key(HEAD) && self.root_records.contains_key(WORKTREE)
+    }
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -130,19 +141,20 @@ pub trait Endpoint: Send + Sync {
     fn store_file(&self) -> Option<PathBuf> {
         None
     }
-    /// Streams the store file from byte `offset` to `out` (called with the
-    /// file's whole length and each piece) and returns the BLAKE3 of the
-    /// whole file, which the caller checks; `None` when this side cannot
-    /// send its store file whole now (a server without the endpoint, or one
-    /// storing a push).
-    fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-        let _ = (offset, out);
+    /// Streams the store file to `out`: its length, then each piece in
+    /// order, as [`Piece::Kept`] where `have` (a [`crate::pieces::encode_have`]
+    /// list) holds it and as [`Piece::Data`] otherwise; returns the
+    /// checksum of the whole file ([`crate::pieces::whole`]), which the caller
+    /// checks. `None` when this side cannot send its store file whole now
+    /// (a server without the endpoint, or one storing a push).
+    fn read_store(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        let _ = (have, out);
         Ok(None)
     }
 }
 
-/// Receives a store file sent whole: its length, then each piece in order.
-pub type StoreSender<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
+/// Receives a store file sent whole, piece by piece.
+pub type StoreSender<'a> = dyn FnMut(Piece<'_>) -> Result<()> + 'a;
 
 /// Receives packs: id, bytes (checked in transit, not yet verified).
 pub type PackSender<'a> = dyn FnMut(u64, Vec<u8>) -> Result<()> + 'a;
@@ -297,14 +309,13 @@ impl Local {
     }
 
     /// Applies `update` and clears the unfinished-clone mark, atomically;
-    /// notes the source's working-tree base, if it had one (see
-    /// [`RefState::worktree_base`]), as the copied refs need it.
-    pub fn finish_clone(&self, update: &Update, base: Option<monofs::repo::WorktreeBase>) -> Result<()> {
-        self.apply(update, Some(base))
+    /// notes what the copied refs need of the `source`'s state: its
+    /// working-tree base, if it had one (see [`RefState::worktree_base`]),
+    /// and its trees' root records.
+    pub fn finish_clone(&self, update: &Update, source: &RefState) -> Result<()> {
+        self.apply(update, Some(source))
     }
 
-    /// Applies `update`; `clone`: it finishes a clone, whose source's
-    /// working-tree base (if any) is noted.
     /// Fails if the gc epoch is no longer `seen` (see [`Endpoint::put`]).
     fn check_gc_epoch(&self, seen: Option<u64>) -> Result<()> {
         match seen {
@@ -315,7 +326,9 @@ impl Local {
         }
     }
 
-    fn apply(&self, update: &Update, clone: Option<Option<monofs::repo::WorktreeBase>>) -> Result<()> {
+    /// Applies `update`; `clone`: it finishes a clone of a source with
+    /// that state (see [`Local::finish_clone`]).
+    fn apply(&self, update: &Update, clone: Option<&RefState>) -> Result<()> {
         let store = self.repo.store();
         let side = self.describe();
         for c in &update.refs {
@@ -381,10 +394,16 @@ impl Local {
             (_, Some(_)) => tx.delete(Table::Meta, monofs::repo::META_WORKTREE_BASE)?,
             (None, None) => {}
         }
-        if let Some(base) = clone {
+        if let Some(source) = clone {
             tx.delete(Table::Meta, PARTIAL_CLONE)?;
-            if let Some((head, tree)) = base {
-                monofs::repo::note_worktree_base(&mut *tx, head.as_ref(), &tree)?;
+            if let Some((head, tree)) = &source.worktree_base {
+                monofs::repo::note_worktree_base(&mut *tx, head.as_ref(), tree)?;
+            }
+            // The trees' uncommitted root changes go with them.
+            for c in update.refs.iter().filter(|c| crate::transfer::is_tree_ref(&c.name)) {
+                if let Some(record) = source.root_records.get(&c.name) {
+                    tx.put(Table::Meta, &monofs::repo::root_meta_key(&c.name), record)?;
+                }
             }
         }
         Ok(tx.commit()?)
@@ -426,10 +445,13 @@ impl Endpoint for Local {
             .get(Table::Meta, monofs::repo::META_WORKTREE_BASE)?
             .and_then(|n| monofs::repo::decode_worktree_base(&n));
         state.gc_epoch = monofs::gc::gc_epoch(store)?;
-        // Without a HEAD the record is no change to commit (see
-        // `Repository::worktree_dirty`): the first commit takes it.
-        state.worktree_root_meta =
-            state.refs.contains_key(HEAD) && store.get(Table::Meta, &monofs::repo::root_meta_key(WORKTREE))?.is_some();
+        let prefix = monofs::repo::ROOT_META_PREFIX;
+        store.scan(Table::Meta, prefix, &mut |k, v| {
+            if let Ok(name) = std::str::from_utf8(&k[prefix.len()..]) {
+                state.root_records.insert(name.to_owned(), v.to_vec());
+            }
+            true
+        })?;
         Ok(state)
     }
 
@@ -521,7 +543,7 @@ pub(crate) fn verify_frame(codec: Option<&Codec>, id: &ObjectId, bytes: &[u8], c
         None => {
             // Sealed and no key: the frame can only be checked for
             // shape; the transit checksum vouched for the bytes.
-            if bytes.first() != Some(&1) || bytes.len() < 1 + 24 + 2 + 16 {
+            if !monofs::crypto::looks_sealed(bytes) {
                 return Err(SyncError::BadObject { id: *id, why: "not a sealed frame".into() });
             }
             Ok(claimed)
@@ -607,8 +629,9 @@ pub(crate) mod json {
         pub worktree_base: Option<(String, String)>,
         #[serde(default)]
         pub gc_epoch: u64,
-        #[serde(default)]
-        pub worktree_root_meta: bool,
+        /// Tree ref and stored root record, hex.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub root_records: BTreeMap<String, String>,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -628,12 +651,13 @@ pub(crate) mod json {
                 .worktree_base
                 .map(|(head, tree)| (head.map(|h| h.to_hex()).unwrap_or_default(), tree.to_hex())),
             gc_epoch: s.gc_epoch,
-            worktree_root_meta: s.worktree_root_meta,
+            root_records: s.root_records.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect(),
         }
     }
 
     pub fn state_from(s: State, from: &str) -> Result<RefState> {
         let bad = |_| SyncError::Protocol { from: from.into(), what: "bad id in ref state".into() };
+        let bad_hex = || SyncError::Protocol { from: from.into(), what: "bad hex in a root record".into() };
         Ok(RefState {
             refs: s.refs.into_iter().map(|(k, v)| Ok((k, v.parse().map_err(bad)?))).collect::<Result<_>>()?,
             revisions: s.revisions.iter().map(|r| r.parse().map_err(bad)).collect::<Result<_>>()?,
@@ -645,7 +669,11 @@ pub(crate) mod json {
                 )),
             },
             gc_epoch: s.gc_epoch,
-            worktree_root_meta: s.worktree_root_meta,
+            root_records: s
+                .root_records
+                .into_iter()
+                .map(|(k, v)| Ok((k, hex::decode(v).map_err(|_| bad_hex())?)))
+                .collect::<Result<_>>()?,
         })
     }
 

@@ -14,12 +14,13 @@ use std::io::Read;
 
 use crate::endpoint::{Endpoint, Identity, PackSender, RefState, StoreSender, Update, json};
 use crate::error::{Result, SyncError};
+use crate::pieces::{self, Piece};
 use crate::wire::{self, WireObject};
 
 /// Path prefix of every request; bumped on incompatible changes.
 pub const API: &str = "/v1";
 
-/// Response header of `GET /v1/store`: the store file's whole length.
+/// Response header of `POST /v1/store/pieces`: the store file's whole length.
 pub(crate) const STORE_LENGTH: &str = "x-monofs-store-length";
 
 /// How long the client waits for each step of a request (connecting,
@@ -326,8 +327,8 @@ impl Endpoint for HttpRemote {
         }
     }
 
-    fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-        self.read_store_from(offset, out)
+    fn read_store(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        self.read_store_pieces(have, out)
     }
 
     fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
@@ -346,8 +347,8 @@ impl Endpoint for HttpRemote {
 }
 
 impl HttpRemote {
-    fn read_store_from(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-        let mut resp = match self.send(None, &format!("/store?offset={offset}")) {
+    fn read_store_pieces(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+        let mut resp = match self.send(Some(have.to_vec()), "/store/pieces") {
             Ok(r) => r,
             // A server from before whole-file copies, or one storing a push.
             Err(SyncError::Remote { status: 404 | 503, .. }) => return Ok(None),
@@ -360,35 +361,35 @@ impl HttpRemote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad("no store length in the reply"))?;
-        let left = len.checked_sub(offset).ok_or_else(|| bad("store offset past the end"))?;
         let broken = |e: std::io::Error| SyncError::Http { url: self.base.clone(), message: chain(&e) };
         let cut = || SyncError::Http { url: self.base.clone(), message: "the reply was cut off".into() };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut left = left;
-        while left > 0 {
-            // Whole pieces: hashing and writing a few KiB at a time (what
-            // one read returns) costs far more per byte than 1 MiB at once.
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let mut n = 0;
-            while n < want {
-                match resp.read(&mut buf[n..want]).map_err(broken)? {
-                    0 => return Err(cut()),
-                    got => n += got,
+        let read_exact = |resp: &mut Response, buf: &mut [u8]| {
+            resp.read_exact(buf).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => cut(),
+                _ => broken(e),
+            })?;
+            self.wire_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Ok::<_, SyncError>(())
+        };
+        out(Piece::Length(len))?;
+        // Whole pieces: hashing and writing a few KiB at a time (what one
+        // read returns) costs far more per byte than 1 MiB at once.
+        let mut buf = vec![0u8; pieces::PIECE as usize];
+        for n in 0..pieces::count(len) {
+            let mut tag = [0u8];
+            read_exact(&mut resp, &mut tag)?;
+            match tag[0] {
+                pieces::KEPT => out(Piece::Kept(n))?,
+                pieces::DATA => {
+                    let piece = &mut buf[..pieces::len_of(n, len) as usize];
+                    read_exact(&mut resp, piece)?;
+                    out(Piece::Data(n, piece))?;
                 }
+                other => return Err(bad(&format!("unknown piece tag {other}"))),
             }
-            self.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
-            out(len, &buf[..n])?;
-            left -= n as u64;
-        }
-        if len == offset {
-            out(len, &[])?;
         }
         let mut hash = [0u8; 32];
-        resp.read_exact(&mut hash).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => cut(),
-            _ => broken(e),
-        })?;
-        self.wire_bytes.fetch_add(32, Ordering::Relaxed);
+        read_exact(&mut resp, &mut hash)?;
         if resp.read(&mut buf[..1]).map_err(broken)? != 0 {
             return Err(bad("bytes after the store file's checksum"));
         }

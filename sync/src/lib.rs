@@ -14,6 +14,7 @@ mod endpoint;
 mod error;
 mod flusher;
 mod http;
+pub mod pieces;
 pub mod remotes;
 mod server;
 mod tls;

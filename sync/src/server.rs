@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use crate::endpoint::{Endpoint, Local, Update, json};
 use crate::error::{Result, SyncError};
 use crate::http::{API, SESSION_HEADER, STORE_LENGTH};
-use crate::wire;
+use crate::{pieces, wire};
 use monofs::repo::STORE_FILE;
 
 /// Largest request body: a batch of metadata can be large.
@@ -354,16 +354,15 @@ async fn get_packs(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(Chunks(recv))).into_response())
 }
 
-/// Pieces the store file is read and sent in.
-const STORE_PIECE: usize = 1 << 20;
-
-/// Sends the store file whole (`GET /v1/store?offset=N`): bytes N.. of the
-/// file, then the BLAKE3 of the whole file (32 bytes); the file's length in
+/// Sends the store file whole (`POST /v1/store/pieces`, the body a
+/// [`pieces::encode_have`] list of the pieces the client has): per piece a
+/// tag, [`pieces::KEPT`] where the client's sum matches, else
+/// [`pieces::DATA`] and the piece; then the checksum of the whole file
+/// ([`pieces::whole`], 32 bytes); the file's length in
 /// `x-monofs-store-length`. `503` while a push is being stored (the client
-/// then copies packs), `404` for a store that is not one file, `416` for
-/// an offset past the end.
-async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
-    let offset = query_number(&uri, "offset")?.unwrap_or(0);
+/// then copies packs), `404` for a store that is not one file.
+async fn get_store(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
+    let have = pieces::decode_have(&body, "the client").map_err(Failure)?;
     let Ok(reading) = s.writes.clone().try_read_owned() else {
         return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; copy packs instead\n").into_response());
     };
@@ -378,43 +377,39 @@ async fn get_store(State(s): State<Arc<AppState>>, uri: Uri) -> Reply {
         return Ok((StatusCode::NOT_FOUND, "this store is not kept in one file\n").into_response());
     };
     let len = file.metadata().map_err(|e| Failure(SyncError::io(format!("reading {}", path.display()), e)))?.len();
-    if offset > len {
-        return Ok(
-            (StatusCode::RANGE_NOT_SATISFIABLE, format!("offset {offset} is past the end ({len})\n")).into_response()
-        );
-    }
     let (send, recv) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let bwlimit = s.bwlimit;
     tokio::task::spawn_blocking(move || {
         let _reading = (reading, lease);
         let mut pacer = Pacer::new(bwlimit);
-        let mut hasher = blake3::Hasher::new();
-        let mut pos = 0u64;
-        while pos < len {
-            let want = STORE_PIECE.min((len - pos) as usize);
-            let mut piece = Vec::with_capacity(want);
-            let read = std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, want as u64), &mut piece);
-            if let Err(e) =
-                read.and_then(|n| if n == want { Ok(()) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) })
+        let mut sums = Vec::with_capacity(pieces::count(len) as usize);
+        for n in 0..pieces::count(len) {
+            let want = pieces::len_of(n, len);
+            let mut piece = Vec::with_capacity(want as usize);
+            let read = std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, want), &mut piece);
+            if let Err(e) = read
+                .and_then(|got| if got as u64 == want { Ok(()) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) })
             {
                 tracing::error!("sending the store file: {e}");
                 let _ = send.blocking_send(Err(e));
                 return;
             }
-            hasher.update(&piece);
-            let end = pos + piece.len() as u64;
-            if end > offset {
-                let from = offset.saturating_sub(pos) as usize;
-                let part = if from == 0 { piece } else { piece[from..].to_vec() };
-                pacer.wait(part.len());
-                // A closed channel: the client went away; stop reading.
-                if send.blocking_send(Ok(Bytes::from(part))).is_err() {
+            let sum = pieces::sum(&piece);
+            let kept = pieces::has(&have, n, &sum);
+            sums.push(sum);
+            let tag = Bytes::from_static(if kept { &[pieces::KEPT] } else { &[pieces::DATA] });
+            // A closed channel: the client went away; stop reading.
+            if send.blocking_send(Ok(tag)).is_err() {
+                return;
+            }
+            if !kept {
+                pacer.wait(piece.len());
+                if send.blocking_send(Ok(Bytes::from(piece))).is_err() {
                     return;
                 }
             }
-            pos = end;
         }
-        let _ = send.blocking_send(Ok(Bytes::copy_from_slice(hasher.finalize().as_bytes())));
+        let _ = send.blocking_send(Ok(Bytes::copy_from_slice(&pieces::whole(&sums))));
     });
     Ok((
         [
@@ -484,7 +479,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{API}/dictionaries"), post(add_dictionaries).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
         .route(&format!("{API}/packs"), get(list_packs))
         .route(&format!("{API}/packs/get"), post(get_packs).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
-        .route(&format!("{API}/store"), get(get_store))
+        .route(&format!("{API}/store/pieces"), post(get_store).layer(DefaultBodyLimit::max(QUERY_LIMIT)))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

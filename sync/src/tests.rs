@@ -407,7 +407,7 @@ fn pushes_wait_while_the_store_file_is_sent_whole() {
     let hash = std::thread::scope(|sc| {
         let mut push = None;
         let hash = remote
-            .read_store(0, &mut |_, piece| {
+            .read_store(&[], &mut |piece| {
                 if push.is_none() {
                     // A push (an empty update) while the file is being read.
                     push = Some(sc.spawn(|| {
@@ -416,7 +416,9 @@ fn pushes_wait_while_the_store_file_is_sent_whole() {
                         t.elapsed()
                     }));
                 }
-                got.extend_from_slice(piece);
+                if let crate::pieces::Piece::Data(_, bytes) = piece {
+                    got.extend_from_slice(bytes);
+                }
                 Ok(())
             })
             .expect("read store")
@@ -427,7 +429,8 @@ fn pushes_wait_while_the_store_file_is_sent_whole() {
     });
     assert!(started.elapsed() > Duration::from_secs(1));
     assert_eq!(got.len() as u64, size);
-    assert_eq!(&hash, blake3::hash(&got).as_bytes());
+    let sums: Vec<blake3::Hash> = got.chunks(crate::pieces::PIECE as usize).map(crate::pieces::sum).collect();
+    assert_eq!(hash, crate::pieces::whole(&sums));
     server.shutdown().expect("shutdown");
 }
 
@@ -867,18 +870,28 @@ fn oversized_queries_are_refused() {
     server.shutdown().expect("shutdown");
 }
 
-/// A clone that copies the store file keeps what the working tree's refs
-/// carry, uncommitted changes of its root included (they went with the
-/// other meta records the copy drops).
+/// A clone keeps what the working tree's refs carry, uncommitted changes of
+/// its root included: a copy of the store file (they went with the other
+/// meta records the copy drops), a pack clone, locally and over HTTP.
 #[test]
-fn a_whole_file_clone_keeps_a_changed_root() {
+fn every_clone_keeps_a_changed_root() {
     let s = setup();
     chmod_mounted_root(&s.src, 0o700);
-    let copy = s.src.with_file_name("copy");
-    let (summary, local) = clone(&local(&s.src), &copy, &NoProgress).expect("clone");
-    assert_eq!(summary.mode, Mode::File, "{summary:?}");
-    drop(local);
-    let repo = Arc::new(Repository::open(&copy, &mut || Ok(Vec::new())).expect("open"));
-    assert!(repo.worktree_dirty().expect("dirty"));
-    assert_eq!(mounted_root_mode(repo), 0o700);
+    let check = |name: &str, copy: &Path| {
+        let repo = Arc::new(Repository::open(copy, &mut || Ok(Vec::new())).expect("open"));
+        assert!(repo.worktree_dirty().expect("dirty"), "{name}: the root's change was dropped");
+        assert_eq!(mounted_root_mode(repo), 0o700, "{name}");
+    };
+    for whole_file in [true, false] {
+        let copy = s.src.with_file_name(format!("copy-{whole_file}"));
+        let (summary, _) = clone_with(&local(&s.src), &copy, &NoProgress, whole_file).expect("clone");
+        assert_eq!(summary.mode == Mode::File, whole_file, "{summary:?}");
+        check(&format!("{:?}", summary.mode), &copy);
+    }
+    let server = serve_on_loopback(local(&s.src), None);
+    let copy = s.src.with_file_name("copy-http");
+    let (summary, _) = clone_with(&client_of(&server), &copy, &NoProgress, false).expect("clone");
+    assert_eq!(summary.mode, Mode::Packs, "{summary:?}");
+    check("http", &copy);
+    server.shutdown().expect("shutdown");
 }

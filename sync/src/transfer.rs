@@ -561,7 +561,7 @@ fn plan(
                 // working tree went with HEAD.
                 let changed = current != Some(root) && current.is_some() && current != Some(clean) && !left_clean;
                 // A chmod of a mounted root, say, and nothing else.
-                if changed || theirs.worktree_root_meta {
+                if changed || theirs.worktree_root_changed() {
                     return Err(SyncError::dirty_receiver(dst.describe()));
                 }
                 changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
@@ -729,7 +729,7 @@ pub fn clone_with(
         // The clone holds its repository from the start.
         gc_epoch: None,
     };
-    local.finish_clone(&update, state.worktree_base)?;
+    local.finish_clone(&update, &state)?;
     let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);
     Ok((summary, local))
 }

@@ -4,8 +4,9 @@
 //! The source holds its repository open, and with it the repository lock,
 //! so nothing else writes the file; a server holds pushes off while it
 //! sends it (docs/SYNC.md). The copy goes to `DST/monofs.redb.partial`: over
-//! HTTP it resumes from the bytes already there and is checked against the
-//! BLAKE3 of the whole file that the server sends last; it is then flushed
+//! HTTP it keeps the pieces already there that the server's file still has
+//! and is checked against the checksum of the whole file that the server
+//! sends last; it is then flushed
 //! to disk, opened, its config and key compared with the source's, every
 //! live object verified as a pack clone verifies it, and what belongs to
 //! the source's machine dropped (stat cache, inode numbers, remotes, marks).
@@ -14,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -26,6 +27,7 @@ use monofs::store::{RedbStore, Store, Table};
 use crate::endpoint::{Endpoint, LOCK_WAIT, Local, StoreSender, verify_frame};
 use crate::error::{Result, SyncError};
 use crate::flusher::Flusher;
+use crate::pieces::{self, Piece};
 use crate::transfer::{Direction, Mode, Progress, Summary};
 
 /// Where the store file is copied to before it is verified and renamed.
@@ -61,7 +63,7 @@ pub(crate) fn clone_file(
     progress.phase("copying the store file");
     let copied = match local_file {
         Some(file) => copy_local(&file, &partial, progress)?,
-        None => match fetch(&src.describe(), &mut |offset, out| src.read_store(offset, out), &partial, progress)? {
+        None => match fetch(&src.describe(), &mut |have, out| src.read_store(have, out), &partial, progress)? {
             Some(c) => c,
             None => {
                 // Leave DST as the pack clone expects it: empty.
@@ -160,65 +162,85 @@ fn check_room(partial: &Path, bytes: u64) -> std::io::Result<()> {
     }
 }
 
-/// A source's [`Endpoint::read_store`]: sends the file from an offset,
-/// returns the whole file's BLAKE3 (`None`: the source has no store file).
-type ReadStore<'a> = dyn FnMut(u64, &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> + 'a;
+/// A source's [`Endpoint::read_store`]: sends the file's pieces, keeping
+/// those of the have list that match; returns the checksum of the whole
+/// file (`None`: the source has no store file).
+type ReadStore<'a> = dyn FnMut(&[u8], &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> + 'a;
 
-/// A remote source: fetches the file into `partial`, resuming after the
-/// bytes already there, and checks it against the source's BLAKE3 of the
-/// whole file. A mismatch after a resume (the source's file changed since)
-/// starts over once; a mismatch of a copy made in one go is corruption in
-/// transit. A local write failure (a full disk) removes the partial copy;
-/// a broken transfer keeps it for the next run. `read` is the source's
-/// [`Endpoint::read_store`]; `from` names the source in errors.
+/// A remote source: fetches the file into `partial`, keeping the pieces of
+/// an interrupted copy that the source's file still has (see
+/// [`crate::pieces`]), and checks it against the source's checksum of the
+/// whole file. A mismatch after a resume starts over once; a mismatch of a
+/// copy made in one go is corruption in transit. A local write failure (a
+/// full disk) removes the partial copy; a broken transfer keeps it for the
+/// next run. `read` is the source's [`Endpoint::read_store`]; `from` names
+/// the source in errors.
 fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Progress) -> Result<Option<Copied>> {
     let io = |what: &str, e: std::io::Error| SyncError::io(format!("{what} {}", partial.display()), e);
+    let bad = |what: String| SyncError::Protocol { from: from.into(), what };
     for _ in 0..2 {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(partial)
             .map_err(|e| io("opening", e))?;
-        let offset = file.metadata().map_err(|e| io("reading", e))?.len();
-        let mut hasher = blake3::Hasher::new();
-        if offset > 0 {
-            hasher.update_reader(&mut file).map_err(|e| io("reading", e))?;
-        }
-        file.seek(SeekFrom::Start(offset)).map_err(|e| io("seeking in", e))?;
+        let had = file.metadata().map_err(|e| io("reading", e))?.len();
+        let mut sums = sums_of(&file, had).map_err(|e| io("reading", e))?;
+        let have = pieces::encode_have(&sums);
         let flusher = Flusher::start(&file);
+        let mut len = None;
+        let mut next = 0u64;
+        let (mut kept, mut sent) = (0u64, 0u64);
         let mut local_failure = false;
-        let mut sent = 0u64;
-        let mut started = false;
-        let got = read(offset, &mut |len, piece| {
-            if !started {
-                started = true;
-                progress.start(0, len);
-                progress.advance(0, offset);
-                if let Err(e) = check_room(partial, len.saturating_sub(offset)) {
-                    local_failure = true;
-                    return Err(io("copying into", e));
+        let got = read(&have, &mut |piece| {
+            let (n, bytes) = match piece {
+                Piece::Length(l) => {
+                    if len.replace(l).is_some() {
+                        return Err(bad("the store file's length came twice".into()));
+                    }
+                    progress.start(0, l);
+                    if let Err(e) = check_room(partial, l.saturating_sub(had)) {
+                        local_failure = true;
+                        return Err(io("copying into", e));
+                    }
+                    return Ok(());
+                }
+                Piece::Kept(n) => (n, None),
+                Piece::Data(n, bytes) => (n, Some(bytes)),
+            };
+            let Some(l) = len.filter(|l| n == next && n < pieces::count(*l)) else {
+                return Err(bad(format!("piece {n} of the store file out of order")));
+            };
+            next += 1;
+            let size = pieces::len_of(n, l);
+            match bytes {
+                None if (n as usize) < sums.len() && size == pieces::PIECE => kept += size,
+                None => return Err(bad(format!("piece {n} of the store file kept, which this copy does not have"))),
+                Some(bytes) if bytes.len() as u64 != size => {
+                    return Err(bad(format!("piece {n} of the store file has {} bytes, not {size}", bytes.len())));
+                }
+                Some(bytes) => {
+                    file.write_all_at(bytes, n * pieces::PIECE).map_err(|e| {
+                        local_failure = true;
+                        io("writing", e)
+                    })?;
+                    let sum = pieces::sum(bytes);
+                    match sums.get_mut(n as usize) {
+                        Some(s) => *s = sum,
+                        None => sums.push(sum),
+                    }
+                    sent += size;
                 }
             }
-            hasher.update(piece);
-            file.write_all(piece).map_err(|e| {
-                local_failure = true;
-                io("writing", e)
-            })?;
-            sent += piece.len() as u64;
-            progress.advance(0, piece.len() as u64);
+            progress.advance(0, size);
             Ok(())
         });
         drop(flusher);
         let hash = match got {
             Ok(Some(hash)) => hash,
             Ok(None) => return Ok(None),
-            // The partial copy is longer than the source's file now.
-            Err(SyncError::Remote { status: 416, .. }) if offset > 0 => {
-                remove(partial);
-                continue;
-            }
             Err(e) => {
                 if local_failure {
                     remove(partial);
@@ -226,22 +248,36 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
                 return Err(e);
             }
         };
-        if let Err(e) = file.sync_all() {
+        let Some(len) = len.filter(|l| next == pieces::count(*l)) else {
+            return Err(bad("the store file ended before its last piece".into()));
+        };
+        sums.truncate(next as usize);
+        if let Err(e) = file.set_len(len).and_then(|()| file.sync_all()) {
             remove(partial);
             return Err(io("flushing", e));
         }
-        if hasher.finalize().as_bytes() == &hash {
-            return Ok(Some(Copied { sent, resumed_at: offset }));
+        if pieces::whole(&sums) == hash {
+            return Ok(Some(Copied { sent, resumed_at: kept }));
         }
         remove(partial);
-        if offset == 0 {
+        if kept == 0 {
             let what = "the store file does not match its checksum (corrupted in transit); run the same command again";
-            return Err(SyncError::Protocol { from: from.into(), what: what.into() });
+            return Err(bad(what.into()));
         }
-        tracing::info!("{from}: the source's store file changed since the interrupted copy; starting over");
+        tracing::info!("{from}: the store file does not match its checksum after a resume; starting over");
     }
-    let what = "the store file changed while it was copied; run the same command again".into();
-    Err(SyncError::Protocol { from: from.into(), what })
+    Err(bad("the store file changed while it was copied; run the same command again".into()))
+}
+
+/// The sums of the whole pieces among the first `len` bytes of `file`.
+fn sums_of(file: &File, len: u64) -> std::io::Result<Vec<blake3::Hash>> {
+    let mut buf = vec![0u8; pieces::PIECE as usize];
+    (0..len / pieces::PIECE)
+        .map(|n| {
+            file.read_exact_at(&mut buf, n * pieces::PIECE)?;
+            Ok(pieces::sum(&buf))
+        })
+        .collect()
 }
 
 /// Opens the copy, checks that it is the source's repository, verifies
@@ -356,66 +392,107 @@ mod tests {
     use super::*;
     use crate::transfer::NoProgress;
 
-    /// A source that sends `file` whole, with the checksum of `sum` (the
-    /// file as the source has it), flipping byte `flip` on the way when set.
+    /// A source that sends `file` whole, flipping byte `flip` on the way
+    /// when set, and claiming the client has piece `lie` when set.
+    #[derive(Default)]
     struct FakeSource {
         file: Vec<u8>,
-        sum: Vec<u8>,
         flip: Option<usize>,
+        lie: Option<u64>,
     }
 
     impl FakeSource {
-        fn fetch(&self, partial: &Path) -> Result<Option<Copied>> {
-            fetch("fake", &mut |offset, out| self.read_store(offset, out), partial, &NoProgress)
+        fn new(file: Vec<u8>) -> FakeSource {
+            FakeSource { file, ..FakeSource::default() }
         }
 
-        fn read_store(&self, offset: u64, out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-            let mut sent = self.file[offset as usize..].to_vec();
-            if let Some(at) = self.flip.and_then(|i| i.checked_sub(offset as usize)) {
+        fn fetch(&self, partial: &Path) -> Result<Option<Copied>> {
+            fetch("fake", &mut |have, out| self.read_store(have, out), partial, &NoProgress)
+        }
+
+        fn read_store(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
+            let have = pieces::decode_have(have, "test")?;
+            let mut sent = self.file.clone();
+            if let Some(at) = self.flip {
                 sent[at] ^= 0x55;
             }
-            for piece in sent.chunks(1000) {
-                out(self.file.len() as u64, piece)?;
+            out(Piece::Length(self.file.len() as u64))?;
+            let mut sums = Vec::new();
+            for (n, (piece, as_sent)) in
+                self.file.chunks(pieces::PIECE as usize).zip(sent.chunks(pieces::PIECE as usize)).enumerate()
+            {
+                let n = n as u64;
+                sums.push(pieces::sum(piece));
+                if pieces::has(&have, n, &pieces::sum(piece)) || self.lie == Some(n) {
+                    out(Piece::Kept(n))?;
+                } else {
+                    out(Piece::Data(n, as_sent))?;
+                }
             }
-            Ok(Some(*blake3::hash(&self.sum).as_bytes()))
+            Ok(Some(pieces::whole(&sums)))
         }
     }
 
+    const MIB: usize = pieces::PIECE as usize;
+
+    /// Five and a half pieces.
     fn file() -> Vec<u8> {
-        (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect()
+        (0..(5 * MIB + MIB / 2) as u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect()
     }
 
     #[test]
     fn a_byte_changed_in_transit_fails_the_checksum_and_leaves_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partial = dir.path().join(PARTIAL_FILE);
-        let src = FakeSource { file: file(), sum: file(), flip: Some(4321) };
+        let src = FakeSource { flip: Some(3 * MIB + 4321), ..FakeSource::new(file()) };
         let err = src.fetch(&partial).err().expect("refused");
         assert!(err.to_string().contains("does not match its checksum"), "{err}");
         assert!(!partial.exists());
     }
 
     #[test]
-    fn an_interrupted_copy_resumes_after_the_bytes_it_has() {
+    fn an_interrupted_copy_keeps_the_whole_pieces_it_has() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partial = dir.path().join(PARTIAL_FILE);
-        std::fs::write(&partial, &file()[..6000]).expect("write");
-        let src = FakeSource { file: file(), sum: file(), flip: None };
-        let copied = src.fetch(&partial).expect("fetch").expect("sent whole");
-        assert_eq!((copied.resumed_at, copied.sent), (6000, 4000));
+        std::fs::write(&partial, &file()[..3 * MIB + 1000]).expect("write");
+        let copied = FakeSource::new(file()).fetch(&partial).expect("fetch").expect("sent whole");
+        assert_eq!((copied.resumed_at, copied.sent), (3 * MIB as u64, (2 * MIB + MIB / 2) as u64));
         assert_eq!(std::fs::read(&partial).expect("read"), file());
     }
 
     #[test]
-    fn a_partial_copy_of_a_file_that_changed_since_starts_over() {
+    fn a_partial_copy_of_a_file_that_changed_since_gets_the_changed_pieces_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partial = dir.path().join(PARTIAL_FILE);
-        let mut stale = file()[..6000].to_vec();
+        let mut stale = file()[..4 * MIB + 10].to_vec();
         stale[10] ^= 1;
+        stale[2 * MIB + 7] ^= 1;
         std::fs::write(&partial, &stale).expect("write");
-        let src = FakeSource { file: file(), sum: file(), flip: None };
-        let copied = src.fetch(&partial).expect("fetch").expect("sent whole");
-        assert_eq!((copied.resumed_at, copied.sent), (0, 10_000));
+        let copied = FakeSource::new(file()).fetch(&partial).expect("fetch").expect("sent whole");
+        // Pieces 1 and 3 kept; 0 and 2 changed, 4 and 5 never arrived.
+        assert_eq!((copied.resumed_at, copied.sent), (2 * MIB as u64, (3 * MIB + MIB / 2) as u64));
         assert_eq!(std::fs::read(&partial).expect("read"), file());
+    }
+
+    #[test]
+    fn a_partial_copy_longer_than_the_file_is_cut_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        let mut longer = file();
+        longer.extend_from_slice(&[9; 3 * MIB]);
+        std::fs::write(&partial, &longer).expect("write");
+        let copied = FakeSource::new(file()).fetch(&partial).expect("fetch").expect("sent whole");
+        assert_eq!((copied.resumed_at, copied.sent), (5 * MIB as u64, (MIB / 2) as u64));
+        assert_eq!(std::fs::read(&partial).expect("read"), file());
+    }
+
+    #[test]
+    fn a_source_claiming_the_copy_has_a_piece_it_lacks_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        std::fs::write(&partial, &file()[..MIB]).expect("write");
+        let src = FakeSource { lie: Some(1), ..FakeSource::new(file()) };
+        let err = src.fetch(&partial).err().expect("refused");
+        assert!(err.to_string().contains("piece 1 of the store file kept"), "{err}");
     }
 }
