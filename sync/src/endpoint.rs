@@ -33,19 +33,14 @@ pub struct RefState {
     /// How many collections have removed objects there (see
     /// [`monofs::gc::META_GC_EPOCH`]).
     pub gc_epoch: u64,
-    /// The root records of its working trees (metadata of a tree's root
-    /// that is not committed; see [`monofs::repo::root_meta_key`]) by tree
-    /// ref, as stored (sealed in an encrypted repository).
+    /// Whether its working tree's root has metadata of its own, not
+    /// committed (see [`monofs::repo::root_meta_key`]). Without a HEAD a
+    /// record is no change to commit (see `Repository::worktree_dirty`):
+    /// the first commit takes it.
+    pub worktree_root_meta: bool,
+    /// The root records of its working trees by tree ref, as stored
+    /// (sealed in an encrypted repository): a clone copies them.
     pub root_records: BTreeMap<String, Vec<u8>>,
-}
-
-impl RefState {
-    /// Whether its working tree's root has a change of its own, not
-    /// committed. Without a HEAD a record is no change to commit (see
-    /// `Repository::worktree_dirty`): the first commit takes it.
-    pub fn worktree_root_changed(&self) -> bool {
-        self.refs.contains_key(HEAD) && self.root_records.contains_key(WORKTREE)
-    }
 }
 
 /// One ref move, applied only if the ref still has its `old` value.
@@ -145,8 +140,8 @@ pub trait Endpoint: Send + Sync {
     /// order, as [`Piece::Kept`] where `have` (a [`crate::pieces::encode_have`]
     /// list) holds it and as [`Piece::Data`] otherwise; returns the
     /// checksum of the whole file ([`crate::pieces::whole`]), which the caller
-    /// checks. `None` when this side cannot send its store file whole now
-    /// (a server without the endpoint, or one storing a push).
+    /// checks. `None` when this side cannot send its store file whole (a
+    /// server without the endpoint); a server storing a push answers `503`.
     fn read_store(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
         let _ = (have, out);
         Ok(None)
@@ -399,10 +394,18 @@ impl Local {
             if let Some((head, tree)) = &source.worktree_base {
                 monofs::repo::note_worktree_base(&mut *tx, head.as_ref(), tree)?;
             }
-            // The trees' uncommitted root changes go with them.
+            // The trees' uncommitted root changes go with them: records
+            // that name the tree's root (or, without the key, look sealed).
             for c in update.refs.iter().filter(|c| crate::transfer::is_tree_ref(&c.name)) {
-                if let Some(record) = source.root_records.get(&c.name) {
+                let Some(record) = source.root_records.get(&c.name) else { continue };
+                let fits = match &self.codec {
+                    Some(codec) => monofs::repo::record_root(codec, &c.name, record) == Some(c.new),
+                    None => monofs::crypto::looks_sealed(record),
+                };
+                if fits {
                     tx.put(Table::Meta, &monofs::repo::root_meta_key(&c.name), record)?;
+                } else {
+                    tracing::warn!("{side}: the root record of {} does not belong to its tree; left out", c.name);
                 }
             }
         }
@@ -452,6 +455,7 @@ impl Endpoint for Local {
             }
             true
         })?;
+        state.worktree_root_meta = state.refs.contains_key(HEAD) && state.root_records.contains_key(WORKTREE);
         Ok(state)
     }
 
@@ -629,6 +633,8 @@ pub(crate) mod json {
         pub worktree_base: Option<(String, String)>,
         #[serde(default)]
         pub gc_epoch: u64,
+        #[serde(default)]
+        pub worktree_root_meta: bool,
         /// Tree ref and stored root record, hex.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         pub root_records: BTreeMap<String, String>,
@@ -651,6 +657,7 @@ pub(crate) mod json {
                 .worktree_base
                 .map(|(head, tree)| (head.map(|h| h.to_hex()).unwrap_or_default(), tree.to_hex())),
             gc_epoch: s.gc_epoch,
+            worktree_root_meta: s.worktree_root_meta,
             root_records: s.root_records.iter().map(|(k, v)| (k.clone(), hex::encode(v))).collect(),
         }
     }
@@ -669,6 +676,7 @@ pub(crate) mod json {
                 )),
             },
             gc_epoch: s.gc_epoch,
+            worktree_root_meta: s.worktree_root_meta,
             root_records: s
                 .root_records
                 .into_iter()

@@ -350,8 +350,8 @@ impl HttpRemote {
     fn read_store_pieces(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
         let mut resp = match self.send(Some(have.to_vec()), "/store/pieces") {
             Ok(r) => r,
-            // A server from before whole-file copies, or one storing a push.
-            Err(SyncError::Remote { status: 404 | 503, .. }) => return Ok(None),
+            // A server from before whole-file copies by pieces.
+            Err(SyncError::Remote { status: 404, .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         let bad = |what: &str| SyncError::Protocol { from: self.base.clone(), what: what.into() };

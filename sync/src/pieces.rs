@@ -67,18 +67,25 @@ pub fn encode_have(sums: &[blake3::Hash]) -> Vec<u8> {
     sums.iter().flat_map(|s| s.as_bytes()[..HAVE_SUM].iter().copied()).collect()
 }
 
-/// Parses [`encode_have`].
-pub fn decode_have(bytes: &[u8], from: &str) -> Result<Vec<[u8; HAVE_SUM]>> {
-    if !bytes.len().is_multiple_of(HAVE_SUM) {
-        let what = format!("piece list length is not a multiple of {HAVE_SUM}");
-        return Err(SyncError::Protocol { from: from.into(), what });
-    }
-    Ok(bytes.chunks_exact(HAVE_SUM).filter_map(|c| c.try_into().ok()).collect())
-}
+/// A client's list of what it has ([`encode_have`]), checked, read in
+/// place (a list may be tens of MiB).
+pub struct Have<T>(T);
 
-/// Whether the client's `have` list holds piece `n` with sum `s`.
-pub fn has(have: &[[u8; HAVE_SUM]], n: u64, s: &blake3::Hash) -> bool {
-    usize::try_from(n).ok().and_then(|n| have.get(n)).is_some_and(|h| h[..] == s.as_bytes()[..HAVE_SUM])
+impl<T: AsRef<[u8]>> Have<T> {
+    /// Checks the list's length.
+    pub fn parse(bytes: T, from: &str) -> Result<Have<T>> {
+        if !bytes.as_ref().len().is_multiple_of(HAVE_SUM) {
+            let what = format!("piece list length is not a multiple of {HAVE_SUM}");
+            return Err(SyncError::Protocol { from: from.into(), what });
+        }
+        Ok(Have(bytes))
+    }
+
+    /// Whether the list holds piece `n` with sum `s`.
+    pub fn has(&self, n: u64, s: &blake3::Hash) -> bool {
+        let at = usize::try_from(n).ok().and_then(|n| n.checked_mul(HAVE_SUM));
+        at.and_then(|at| self.0.as_ref().get(at..at + HAVE_SUM)).is_some_and(|h| *h == s.as_bytes()[..HAVE_SUM])
+    }
 }
 
 #[cfg(test)]
@@ -97,9 +104,9 @@ mod tests {
     #[test]
     fn a_have_list_round_trips_and_matches_only_its_own_pieces() {
         let sums = [sum(b"a"), sum(b"b")];
-        let have = decode_have(&encode_have(&sums), "test").expect("decode");
-        assert!(has(&have, 0, &sum(b"a")) && has(&have, 1, &sum(b"b")));
-        assert!(!has(&have, 0, &sum(b"b")) && !has(&have, 2, &sum(b"a")));
-        assert!(decode_have(&[0; HAVE_SUM + 1], "test").is_err());
+        let have = Have::parse(encode_have(&sums), "test").expect("parse");
+        assert!(have.has(0, &sum(b"a")) && have.has(1, &sum(b"b")));
+        assert!(!have.has(0, &sum(b"b")) && !have.has(2, &sum(b"a")) && !have.has(u64::MAX, &sum(b"a")));
+        assert!(Have::parse([0; HAVE_SUM + 1], "test").is_err());
     }
 }

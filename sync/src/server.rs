@@ -362,9 +362,9 @@ async fn get_packs(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
 /// `x-monofs-store-length`. `503` while a push is being stored (the client
 /// then copies packs), `404` for a store that is not one file.
 async fn get_store(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
-    let have = pieces::decode_have(&body, "the client").map_err(Failure)?;
+    let have = pieces::Have::parse(body, "the client").map_err(Failure)?;
     let Ok(reading) = s.writes.clone().try_read_owned() else {
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; copy packs instead\n").into_response());
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, "a push is being stored; try again shortly\n").into_response());
     };
     // Held while the file is sent: no other process writes it meanwhile.
     let state = s.clone();
@@ -395,7 +395,7 @@ async fn get_store(State(s): State<Arc<AppState>>, body: Bytes) -> Reply {
                 return;
             }
             let sum = pieces::sum(&piece);
-            let kept = pieces::has(&have, n, &sum);
+            let kept = have.has(n, &sum);
             sums.push(sum);
             let tag = Bytes::from_static(if kept { &[pieces::KEPT] } else { &[pieces::DATA] });
             // A closed channel: the client went away; stop reading.

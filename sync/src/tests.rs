@@ -625,11 +625,18 @@ fn an_unfinished_clone_is_neither_a_source_nor_a_receiver() {
     assert_eq!(state, local(&s.src).state().expect("state"));
 }
 
-/// A source whose pack listing leaves out one object of its last
-/// metadata pack (a broken or tampered server).
-struct Omitting<'a>(&'a Local);
+/// A source that tampers with what it sends (a broken or hostile server).
+struct Tampered<'a>(&'a Local, Tamper);
 
-impl Endpoint for Omitting<'_> {
+#[derive(PartialEq)]
+enum Tamper {
+    /// Its pack listing leaves out one object of its last metadata pack.
+    Listing,
+    /// Its working tree's root record is junk.
+    RootRecord,
+}
+
+impl Endpoint for Tampered<'_> {
     fn describe(&self) -> String {
         self.0.describe()
     }
@@ -640,7 +647,11 @@ impl Endpoint for Omitting<'_> {
         self.0.add_dictionaries(records)
     }
     fn state(&self) -> Result<RefState> {
-        self.0.state()
+        let mut state = self.0.state()?;
+        if self.1 == Tamper::RootRecord {
+            state.root_records.insert("WORKTREE".into(), b"\0\0\0junk".to_vec());
+        }
+        Ok(state)
     }
     fn has(&self, ids: &[monofs::ObjectId]) -> Result<Vec<bool>> {
         self.0.has(ids)
@@ -659,8 +670,10 @@ impl Endpoint for Omitting<'_> {
     }
     fn packs(&self) -> Result<Option<Vec<monofs::store::PackListing>>> {
         let mut packs = self.0.packs()?.expect("packs");
-        let last = packs.iter_mut().rev().find(|p| p.metadata).expect("a metadata pack");
-        last.objects.pop();
+        if self.1 == Tamper::Listing {
+            let last = packs.iter_mut().rev().find(|p| p.metadata).expect("a metadata pack");
+            last.objects.pop();
+        }
         Ok(Some(packs))
     }
     fn get_packs(&self, ids: &[u64], f: &mut PackSender<'_>) -> Result<()> {
@@ -673,12 +686,23 @@ fn a_pack_clone_fetches_what_the_listing_left_out() {
     let s = setup();
     let copy = s.src.with_file_name("copy");
     let src = local(&s.src);
-    let (_, done) = clone_with(&Omitting(&src), &copy, &NoProgress, false).expect("clone");
+    let (_, done) = clone_with(&Tampered(&src, Tamper::Listing), &copy, &NoProgress, false).expect("clone");
     let state = done.state().expect("state");
     drop(done);
     assert_eq!(state, src.state().expect("state"));
     let repo = Repository::open(&copy, &mut || Ok(Vec::new())).expect("open");
     assert!(repo.fsck().expect("fsck").is_sound(), "the clone lacks objects");
+}
+
+/// A root record that does not belong to its tree is not copied: it would
+/// stop every sync into the clone while no command showed a change.
+#[test]
+fn a_clone_leaves_out_a_root_record_that_is_not_its_trees() {
+    let s = setup();
+    let copy = s.src.with_file_name("copy");
+    let src = local(&s.src);
+    let (_, done) = clone_with(&Tampered(&src, Tamper::RootRecord), &copy, &NoProgress, false).expect("clone");
+    assert!(done.state().expect("state").root_records.is_empty());
 }
 
 /// A receiver on which a collection runs between two of a push's batches:

@@ -116,8 +116,8 @@ pub struct Summary {
     /// any garbage gc left between objects; for a file clone: the bytes of
     /// the store file copied in this run).
     pub bytes_sent: u64,
-    /// A file clone that resumed an interrupted one: the bytes that had
-    /// arrived before.
+    /// A file clone that resumed an interrupted one: the bytes of its copy
+    /// that were kept (whole pieces the source's file still has).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_at: Option<u64>,
     /// Refs created or moved on the receiver.
@@ -561,7 +561,7 @@ fn plan(
                 // working tree went with HEAD.
                 let changed = current != Some(root) && current.is_some() && current != Some(clean) && !left_clean;
                 // A chmod of a mounted root, say, and nothing else.
-                if changed || theirs.worktree_root_changed() {
+                if changed || theirs.worktree_root_meta {
                     return Err(SyncError::dirty_receiver(dst.describe()));
                 }
                 changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monofs::ObjectId;
 use monofs::crypto::Codec;
@@ -178,7 +178,9 @@ type ReadStore<'a> = dyn FnMut(&[u8], &mut StoreSender<'_>) -> Result<Option<[u8
 fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Progress) -> Result<Option<Copied>> {
     let io = |what: &str, e: std::io::Error| SyncError::io(format!("{what} {}", partial.display()), e);
     let bad = |what: String| SyncError::Protocol { from: from.into(), what };
-    for _ in 0..2 {
+    let mut started_over = false;
+    let mut busy = BUSY_WAITS.iter();
+    loop {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -210,9 +212,12 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
                 Piece::Kept(n) => (n, None),
                 Piece::Data(n, bytes) => (n, Some(bytes)),
             };
-            let Some(l) = len.filter(|l| n == next && n < pieces::count(*l)) else {
-                return Err(bad(format!("piece {n} of the store file out of order")));
+            let Some(l) = len.filter(|l| n < pieces::count(*l)) else {
+                return Err(bad(format!("piece {n} is past the end of the store file")));
             };
+            if n != next {
+                return Err(bad(format!("piece {n} of the store file out of order")));
+            }
             next += 1;
             let size = pieces::len_of(n, l);
             match bytes {
@@ -241,6 +246,17 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
         let hash = match got {
             Ok(Some(hash)) => hash,
             Ok(None) => return Ok(None),
+            // A push is being stored there: with nothing to keep, packs are
+            // copied instead; a copy under way waits (pushes are short).
+            Err(SyncError::Remote { status: 503, .. }) if had == 0 => return Ok(None),
+            Err(e @ SyncError::Remote { status: 503, .. }) => match busy.next() {
+                Some(wait) => {
+                    tracing::info!("{from}: storing a push; trying again in {wait:?}");
+                    std::thread::sleep(*wait);
+                    continue;
+                }
+                None => return Err(e),
+            },
             Err(e) => {
                 if local_failure {
                     remove(partial);
@@ -260,14 +276,24 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
             return Ok(Some(Copied { sent, resumed_at: kept }));
         }
         remove(partial);
-        if kept == 0 {
+        if kept == 0 || started_over {
             let what = "the store file does not match its checksum (corrupted in transit); run the same command again";
             return Err(bad(what.into()));
         }
         tracing::info!("{from}: the store file does not match its checksum after a resume; starting over");
+        started_over = true;
     }
-    Err(bad("the store file changed while it was copied; run the same command again".into()))
 }
+
+/// How long a resumed copy waits, and how often, for a server storing a
+/// push before it gives up (keeping the copy for the next run).
+const BUSY_WAITS: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+];
 
 /// The sums of the whole pieces among the first `len` bytes of `file`.
 fn sums_of(file: &File, len: u64) -> std::io::Result<Vec<blake3::Hash>> {
@@ -291,8 +317,9 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
         return Err(SyncError::Protocol { from: from.into(), what });
     }
     let t = Instant::now();
-    let objects = match copied.keyless_codec()? {
-        Some(codec) => verify_objects(&store, Some(&codec), from)?,
+    let codec = copied.keyless_codec()?;
+    let objects = match &codec {
+        Some(codec) => verify_objects(&store, Some(codec), from)?,
         // Sealed and no key: no object can be authenticated (on any path);
         // reading every frame back only to check its shape would add
         // nothing to the checksum of the whole file (docs/SYNC.md).
@@ -325,6 +352,15 @@ fn check_and_clean(partial: &Path, meta: &RepoMeta, from: &str) -> Result<u64> {
         }
         true
     })?;
+    // Dictionary records no object can use are not copied, as a pack
+    // clone leaves them out (docs/FORMAT.md 4.5).
+    let usable = copied.clone().usable(codec.as_ref()).dictionaries;
+    for (key, record) in &copied.dictionaries {
+        if !usable.iter().any(|(k, r)| k == key && r == record) {
+            tracing::warn!(key = %String::from_utf8_lossy(key), "{from}: dictionary record left out: no object can use it");
+            keys.push(key.clone());
+        }
+    }
     for k in keys {
         tx.delete(Table::Meta, &k)?;
     }
@@ -393,12 +429,14 @@ mod tests {
     use crate::transfer::NoProgress;
 
     /// A source that sends `file` whole, flipping byte `flip` on the way
-    /// when set, and claiming the client has piece `lie` when set.
+    /// when set, claiming the client has piece `lie` when set, and busy
+    /// storing a push (`503`) the first `busy` times it is asked.
     #[derive(Default)]
     struct FakeSource {
         file: Vec<u8>,
         flip: Option<usize>,
         lie: Option<u64>,
+        busy: std::cell::Cell<u32>,
     }
 
     impl FakeSource {
@@ -411,7 +449,11 @@ mod tests {
         }
 
         fn read_store(&self, have: &[u8], out: &mut StoreSender<'_>) -> Result<Option<[u8; 32]>> {
-            let have = pieces::decode_have(have, "test")?;
+            if self.busy.get() > 0 {
+                self.busy.set(self.busy.get() - 1);
+                return Err(SyncError::Remote { url: "fake".into(), status: 503, message: "busy".into() });
+            }
+            let have = pieces::Have::parse(have, "test")?;
             let mut sent = self.file.clone();
             if let Some(at) = self.flip {
                 sent[at] ^= 0x55;
@@ -423,7 +465,7 @@ mod tests {
             {
                 let n = n as u64;
                 sums.push(pieces::sum(piece));
-                if pieces::has(&have, n, &pieces::sum(piece)) || self.lie == Some(n) {
+                if have.has(n, &pieces::sum(piece)) || self.lie == Some(n) {
                     out(Piece::Kept(n))?;
                 } else {
                     out(Piece::Data(n, as_sent))?;
@@ -484,6 +526,20 @@ mod tests {
         let copied = FakeSource::new(file()).fetch(&partial).expect("fetch").expect("sent whole");
         assert_eq!((copied.resumed_at, copied.sent), (5 * MIB as u64, (MIB / 2) as u64));
         assert_eq!(std::fs::read(&partial).expect("read"), file());
+    }
+
+    #[test]
+    fn a_resumed_copy_waits_for_a_server_storing_a_push() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        std::fs::write(&partial, &file()[..2 * MIB]).expect("write");
+        let src = FakeSource { busy: 1.into(), ..FakeSource::new(file()) };
+        let copied = src.fetch(&partial).expect("fetch").expect("sent whole");
+        assert_eq!(copied.resumed_at, 2 * MIB as u64);
+        // With nothing to keep, packs are copied instead.
+        remove(&partial);
+        let src = FakeSource { busy: 1.into(), ..FakeSource::new(file()) };
+        assert!(src.fetch(&partial).expect("fetch").is_none());
     }
 
     #[test]

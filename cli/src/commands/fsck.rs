@@ -33,11 +33,17 @@ pub fn run(a: FsckArgs, ctx: &mut super::Ctx<'_>) -> anyhow::Result<ExitCode> {
             .problems
             .iter()
             .map(|p| json!({"id": p.id.to_hex(), "kind": p.kind.name(), "error": p.error, "paths": p.paths}))
-            .chain(report.records.iter().map(|r| json!({"record": r.key, "error": r.error})))
             .collect();
+        let records: Vec<_> = report.records.iter().map(|r| json!({"key": r.key, "error": r.error})).collect();
         style::print_json(
             &mut *ctx.out,
-            &json!({"store": store, "checked": report.checked, "problems": problems, "sound": report.is_sound()}),
+            &json!({
+                "store": store,
+                "checked": report.checked,
+                "problems": problems,
+                "records": records,
+                "sound": report.is_sound(),
+            }),
         )?;
     } else {
         if let Some(store) = &store {

@@ -187,6 +187,7 @@ mod tests {
         let unusable = (good.0.clone(), b"junk".to_vec());
         put_record(&other, &unusable);
         put_record(&other, &junk);
+        assert!(other.meta().expect("meta").dictionaries.is_empty(), "unusable records listed to replicas");
         let report = other.fsck().expect("fsck");
         assert!(!report.is_sound());
         assert_eq!(report.records.len(), 2, "{:?}", report.records);

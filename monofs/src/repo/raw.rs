@@ -34,6 +34,16 @@ impl RepoMeta {
         Ok(RepoMeta { config, key: store.get(Table::Meta, META_KEY)?, dictionaries: dictionaries::read(store)? })
     }
 
+    /// Without the dictionary records that cannot be dictionaries of a
+    /// repository whose objects `codec` opens (`None`: sealed, without the
+    /// key; see [`dictionaries::unusable`]). A replica lists only those it
+    /// can use: the other side then sends a sound record in place of an
+    /// unusable one, and never sends its own unusable records.
+    pub fn usable(mut self, codec: Option<&Codec>) -> RepoMeta {
+        self.dictionaries.retain(|(key, record)| dictionaries::unusable(codec, key, record).is_none());
+        self
+    }
+
     /// Whether `key` of the meta table belongs to a [`RepoMeta`]; a clone
     /// that copies a whole store file keeps these entries and drops the
     /// others (remotes, marks), which belong to the source.
@@ -217,9 +227,11 @@ impl RawRepository {
         Ok(())
     }
 
-    /// The config record and key file, as stored.
+    /// The config record, key file and dictionaries, as stored; without
+    /// dictionary records that no object can use (see
+    /// [`RepoMeta::usable`]).
     pub fn meta(&self) -> Result<RepoMeta> {
-        RepoMeta::read(self.store.as_ref())
+        Ok(RepoMeta::read(self.store.as_ref())?.usable(self.codec.as_ref()))
     }
 
     /// The repository directory.
@@ -251,9 +263,11 @@ impl Repository {
         RawRepository { path, store, config, codec: Some(codec), _lock }
     }
 
-    /// The config record and key file, as stored.
+    /// The config record, key file and dictionaries, as stored; without
+    /// dictionary records that no object can use (see
+    /// [`RepoMeta::usable`]).
     pub fn meta(&self) -> Result<RepoMeta> {
-        RepoMeta::read(self.store())
+        Ok(RepoMeta::read(self.store())?.usable(Some(self.codec())))
     }
 }
 

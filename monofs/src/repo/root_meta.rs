@@ -13,6 +13,7 @@
 //! names its root, so none can be left applying to another tree.
 
 use super::{HEAD, Repository, WORKTREE};
+use crate::crypto::Codec;
 use crate::encoding::{Reader, Writer};
 use crate::error::Result;
 use crate::id::ObjectId;
@@ -33,6 +34,12 @@ fn decode(plain: &[u8]) -> Option<(ObjectId, Meta)> {
     let meta = Meta::decode(&mut r).ok()?;
     r.finish().ok()?;
     Some((root, meta))
+}
+
+/// The root that a stored record of the tree of `tree_ref` names, if the
+/// record opens with `codec` (a replica checks what it is sent).
+pub fn record_root(codec: &Codec, tree_ref: &str, stored: &[u8]) -> Option<ObjectId> {
+    codec.open_record(&root_meta_key(tree_ref), stored).ok().and_then(|p| decode(&p)).map(|(root, _)| root)
 }
 
 /// Whether a root's metadata `a` differs from `b` as `diff` tells
