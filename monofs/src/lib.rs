@@ -31,6 +31,7 @@ pub mod vfs;
 
 mod commit;
 mod history;
+mod longpath;
 mod snapshot;
 mod walk;
 

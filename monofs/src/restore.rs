@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::content::Piece;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::longpath::{Reachable, reachable};
 use crate::object::{Entry, EntryKind, Meta};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -146,7 +147,8 @@ impl Repository {
         for (link, primary) in ctx.links.into_inner().map_err(|_| Error::Aborted)? {
             check_no_symlink_dirs(target, &primary)?;
             replace_existing(&link)?;
-            std::fs::hard_link(&primary, &link).map_err(|e| Error::io(&link, e))?;
+            let (from, to) = (reach(&primary)?, reach(&link)?);
+            std::fs::hard_link(&*from, &*to).map_err(|e| Error::io(&link, e))?;
         }
         let mut dirs = ctx.dirs.into_inner().map_err(|_| Error::Aborted)?;
         // Deepest first: a path sorts after its ancestors.
@@ -173,10 +175,10 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
     match &e.kind {
         EntryKind::Dir { id } => {
             // An existing symlink must not be followed out of the target.
-            let is_real_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+            let is_real_dir = std::fs::symlink_metadata(&*reach(path)?).is_ok_and(|m| m.is_dir());
             if !is_real_dir {
                 replace_existing(path)?;
-                std::fs::create_dir(path).map_err(|err| Error::io(path, err))?;
+                std::fs::create_dir(&*reach(path)?).map_err(|err| Error::io(path, err))?;
             }
             let sub = ctx.repo.read_dir(id)?;
             restore_entries(ctx, &sub.entries, path)?;
@@ -185,7 +187,8 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
         }
         EntryKind::File { content, size } => {
             replace_existing(path)?;
-            let file = std::fs::File::create(path).map_err(|err| Error::io(path, err))?;
+            let reached = reach(path)?;
+            let file = std::fs::File::create(&*reached).map_err(|err| Error::io(path, err))?;
             let mut at = 0u64;
             let written = ctx.repo.read_content(content, *size, &mut |piece| {
                 // Zeros are left as holes, as `cp --sparse=auto` does: a
@@ -203,7 +206,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
             if let Err(e) = written.and_then(|()| file.set_len(*size).map_err(|err| Error::io(path, err))) {
                 // A damaged object or a full disk: no file rather than a
                 // truncated one that passes for the file.
-                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(&*reached);
                 return Err(e);
             }
             ctx.files.fetch_add(1, Ordering::Relaxed);
@@ -211,7 +214,8 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
         }
         EntryKind::Symlink { target } => {
             replace_existing(path)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|err| Error::io(path, err))?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), &*reach(path)?)
+                .map_err(|err| Error::io(path, err))?;
         }
         EntryKind::HardLink { target } => {
             let primary = tree_path(&ctx.root, target)?;
@@ -232,7 +236,7 @@ fn restore_entry(ctx: &Ctx<'_>, e: &Entry, path: &Path) -> Result<()> {
                 return Ok(());
             }
             replace_existing(path)?;
-            nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(0o600), dev)
+            nix::sys::stat::mknod(&*reach(path)?, kind, Mode::from_bits_truncate(0o600), dev)
                 .map_err(|err| Error::io(path, err.into()))?;
         }
     }
@@ -262,37 +266,45 @@ fn check_no_symlink_dirs(root: &Path, primary: &Path) -> Result<()> {
     let parts: Vec<_> = rel.components().collect();
     for part in &parts[..parts.len().saturating_sub(1)] {
         at.push(part);
-        if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+        if !std::fs::symlink_metadata(&*reach(&at)?).is_ok_and(|m| m.is_dir()) {
             return Err(Error::InvalidTreePath(format!("hard link through non-directory {}", at.display())));
         }
     }
     Ok(())
 }
 
+/// `path`, reachable however long it is (see [`reachable`]).
+fn reach(path: &Path) -> Result<Reachable> {
+    reachable(path).map_err(|e| Error::io(path, e))
+}
+
 fn replace_existing(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
+    let at = reach(path)?;
+    match std::fs::symlink_metadata(&*at) {
         Ok(md) if md.is_dir() => Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::IsADirectory))),
-        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e)),
+        Ok(_) => std::fs::remove_file(&*at).map_err(|e| Error::io(path, e)),
         Err(_) => Ok(()),
     }
 }
 
 fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool, lost: &Lost) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
+    let reached = reach(path)?;
+    let at: &Path = &reached;
     if as_root {
-        std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid)).map_err(io)?;
+        std::os::unix::fs::lchown(at, Some(meta.uid), Some(meta.gid)).map_err(io)?;
     }
     // A directory that was there (the target, or one under --force) keeps
     // no user attribute the tree does not have. Other namespaces are the
     // system's (an SELinux label the policy gave it).
-    for name in xattr::list(path).into_iter().flatten() {
+    for name in xattr::list(at).into_iter().flatten() {
         let stale = name.as_bytes().starts_with(b"user.") && !meta.xattrs.iter().any(|(k, _)| k == name.as_bytes());
         if stale {
-            xattr::remove(path, &name).map_err(io)?;
+            xattr::remove(at, &name).map_err(io)?;
         }
     }
     for (name, value) in &meta.xattrs {
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(name), value) {
+        if let Err(e) = xattr::set(at, OsStr::from_bytes(name), value) {
             // A target that holds fewer or smaller attributes should not
             // stop the rest of the restore: counted and reported at its
             // end. Namespaces other than user.* need privileges (an
@@ -313,19 +325,13 @@ fn apply_meta(path: &Path, meta: &Meta, is_symlink: bool, as_root: bool, lost: &
         // After chown, which clears setuid/setgid.
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
-            path,
+            at,
             Mode::from_bits_truncate(meta.mode),
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(|e| io(e.into()))?;
     }
     let mtime = TimeSpec::new(meta.mtime.sec, i64::from(meta.mtime.nsec));
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &TimeSpec::UTIME_OMIT,
-        &mtime,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|e| io(e.into()))
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, at, &TimeSpec::UTIME_OMIT, &mtime, UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| io(e.into()))
 }

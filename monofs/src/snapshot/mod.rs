@@ -131,6 +131,11 @@ fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
     Ok((id, size))
 }
 
+/// Opens the file at `path` for reading, however long the path.
+fn open(path: &Path) -> Result<std::fs::File> {
+    crate::longpath::reachable(path).and_then(|at| std::fs::File::open(&*at)).map_err(|e| Error::io(path, e))
+}
+
 /// One entry of a directory being built.
 struct Built {
     entry: Entry,
@@ -156,7 +161,7 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                     (content.clone(), stat.size)
                 }
                 None => {
-                    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                    let file = open(path)?;
                     match sparse::SparseFile::of(file) {
                         Ok(mut sparse) => {
                             let (content, size, _) =
@@ -166,7 +171,7 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                                 (content, size)
                             } else {
                                 // It shrank while read: stored as any small file is.
-                                let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                                let mut file = open(path)?;
                                 ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?
                             }
                         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::longpath::reachable;
 use crate::object::{EntryKind, Meta, Timestamp};
 
 /// Identity and change detectors of a regular file, for the stat cache.
@@ -45,12 +46,13 @@ pub(crate) struct ScanTotals {
     pub bytes: u64,
 }
 
-fn meta_of(path: &Path, md: &std::fs::Metadata) -> Result<Meta> {
+/// The metadata of the file at `path`, reached at `at` (see [`reachable`]).
+fn meta_of(path: &Path, at: &Path, md: &std::fs::Metadata) -> Result<Meta> {
     let mut xattrs = Vec::new();
-    match xattr::list(path) {
+    match xattr::list(at) {
         Ok(names) => {
             for name in names {
-                if let Some(value) = xattr::get(path, &name).map_err(|e| Error::io(path, e))? {
+                if let Some(value) = xattr::get(at, &name).map_err(|e| Error::io(path, e))? {
                     xattrs.push((name.as_bytes().to_vec(), value));
                 }
             }
@@ -71,13 +73,15 @@ fn meta_of(path: &Path, md: &std::fs::Metadata) -> Result<Meta> {
 
 /// Walks `path` (a directory) recursively.
 pub(crate) fn scan_dir(path: &Path) -> Result<ScanDir> {
-    let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-    let meta = meta_of(path, &md)?;
+    let at = reachable(path).map_err(|e| Error::io(path, e))?;
+    let md = std::fs::symlink_metadata(&*at).map_err(|e| Error::io(path, e))?;
+    let meta = meta_of(path, &at, &md)?;
     let mut names: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-    for item in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+    for item in std::fs::read_dir(&*at).map_err(|e| Error::io(path, e))? {
         let item = item.map_err(|e| Error::io(path, e))?;
-        names.push((item.file_name().as_bytes().to_vec(), item.path()));
+        names.push((item.file_name().as_bytes().to_vec(), path.join(item.file_name())));
     }
+    drop(at);
     names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let entries =
         names.into_par_iter().map(|(name, child)| Ok((name, scan_node(&child)?))).collect::<Result<Vec<_>>>()?;
@@ -85,12 +89,14 @@ pub(crate) fn scan_dir(path: &Path) -> Result<ScanDir> {
 }
 
 fn scan_node(path: &Path) -> Result<ScanNode> {
-    let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    let at = reachable(path).map_err(|e| Error::io(path, e))?;
+    let md = std::fs::symlink_metadata(&*at).map_err(|e| Error::io(path, e))?;
     let ft = md.file_type();
     if ft.is_dir() {
+        drop(at);
         return Ok(ScanNode::Dir(scan_dir(path)?));
     }
-    let meta = meta_of(path, &md)?;
+    let meta = meta_of(path, &at, &md)?;
     let (major, minor) = (nix::sys::stat::major(md.rdev()), nix::sys::stat::minor(md.rdev()));
     Ok(if ft.is_file() {
         let stat = FileStat {
@@ -103,7 +109,7 @@ fn scan_node(path: &Path) -> Result<ScanNode> {
         };
         ScanNode::File { meta, path: path.to_owned(), stat }
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
+        let target = std::fs::read_link(&*at).map_err(|e| Error::io(path, e))?;
         ScanNode::Symlink { meta, target: target.as_os_str().as_bytes().to_vec() }
     } else if ft.is_fifo() {
         ScanNode::Special { meta, kind: EntryKind::Fifo }

@@ -27,6 +27,43 @@ fn a_tree_as_deep_as_a_path_commits_and_restores() {
     assert_eq!(std::fs::read(out.join(&deep).join("leaf")).expect("read back"), b"at the bottom");
 }
 
+/// Paths past PATH_MAX (4,096 bytes), as `tar` and `rsync` copy them: a
+/// commit used to fail on the first one ("File name too long") and a
+/// restore could not write them.
+#[test]
+fn paths_longer_than_path_max_commit_and_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repository::init(&dir.path().join("repo"), InitOptions::default()).expect("init");
+    let name = "n".repeat(250);
+    let deep: PathBuf = std::iter::repeat_n(name.as_str(), 24).collect();
+    let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+    // Made and checked through a shell that walks down with `cd -P` (by
+    // name, not by its logical path): the whole path is too long for any
+    // one call.
+    let sh = |script: &str, at: &std::path::Path| {
+        let down = format!(
+            "cd -P \"$1\" && for i in $(seq 24); do {{ [ -d {name} ] || mkdir {name}; }} && cd -P {name} || exit 1; done"
+        );
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{down} && {script}"))
+            .args(["sh", &at.display().to_string()])
+            .status()
+            .expect("sh")
+            .success()
+    };
+    std::fs::create_dir(&src).expect("mkdir");
+    let made = "printf 'at the bottom' > leaf && ln -s leaf link && ln leaf hard && mkfifo fifo && chmod 600 leaf";
+    assert!(sh(made, &src));
+    assert!(src.join(&deep).join("leaf").as_os_str().len() > 6_000);
+    let rev = commit(&repo, &src, "long paths");
+    restore(&repo, &rev, &out);
+    let same = "[ \"$(cat leaf)\" = 'at the bottom' ] && [ \"$(readlink link)\" = leaf ] && [ -p fifo ] && \
+                [ \"$(stat -c %i leaf)\" = \"$(stat -c %i hard)\" ] && [ \"$(stat -c %a leaf)\" = 600 ]";
+    let check = sh(same, &out);
+    assert!(check, "the restored tree differs at the bottom");
+}
+
 #[test]
 fn walks_reach_the_bottom_of_a_deep_mounted_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
