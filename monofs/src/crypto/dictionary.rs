@@ -26,14 +26,12 @@ const CAPACITY: usize = 112_640;
 /// noise than context.
 pub const MIN_SAMPLE_BYTES: usize = 1 << 20;
 
-/// A trained zstd dictionary with its compression and decompression forms,
-/// built on first use.
+/// A trained zstd dictionary with its compression and decompression forms.
 pub struct Dictionary {
     id: u32,
     raw: Vec<u8>,
-    level: i32,
-    cdict: OnceLock<&'static CDict<'static>>,
-    ddict: OnceLock<DDict<'static>>,
+    cdict: &'static CDict<'static>,
+    ddict: DDict<'static>,
 }
 
 impl std::fmt::Debug for Dictionary {
@@ -45,10 +43,13 @@ impl std::fmt::Debug for Dictionary {
 impl Dictionary {
     /// Wraps raw dictionary bytes for compression at `level`; `None` unless
     /// they are a zstd dictionary that carries an id (frames name their
-    /// dictionary by it).
+    /// dictionary by it) and that zstd loads both ways: one with the right
+    /// header and broken tables is refused here, not by every object.
     pub fn new(raw: Vec<u8>, level: i32) -> Option<Dictionary> {
         let id = id_of(&raw)?;
-        Some(Dictionary { id, raw, level, cdict: OnceLock::new(), ddict: OnceLock::new() })
+        let ddict = DDict::try_create(&raw)?;
+        let cdict = interned_cdict(&raw, level)?;
+        Some(Dictionary { id, raw, cdict, ddict })
     }
 
     /// The id zstd writes into every frame compressed with it.
@@ -67,11 +68,11 @@ impl Dictionary {
     }
 
     pub(super) fn cdict(&self) -> &'static CDict<'static> {
-        self.cdict.get_or_init(|| interned_cdict(&self.raw, self.level))
+        self.cdict
     }
 
     pub(super) fn ddict(&self) -> &DDict<'static> {
-        self.ddict.get_or_init(|| DDict::create(&self.raw))
+        &self.ddict
     }
 }
 
@@ -79,18 +80,33 @@ impl Dictionary {
 /// for its lifetime: each thread's compressor refers to it rather than
 /// copying its tables for every object. There is one per distinct
 /// dictionary and level, so reopening a repository adds nothing.
-fn interned_cdict(raw: &[u8], level: i32) -> &'static CDict<'static> {
+fn interned_cdict(raw: &[u8], level: i32) -> Option<&'static CDict<'static>> {
     /// Dictionary hash and level -> its compression form.
     type Interned = HashMap<([u8; 32], i32), &'static CDict<'static>>;
     static INTERNED: OnceLock<Mutex<Interned>> = OnceLock::new();
     let key = (*blake3::hash(raw).as_bytes(), level);
     let mut map = INTERNED.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
-    map.entry(key).or_insert_with(|| Box::leak(Box::new(CDict::create(raw, level))))
+    if let Some(cdict) = map.get(&key) {
+        return Some(cdict);
+    }
+    let cdict: &'static CDict<'static> = Box::leak(Box::new(CDict::try_create(raw, level)?));
+    map.insert(key, cdict);
+    Some(cdict)
 }
 
 /// The id a raw dictionary carries, if it is a zstd dictionary with one.
 pub fn id_of(raw: &[u8]) -> Option<u32> {
     zstd::zstd_safe::get_dict_id_from_dict(raw).map(|id| id.get())
+}
+
+/// The id of a dictionary that [`Dictionary::new`] would take, checked
+/// without keeping its compression form (a record from elsewhere is
+/// checked before it is stored).
+pub fn check(raw: &[u8]) -> Option<u32> {
+    let id = id_of(raw)?;
+    DDict::try_create(raw)?;
+    CDict::try_create(raw, 1)?;
+    Some(id)
 }
 
 /// The `meta` key of dictionary `id`.
@@ -174,6 +190,17 @@ mod tests {
         let dict = Dictionary::new(raw, 3).expect("has an id");
         assert_ne!(dict.id(), 0);
         assert_eq!(dict.meta_key(), format!("dict/{:08x}", dict.id()).into_bytes());
+    }
+
+    /// The right magic number and id, then tables zstd cannot load: such a
+    /// record (sent by a replica) made every later commit panic.
+    #[test]
+    fn a_dictionary_zstd_cannot_load_is_refused() {
+        let mut raw = vec![0x37, 0xA4, 0x30, 0xEC, 1, 0, 0, 0];
+        raw.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        assert_eq!(id_of(&raw), Some(1));
+        assert_eq!(check(&raw), None);
+        assert!(Dictionary::new(raw, 3).is_none());
     }
 
     #[test]

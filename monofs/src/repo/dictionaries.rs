@@ -38,13 +38,16 @@ pub fn install(codec: &Codec, records: &[DictionaryRecord]) {
 }
 
 /// The dictionary the record under `key` holds, or why it holds none that
-/// objects could use: it does not open, or it holds another dictionary
-/// than its key names.
+/// objects could use: it does not open, it holds another dictionary than
+/// its key names, or zstd cannot load it.
 pub(crate) fn open(codec: &Codec, key: &[u8], record: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let raw = codec.open_record(key, record).map_err(|e| format!("it does not open: {e}"))?;
-    match dictionary::id_of(&raw) {
-        Some(id) if dictionary::meta_key(id) == *key => Ok(raw),
-        _ => Err("it holds another dictionary than its key names".into()),
+    match (dictionary::id_of(&raw), dictionary::check(&raw)) {
+        (Some(id), _) if dictionary::meta_key(id) != *key => {
+            Err("it holds another dictionary than its key names".into())
+        }
+        (_, Some(_)) => Ok(raw),
+        _ => Err("zstd cannot load it as a dictionary".into()),
     }
 }
 
@@ -179,8 +182,14 @@ mod tests {
         let junk: DictionaryRecord = (b"dict/00000001".to_vec(), b"junk".to_vec());
         let other = Repository::init(&dir.path().join("b"), InitOptions::default()).expect("init");
         let raw = super::super::RawRepository::in_memory(&other.meta().expect("meta")).expect("raw");
-        raw.add_dictionaries(&[junk.clone(), good.clone()]).expect("add");
-        assert_eq!(raw.meta().expect("meta").dictionaries, vec![good.clone()], "the junk record was stored");
+        // A record that opens and names its id, and that zstd cannot load.
+        let mut broken_raw = vec![0x37, 0xA4, 0x30, 0xEC, 2, 0, 0, 0];
+        broken_raw.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        let broken_key = dictionary::meta_key(2);
+        let broken = (broken_key.clone(), Codec::new(None, 3).seal_record(&broken_key, &broken_raw));
+        raw.add_dictionaries(&[junk.clone(), broken, good.clone()]).expect("add");
+        assert_eq!(raw.meta().expect("meta").dictionaries, vec![good.clone()], "a bad record was stored");
+        assert_eq!(read(raw.store()).expect("read"), vec![good.clone()], "a bad record was stored");
 
         // A record stored unchecked (by an older version) is reported by
         // fsck, replaced by a sound one under its key, and collected by gc.
