@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,11 @@ fn copy_local(file: &Path, partial: &Path, progress: &dyn Progress) -> Result<Co
         if std::os::unix::fs::MetadataExt::dev(&source) != std::os::unix::fs::MetadataExt::dev(&here) {
             check_room(partial, source.len())?;
         }
+        // A copy starts over: whatever is there goes (a symlink itself,
+        // not what it points to).
+        if std::fs::symlink_metadata(partial).is_ok() {
+            std::fs::remove_file(partial)?;
+        }
         let n = std::fs::copy(file, partial)?;
         File::open(partial)?.sync_all()?;
         Ok(n)
@@ -181,13 +186,7 @@ fn fetch(from: &str, read: &mut ReadStore<'_>, partial: &Path, progress: &dyn Pr
     let mut started_over = false;
     let mut busy = BUSY_WAITS.iter();
     loop {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(partial)
-            .map_err(|e| io("opening", e))?;
+        let file = open_partial(partial)?;
         let had = file.metadata().map_err(|e| io("reading", e))?.len();
         let mut sums = sums_of(&file, had).map_err(|e| io("reading", e))?;
         let have = pieces::encode_have(&sums);
@@ -294,6 +293,30 @@ const BUSY_WAITS: [Duration; 5] = [
     Duration::from_secs(8),
     Duration::from_secs(15),
 ];
+
+/// Opens the partial copy to resume it, or a new one: a regular file, not
+/// through a symlink (one planted there would have the copy written over
+/// whatever it points to).
+fn open_partial(partial: &Path) -> Result<File> {
+    let not_a_file = || SyncError::Invalid(format!("{} is not a regular file: remove it", partial.display()));
+    let opened = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(partial);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::EISDIR)) => return Err(not_a_file()),
+        Err(e) => return Err(SyncError::io(format!("opening {}", partial.display()), e)),
+    };
+    match file.metadata() {
+        Ok(md) if md.is_file() => Ok(file),
+        Ok(_) => Err(not_a_file()),
+        Err(e) => Err(SyncError::io(format!("reading {}", partial.display()), e)),
+    }
+}
 
 /// The sums of the whole pieces among the first `len` bytes of `file`.
 fn sums_of(file: &File, len: u64) -> std::io::Result<Vec<blake3::Hash>> {
@@ -540,6 +563,25 @@ mod tests {
         remove(&partial);
         let src = FakeSource { busy: 1.into(), ..FakeSource::new(file()) };
         assert!(src.fetch(&partial).expect("fetch").is_none());
+    }
+
+    /// A symlink planted where the copy goes is not followed (the copy
+    /// would overwrite what it points to); a directory there is no copy to
+    /// resume. Both are refused with advice to remove them.
+    #[test]
+    fn a_partial_copy_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::os::unix::fs::symlink(&victim, &partial).expect("symlink");
+        let err = FakeSource::new(file()).fetch(&partial).err().expect("refused");
+        assert!(err.to_string().contains("not a regular file: remove it") && !err.resumable(), "{err}");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        remove(&partial);
+        std::fs::create_dir(&partial).expect("mkdir");
+        let err = FakeSource::new(file()).fetch(&partial).err().expect("refused");
+        assert!(err.to_string().contains("not a regular file: remove it") && !err.resumable(), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -43,11 +44,14 @@ impl RepoLock {
 
     fn take(repo: &Path, lock: fn(&File) -> std::result::Result<(), TryLockError>) -> Result<RepoLock> {
         let path = repo.join(LOCK_FILE);
+        // Not through a symlink: a planted `lock` would have the PID
+        // written into whatever file it points to.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         match lock(&file) {
@@ -149,5 +153,15 @@ mod tests {
         assert!(matches!(told, Err(Gave::Up(ref pid)) if *pid == std::process::id().to_string()), "{told:?}");
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         drop(lock);
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join(LOCK_FILE)).expect("symlink");
+        assert!(RepoLock::acquire(dir.path()).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
     }
 }
