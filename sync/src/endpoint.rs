@@ -69,6 +69,11 @@ pub struct Update {
     /// may have removed objects the sender sent or found there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_epoch: Option<u64>,
+    /// The receiver's working-tree root record (hex) that the sender found
+    /// committed already (the new HEAD gives the root the same metadata):
+    /// the working tree may move while the record is still that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_root_record: Option<String>,
 }
 
 /// What makes a replica the same repository, and which dictionaries it
@@ -366,7 +371,11 @@ impl Local {
                 let record = monofs::repo::root_meta_key(&c.name);
                 // A change of the working tree's root made since the sync
                 // looked (a mount, between two requests) is not lost.
-                if c.name == WORKTREE && had_head && tx.get(Table::Meta, &record)?.is_some() {
+                if c.name == WORKTREE
+                    && had_head
+                    && let Some(now) = tx.get(Table::Meta, &record)?
+                    && update.committed_root_record.as_deref() != Some(hex::encode(&now).as_str())
+                {
                     return Err(SyncError::dirty_receiver(side));
                 }
                 // Another tree's root takes the revision's, as on a checkout.
@@ -399,7 +408,9 @@ impl Local {
             for c in update.refs.iter().filter(|c| crate::transfer::is_tree_ref(&c.name)) {
                 let Some(record) = source.root_records.get(&c.name) else { continue };
                 let fits = match &self.codec {
-                    Some(codec) => monofs::repo::record_root(codec, &c.name, record) == Some(c.new),
+                    Some(codec) => {
+                        monofs::repo::open_root_record(codec, &c.name, record).is_some_and(|(root, _)| root == c.new)
+                    }
                     None => monofs::crypto::looks_sealed(record),
                 };
                 if fits {

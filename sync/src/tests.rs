@@ -862,6 +862,36 @@ fn a_changed_root_on_the_receiver_stops_a_sync() {
     assert_eq!(dst.state().expect("state").refs.get("WORKTREE"), src.state().expect("state").refs.get("WORKTREE"));
 }
 
+/// A receiver whose uncommitted root change is what the sender has since
+/// committed (a clone made before the sender's commit) is not dirty: the
+/// sync goes through, in both directions (it was refused for ever, and
+/// committing on the receiver made the replicas diverge; probe). A
+/// different change still stops it.
+#[test]
+fn a_root_change_the_sender_committed_too_does_not_stop_a_sync() {
+    let s = setup();
+    chmod_mounted_root(&s.src, 0o700);
+    let copy = s.src.with_file_name("copy");
+    let copy2 = s.src.with_file_name("copy2");
+    clone(&local(&s.src), &copy, &NoProgress).expect("clone");
+    clone(&local(&s.src), &copy2, &NoProgress).expect("clone");
+    {
+        let repo = Repository::open(&s.src, &mut || Ok(Vec::new())).expect("open");
+        repo.commit_worktree(&opts("root")).expect("commit");
+    }
+    chmod_mounted_root(&copy2, 0o750);
+    let (src, dst) = (local(&s.src), local(&copy));
+    let codec = src.codec().cloned();
+    sync(&src, &dst, codec.as_ref(), Direction::Push, &NoProgress).expect("sync into the clone");
+    drop(dst);
+    let repo = Arc::new(Repository::open(&copy, &mut || Ok(Vec::new())).expect("open"));
+    assert!(!repo.worktree_dirty().expect("dirty"));
+    assert_eq!(mounted_root_mode(repo), 0o700);
+    let other = local(&copy2);
+    let err = sync(&src, &other, codec.as_ref(), Direction::Push, &NoProgress).expect_err("a different change");
+    assert!(matches!(err, SyncError::DirtyReceiver { .. }), "{err}");
+}
+
 /// A sync without the key leaves the receiver's working tree; the next open
 /// with the key moves it to HEAD only if it was clean, and a root changed
 /// through a mount is a change (the tree id alone did not show it, and the

@@ -484,6 +484,16 @@ pub(crate) fn is_tree_ref(name: &str) -> bool {
     name == WORKTREE || name.starts_with(WORKTREES_PREFIX)
 }
 
+/// What a backup sync changes on the receiver (see [`plan`]).
+struct Plan {
+    /// Ref moves.
+    changes: Vec<RefChange>,
+    /// The working tree was left where it was (no key to compare it).
+    worktree_kept: bool,
+    /// See [`Update::committed_root_record`].
+    committed_root_record: Option<String>,
+}
+
 /// The ref moves a backup sync makes on `dst`: new refs are created,
 /// existing ones only fast-forwarded; the working tree follows HEAD, and
 /// one with uncommitted changes stops the sync (with the key: without it,
@@ -494,8 +504,9 @@ fn plan(
     ours: &RefState,
     theirs: &RefState,
     codec: Option<&Codec>,
-) -> Result<(Vec<RefChange>, bool)> {
+) -> Result<Plan> {
     let mut changes = Vec::new();
+    let mut committed_root_record = None;
     for (name, new) in ours.refs.iter().filter(|(n, _)| !is_tree_ref(n)) {
         let old = theirs.refs.get(name).copied();
         match old {
@@ -546,7 +557,8 @@ fn plan(
                     Some(old) => read_revision(src, codec, &old)?.root,
                     None => codec.id(Kind::Dir, &Dir::default().encode()),
                 };
-                let root = read_revision(src, codec, &head.new)?.root;
+                let new_rev = read_revision(src, codec, &head.new)?;
+                let root = new_rev.root;
                 // A tree that syncs without the key left behind, still
                 // what it was based on, is clean too.
                 let empty = codec.id(Kind::Dir, &Dir::default().encode());
@@ -560,16 +572,26 @@ fn plan(
                 // is sent all the same, so that the receiver knows its
                 // working tree went with HEAD.
                 let changed = current != Some(root) && current.is_some() && current != Some(clean) && !left_clean;
-                // A chmod of a mounted root, say, and nothing else.
-                if changed || theirs.worktree_root_meta {
+                // A chmod of a mounted root, say, and nothing else; unless
+                // the new HEAD has committed the same (the sender made the
+                // change too, and committed it), or the record is of
+                // another tree (stale: the tree's root ignores it).
+                let root_record = theirs.root_records.get(WORKTREE).filter(|_| theirs.worktree_root_meta);
+                let committed = root_record.filter(|record| {
+                    monofs::repo::open_root_record(codec, WORKTREE, record).is_some_and(|(at, meta)| {
+                        Some(at) != current || !monofs::repo::root_differs(&meta, &new_rev.root_meta)
+                    })
+                });
+                if changed || (theirs.worktree_root_meta && committed.is_none()) {
                     return Err(SyncError::dirty_receiver(dst.describe()));
                 }
+                committed_root_record = committed.map(hex::encode);
                 changes.push(RefChange { name: WORKTREE.into(), old: current, new: root });
             }
             None => worktree_kept = current.is_some(),
         }
     }
-    Ok((changes, worktree_kept))
+    Ok(Plan { changes, worktree_kept, committed_root_record })
 }
 
 /// Backs up: sends `src`'s revisions and tags that `dst` lacks and
@@ -624,7 +646,7 @@ fn sync_once(
     c: &mut Counters,
 ) -> Result<(Mode, Update, bool)> {
     let (ours, theirs) = (src.state()?, dst.state()?);
-    let (changes, worktree_kept) = plan(src, dst, &ours, &theirs, codec)?;
+    let Plan { changes, worktree_kept, committed_root_record } = plan(src, dst, &ours, &theirs, codec)?;
     let revisions: Vec<ObjectId> = ours.revisions.difference(&theirs.revisions).copied().collect();
     let to = Receiver { to: dst, gc_epoch: Some(theirs.gc_epoch) };
     let mode = match codec {
@@ -642,7 +664,7 @@ fn sync_once(
         }
     };
     progress.phase("updating refs");
-    let update = Update { refs: changes, revisions, gc_epoch: Some(theirs.gc_epoch) };
+    let update = Update { refs: changes, revisions, gc_epoch: Some(theirs.gc_epoch), committed_root_record };
     if !update.refs.is_empty() || !update.revisions.is_empty() {
         dst.update(&update)?;
     }
@@ -728,6 +750,7 @@ pub fn clone_with(
         revisions: state.revisions.iter().copied().collect(),
         // The clone holds its repository from the start.
         gc_epoch: None,
+        committed_root_record: None,
     };
     local.finish_clone(&update, &state)?;
     let summary = Summary::of(Direction::Clone, mode, &c, &update, false, start);

@@ -18,7 +18,7 @@ pub use dictionaries::{DictionaryRecord, install as install_dictionaries};
 pub use lock::{RepoLock, wait_for_lock};
 pub use raw::{RawRepository, RepoMeta};
 pub use refs::{HEAD, WORKTREE, WORKTREES_PREFIX, tag_ref, validate_ref_name, validate_tag_name, worktree_ref};
-pub use root_meta::{ROOT_META_PREFIX, record_root, root_differs, root_meta_key};
+pub use root_meta::{ROOT_META_PREFIX, open_root_record, root_differs, root_meta_key};
 pub use sink::{ObjectSink, WriteStats};
 pub use synced_head::{META_WORKTREE_BASE, WorktreeBase, decode_worktree_base, note_worktree_base, still_at_base};
 

@@ -36,10 +36,11 @@ fn decode(plain: &[u8]) -> Option<(ObjectId, Meta)> {
     Some((root, meta))
 }
 
-/// The root that a stored record of the tree of `tree_ref` names, if the
-/// record opens with `codec` (a replica checks what it is sent).
-pub fn record_root(codec: &Codec, tree_ref: &str, stored: &[u8]) -> Option<ObjectId> {
-    codec.open_record(&root_meta_key(tree_ref), stored).ok().and_then(|p| decode(&p)).map(|(root, _)| root)
+/// The root that a stored record of the tree of `tree_ref` names and the
+/// metadata it gives that root, if the record opens with `codec` (a
+/// replica checks what it is sent, and what a sync would move).
+pub fn open_root_record(codec: &Codec, tree_ref: &str, stored: &[u8]) -> Option<(ObjectId, Meta)> {
+    codec.open_record(&root_meta_key(tree_ref), stored).ok().and_then(|p| decode(&p))
 }
 
 /// Whether a root's metadata `a` differs from `b` as `diff` tells
