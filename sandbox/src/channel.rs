@@ -57,7 +57,7 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
         let spec: RunSpec = serde_json::from_str(
             r#"{"argv":["/bin/true"],"env":[],"workdir":"/","user":"","hostname":"h","tty":false,"volumes":[],
-                "scope":"None","ids":{"first":100000,"count":65536},"rootfs":"/r","files":[]}"#,
+                "scope":"None","ids":{"first":100000,"count":65536},"rootfs":"/r","files":[],"seccomp":true}"#,
         )
         .expect("spec");
         send_spec(&mut a, &spec).expect("send");

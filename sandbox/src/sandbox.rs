@@ -97,6 +97,8 @@ pub struct Options {
     pub tty: bool,
     /// `--keep`.
     pub keep: bool,
+    /// The system-call filter (off: `--security-opt seccomp=unconfined`).
+    pub seccomp: bool,
 }
 
 /// Why the sandbox ended.
@@ -310,6 +312,7 @@ pub fn run(store: ImageStore, opts: &Options) -> Result<Outcome> {
         ids: IdRange::for_slot(slot),
         rootfs: PathBuf::new(),
         files,
+        seccomp: opts.seccomp,
     };
     // The image's tree, writable, referred to by nothing: copy-on-write
     // for free, and nothing to delete afterwards unless it is kept.

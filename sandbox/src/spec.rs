@@ -34,6 +34,9 @@ pub struct RunSpec {
     /// Files given to the sandbox read-only, such as `/etc/resolv.conf`;
     /// the image's own file, if any, is covered, not changed.
     pub files: Vec<GivenFile>,
+    /// Whether the command gets the system-call filter (namespace
+    /// isolation; see `seccomp.rs`).
+    pub seccomp: bool,
 }
 
 /// A file the supervisor gives the sandbox.

@@ -306,6 +306,11 @@ fn the_sandbox_is_isolated_from_the_host() {
     assert_eq!(out.matches("refused").count(), 4, "{out}");
     assert!(out.contains("Operation not permitted") && out.contains("forked\n3\n"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "no filter: {out}");
+    // Without it (Docker's `--security-opt seccomp=unconfined`) a user
+    // namespace of its own is allowed.
+    let out = sh(&env, &["--security-opt", "seccomp=unconfined"], script);
+    assert!(!out.contains("Seccomp:\t2") && out.contains("forked\n3\n"), "{out}");
+    assert!(out.matches("refused").count() < 4, "still filtered: {out}");
 }
 
 #[test]
@@ -517,6 +522,7 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         (vec!["--cpus", "0", "bb", "--", "true"], "invalid --cpus"),
         (vec!["--scope", "galaxy", "bb", "--", "true"], "invalid --scope"),
         (vec!["--isolation", "container", "bb", "--", "true"], "invalid --isolation"),
+        (vec!["--security-opt", "apparmor=x", "bb", "--", "true"], "invalid --security-opt"),
         (vec!["-v", "/nonexistent-host-path:/x", "bb", "--", "true"], "invalid -v"),
         (vec!["-v", "/tmp:relative", "bb", "--", "true"], "invalid -v"),
         (vec!["-u", "ghost", "bb", "--", "true"], "no user 'ghost'"),

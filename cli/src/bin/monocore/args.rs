@@ -91,6 +91,10 @@ pub struct TmpArgs {
     /// Keep the sandbox's changes as a revision (see `monocore diff ID`).
     #[arg(long)]
     pub keep: bool,
+    /// `seccomp=unconfined`: no system-call filter (namespace isolation;
+    /// for 32-bit programs, or a command that makes namespaces of its own).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
 }
 
 /// `monocore ps`.

@@ -32,7 +32,21 @@ fn options(a: TmpArgs, config: Config) -> anyhow::Result<Options> {
         timeout: a.timeout,
         tty: a.tty,
         keep: a.keep,
+        seccomp: seccomp(&a.security_opt)?,
     })
+}
+
+/// Whether the system-call filter stays on, from `--security-opt` values
+/// (Docker's syntax; only `seccomp=unconfined` is known).
+fn seccomp(opts: &[String]) -> anyhow::Result<bool> {
+    let mut on = true;
+    for o in opts {
+        match o.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => on = false,
+            _ => anyhow::bail!("invalid --security-opt '{o}': the one known is seccomp=unconfined"),
+        }
+    }
+    Ok(on)
 }
 
 pub fn run(a: TmpArgs, home: &Path) -> anyhow::Result<ExitCode> {
