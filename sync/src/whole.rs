@@ -319,14 +319,37 @@ fn open_partial(partial: &Path) -> Result<File> {
 }
 
 /// The sums of the whole pieces among the first `len` bytes of `file`.
+/// Pieces that are holes (a copy cut short by a crash, or made sparse) are
+/// not read: their sum is that of zeros.
 fn sums_of(file: &File, len: u64) -> std::io::Result<Vec<blake3::Hash>> {
     let mut buf = vec![0u8; pieces::PIECE as usize];
+    let zeros = std::sync::OnceLock::new();
+    let mut data = 0u64;
     (0..len / pieces::PIECE)
         .map(|n| {
-            file.read_exact_at(&mut buf, n * pieces::PIECE)?;
+            let at = n * pieces::PIECE;
+            if data < at + pieces::PIECE {
+                data = next_data(file, at)?;
+            }
+            if data >= at + pieces::PIECE {
+                return Ok(*zeros.get_or_init(|| pieces::sum(&vec![0u8; pieces::PIECE as usize])));
+            }
+            file.read_exact_at(&mut buf, at)?;
             Ok(pieces::sum(&buf))
         })
         .collect()
+}
+
+/// Where the next data of `file` at or after `at` begins (`u64::MAX`: none),
+/// as far as its file system tells holes apart; `at` where it does not.
+fn next_data(file: &File, at: u64) -> std::io::Result<u64> {
+    let Ok(offset) = i64::try_from(at) else { return Ok(at) };
+    match nix::unistd::lseek(file, offset, nix::unistd::Whence::SeekData) {
+        Ok(data) => Ok(u64::try_from(data).unwrap_or(at)),
+        Err(nix::errno::Errno::ENXIO) => Ok(u64::MAX),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP) => Ok(at),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the copy, checks that it is the source's repository, verifies
@@ -582,6 +605,24 @@ mod tests {
         std::fs::create_dir(&partial).expect("mkdir");
         let err = FakeSource::new(file()).fetch(&partial).err().expect("refused");
         assert!(err.to_string().contains("not a regular file: remove it") && !err.resumable(), "{err}");
+    }
+
+    /// Holes are summed as zeros without being read: a piece of zeros the
+    /// source has too is kept, others are sent again.
+    #[test]
+    fn holes_in_a_partial_copy_are_summed_as_zeros() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partial = dir.path().join(PARTIAL_FILE);
+        let mut src = file();
+        src[2 * MIB..3 * MIB].fill(0);
+        let f = File::create(&partial).expect("create");
+        f.write_all_at(&src[MIB..2 * MIB], MIB as u64).expect("write");
+        f.set_len(4 * MIB as u64).expect("extend with a hole");
+        drop(f);
+        let copied = FakeSource::new(src.clone()).fetch(&partial).expect("fetch").expect("sent whole");
+        // Pieces 1 (data) and 2 (a hole, zeros in the source) kept.
+        assert_eq!(copied.resumed_at, 2 * MIB as u64);
+        assert_eq!(std::fs::read(&partial).expect("read"), src);
     }
 
     #[test]
