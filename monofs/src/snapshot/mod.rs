@@ -131,9 +131,19 @@ fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
     Ok((id, size))
 }
 
-/// Opens the file at `path` for reading, however long the path.
-fn open(path: &Path) -> Result<std::fs::File> {
-    crate::longpath::reachable(path).and_then(|at| std::fs::File::open(&*at)).map_err(|e| Error::io(path, e))
+/// Opens the file at `path` for reading, however long the path, if it is
+/// still the file the walk found there (`stat`): not a symlink, not
+/// another file reached through a directory replaced since.
+fn open(path: &Path, stat: &scan::FileStat) -> Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let opened = crate::longpath::reachable(path)
+        .and_then(|at| std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(&*at));
+    let file = opened.map_err(|e| Error::io(path, e))?;
+    let md = file.metadata().map_err(|e| Error::io(path, e))?;
+    if (md.dev(), md.ino()) != (stat.dev, stat.ino) {
+        return Err(scan::replaced(path));
+    }
+    Ok(file)
 }
 
 /// One entry of a directory being built.
@@ -161,7 +171,7 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                     (content.clone(), stat.size)
                 }
                 None => {
-                    let file = open(path)?;
+                    let file = open(path, stat)?;
                     match sparse::SparseFile::of(file) {
                         Ok(mut sparse) => {
                             let (content, size, _) =
@@ -171,7 +181,7 @@ fn build_entry(ctx: &Ctx<'_>, name: &[u8], node: &ScanNode, cached: Option<&Cont
                                 (content, size)
                             } else {
                                 // It shrank while read: stored as any small file is.
-                                let mut file = open(path)?;
+                                let mut file = open(path, stat)?;
                                 ctx.chunker.store(ctx.sink, &mut file, path, |n| ctx.progress.bytes(n))?
                             }
                         }

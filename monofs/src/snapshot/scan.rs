@@ -2,11 +2,13 @@
 //! metadata (in parallel), then resolve hard-link groups in tree order.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use xattr::FileExt;
 
 use crate::error::{Error, Result};
 use crate::longpath::reachable;
@@ -46,13 +48,18 @@ pub(crate) struct ScanTotals {
     pub bytes: u64,
 }
 
-/// The metadata of the file at `path`, reached at `at` (see [`reachable`]).
-fn meta_of(path: &Path, at: &Path, md: &std::fs::Metadata) -> Result<Meta> {
+/// The extended attributes of an entry, sorted: `list` and `get` read them
+/// (by descriptor or by a path not followed at its end).
+fn xattrs_of(
+    path: &Path,
+    list: impl FnOnce() -> std::io::Result<xattr::XAttrs>,
+    get: impl Fn(&std::ffi::OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut xattrs = Vec::new();
-    match xattr::list(at) {
+    match list() {
         Ok(names) => {
             for name in names {
-                if let Some(value) = xattr::get(at, &name).map_err(|e| Error::io(path, e))? {
+                if let Some(value) = get(&name).map_err(|e| Error::io(path, e))? {
                     xattrs.push((name.as_bytes().to_vec(), value));
                 }
             }
@@ -62,43 +69,118 @@ fn meta_of(path: &Path, at: &Path, md: &std::fs::Metadata) -> Result<Meta> {
         Err(e) => return Err(Error::io(path, e)),
     }
     xattrs.sort();
-    Ok(Meta {
+    Ok(xattrs)
+}
+
+fn meta_of(md: &std::fs::Metadata, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Meta {
+    Meta {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
         mtime: Timestamp { sec: md.mtime(), nsec: md.mtime_nsec() as u32 },
         xattrs,
-    })
+    }
+}
+
+/// The error of a tree that changed under the walk in a way it must not
+/// follow: a directory replaced (by a symlink, say) between its listing in
+/// its parent and its opening.
+pub(crate) fn replaced(path: &Path) -> Error {
+    let why = "it was replaced while the commit read it; run the commit again";
+    Error::io(path, std::io::Error::other(why))
 }
 
 /// Walks `path` (a directory) recursively.
+///
+/// Each directory is listed, and its entries examined, through a
+/// descriptor of it (as `/proc/self/fd/N/NAME`, which no symlink on the
+/// way can redirect), and each subdirectory is opened by its path, not
+/// following a symlink at its end, and checked to be the directory its
+/// parent listed (device and inode). A directory swapped for a symlink
+/// while the commit runs thus fails the commit rather than have it store
+/// what the symlink points to. Only the directories being listed are held
+/// open, not every ancestor, so a tree of any depth takes few descriptors.
 pub(crate) fn scan_dir(path: &Path) -> Result<ScanDir> {
-    let at = reachable(path).map_err(|e| Error::io(path, e))?;
-    let md = std::fs::symlink_metadata(&*at).map_err(|e| Error::io(path, e))?;
-    let meta = meta_of(path, &at, &md)?;
-    let mut names: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-    for item in std::fs::read_dir(&*at).map_err(|e| Error::io(path, e))? {
-        let item = item.map_err(|e| Error::io(path, e))?;
-        names.push((item.file_name().as_bytes().to_vec(), path.join(item.file_name())));
+    // The top is the path the user gave, followed if it is a symlink.
+    let dir = reachable(path).and_then(|at| std::fs::File::open(&*at)).map_err(|e| Error::io(path, e))?;
+    scan_opened(path, dir)
+}
+
+fn scan_opened(path: &Path, dir: std::fs::File) -> Result<ScanDir> {
+    let md = dir.metadata().map_err(|e| Error::io(path, e))?;
+    let meta = meta_of(&md, xattrs_of(path, || dir.list_xattr(), |n| dir.get_xattr(n))?);
+    let here = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for item in std::fs::read_dir(&here).map_err(|e| Error::io(path, e))? {
+        names.push(item.map_err(|e| Error::io(path, e))?.file_name().as_bytes().to_vec());
     }
-    drop(at);
-    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let entries =
-        names.into_par_iter().map(|(name, child)| Ok((name, scan_node(&child)?))).collect::<Result<Vec<_>>>()?;
+    names.sort_unstable();
+    // Every entry examined while the directory is held; subdirectories
+    // walked once it is closed.
+    let looked: Vec<(Vec<u8>, Looked)> = names
+        .into_par_iter()
+        .map(|name| {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            let looked = look(&child, &here.join(std::ffi::OsStr::from_bytes(&name)))?;
+            Ok((name, looked))
+        })
+        .collect::<Result<_>>()?;
+    drop(dir);
+    let entries = looked
+        .into_par_iter()
+        .map(|(name, looked)| {
+            let node = match looked {
+                Looked::Leaf(node) => node,
+                Looked::Dir { dev, ino } => {
+                    let child = path.join(std::ffi::OsStr::from_bytes(&name));
+                    ScanNode::Dir(scan_opened(&child, open_listed_dir(&child, dev, ino)?)?)
+                }
+            };
+            Ok((name, node))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(ScanDir { path: path.to_owned(), meta, entries })
 }
 
-fn scan_node(path: &Path) -> Result<ScanNode> {
-    let at = reachable(path).map_err(|e| Error::io(path, e))?;
-    let md = std::fs::symlink_metadata(&*at).map_err(|e| Error::io(path, e))?;
+/// What a directory's listing found of one entry.
+enum Looked {
+    /// A subdirectory, to be walked: its device and inode as listed.
+    Dir { dev: u64, ino: u64 },
+    /// Anything else, examined.
+    Leaf(ScanNode),
+}
+
+/// Opens the subdirectory at `path` that its parent listed as `dev`/`ino`,
+/// not through a symlink at its end, and only if it is still that one.
+fn open_listed_dir(path: &Path, dev: u64, ino: u64) -> Result<std::fs::File> {
+    let opened = reachable(path).and_then(|at| {
+        std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW).open(&*at)
+    });
+    let dir = match opened {
+        Ok(dir) => dir,
+        Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::ENOTDIR)) => {
+            return Err(replaced(path));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let md = dir.metadata().map_err(|e| Error::io(path, e))?;
+    if (md.dev(), md.ino()) != (dev, ino) {
+        return Err(replaced(path));
+    }
+    Ok(dir)
+}
+
+/// Examines the entry at `path`, reached at `at` through its directory's
+/// descriptor (not followed at its end).
+fn look(path: &Path, at: &Path) -> Result<Looked> {
+    let md = std::fs::symlink_metadata(at).map_err(|e| Error::io(path, e))?;
     let ft = md.file_type();
     if ft.is_dir() {
-        drop(at);
-        return Ok(ScanNode::Dir(scan_dir(path)?));
+        return Ok(Looked::Dir { dev: md.dev(), ino: md.ino() });
     }
-    let meta = meta_of(path, &at, &md)?;
+    let meta = meta_of(&md, xattrs_of(path, || xattr::list(at), |n| xattr::get(at, n))?);
     let (major, minor) = (nix::sys::stat::major(md.rdev()), nix::sys::stat::minor(md.rdev()));
-    Ok(if ft.is_file() {
+    Ok(Looked::Leaf(if ft.is_file() {
         let stat = FileStat {
             dev: md.dev(),
             ino: md.ino(),
@@ -109,7 +191,11 @@ fn scan_node(path: &Path) -> Result<ScanNode> {
         };
         ScanNode::File { meta, path: path.to_owned(), stat }
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(&*at).map_err(|e| Error::io(path, e))?;
+        let target = std::fs::read_link(at).map_err(|e| match e.raw_os_error() {
+            // No longer a symlink.
+            Some(nix::libc::EINVAL) => replaced(path),
+            _ => Error::io(path, e),
+        })?;
         ScanNode::Symlink { meta, target: target.as_os_str().as_bytes().to_vec() }
     } else if ft.is_fifo() {
         ScanNode::Special { meta, kind: EntryKind::Fifo }
@@ -119,7 +205,7 @@ fn scan_node(path: &Path) -> Result<ScanNode> {
         ScanNode::Special { meta, kind: EntryKind::CharDev { major, minor } }
     } else {
         ScanNode::Special { meta, kind: EntryKind::BlockDev { major, minor } }
-    })
+    }))
 }
 
 /// Turns every file that shares its inode with a file seen earlier (in
@@ -156,5 +242,29 @@ fn walk(dir: &mut ScanDir, prefix: &mut Vec<u8>, first: &mut HashMap<(u64, u64),
             _ => {}
         }
         prefix.truncate(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory replaced after its parent listed it, by a symlink to
+    /// another one or by another directory, is not walked.
+    #[test]
+    fn a_directory_replaced_after_its_listing_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (b, elsewhere) = (dir.path().join("b"), dir.path().join("elsewhere"));
+        std::fs::create_dir(&b).expect("mkdir");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        let md = std::fs::symlink_metadata(&b).expect("lstat");
+        assert!(open_listed_dir(&b, md.dev(), md.ino()).is_ok());
+        std::fs::rename(&b, dir.path().join("b.real")).expect("rename");
+        std::os::unix::fs::symlink(&elsewhere, &b).expect("symlink");
+        let err = open_listed_dir(&b, md.dev(), md.ino()).expect_err("followed a symlink");
+        assert!(err.to_string().contains("was replaced"), "{err}");
+        std::fs::remove_file(&b).expect("rm");
+        std::fs::create_dir(&b).expect("another directory");
+        assert!(open_listed_dir(&b, md.dev(), md.ino()).is_err(), "walked another directory");
     }
 }
