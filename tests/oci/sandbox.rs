@@ -134,6 +134,45 @@ fn started_by(env: &Env, mut c: Command) -> (Background, String) {
     }
 }
 
+/// Waits until the command of sandbox `id` (a child of its init) catches
+/// `signal`: its trap is set. A signal relayed before that takes its
+/// default action (the test saw 138 instead of the trap's status on a
+/// loaded machine).
+fn wait_until_caught(env: &Env, id: &str, signal: nix::sys::signal::Signal) {
+    let ps = super::json(&env.ok(&[&"ps", &"--json"]));
+    let init = ps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["init"]["pid"].as_u64())
+        .expect("the sandbox's init");
+    let bit = 1u64 << (signal as i32 - 1);
+    let caught = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & bit != 0)
+    };
+    let children = |pid: &str| {
+        let listed = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        listed.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Below the init (which catches every signal it relays): its pid 1,
+        // then the command.
+        let below: Vec<String> = children(&init.to_string()).iter().flat_map(|p| children(p)).collect();
+        if below.iter().any(|p| caught(p)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the command never set its trap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `monocore tmp ARGS` on a terminal (util-linux `script` makes one)
 /// and types `input` into it; its stdin stays open until it ends.
 fn on_a_terminal(env: &Env, args: &str, input: &[u8]) -> Output {
@@ -402,7 +441,8 @@ fn streams_and_signals_behave_as_under_docker() {
     shared.write_all(b"end\n").expect("write");
     assert_eq!(std::fs::read_to_string(&log).expect("log"), "meanwhile\nsandbox\nend\n");
 
-    let (mut child, _) = started(&env, &["/bin/sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"]);
+    let (mut child, id) = started(&env, &["/bin/sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"]);
+    wait_until_caught(&env, &id, nix::sys::signal::Signal::SIGUSR1);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGUSR1)
         .expect("kill");
     let status = wait_exit(&mut child, Duration::from_secs(20)).expect("monocore exits after the command");
