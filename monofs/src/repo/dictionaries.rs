@@ -42,12 +42,10 @@ pub fn install(codec: &Codec, records: &[DictionaryRecord]) {
 /// its key names, or zstd cannot load it.
 pub(crate) fn open(codec: &Codec, key: &[u8], record: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let raw = codec.open_record(key, record).map_err(|e| format!("it does not open: {e}"))?;
-    match (dictionary::id_of(&raw), dictionary::check(&raw)) {
-        (Some(id), _) if dictionary::meta_key(id) != *key => {
-            Err("it holds another dictionary than its key names".into())
-        }
-        (_, Some(_)) => Ok(raw),
-        _ => Err("zstd cannot load it as a dictionary".into()),
+    match dictionary::check(&raw) {
+        Some(id) if dictionary::meta_key(id) == *key => Ok(raw),
+        Some(_) => Err("it holds another dictionary than its key names".into()),
+        None => Err("zstd cannot load it as a dictionary".into()),
     }
 }
 

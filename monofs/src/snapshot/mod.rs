@@ -135,15 +135,7 @@ fn build_dir(ctx: &Ctx<'_>, dir: &ScanDir) -> Result<(ObjectId, u64)> {
 /// still the file the walk found there (`stat`): not a symlink, not
 /// another file reached through a directory replaced since.
 fn open(path: &Path, stat: &scan::FileStat) -> Result<std::fs::File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let opened = crate::longpath::reachable(path)
-        .and_then(|at| std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(&*at));
-    let file = opened.map_err(|e| Error::io(path, e))?;
-    let md = file.metadata().map_err(|e| Error::io(path, e))?;
-    if (md.dev(), md.ino()) != (stat.dev, stat.ino) {
-        return Err(scan::replaced(path));
-    }
-    Ok(file)
+    scan::open_as_listed(path, 0, stat.dev, stat.ino)
 }
 
 /// One entry of a directory being built.

@@ -85,7 +85,7 @@ fn meta_of(md: &std::fs::Metadata, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Meta {
 /// The error of a tree that changed under the walk in a way it must not
 /// follow: a directory replaced (by a symlink, say) between its listing in
 /// its parent and its opening.
-pub(crate) fn replaced(path: &Path) -> Error {
+fn replaced(path: &Path) -> Error {
     let why = "it was replaced while the commit read it; run the commit again";
     Error::io(path, std::io::Error::other(why))
 }
@@ -133,7 +133,7 @@ fn scan_opened(path: &Path, dir: std::fs::File) -> Result<ScanDir> {
                 Looked::Leaf(node) => node,
                 Looked::Dir { dev, ino } => {
                     let child = path.join(std::ffi::OsStr::from_bytes(&name));
-                    ScanNode::Dir(scan_opened(&child, open_listed_dir(&child, dev, ino)?)?)
+                    ScanNode::Dir(scan_opened(&child, open_as_listed(&child, nix::libc::O_DIRECTORY, dev, ino)?)?)
                 }
             };
             Ok((name, node))
@@ -150,12 +150,13 @@ enum Looked {
     Leaf(ScanNode),
 }
 
-/// Opens the subdirectory at `path` that its parent listed as `dev`/`ino`,
-/// not through a symlink at its end, and only if it is still that one.
-fn open_listed_dir(path: &Path, dev: u64, ino: u64) -> Result<std::fs::File> {
-    let opened = reachable(path).and_then(|at| {
-        std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW).open(&*at)
-    });
+/// Opens for reading (with open(2) `flags` besides) the entry at `path`
+/// that the walk found as `dev`/`ino`, not through a symlink at its end,
+/// and only if it is still that one: a subdirectory its parent listed, a
+/// file read after the walk.
+pub(crate) fn open_as_listed(path: &Path, flags: i32, dev: u64, ino: u64) -> Result<std::fs::File> {
+    let opened = reachable(path)
+        .and_then(|at| std::fs::OpenOptions::new().read(true).custom_flags(flags | nix::libc::O_NOFOLLOW).open(&*at));
     let dir = match opened {
         Ok(dir) => dir,
         Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::ENOTDIR)) => {
@@ -258,13 +259,13 @@ mod tests {
         std::fs::create_dir(&b).expect("mkdir");
         std::fs::create_dir(&elsewhere).expect("mkdir");
         let md = std::fs::symlink_metadata(&b).expect("lstat");
-        assert!(open_listed_dir(&b, md.dev(), md.ino()).is_ok());
+        assert!(open_as_listed(&b, nix::libc::O_DIRECTORY, md.dev(), md.ino()).is_ok());
         std::fs::rename(&b, dir.path().join("b.real")).expect("rename");
         std::os::unix::fs::symlink(&elsewhere, &b).expect("symlink");
-        let err = open_listed_dir(&b, md.dev(), md.ino()).expect_err("followed a symlink");
+        let err = open_as_listed(&b, nix::libc::O_DIRECTORY, md.dev(), md.ino()).expect_err("followed a symlink");
         assert!(err.to_string().contains("was replaced"), "{err}");
         std::fs::remove_file(&b).expect("rm");
         std::fs::create_dir(&b).expect("another directory");
-        assert!(open_listed_dir(&b, md.dev(), md.ino()).is_err(), "walked another directory");
+        assert!(open_as_listed(&b, nix::libc::O_DIRECTORY, md.dev(), md.ino()).is_err(), "walked another directory");
     }
 }
